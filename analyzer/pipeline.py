@@ -1,0 +1,89 @@
+"""The pipeline, wired: capture → packets → streams → sessions (handshake, frames, messages) → rows.
+
+Read this file first. Each stage is a sans-IO object in its own module; this one only moves
+records and events from one to the next, one capture file at a time, streaming.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from analyzer.capture import CaptureReader
+from analyzer.events import StreamClosed, StreamData, StreamEnd, StreamGap, StreamOpened, StreamProblem
+from analyzer.packets import PacketDecoder
+from analyzer.session import Options, Session, problem_row
+from analyzer.streams import Reassembler
+from analyzer.tables import TableRows
+
+ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
+_PROGRESS_EVERY = 4096                          # records between progress callbacks
+
+
+def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
+                 capture_name: str | None = None, progress: ProgressCallback | None = None) -> TableRows:
+    """Run one capture through every stage and return its table rows.
+
+    Raises:
+        CaptureError: the file cannot be read as a capture at all (nothing was read).
+    """
+    rows = TableRows()
+    name = capture_name or os.path.basename(os.fspath(path))
+    reader = CaptureReader(path)
+    decoder = PacketDecoder()
+    reassembler = Reassembler()
+    sessions: dict[int, Session] = {}
+    conn_offset = first_conn_id - 1
+
+    def dispatch(events: list) -> None:
+        for ev in events:
+            kind = type(ev)
+            if kind is StreamData:
+                session = sessions.get(ev.conn_id)
+                if session is not None and session.state != "ignored":
+                    session.on_data(ev.direction, ev.data, ev.record_no, ev.ts_ns)
+            elif kind is StreamOpened:
+                sessions[ev.conn_id] = Session(ev, rows, options, name, ev.conn_id + conn_offset)
+                rows.tcp_connections += 1
+            elif kind is StreamGap:
+                session = sessions.get(ev.conn_id)
+                if session is not None:
+                    session.on_gap(ev.direction, ev.size, ev.record_no, ev.ts_ns)
+            elif kind is StreamEnd:
+                session = sessions.get(ev.conn_id)
+                if session is not None:
+                    session.on_end(ev.direction, ev.rst, ev.record_no, ev.ts_ns)
+            elif kind is StreamClosed:
+                session = sessions.pop(ev.conn_id, None)
+                if session is not None:
+                    session.close(ev.reason, ev.record_no, ev.ts_ns)
+            elif kind is StreamProblem:
+                session = sessions.get(ev.conn_id)
+                if session is not None:
+                    session.on_problem(ev.direction, ev.problem)
+
+    try:
+        records = 0
+        for record in reader:
+            records += 1
+            segment = decoder.decode(record)
+            if decoder.problems:
+                rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+                decoder.problems.clear()
+            if segment is not None:
+                events = reassembler.feed(segment)
+                if events:
+                    dispatch(events)
+            if progress is not None and records % _PROGRESS_EVERY == 0:
+                progress(reader.position(), reader.size)
+        dispatch(reassembler.finish())
+        for session in list(sessions.values()):   # flows the reassembler did not release
+            session.close("end-of-capture", 0, session.last_ts)
+        rows.problems.extend(problem_row(name, p) for p in reader.problems)
+        rows.packets = records
+        rows.bytes_read = reader.size
+        if progress is not None:
+            progress(reader.size, reader.size)
+    finally:
+        reader.close()
+    return rows

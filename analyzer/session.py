@@ -1,0 +1,397 @@
+"""One TCP connection's WebSocket life: handshake, then frames and messages per side, then close.
+
+Rules of the state machine (one place, h11-style):
+  Rule 1: a connection starts in HANDSHAKE (or, when its port is in `ports=` and its first bytes are
+          not HTTP, in FRAMES with roles taken from the port and the masking).
+  Rule 2: HandshakeDone(ok) → FRAMES, with the bytes that followed the handshake fed first;
+          a failed handshake stays in HANDSHAKE (keep-alive: another request may follow);
+          NotWebSocket → IGNORED, and nothing more of the connection is looked at.
+  Rule 3: in FRAMES each side has its own frame decoder and message assembler; the close handshake
+          (who closed first, codes, echo) and ping/pong pairing are tracked here across both sides.
+  Rule 4: the connections row is written when the reassembler releases the flow, and only for a
+          connection that carried an upgrade request or frames.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from dataclasses import dataclass
+
+from analyzer.events import (
+    CLIENT,
+    SERVER,
+    Frame,
+    Handshake,
+    HandshakeDone,
+    Message,
+    NotWebSocket,
+    Problem,
+    StreamOpened,
+)
+from analyzer.frames import FrameDecoder
+from analyzer.frames_hixie import HixieFrameDecoder
+from analyzer.handshake import HandshakeParser
+from analyzer.messages import MessageAssembler
+from analyzer.protocol import OPCODE_NAMES, ProblemKind, is_hixie, uses_hybi04_opcodes
+from analyzer.tables import TableRows
+
+HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
+SENDERS = ("client", "server")
+_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC", b"HTTP")
+_REPLAY_LIMIT = 64 * 1024
+_MAX_PENDING_PINGS = 64
+
+
+@dataclass(frozen=True)
+class Options:
+    """Analysis options shared by every connection (see analyzer.analyze)."""
+
+    ports: frozenset[int] = frozenset()
+    max_message_bytes: int = 16 << 20
+    payloads: bool = False
+    preview_len: int = 64
+    validate_utf8: bool = True
+
+
+def _address(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+class Side:
+    """Decoders and counters of one sender (client or server)."""
+
+    __slots__ = ("assembler", "bytes", "close_code", "close_reason", "decoder", "frames", "messages",
+                 "pings", "sent_close")
+
+    def __init__(self, decoder: FrameDecoder | HixieFrameDecoder, assembler: MessageAssembler) -> None:
+        self.decoder = decoder
+        self.assembler = assembler
+        self.frames = 0
+        self.messages = 0
+        self.bytes = 0
+        self.sent_close = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.pings: dict[bytes, int] = {}
+
+
+class Session:
+    """Fed a connection's stream events by the pipeline; writes rows into `rows`."""
+
+    def __init__(self, opened: StreamOpened, rows: TableRows, options: Options, capture: str,
+                 conn_id: int) -> None:
+        self.opened = opened
+        self.rows = rows
+        self.options = options
+        self.capture = capture
+        self.conn_id = conn_id
+        self.state = HANDSHAKE
+        self.parser: HandshakeParser | None = HandshakeParser()
+        self.handshake: Handshake | None = None
+        self.request_seen = False
+        self.client_dir = CLIENT            # which stream direction is the WebSocket client
+        self.sides: list[Side] | None = None  # indexed by stream direction
+        self.forced = bool(options.ports) and (opened.server_port in options.ports
+                                               or opened.client_port in options.ports)
+        self.replay: list[tuple[int, bytes, int, int]] = []
+        self.pending_problems: list[tuple[str | None, Problem]] = []  # until we know it is WebSocket
+        self.replay_bytes = 0
+        self.first_close: tuple[str, int | None] | None = None
+        self.tcp_end = "open"
+        self.tcp_gaps = 0
+        self.last_ts = opened.ts_ns
+        self.next_message_id = itertools.count(1).__next__
+
+    # --- events from the pipeline --------------------------------------------------------------
+
+    def on_data(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        self.last_ts = ts_ns
+        state = self.state
+        if state is FRAMES:
+            self._frames(direction, data, record_no, ts_ns)
+        elif state is HANDSHAKE:
+            if self.forced and not self.request_seen and not self.replay and not data.startswith(_HTTP_METHODS):
+                self._start_frames_without_handshake(direction, data)
+                self._frames(direction, data, record_no, ts_ns)
+                return
+            if self.forced and self.replay_bytes < _REPLAY_LIMIT:
+                self.replay.append((direction, data, record_no, ts_ns))
+                self.replay_bytes += len(data)
+            assert self.parser is not None
+            self._handshake_events(self.parser.feed(direction, data, record_no, ts_ns))
+
+    def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
+        self.tcp_gaps += 1
+        self.last_ts = ts_ns
+        if self.state is FRAMES and self.sides is not None:
+            side = self.sides[direction]
+            sender = self._sender(direction)
+            for ev in side.decoder.gap(size, record_no, ts_ns):
+                self._frame_event(direction, side, sender, ev)
+            for mev in side.assembler.gap(record_no, ts_ns):
+                self._message_event(sender, mev)
+        elif self.state is HANDSHAKE and self.parser is not None:
+            self._handshake_events(self.parser.gap(direction))
+
+    def on_end(self, direction: int, rst: bool, record_no: int, ts_ns: int) -> None:
+        self.last_ts = ts_ns
+        if rst:
+            self.tcp_end = "rst"
+        elif self.tcp_end != "rst":
+            self.tcp_end = "fin"
+
+    def on_problem(self, direction: int | None, problem: Problem) -> None:
+        sender = None if direction is None else self._sender(direction)
+        self._problem(sender, problem)
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.request_seen or self.state is FRAMES
+
+    def close(self, reason: str, record_no: int, ts_ns: int) -> None:
+        """The flow is released: flush decoders, write the connections row."""
+        if reason == "end-of-capture" and self.tcp_end == "open":
+            pass
+        elif reason in ("closed",) and self.tcp_end == "open":
+            self.tcp_end = "fin"
+        elif reason == "reset":
+            self.tcp_end = "rst"
+        if self.state is HANDSHAKE and self.parser is not None:
+            self._handshake_events(self.parser.finish())
+        if self.state is FRAMES and self.sides is not None:
+            for direction, side in enumerate(self.sides):
+                sender = self._sender(direction)
+                for ev in side.decoder.finish():
+                    self._frame_event(direction, side, sender, ev)
+                for mev in side.assembler.finish(record_no, ts_ns):
+                    self._message_event(sender, mev)
+        if self.is_websocket:
+            if self.pending_problems:
+                pending, self.pending_problems = self.pending_problems, []
+                for sender, problem in pending:
+                    self._problem(sender, problem)
+            self._write_connection()
+
+    # --- handshake -----------------------------------------------------------------------------
+
+    def _handshake_events(self, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, HandshakeDone):
+                self.request_seen = True
+                self.handshake = ev.handshake
+                self.client_dir = ev.client_direction
+                if ev.handshake.ok:
+                    self._start_frames(ev.handshake)
+                    for direction in (self.client_dir, 1 - self.client_dir):
+                        trailing = ev.trailing[direction]
+                        if trailing:
+                            rec, ts = self._trailing_origin(ev.handshake, direction)
+                            self._frames(direction, trailing, rec, ts)
+                    return
+            elif isinstance(ev, NotWebSocket):
+                if self.forced and not self.request_seen:
+                    self._replay_as_frames()
+                else:
+                    self.state = IGNORED
+                    self.parser = None
+                    self.pending_problems = []
+                return
+            elif isinstance(ev, Problem):
+                self._problem(None, ev)
+
+    def _trailing_origin(self, hs: Handshake, direction: int) -> tuple[int, int]:
+        if direction == self.client_dir:
+            return hs.request_record_no or 0, hs.request_ts_ns or self.last_ts
+        return hs.response_record_no or 0, hs.response_ts_ns or self.last_ts
+
+    def _start_frames(self, hs: Handshake | None) -> None:
+        self.state = FRAMES
+        self.parser = None
+        self.replay = []
+        opts = self.options
+        deflate = hs.deflate if hs is not None else None
+        hixie = hs is not None and is_hixie(hs.draft)
+        hybi04 = hs is not None and uses_hybi04_opcodes(hs.version)
+        allowed_rsv = 0x7 if hs is None else (0x4 if deflate is not None else 0)
+        sides = []
+        for direction in (0, 1):
+            from_client = direction == self.client_dir
+            decoder: FrameDecoder | HixieFrameDecoder
+            if hixie:
+                decoder = HixieFrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes)
+            else:
+                decoder = FrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes,
+                                       hybi04_opcodes=hybi04, allowed_rsv=allowed_rsv)
+            assembler = MessageAssembler(
+                next_message_id=self.next_message_id, from_client=from_client, deflate=deflate,
+                max_message_bytes=opts.max_message_bytes, keep_payload=opts.payloads,
+                preview_len=opts.preview_len, validate_utf8=opts.validate_utf8)
+            sides.append(Side(decoder, assembler))
+        self.sides = sides
+
+    def _start_frames_without_handshake(self, direction: int, data: bytes) -> None:
+        """ports= mode with no handshake: the server is the side on the given port; when both or
+        neither are, the side whose first frame is masked is the client."""
+        opened = self.opened
+        if opened.server_port in self.options.ports and opened.client_port not in self.options.ports:
+            self.client_dir = CLIENT
+        elif opened.client_port in self.options.ports and opened.server_port not in self.options.ports:
+            self.client_dir = SERVER
+        else:
+            masked = len(data) >= 2 and bool(data[1] & 0x80)
+            self.client_dir = direction if masked else 1 - direction
+        self._start_frames(None)
+
+    def _replay_as_frames(self) -> None:
+        replay = self.replay
+        if not replay:
+            self.state = IGNORED
+            return
+        self._start_frames_without_handshake(replay[0][0], replay[0][1])
+        for direction, data, record_no, ts_ns in replay:
+            self._frames(direction, data, record_no, ts_ns)
+
+    # --- frames --------------------------------------------------------------------------------
+
+    def _sender(self, direction: int) -> str:
+        return "client" if direction == self.client_dir else "server"
+
+    def _frames(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        assert self.sides is not None
+        side = self.sides[direction]
+        side.bytes += len(data)
+        events = side.decoder.feed(data, record_no, ts_ns)
+        if events:
+            sender = "client" if direction == self.client_dir else "server"
+            for ev in events:
+                self._frame_event(direction, side, sender, ev)
+
+    def _frame_event(self, direction: int, side: Side, sender: str, ev: Frame | Problem) -> None:
+        if type(ev) is not Frame:
+            self._problem(sender, ev)  # type: ignore[arg-type]
+            return
+        info, message_events = side.assembler.feed(ev)
+        side.frames += 1
+        opcode = ev.opcode
+        rtt = None
+        if opcode == 0x8:
+            if not side.sent_close:
+                side.sent_close = True
+                side.close_code = 1005 if info.close_code is None else info.close_code
+                side.close_reason = info.close_reason
+                if self.first_close is None:
+                    self.first_close = (sender, side.close_code)
+        elif opcode == 0x9 and ev.payload is not None:
+            if len(side.pings) < _MAX_PENDING_PINGS:
+                side.pings.setdefault(ev.payload, ev.ts_ns)
+        elif opcode == 0xA and ev.payload is not None and self.sides is not None:
+            other = self.sides[1 - direction]
+            sent = other.pings.pop(ev.payload, None)
+            if sent is not None:
+                rtt = (ev.ts_ns - sent) / 1e9
+        self.rows.frames.append((
+            self.capture, self.conn_id, ev.record_no, ev.ts_ns, sender, opcode,
+            OPCODE_NAMES[opcode & 0xF], ev.fin, ev.rsv1, ev.rsv2, ev.rsv3, ev.masked, ev.payload_len,
+            ev.header_len, info.compressed, info.close_code, info.close_reason, info.message_id, rtt,
+        ))
+        for mev in message_events:
+            self._message_event(sender, mev)
+
+    def _message_event(self, sender: str, ev: Message | Problem) -> None:
+        if type(ev) is not Message:
+            self._problem(sender, ev)  # type: ignore[arg-type]
+            return
+        assert self.sides is not None
+        direction = self.client_dir if sender == "client" else 1 - self.client_dir
+        self.sides[direction].messages += 1
+        self.rows.messages.append((
+            self.capture, self.conn_id, ev.message_id, sender, ev.type, ev.ts_start_ns, ev.ts_end_ns,
+            ev.frames, ev.wire_bytes, ev.size, ev.compressed, ev.complete, ev.preview, ev.payload,
+            ev.first_record_no, ev.last_record_no,
+        ))
+
+    def _problem(self, sender: str | None, problem: Problem) -> None:
+        """Problems of a connection not yet known to be WebSocket wait; an ignored one's are dropped."""
+        if not self.is_websocket:
+            if self.state is HANDSHAKE and len(self.pending_problems) < 100:
+                self.pending_problems.append((sender, problem))
+            return
+        if self.pending_problems:
+            pending, self.pending_problems = self.pending_problems, []
+            for psender, pproblem in pending:
+                self._problem(psender, pproblem)
+        self.rows.problems.append((
+            self.capture, self.conn_id, problem.record_no, problem.ts_ns, sender,
+            str(problem.kind), problem.detail,
+        ))
+
+    # --- the connections row -------------------------------------------------------------------
+
+    def _close_status(self, hs: Handshake | None) -> tuple[str, int | None]:
+        if hs is not None and not hs.ok:
+            return "handshake-failed", None
+        sides = self.sides or []
+        closes = sum(1 for s in sides if s.sent_close)
+        if closes == 2:
+            status = "clean"
+        elif closes == 1:
+            status = "half-closed"
+        elif self.tcp_end == "open":
+            return "open-at-end", None
+        else:
+            status = "abnormal"
+        code = self.first_close[1] if self.first_close is not None else 1006
+        return status, code
+
+    def _write_connection(self) -> None:
+        o = self.opened
+        hs = self.handshake
+        swap = self.client_dir == SERVER
+        client, client_port = (o.server, o.server_port) if swap else (o.client, o.client_port)
+        server, server_port = (o.client, o.client_port) if swap else (o.server, o.server_port)
+        sides = self.sides
+        if sides is not None:
+            cside, sside = sides[self.client_dir], sides[1 - self.client_dir]
+        else:
+            cside = sside = None
+        status, code = self._close_status(hs)
+        rtt = None
+        if hs is not None and hs.request_ts_ns is not None and hs.response_ts_ns is not None:
+            rtt = (hs.response_ts_ns - hs.request_ts_ns) / 1e9
+
+        def val(side: Side | None, attr: str, default: object = 0) -> object:
+            return default if side is None else getattr(side, attr)
+
+        version, draft = (hs.version, hs.draft) if hs is not None else (-1, "unknown")
+        self.rows.connections.append((
+            self.capture, self.conn_id, _address(client), client_port, _address(server), server_port,
+            o.ip_version, o.ts_ns, self.last_ts, self.last_ts - o.ts_ns, o.syn_seen,
+            version, draft,
+            hs.http_status if hs else None, hs.ok if hs else None, hs.accept_valid if hs else None,
+            hs.failure_reason if hs else None,
+            hs.host if hs else None, hs.path if hs else None, hs.origin if hs else None,
+            hs.user_agent if hs else None, hs.server if hs else None,
+            ", ".join(hs.subprotocols_offered) if hs and hs.subprotocols_offered else None,
+            hs.subprotocol if hs else None, hs.extensions_offered if hs else None,
+            hs.extensions if hs else None, hs.deflate.extension if hs and hs.deflate else None,
+            bool(hs.cookies_present) if hs else False,
+            ", ".join(map(str, hs.versions_supported)) if hs and hs.versions_supported else None,
+            val(cside, "close_code", None) if cside and cside.sent_close else None,
+            val(sside, "close_code", None) if sside and sside.sent_close else None,
+            cside.close_reason if cside and cside.sent_close else None,
+            sside.close_reason if sside and sside.sent_close else None,
+            self.first_close[0] if self.first_close else None,
+            code, status, self.tcp_end,
+            val(cside, "frames"), val(sside, "frames"), val(cside, "messages"), val(sside, "messages"),
+            val(cside, "bytes"), val(sside, "bytes"), rtt, self.tcp_gaps,
+        ))
+
+
+def problem_row(capture: str, problem: Problem, conn_id: int | None = None,
+                sender: str | None = None) -> tuple:
+    """A problems row for problems that belong to no WebSocket session (capture, packets)."""
+    return (capture, conn_id, problem.record_no, problem.ts_ns, sender, str(problem.kind), problem.detail)
+
+
+__all__ = ["SENDERS", "Options", "Session", "problem_row", "ProblemKind"]

@@ -1,0 +1,232 @@
+"""End-to-end: hand-built pcaps through analyzer.analyze(), checking the four DataFrames."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import analyzer
+from tests.pcapgen import (
+    Conversation,
+    close_payload,
+    frame,
+    upgrade_request,
+    upgrade_response,
+    write_pcap,
+)
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def _clean_conversation() -> Conversation:
+    conv = Conversation(client_port=50001, server_port=9123)
+    conv.handshake()                                               # records 1-3
+    conv.send(0, upgrade_request())                                # 4
+    # The 101 response and the first server frame share one segment (Zeek's coalesced case).
+    conv.send(1, upgrade_response() + frame(0x1, b"welcome"))     # 5
+    conv.send(0, frame(0x1, b"Hello", mask=MASK))                  # 6
+    conv.send(0, frame(0x9, b"p1", mask=MASK))                     # 7
+    conv.send(1, frame(0xA, b"p1"))                                # 8
+    # A fragmented text message with a multi-byte character split across the fragments.
+    text = "caf\u00e9 \u20ac".encode()
+    conv.send(1, frame(0x1, text[:4], fin=False))                  # 9
+    conv.send(1, frame(0x0, text[4:]))                             # 10
+    conv.send(1, frame(0x8, close_payload(1000, "bye")))           # 11
+    conv.send(0, frame(0x8, close_payload(1000), mask=MASK))       # 12
+    conv.fin(1)                                                    # 13
+    conv.fin(0)                                                    # 14
+    return conv
+
+
+@pytest.fixture
+def clean_capture(tmp_path):
+    path = tmp_path / "clean.pcap"
+    write_pcap(path, _clean_conversation().packets)
+    return path
+
+
+def test_clean_connection_row(clean_capture):
+    a = analyzer.analyze(clean_capture)
+    assert len(a.connections) == 1
+    c = a.connections.iloc[0]
+    assert (c.client, c.client_port, c.server, c.server_port) == ("10.0.0.1", 50001, "10.0.0.2", 9123)
+    assert c.version == 13 and c.draft == "rfc6455"
+    assert c.http_status == 101 and bool(c.handshake_ok) and bool(c.accept_valid)
+    assert c.path == "/chat" and c.host == "server.example.com" and c.origin == "http://example.com"
+    assert c.close_code_server == 1000 and c.close_code_client == 1000
+    assert c.close_reason_server == "bye"
+    assert c.close_initiator == "server" and c.close_code == 1000 and c.close_status == "clean"
+    assert c.tcp_end == "fin"
+    assert (c.frames_client, c.frames_server) == (3, 5)
+    assert (c.messages_client, c.messages_server) == (1, 2)
+    assert c.handshake_rtt == pytest.approx(0.001)
+
+
+def test_frames_table(clean_capture):
+    a = analyzer.analyze(clean_capture)
+    f = a.frames
+    assert list(f.frame_no) == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert list(f.opcode_name) == ["text", "text", "ping", "pong", "text", "continuation", "close", "close"]
+    assert list(f.sender) == ["server", "client", "client", "server", "server", "server", "server", "client"]
+    assert list(f.masked) == [False, True, True, False, False, False, False, True]
+    assert list(f.fin) == [True, True, True, True, False, True, True, True]
+    assert list(f.payload_len) == [7, 5, 2, 2, 4, 5, 5, 2]
+    assert f.close_code.tolist()[-2:] == [1000, 1000]
+    assert f.close_reason.iloc[-2] == "bye"
+    assert str(f.ts.dtype) == "datetime64[ns, UTC]"
+    # Both fragments carry the message id of the fragmented message; control frames have none.
+    assert f.message_id.iloc[4] == f.message_id.iloc[5]
+    assert pd.isna(f.message_id.iloc[2]) and pd.isna(f.message_id.iloc[6])
+    assert f.rtt.iloc[3] == pytest.approx(0.001)
+
+
+def test_messages_table(clean_capture):
+    a = analyzer.analyze(clean_capture, payloads=True)
+    m = a.messages
+    assert list(m.sender) == ["server", "client", "server"]
+    assert list(m.type) == ["text", "text", "text"]
+    assert list(m["size"]) == [7, 5, 9]
+    assert m.payload.iloc[2] == "caf\u00e9 \u20ac".encode()
+    assert m.preview.iloc[2] == "caf\u00e9 \u20ac"
+    assert list(m.frames) == [1, 1, 2]
+    assert a.problems.empty, a.problems
+
+
+def test_split_invariance_over_segments(tmp_path):
+    """The same conversation cut into 1-byte TCP segments gives the same frames and messages."""
+    whole = _clean_conversation()
+    conv = Conversation(client_port=50001, server_port=9123)
+    conv.handshake()
+    for direction, data in [(0, upgrade_request()), (1, upgrade_response() + frame(0x1, b"welcome")),
+                            (0, frame(0x1, b"Hello", mask=MASK)), (1, frame(0x8, close_payload(1001)))]:
+        for i in range(len(data)):
+            conv.send(direction, data[i:i + 1])
+    write_pcap(tmp_path / "a.pcap", whole.packets)
+    write_pcap(tmp_path / "b.pcap", conv.packets)
+    b = analyzer.analyze(tmp_path / "b.pcap")
+    assert list(b.frames.opcode_name) == ["text", "text", "close"]
+    assert list(b.messages.preview) == ["welcome", "Hello"]
+    assert b.connections.iloc[0].close_status == "half-closed"
+    assert b.connections.iloc[0].close_code == 1001
+
+
+def test_abnormal_end_is_1006(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    conv.send(0, frame(0x2, b"\x00\x01", mask=MASK))
+    conv.rst(1)
+    write_pcap(tmp_path / "rst.pcap", conv.packets)
+    c = analyzer.analyze(tmp_path / "rst.pcap").connections.iloc[0]
+    assert c.close_status == "abnormal" and c.close_code == 1006 and c.tcp_end == "rst"
+    assert pd.isna(c.close_code_client) and pd.isna(c.close_code_server)
+
+
+def test_open_at_end(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    conv.send(1, frame(0x1, b"tick"))
+    write_pcap(tmp_path / "open.pcap", conv.packets)
+    c = analyzer.analyze(tmp_path / "open.pcap").connections.iloc[0]
+    assert c.close_status == "open-at-end" and pd.isna(c.close_code)
+
+
+def test_failed_handshake_403(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden")
+    conv.fin(1)
+    conv.fin(0)
+    write_pcap(tmp_path / "403.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "403.pcap")
+    c = a.connections.iloc[0]
+    assert c.http_status == 403 and not c.handshake_ok and c.close_status == "handshake-failed"
+    assert "handshake-failed" in set(a.problems.kind.astype(str))
+    assert a.frames.empty
+
+
+def test_plain_http_is_not_a_connection(tmp_path):
+    conv = Conversation(server_port=80)
+    conv.handshake()
+    conv.send(0, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    conv.send(1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    conv.fin(1)
+    conv.fin(0)
+    write_pcap(tmp_path / "http.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "http.pcap")
+    assert a.connections.empty and a.frames.empty and a.problems.empty
+
+
+def test_wrong_accept_is_a_problem_not_a_crash(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response(accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+    conv.send(1, frame(0x1, b"still here"))
+    write_pcap(tmp_path / "accept.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "accept.pcap")
+    c = a.connections.iloc[0]
+    assert not c.accept_valid
+    assert "accept-key-mismatch" in set(a.problems.kind.astype(str))
+    assert list(a.messages.preview) == ["still here"]
+
+
+def test_mid_stream_capture_needs_ports(tmp_path):
+    """No SYN, no handshake: nothing without ports=, every frame with ports=[9000]."""
+    conv = Conversation(client_port=50123, server_port=9000)
+    conv.send(1, frame(0x1, b"server says"))
+    conv.send(0, frame(0x1, b"client says", mask=MASK))
+    conv.send(0, frame(0x8, close_payload(1000), mask=MASK))
+    conv.send(1, frame(0x8, close_payload(1000)))
+    write_pcap(tmp_path / "mid.pcap", conv.packets)
+    assert analyzer.analyze(tmp_path / "mid.pcap").frames.empty
+    a = analyzer.analyze(tmp_path / "mid.pcap", ports=[9000])
+    assert list(a.frames.sender) == ["server", "client", "client", "server"]
+    assert list(a.messages.preview) == ["server says", "client says"]
+    c = a.connections.iloc[0]
+    assert c.server_port == 9000 and c.close_status == "clean" and c.close_initiator == "client"
+    assert not c.syn_seen
+
+
+def test_violations_reach_problems(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    conv.send(0, frame(0x1, b"unmasked"))                       # client frames must be masked
+    conv.send(1, frame(0x1, b"masked", mask=MASK))             # server frames must not be
+    conv.send(1, frame(0x9, b"x" * 126))                       # control frame over 125 bytes
+    conv.send(1, frame(0x3, b""))                              # reserved opcode
+    conv.send(1, frame(0x1, b"\xff\xfe"))                      # invalid UTF-8
+    conv.send(1, frame(0x8, close_payload(1005)))              # code forbidden on the wire
+    conv.send(1, frame(0x1, b"late"))                          # data after close
+    write_pcap(tmp_path / "bad.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "bad.pcap")
+    kinds = set(a.problems.kind.astype(str))
+    for kind in ["unmasked-client-frame", "masked-server-frame", "control-frame-too-long",
+                 "reserved-opcode", "invalid-utf8", "forbidden-close-code", "data-after-close"]:
+        assert kind in kinds, (kind, kinds)
+    assert len(a.frames) == 7
+
+
+def test_several_captures_get_unique_conn_ids(tmp_path, clean_capture):
+    conv = Conversation(client_port=50002)
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    write_pcap(tmp_path / "second.pcap", conv.packets)
+    a = analyzer.analyze([clean_capture, tmp_path / "second.pcap"])
+    assert list(a.connections.conn_id) == [1, 2]
+    assert list(a.connections.capture.astype(str)) == ["clean.pcap", "second.pcap"]
+    assert set(a.frames.conn_id) == {1}
+
+
+def test_not_a_capture_raises_capture_error(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello world, not a capture\n")
+    with pytest.raises(analyzer.CaptureError):
+        analyzer.analyze(bad)
