@@ -151,12 +151,11 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        path_list = [os.fspath(paths)]
-    else:
-        path_list = [os.fspath(p) for p in paths]
-    options = Options(ports=frozenset(int(p) for p in ports or ()), max_message_bytes=int(max_message_bytes),
-                      payloads=bool(payloads), preview_len=int(preview_len), validate_utf8=bool(validate_utf8))
+    single = isinstance(paths, (str, os.PathLike))
+    path_list = [os.fspath(paths)] if single else [os.fspath(p) for p in paths]  # type: ignore[union-attr]
+    options = Options(ports=frozenset(int(p) for p in ports or ()),
+                      max_message_bytes=int(max_message_bytes), payloads=bool(payloads),
+                      preview_len=int(preview_len), validate_utf8=bool(validate_utf8))
     names = _unique_names(path_list)
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results: list[tuple[dict[str, pd.DataFrame], CaptureInfo]] = []

@@ -33,7 +33,7 @@ from analyzer.frames import FrameDecoder
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler
-from analyzer.protocol import OPCODE_NAMES, ProblemKind, is_hixie, uses_hybi04_opcodes
+from analyzer.protocol import OPCODE_NAMES, is_hixie, uses_hybi04_opcodes
 from analyzer.tables import TableRows
 
 HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
@@ -111,7 +111,8 @@ class Session:
         if state is FRAMES:
             self._frames(direction, data, record_no, ts_ns)
         elif state is HANDSHAKE:
-            if self.forced and not self.request_seen and not self.replay and not data.startswith(_HTTP_METHODS):
+            if (self.forced and not self.request_seen and not self.replay
+                    and not data.startswith(_HTTP_METHODS)):
                 self._start_frames_without_handshake(direction, data)
                 self._frames(direction, data, record_no, ts_ns)
                 return
@@ -394,4 +395,4 @@ def problem_row(capture: str, problem: Problem, conn_id: int | None = None,
     return (capture, conn_id, problem.record_no, problem.ts_ns, sender, str(problem.kind), problem.detail)
 
 
-__all__ = ["SENDERS", "Options", "Session", "problem_row", "ProblemKind"]
+__all__ = ["SENDERS", "Options", "Session", "problem_row"]
