@@ -1,0 +1,492 @@
+"""Frames of one sender → messages: fragmentation, permessage-deflate, UTF-8, limits, close frames.
+
+Rules (RFC 6455 §5.4-5.6, RFC 7692), applied per sender:
+
+1. A text/binary frame starts a message; continuations append; FIN ends it. Every data frame of a
+   message gets its message_id; control frames (close/ping/pong, reserved 0xB-0xF) and reserved
+   data opcodes 3-7 get None and never disturb an open message.
+2. A text/binary frame while a message is open → the open one is emitted complete=False and a
+   MESSAGE_INTERRUPTED problem is written; the new frame starts a new message.
+3. A continuation with no open message → no message and one CONTINUATION_WITHOUT_START problem per
+   run of such frames (up to the FIN). Right after a TCP gap the run is expected (its start was
+   lost) and reported by the gap, not again here.
+4. permessage-deflate: RSV1 on the first frame compresses the whole message (continuations carry
+   RSV1=0); deflate-frame: each frame with RSV1 is compressed on its own. The sender's own
+   parameters (client_* for the client, server_* for the server) choose window and takeover.
+5. Limits: never more than `max_message_bytes` of message data is held or inflated. Over it, one
+   MESSAGE_OVER_LIMIT problem; wire bytes keep counting. `size` is then exact for an uncompressed
+   message (the frame lengths say it) and equals the limit for a compressed one (a lower bound:
+   inflating stopped there). A kept payload holds the first `max_message_bytes` bytes.
+6. A frame whose payload is None (over the frame buffering limit or lost in a gap): an
+   uncompressed message still gets its exact size but no UTF-8 verdict past the hole; a
+   compressed one cannot be inflated further: DECOMPRESSION_FAILURE and complete=False.
+   The preview shows the bytes known before the hole ("" when there are none).
+7. Text messages are validated incrementally; a character split across fragments is valid.
+   INVALID_UTF8 names the byte offset (in the decompressed message) of the first invalid byte.
+8. Any frame after this sender's close frame → DATA_AFTER_CLOSE.
+9. `gap()` cuts an open message (complete=False, MESSAGE_INTERRUPTED) and breaks a shared
+   inflate context; `finish()` emits an open message complete=False with CAPTURE_ENDS_MID_MESSAGE.
+
+Nothing here raises: bad data becomes Problem events.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Callable
+
+from analyzer.events import DeflateParams, Frame, FrameInfo, Message, MessageEvent, Problem
+from analyzer.inflate import InflateError, Inflater, InflateStream
+from analyzer.protocol import NOT_SENT_ON_WIRE, ProblemKind, close_code_class, close_code_valid_on_wire
+
+_CLOSE_CODE = struct.Struct("!H")
+
+# UTF-8 validation decodes at most this many bytes at a time, so the temporary str stays small.
+_UTF8_SLICE = 64 * 1024
+
+_PER_MESSAGE = "permessage-deflate"
+_PER_FRAME = frozenset({"x-webkit-deflate-frame", "deflate-frame"})
+
+
+def parse_close(payload: bytes) -> tuple[int | None, str | None, list[tuple[ProblemKind, str]]]:
+    """Split a close frame's payload into code and reason (RFC 6455 §5.5.1, §7.4).
+
+    Returns:
+        (code, reason, problems): code None when the payload has no code, reason None when it
+        has no reason bytes (decoded with errors="replace" when not UTF-8).
+    """
+    n = len(payload)
+    if n == 0:
+        return None, None, []
+    if n == 1:
+        return None, None, [(ProblemKind.ONE_BYTE_CLOSE_PAYLOAD,
+                             f"expected=0 or >=2 bytes, found=1 byte ({bytes(payload).hex()})")]
+    (code,) = _CLOSE_CODE.unpack_from(payload, 0)
+    problems: list[tuple[ProblemKind, str]] = []
+    if code in NOT_SENT_ON_WIRE:
+        problems.append((ProblemKind.FORBIDDEN_CLOSE_CODE,
+                         f"close code {code} must not be sent in a close frame"))
+    elif not close_code_valid_on_wire(code):
+        problems.append((ProblemKind.INVALID_CLOSE_CODE,
+                         f"close code {code} is not valid on the wire ({close_code_class(code)})"))
+    reason: str | None = None
+    if n > 2:
+        raw = bytes(payload[2:])
+        try:
+            reason = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = raw.decode("utf-8", errors="replace")
+            problems.append((ProblemKind.INVALID_CLOSE_REASON_UTF8,
+                             f"invalid UTF-8 at byte {exc.start} of the close reason: {exc.reason}"))
+    return code, reason, problems
+
+
+class _Utf8Check:
+    """Incremental UTF-8 validation across fragments; remembers the first error's offset."""
+
+    __slots__ = ("_decoder", "error", "fed", "stopped")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.fed = 0                 # bytes of the message fed so far
+        self.error: str | None = None
+        self.stopped = False         # an error was found, or a hole made validation impossible
+
+    def feed(self, data: bytes | bytearray | memoryview, final: bool = False) -> str | None:
+        """Validate the next bytes; return an error detail the first time one is found."""
+        if self.stopped:
+            return None
+        decoder = self._decoder
+        n = len(data)
+        if not final and isinstance(data, (bytes, bytearray)) and not decoder.getstate()[0] \
+                and data.isascii():
+            self.fed += n           # the common case: nothing pending and plain ASCII
+            return None
+        view = memoryview(data)
+        start = 0
+        while True:
+            piece = view[start:start + _UTF8_SLICE]
+            last = start + _UTF8_SLICE >= n
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(piece, final and last)
+            except UnicodeDecodeError as exc:
+                # exc.start counts from the bytes the decoder held back plus this piece.
+                self.stopped = True
+                offset = self.fed + start - pending + exc.start
+                self.error = f"invalid UTF-8 at byte offset {offset}: {exc.reason}"
+                return self.error
+            if last:
+                break
+            start += _UTF8_SLICE
+        self.fed += n
+        return None
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Open:
+    """The message being assembled."""
+
+    __slots__ = (
+        "compressed",
+        "failed",
+        "first_record_no",
+        "frames",
+        "head",
+        "inflate",
+        "last_record_no",
+        "lost",
+        "message_id",
+        "over_limit",
+        "payload",
+        "size",
+        "ts_end",
+        "ts_start",
+        "type",
+        "utf8",
+        "wire_bytes",
+    )
+
+    def __init__(self, message_id: int, mtype: str, frame: Frame) -> None:
+        self.message_id = message_id
+        self.type = mtype
+        self.ts_start = frame.ts_ns
+        self.ts_end = frame.ts_ns
+        self.first_record_no = frame.record_no
+        self.last_record_no = frame.record_no
+        self.frames = 0
+        self.wire_bytes = 0
+        self.size = 0                         # message bytes (after decompression) seen so far
+        self.compressed = False
+        self.head = bytearray()               # the first bytes, for the preview
+        self.payload: bytearray | None = None
+        self.utf8: _Utf8Check | None = None
+        self.inflate: InflateStream | None = None   # permessage-deflate stream of this message
+        self.over_limit = False
+        self.lost = False                     # some payload bytes were not captured (None frames)
+        self.failed = False                   # decompression failed
+
+
+class MessageAssembler:
+    """Turns one sender's frames into FrameInfo, Message and Problem events (sans-IO).
+
+    Args:
+        next_message_id: called once per message, at its first frame.
+        from_client: whether this sender is the client (picks the client_* deflate parameters).
+        deflate: the negotiated compression extension, or None.
+        max_message_bytes: the most message data held or inflated per message.
+        keep_payload: keep each message's (decompressed) bytes in Message.payload.
+        preview_len: characters of a text preview; a binary preview shows preview_len // 2 bytes.
+        validate_utf8: check text messages for valid UTF-8.
+    """
+
+    def __init__(self, *, next_message_id: Callable[[], int], from_client: bool,
+                 deflate: DeflateParams | None = None, max_message_bytes: int = 16 << 20,
+                 keep_payload: bool = False, preview_len: int = 64, validate_utf8: bool = True) -> None:
+        self._next_id = next_message_id
+        self.from_client = from_client
+        self.deflate = deflate
+        self.max_message_bytes = max(0, max_message_bytes)
+        self.keep_payload = keep_payload
+        self.preview_len = max(0, preview_len)
+        self.validate_utf8 = validate_utf8
+        # Text previews need at most 4 bytes per character.
+        self._head_cap = min(self.max_message_bytes, 4 * self.preview_len)
+        self._mode: str | None = None
+        self._inflater: Inflater | None = None
+        if deflate is not None:
+            if deflate.extension == _PER_MESSAGE:
+                self._mode = "message"
+            elif deflate.extension in _PER_FRAME:
+                self._mode = "frame"
+            if self._mode is not None:
+                if from_client:
+                    bits, reset = deflate.client_max_window_bits, deflate.client_no_context_takeover
+                else:
+                    bits, reset = deflate.server_max_window_bits, deflate.server_no_context_takeover
+                self._inflater = Inflater(window_bits=bits, no_context_takeover=reset)
+        self._open: _Open | None = None
+        self._orphan_run = False      # inside a run of continuations with no start
+        self._after_gap = False       # no data frame seen since the last gap
+        self.close_frames = 0
+        self.sent_close = False
+
+    # --- public ---------------------------------------------------------------------------
+
+    def feed(self, frame: Frame) -> tuple[FrameInfo, list[MessageEvent]]:
+        """Account for one frame of this sender."""
+        out: list[MessageEvent] = []
+        try:
+            info = self._feed(frame, out)
+        except Exception as exc:
+            # Last resort for the "never raise" rule: a bug here must not stop the analysis.
+            out.append(Problem(ProblemKind.MALFORMED_PACKET,
+                               f"internal error in the message layer: {exc!r}",
+                               frame.record_no, frame.ts_ns))
+            self._open = None
+            info = FrameInfo(None, False)
+        return info, out
+
+    def gap(self, record_no: int, ts_ns: int) -> list[MessageEvent]:
+        """Bytes of this direction were lost: cut the open message, break the inflate context."""
+        out: list[MessageEvent] = []
+        msg = self._open
+        if msg is not None:
+            self._open = None
+            out.append(self._emit(msg, complete=False, reason="a TCP gap"))
+            out.append(Problem(ProblemKind.MESSAGE_INTERRUPTED,
+                               f"message {msg.message_id} cut by a TCP gap after {msg.frames} frame(s)",
+                               record_no, ts_ns))
+        if self._inflater is not None:
+            self._inflater.lose_context("a TCP gap")
+        self._after_gap = True
+        self._orphan_run = False
+        return out
+
+    def finish(self, record_no: int | None, ts_ns: int | None) -> list[MessageEvent]:
+        """End of this direction's stream: an open message is emitted incomplete."""
+        msg = self._open
+        if msg is None:
+            return []
+        self._open = None
+        if record_no is None:
+            record_no, ts_ns = msg.last_record_no, msg.ts_end
+        return [self._emit(msg, complete=False, reason="the end of the capture"),
+                Problem(ProblemKind.CAPTURE_ENDS_MID_MESSAGE,
+                        f"message {msg.message_id} open after {msg.frames} frame(s) "
+                        f"({msg.wire_bytes} wire bytes)", record_no, ts_ns)]
+
+    # --- frames -----------------------------------------------------------------------------
+
+    def _feed(self, frame: Frame, out: list[MessageEvent]) -> FrameInfo:
+        opcode = frame.opcode
+        if self.sent_close:
+            out.append(self._problem(ProblemKind.DATA_AFTER_CLOSE,
+                                     f"opcode {opcode} frame after this sender's close frame", frame))
+        if opcode == 0x8:
+            return self._close(frame, out)
+        if opcode >= 0x8 or 3 <= opcode <= 7:
+            return FrameInfo(None, False)
+        if opcode == 0x0:
+            msg = self._open
+            if msg is None:
+                if not (self._orphan_run or self._after_gap):
+                    out.append(self._problem(ProblemKind.CONTINUATION_WITHOUT_START,
+                                             f"continuation frame (fin={frame.fin}) with no message open",
+                                             frame))
+                self._orphan_run = not frame.fin
+                if frame.fin:
+                    self._after_gap = False
+                return FrameInfo(None, False)
+        else:
+            self._after_gap = False
+            self._orphan_run = False
+            old = self._open
+            if old is not None:
+                self._open = None
+                out.append(self._emit(old, complete=False, reason="a new message"))
+                out.append(self._problem(ProblemKind.MESSAGE_INTERRUPTED,
+                                         f"message {old.message_id} (fin not seen after {old.frames} "
+                                         f"frame(s)) interrupted by a new opcode {opcode} frame", frame))
+            msg = self._start(frame)
+        compressed = self._data(msg, frame, out)
+        if frame.fin:
+            self._open = None
+            self._end(msg, frame, out)
+            # A compressed message with uncaptured bytes is not known in full (rule 6).
+            out.append(self._emit(msg, complete=not (msg.lost and msg.compressed), reason="its end"))
+        return FrameInfo(msg.message_id, compressed)
+
+    def _close(self, frame: Frame, out: list[MessageEvent]) -> FrameInfo:
+        self.close_frames += 1
+        self.sent_close = True
+        if frame.payload is None:
+            return FrameInfo(None, False)
+        code, reason, problems = parse_close(frame.payload)
+        for kind, detail in problems:
+            out.append(self._problem(kind, detail, frame))
+        return FrameInfo(None, False, code, reason)
+
+    def _start(self, frame: Frame) -> _Open:
+        text = frame.opcode == 1
+        msg = _Open(self._next_id(), "text" if text else "binary", frame)
+        if text and self.validate_utf8:
+            msg.utf8 = _Utf8Check()
+        if self.keep_payload:
+            msg.payload = bytearray()
+        if self._mode == "message" and frame.rsv1 and self._inflater is not None:
+            msg.compressed = True
+            msg.inflate = self._inflater.stream(self.max_message_bytes)
+        self._open = msg
+        return msg
+
+    def _data(self, msg: _Open, frame: Frame, out: list[MessageEvent]) -> bool:
+        """Add one data frame to the open message; return whether the frame is compressed."""
+        msg.frames += 1
+        msg.wire_bytes += frame.payload_len
+        msg.ts_end = frame.ts_ns
+        msg.last_record_no = frame.record_no
+        payload = frame.payload
+        if self._mode == "message":
+            if not msg.compressed:
+                self._plain(msg, frame, out)
+                return False
+            if payload is None:
+                self._lost_compressed(msg, frame, out)
+            elif msg.inflate is not None:
+                self._pump(msg, frame, msg.inflate, payload, out, end=False)
+            return True
+        if self._mode == "frame" and frame.rsv1 and self._inflater is not None:
+            msg.compressed = True
+            if payload is None:
+                self._lost_compressed(msg, frame, out)
+            elif not (msg.over_limit or msg.failed):
+                stream = self._inflater.stream(self.max_message_bytes - min(msg.size, self.max_message_bytes))
+                self._pump(msg, frame, stream, payload, out, end=True)
+            return True
+        self._plain(msg, frame, out)
+        return False
+
+    def _end(self, msg: _Open, frame: Frame, out: list[MessageEvent]) -> None:
+        """FIN seen: flush the permessage-deflate tail and finish UTF-8 validation."""
+        stream = msg.inflate
+        if stream is not None:
+            msg.inflate = None
+            self._pump(msg, frame, stream, None, out, end=True)
+        check = msg.utf8
+        if check is not None:           # stopped (so silent) after a hole, failure or error
+            error = check.feed(b"", final=True)
+            if error is not None:
+                out.append(self._problem(ProblemKind.INVALID_UTF8,
+                                         f"text message {msg.message_id}: {error}", frame))
+
+    def _plain(self, msg: _Open, frame: Frame, out: list[MessageEvent]) -> None:
+        """An uncompressed frame: the payload is message data as is."""
+        payload = frame.payload
+        if payload is None:
+            msg.size += frame.payload_len
+            msg.lost = True
+            if msg.utf8 is not None:
+                msg.utf8.stop()
+            self._check_limit(msg, frame, out)
+            return
+        if not msg.over_limit:
+            room = self.max_message_bytes - msg.size
+            if len(payload) > room:
+                self._store(msg, frame, memoryview(payload)[:room], out)
+                msg.size += len(payload) - room
+                self._check_limit(msg, frame, out)
+                self._validate(msg, frame, memoryview(payload)[room:], out)
+                return
+            self._store(msg, frame, payload, out)
+        else:
+            msg.size += len(payload)
+            self._validate(msg, frame, payload, out)
+
+    def _pump(self, msg: _Open, frame: Frame, stream: InflateStream, payload: bytes | None,
+              out: list[MessageEvent], *, end: bool) -> None:
+        """Feed compressed bytes (and, with end, the RFC 7692 tail) through a bounded stream."""
+        try:
+            if payload is not None:
+                for piece in stream.feed(payload):
+                    self._store(msg, frame, piece, out)
+            if end:
+                for piece in stream.end():
+                    self._store(msg, frame, piece, out)
+        except InflateError as exc:
+            msg.failed = True
+            if msg.utf8 is not None:
+                msg.utf8.stop()
+            out.append(self._problem(ProblemKind.DECOMPRESSION_FAILURE,
+                                     f"message {msg.message_id}: {exc} (after {msg.size} bytes "
+                                     f"inflated)", frame))
+            if msg.inflate is stream:
+                msg.inflate = None
+            return
+        if stream.over_limit and not msg.over_limit:
+            msg.over_limit = True
+            if msg.inflate is stream:
+                msg.inflate = None
+            if msg.utf8 is not None:
+                msg.utf8.stop()
+            out.append(self._problem(ProblemKind.MESSAGE_OVER_LIMIT,
+                                     f"message {msg.message_id}: more than max_message_bytes="
+                                     f"{self.max_message_bytes} after decompression; inflating stopped "
+                                     "there", frame))
+
+    def _lost_compressed(self, msg: _Open, frame: Frame, out: list[MessageEvent]) -> None:
+        first = not msg.lost
+        msg.lost = True
+        if msg.utf8 is not None:
+            msg.utf8.stop()
+        if msg.inflate is not None:
+            msg.inflate.abandon("compressed bytes were not captured")
+            msg.inflate = None
+        elif self._inflater is not None:
+            self._inflater.lose_context("compressed bytes were not captured")
+        if first and not (msg.over_limit or msg.failed):
+            out.append(self._problem(ProblemKind.DECOMPRESSION_FAILURE,
+                                     f"message {msg.message_id}: a compressed frame's payload "
+                                     f"({frame.payload_len} bytes) was not captured; size unknown past "
+                                     f"{msg.size} bytes", frame))
+
+    def _store(self, msg: _Open, frame: Frame, data: bytes | memoryview, out: list[MessageEvent]) -> None:
+        """Message data within the limit: size, preview head, kept payload, UTF-8."""
+        n = len(data)
+        if not n:
+            return
+        msg.size += n
+        room = self._head_cap - len(msg.head)
+        if room > 0:
+            msg.head += data[:room]
+        if msg.payload is not None:
+            msg.payload += data
+        self._validate(msg, frame, data, out)
+
+    def _validate(self, msg: _Open, frame: Frame, data: bytes | memoryview, out: list[MessageEvent]) -> None:
+        check = msg.utf8
+        if check is not None and not msg.lost:
+            error = check.feed(data)
+            if error is not None:
+                out.append(self._problem(ProblemKind.INVALID_UTF8,
+                                         f"text message {msg.message_id}: {error}", frame))
+
+    def _check_limit(self, msg: _Open, frame: Frame, out: list[MessageEvent]) -> None:
+        if msg.over_limit or msg.size <= self.max_message_bytes:
+            return
+        msg.over_limit = True
+        out.append(self._problem(ProblemKind.MESSAGE_OVER_LIMIT,
+                                 f"message {msg.message_id}: over max_message_bytes={self.max_message_bytes}"
+                                 " (uncompressed: size stays exact, data past the limit not kept)", frame))
+
+    # --- output ---------------------------------------------------------------------------
+
+    def _emit(self, msg: _Open, *, complete: bool, reason: str) -> Message:
+        if msg.inflate is not None:
+            msg.inflate.abandon(f"message {msg.message_id} was cut by {reason}")
+            msg.inflate = None
+        return Message(
+            message_id=msg.message_id, type=msg.type, ts_start_ns=msg.ts_start, ts_end_ns=msg.ts_end,
+            frames=msg.frames, wire_bytes=msg.wire_bytes, size=msg.size, compressed=msg.compressed,
+            preview=self._preview(msg), payload=bytes(msg.payload) if msg.payload is not None else None,
+            complete=complete, first_record_no=msg.first_record_no, last_record_no=msg.last_record_no)
+
+    def _preview(self, msg: _Open) -> str:
+        head = msg.head
+        known = len(head)
+        if msg.type == "text":
+            text = head.decode("utf-8", errors="replace")
+            cut = len(text) > self.preview_len
+            text = text[:self.preview_len]
+            # More characters may follow the head (or the head stopped at a hole).
+            return text + "…" if cut or msg.size > known else text
+        n = self.preview_len // 2
+        shown = head[:n].hex()
+        return shown + "…" if msg.size > n else shown
+
+    @staticmethod
+    def _problem(kind: ProblemKind, detail: str, frame: Frame) -> Problem:
+        return Problem(kind, detail, frame.record_no, frame.ts_ns)
