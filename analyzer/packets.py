@@ -1,0 +1,433 @@
+"""Capture records → TCP segments: link layers, IPv4/IPv6, IP fragment reassembly, TCP header.
+
+This module owns everything between a record's bytes and a `Segment`: the link-layer header
+(Ethernet with 802.1Q/802.1ad tags, Linux SLL and SLL2, BSD NULL and OpenBSD LOOP, raw IP), the
+IPv4 header and options, the IPv6 extension-header chain, reassembly of fragmented datagrams, the
+snap-length truncation flag, and the TCP header. It knows nothing of flows (that is streams.py).
+
+The common link types go through a `struct` fast path that makes one `Segment` per TCP packet and
+nothing else. Any other link type is handed once per packet to scapy's dissector for it (imported
+lazily, only when such a link type shows up), and only to find where the IP header starts.
+
+Rules:
+1. Ordinary non-TCP traffic (ARP, UDP, ICMP, …) is dropped silently: `decode` returns None.
+2. Defects become `Problem`s in `self.problems` (the caller drains the list): MALFORMED_PACKET for
+   impossible headers in a packet that was captured whole, PACKET_TRUNCATED (one per packet) when
+   the snap length cut the IP datagram, IP_FRAGMENT_UNREASSEMBLED for fragments that never
+   completed, UNKNOWN_LINKTYPE once per link type nobody can dissect.
+3. The IP length fields decide where the payload ends, so Ethernet padding and trailers (FCS)
+   never become payload.
+4. A datagram whose IP total length is beyond the captured bytes is decoded as far as it goes
+   and flagged `truncated` (whether or not caplen < wirelen says so: some tools rewrite wirelen).
+5. Memory for fragments is bounded: at most MAX_FRAG_DATAGRAMS datagrams in flight, each at most
+   MAX_FRAG_PIECES pieces and MAX_DATAGRAM_BYTES bytes, dropped FRAG_TIMEOUT_RECORDS records after
+   their first fragment. Call `finish()` at the end of a capture to report what is left.
+"""
+
+from __future__ import annotations
+
+import struct
+from operator import itemgetter
+from typing import Any
+
+from analyzer.events import PacketRecord, Problem, Segment
+from analyzer.protocol import ProblemKind
+
+__all__ = [
+    "FRAG_TIMEOUT_RECORDS",
+    "MAX_DATAGRAM_BYTES",
+    "MAX_FRAG_DATAGRAMS",
+    "MAX_FRAG_PIECES",
+    "PacketDecoder",
+]
+
+MAX_FRAG_DATAGRAMS = 1024          # datagrams being reassembled at once
+MAX_FRAG_PIECES = 512              # fragments of one datagram
+MAX_DATAGRAM_BYTES = 65535 + 8     # IPv4: 16-bit total length; IPv6: 13-bit offset × 8 + last piece
+FRAG_TIMEOUT_RECORDS = 20_000      # records after its first fragment before a datagram is given up
+
+# Link types (https://www.tcpdump.org/linktypes.html)
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL2 = 276
+_RAW_LINKTYPES = frozenset((101, 12, 14, 228, 229))   # RAW (and the DLT_RAW values 12/14), IPV4, IPV6
+
+_ETH_IPV4 = 0x0800
+_ETH_IPV6 = 0x86DD
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))   # 802.1Q, 802.1ad, and pre-standard QinQ
+_ARPHRD_LOOPBACK = 772
+_PACKET_OUTGOING = 4
+
+# BSD NULL / OpenBSD LOOP: the address family, in the capturing host's byte order (NULL) or network
+# order (LOOP); AF_INET is 2 everywhere, AF_INET6 is 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS).
+_NULL_AF: dict[int, int] = {}
+for _af, _ver in ((2, 4), (24, 6), (28, 6), (30, 6), (10, 6)):   # 10: Linux AF_INET6 (seen in the wild)
+    _NULL_AF[_af] = _ver
+    _NULL_AF[int.from_bytes(_af.to_bytes(4, "little"), "big")] = _ver
+
+_IPPROTO_TCP = 6
+_IPV6_EXT_GENERIC = frozenset((0, 43, 60, 135, 139, 140, 253, 254))  # (next, len*8+8) headers
+_IPV6_FRAGMENT = 44
+_IPV6_AH = 51
+_MAX_IPV6_EXT_HEADERS = 16
+
+_U16 = struct.Struct("!H")
+_U32_LE = struct.Struct("<I")
+_SLL = struct.Struct("!HH10xH")                  # pkttype, hatype, …, protocol
+_SLL2 = struct.Struct("!H6xHB")                   # protocol, …, hatype, pkttype
+_IP4 = struct.Struct("!BxHHHxB2x4s4s")            # ver/ihl, total length, id, flags/frag, proto, src, dst
+_IP6 = struct.Struct("!4xHB1x16s16s")             # payload length, next header, src, dst
+_IP6_FRAG = struct.Struct("!BxHI")                # next header, offset/flags, identification
+_TCP = struct.Struct("!HHIIBB")                   # sport, dport, seq, ack, data offset, flags
+
+_new_segment = tuple.__new__                      # Segment(...) without the Python-level __new__
+_MISSING = object()
+
+
+class _Datagram:
+    """Fragments of one IP datagram in flight."""
+
+    __slots__ = ("first_record_no", "first_ts", "pieces", "size", "total")
+
+    def __init__(self, record_no: int, ts_ns: int) -> None:
+        self.first_record_no = record_no
+        self.first_ts = ts_ns
+        self.pieces: list[tuple[int, bytes]] = []
+        self.size = 0
+        self.total: int | None = None
+
+
+class PacketDecoder:
+    """Turn `PacketRecord`s into TCP `Segment`s (sans-IO: one record in, a Segment or None out).
+
+    Problems found while decoding are appended to `problems`; the caller drains the list.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self._frags: dict[tuple[Any, ...], _Datagram] = {}
+        self._frag_deadline = 0
+        self._slow_layers: dict[int, Any] = {}
+        self._ip_classes: tuple[type, ...] | None = None
+
+    # --- the fast path ------------------------------------------------------------------------
+
+    def decode(self, rec: PacketRecord) -> Segment | None:
+        """Decode one record. Returns the TCP segment it carries, or None (non-TCP, a fragment
+        still waiting for the rest of its datagram, or a defect reported in `problems`)."""
+        if self._frags and rec.record_no > self._frag_deadline:
+            self._expire(rec.record_no)
+        data = rec.data
+        lt = rec.linktype
+        if lt == LINKTYPE_ETHERNET:
+            if len(data) < 14:
+                return self._short(rec, "Ethernet header", 14)
+            et = data[12] << 8 | data[13]
+            off = 14
+        elif lt == LINKTYPE_LINUX_SLL:
+            if len(data) < 16:
+                return self._short(rec, "Linux SLL header", 16)
+            pkttype, hatype, et = _SLL.unpack_from(data)
+            if hatype == _ARPHRD_LOOPBACK and pkttype == _PACKET_OUTGOING:
+                return None    # `-i any` sees each loopback packet twice: keep the incoming copy
+            off = 16
+        elif lt == LINKTYPE_LINUX_SLL2:
+            if len(data) < 20:
+                return self._short(rec, "Linux SLL2 header", 20)
+            et, hatype, pkttype = _SLL2.unpack_from(data)
+            if hatype == _ARPHRD_LOOPBACK and pkttype == _PACKET_OUTGOING:
+                return None
+            off = 20
+        elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            if len(data) < 4:
+                return self._short(rec, "loopback header", 4)
+            ver = _NULL_AF.get(_U32_LE.unpack_from(data)[0])
+            if ver == 4:
+                return self._ipv4(rec, data, 4)
+            if ver == 6:
+                return self._ipv6(rec, data, 4)
+            return None
+        elif lt in _RAW_LINKTYPES:
+            if not data:
+                return self._short(rec, "IP header", 1)
+            ver = data[0] >> 4
+            if ver == 4:
+                return self._ipv4(rec, data, 0)
+            if ver == 6:
+                return self._ipv6(rec, data, 0)
+            return self._malformed(rec, f"raw IP link: expected=IP version 4 or 6, found={ver}")
+        else:
+            return self._slow(rec)
+        while et in _VLAN_TPIDS:
+            if len(data) < off + 4:
+                return self._short(rec, "VLAN tag", off + 4)
+            et = _U16.unpack_from(data, off + 2)[0]
+            off += 4
+        if et == _ETH_IPV4:
+            return self._ipv4(rec, data, off)
+        if et == _ETH_IPV6:
+            return self._ipv6(rec, data, off)
+        return None
+
+    def _ipv4(self, rec: PacketRecord, data: bytes, off: int) -> Segment | None:
+        n = len(data)
+        if n - off < 20:
+            return self._short(rec, "IPv4 header", off + 20)
+        vihl, tlen, ident, frag, proto, src, dst = _IP4.unpack_from(data, off)
+        if vihl >> 4 != 4:
+            return self._malformed(rec, f"IPv4: expected=version 4, found={vihl >> 4}")
+        if proto != _IPPROTO_TCP:
+            return None
+        ihl = (vihl & 15) << 2
+        if ihl < 20:
+            return self._malformed(rec, f"IPv4: expected=header length >= 20, found={ihl}")
+        if tlen == 0:                    # TSO/GSO capture: the stack left the length to the NIC
+            end = n
+            truncated = rec.caplen < rec.wirelen
+        elif tlen < ihl:
+            return self._malformed(rec, f"IPv4: expected=total length >= header length {ihl}, found={tlen}")
+        else:
+            end = off + tlen
+            truncated = end > n
+            if truncated:
+                end = n
+        t = off + ihl
+        if t > end:
+            if truncated:
+                return self._truncated(rec, "IPv4 header options cut by the snap length")
+            return self._malformed(rec, f"IPv4: expected=header length {ihl} within the packet, "
+                                        f"found={end - off}")
+        if frag & 0x3FFF:                # more-fragments set or a non-zero offset
+            if truncated:
+                return self._truncated(rec, "IPv4 fragment cut by the snap length; datagram not reassembled")
+            whole = self._reassemble(rec, (src, dst, ident, proto), (frag & 0x1FFF) << 3,
+                                     bool(frag & 0x2000), data[t:end])
+            if whole is None:
+                return None
+            return self._tcp(rec, whole, 0, len(whole), 4, src, dst, False)
+        return self._tcp(rec, data, t, end, 4, src, dst, truncated)
+
+    def _ipv6(self, rec: PacketRecord, data: bytes, off: int) -> Segment | None:
+        n = len(data)
+        if n - off < 40:
+            return self._short(rec, "IPv6 header", off + 40)
+        if data[off] >> 4 != 6:
+            return self._malformed(rec, f"IPv6: expected=version 6, found={data[off] >> 4}")
+        plen, nh, src, dst = _IP6.unpack_from(data, off)
+        t = off + 40
+        if plen == 0:                    # jumbogram or TSO capture: the record decides
+            end = n
+            truncated = rec.caplen < rec.wirelen
+        else:
+            end = t + plen
+            truncated = end > n
+            if truncated:
+                end = n
+        hops = 0
+        while nh != _IPPROTO_TCP:
+            if nh in _IPV6_EXT_GENERIC or nh == _IPV6_AH:
+                if end - t < 8:
+                    break                # reported below as a cut / malformed header
+                hlen = (data[t + 1] + 2) << 2 if nh == _IPV6_AH else (data[t + 1] + 1) << 3
+                nh = data[t]
+                t += hlen
+            elif nh == _IPV6_FRAGMENT:
+                if end - t < 8:
+                    break
+                nh, offflags, ident = _IP6_FRAG.unpack_from(data, t)
+                t += 8
+                if offflags & 0xFFF9:    # a real fragment (not an atomic one): reassemble
+                    if truncated:
+                        return self._truncated(rec, "IPv6 fragment cut by the snap length; "
+                                                    "datagram not reassembled")
+                    whole = self._reassemble(rec, (src, dst, ident, -1), offflags & 0xFFF8,
+                                             bool(offflags & 1), data[t:end])
+                    if whole is None:
+                        return None
+                    data, t, end = whole, 0, len(whole)
+            else:
+                return None              # UDP, ICMPv6, ESP, no next header…: not TCP
+            hops += 1
+            if hops > _MAX_IPV6_EXT_HEADERS:
+                return self._malformed(rec, f"IPv6: more than {_MAX_IPV6_EXT_HEADERS} extension headers")
+            if t > end:
+                break
+        if nh != _IPPROTO_TCP or t > end:
+            if truncated:
+                return self._truncated(rec, "IPv6 extension headers cut by the snap length")
+            return self._malformed(rec, "IPv6: extension header runs past the end of the packet")
+        return self._tcp(rec, data, t, end, 6, src, dst, truncated)
+
+    def _tcp(self, rec: PacketRecord, data: bytes, t: int, end: int, ver: int, src: bytes, dst: bytes,
+             truncated: bool) -> Segment | None:
+        if end - t < 20:
+            if truncated:
+                return self._truncated(rec, "TCP header cut by the snap length")
+            return self._malformed(rec, f"TCP: expected=header of 20 bytes, found={end - t}")
+        sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, t)
+        doff = (doff >> 4) << 2
+        if doff < 20:
+            return self._malformed(rec, f"TCP: expected=data offset >= 20, found={doff}")
+        p = t + doff
+        if p > end:
+            if not truncated:
+                return self._malformed(rec, f"TCP: expected=header of {doff} bytes, found={end - t}")
+            p = end
+        if truncated:
+            self._truncated(rec, f"TCP payload cut by the snap length (caplen={rec.caplen}, "
+                                 f"wirelen={rec.wirelen})")
+        return _new_segment(Segment, (rec.record_no, rec.ts_ns, ver, src, dst, sport, dport, seq, ack,
+                                      flags, data[p:end], truncated))
+
+    # --- defects ------------------------------------------------------------------------------
+
+    def _malformed(self, rec: PacketRecord, detail: str) -> None:
+        self.problems.append(Problem(ProblemKind.MALFORMED_PACKET, detail, rec.record_no, rec.ts_ns))
+        return None
+
+    def _truncated(self, rec: PacketRecord, detail: str) -> None:
+        self.problems.append(Problem(ProblemKind.PACKET_TRUNCATED, detail, rec.record_no, rec.ts_ns))
+        return None
+
+    def _short(self, rec: PacketRecord, what: str, need: int) -> None:
+        """The record ends before a header does: a snap-length cut or a malformed record."""
+        if rec.caplen < rec.wirelen:
+            return self._truncated(rec, f"{what} cut by the snap length (caplen={rec.caplen})")
+        return self._malformed(rec, f"{what}: expected={need} bytes, found={len(rec.data)}")
+
+    # --- fragments ----------------------------------------------------------------------------
+
+    def _reassemble(self, rec: PacketRecord, key: tuple[Any, ...], offset: int, more: bool,
+                    piece: bytes) -> bytes | None:
+        """Add one fragment; return the whole datagram payload once every byte is there."""
+        frags = self._frags
+        entry = frags.get(key)
+        if entry is None:
+            if len(frags) >= MAX_FRAG_DATAGRAMS:
+                oldest = next(iter(frags))
+                self._report_unreassembled(oldest, frags.pop(oldest), "too many datagrams in flight")
+            entry = frags[key] = _Datagram(rec.record_no, rec.ts_ns)
+            if len(frags) == 1:
+                self._frag_deadline = rec.record_no + FRAG_TIMEOUT_RECORDS
+        if offset + len(piece) > MAX_DATAGRAM_BYTES or len(entry.pieces) >= MAX_FRAG_PIECES:
+            self._report_unreassembled(key, frags.pop(key), "datagram over the size or fragment-count limit")
+            return None
+        entry.pieces.append((offset, piece))
+        entry.size += len(piece)
+        if not more:
+            entry.total = offset + len(piece)
+        total = entry.total
+        if total is None or entry.size < total:
+            return None
+        covered = 0
+        for start, chunk in sorted(entry.pieces, key=itemgetter(0)):
+            if start > covered:
+                return None              # a hole: wait for the missing fragment
+            covered = max(covered, start + len(chunk))
+        if covered < total:
+            return None
+        buf = bytearray(total)
+        for start, chunk in reversed(entry.pieces):    # the first copy of overlapping bytes wins
+            buf[start:start + len(chunk)] = chunk[:max(0, total - start)]
+        del frags[key]
+        self._reset_deadline()
+        return bytes(buf)
+
+    def _reset_deadline(self) -> None:
+        if self._frags:
+            self._frag_deadline = next(iter(self._frags.values())).first_record_no + FRAG_TIMEOUT_RECORDS
+
+    def _expire(self, now: int) -> None:
+        frags = self._frags
+        for key in list(frags):
+            entry = frags[key]
+            if now - entry.first_record_no <= FRAG_TIMEOUT_RECORDS:
+                break                    # insertion order is age order
+            del frags[key]
+            self._report_unreassembled(key, entry,
+                                       f"no missing fragment within {FRAG_TIMEOUT_RECORDS} records")
+        self._reset_deadline()
+
+    def _report_unreassembled(self, key: tuple[Any, ...], entry: _Datagram, why: str) -> None:
+        src, dst, ident, proto = key
+        ver = "IPv6" if proto == -1 else "IPv4"
+        expected = f"{entry.total} bytes" if entry.total is not None else "a last fragment"
+        self.problems.append(Problem(
+            ProblemKind.IP_FRAGMENT_UNREASSEMBLED,
+            f"{ver} datagram id={ident} {_addr(src)} > {_addr(dst)}: expected={expected}, "
+            f"found={len(entry.pieces)} fragments, {entry.size} bytes ({why})",
+            entry.first_record_no, entry.first_ts))
+
+    def finish(self) -> None:
+        """End of capture: report every datagram still waiting for fragments (into `problems`)."""
+        frags = self._frags
+        for key, entry in list(frags.items()):
+            self._report_unreassembled(key, entry, "capture ended")
+        frags.clear()
+
+    # --- rare link types: scapy's dissectors ----------------------------------------------------
+
+    def _slow(self, rec: PacketRecord) -> Segment | None:
+        lt = rec.linktype
+        layer_cls = self._slow_layers.get(lt, _MISSING)
+        if layer_cls is _MISSING:
+            layer_cls = self._slow_layers[lt] = self._lookup_linktype(rec)
+        if layer_cls is None:
+            return None
+        assert self._ip_classes is not None
+        data = rec.data
+        try:
+            pkt = layer_cls(data)
+        except Exception as exc:   # scapy dissectors may raise anything on garbage
+            return self._malformed(rec, f"link type {lt}: scapy could not dissect the record ({exc})")
+        layer = pkt
+        while layer is not None and layer.__class__.__name__ != "NoPayload":
+            if isinstance(layer, self._ip_classes):
+                original = getattr(layer, "original", None)
+                if not original:
+                    return None
+                off = len(data) - len(original)
+                if off < 0 or data[off:] != original:
+                    return None
+                ver = data[off] >> 4
+                if ver == 4:
+                    return self._ipv4(rec, data, off)
+                if ver == 6:
+                    return self._ipv6(rec, data, off)
+                return None
+            layer = layer.payload
+        return None
+
+    def _lookup_linktype(self, rec: PacketRecord) -> Any:
+        """Find scapy's layer for a link type (importing scapy's layers the first time: ~0.5 s)."""
+        lt = rec.linktype
+        try:
+            import scapy.layers.all  # noqa: F401  (registers every layer in conf.l2types)
+            from scapy.config import conf
+            from scapy.layers.inet import IP
+            from scapy.layers.inet6 import IPv6
+        except Exception as exc:   # a broken optional scapy layer must not stop the analysis
+            self.problems.append(Problem(ProblemKind.UNKNOWN_LINKTYPE,
+                                         f"link type {lt}: scapy's dissectors are unavailable ({exc})",
+                                         rec.record_no, rec.ts_ns))
+            return None
+        self._ip_classes = (IP, IPv6)
+        layer_cls = conf.l2types.num2layer.get(lt)
+        if layer_cls is None:
+            self.problems.append(Problem(
+                ProblemKind.UNKNOWN_LINKTYPE,
+                f"link type {lt}: no decoder (expected=Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP or "
+                f"a link type scapy knows, found={lt}); its records are skipped",
+                rec.record_no, rec.ts_ns))
+        return layer_cls
+
+
+def _addr(raw: bytes) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return raw.hex()
