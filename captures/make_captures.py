@@ -1,0 +1,856 @@
+"""Record the capture corpus: real WebSocket traffic between real implementations on loopback.
+
+    python captures/make_captures.py [--only NAME[,NAME...]] [--out captures/] [--list]
+
+Needs root (tcpdump on lo), tcpdump, tshark/editcap, node+npm, and the Python packages websockets,
+aiohttp and tornado; `--install` (or the first run when something is missing) installs them:
+pip install websockets aiohttp tornado; npm install in captures/gen; apt-get install tcpdump tshark
+nodejs npm chromium. Every sending program logs what it sent (type, size, sha256, text prefix, close
+code and reason), and <name>.expected.json is written from those logs, cross-checked against tshark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GEN = HERE / "gen"
+sys.path.insert(0, str(HERE))
+
+from tshark_frames import tshark_frames  # noqa: E402
+
+# --------------------------------------------------------------------------------------------
+# installation
+
+
+def ensure_tools() -> None:
+    """Install whatever is missing: Debian packages, Python packages, the npm deps in gen/."""
+    apt = [p for p, exe in (("tcpdump", "tcpdump"), ("tshark", "tshark"), ("nodejs", "node"),
+                            ("npm", "npm"), ("chromium", "chromium")) if shutil.which(exe) is None]
+    if apt and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *apt], check=False, env=env)
+    missing = []
+    for mod, pkg in (("websockets", "websockets>=12"), ("aiohttp", "aiohttp>=3.9"), ("tornado", "tornado>=6.4")):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(pkg)
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", *missing], check=True)
+    if not (GEN / "node_modules" / "ws-legacy").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=GEN, check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# recording
+
+
+@contextlib.contextmanager
+def tcpdump(out: Path, port_filter: str, iface: str = "lo") -> Iterator[None]:
+    """Record `port_filter` traffic on `iface` into `out` while the block runs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["tcpdump", "-i", iface, "--immediate-mode", "-B", "262144", "-s", "0", "-U", "-w", str(out),
+         port_filter],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.2)
+    if proc.poll() is not None:
+        raise RuntimeError(f"tcpdump failed: {proc.stderr.read().decode()}")
+    try:
+        yield
+    finally:
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def to_pcapng(src: Path, dst: Path) -> None:
+    subprocess.run(["editcap", "-F", "pcapng", str(src), str(dst)], check=True)
+    src.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# sender logs
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Log:
+    """What the programs did: per-connection facts and every data message sent, in send order."""
+
+    conns: dict[int, dict] = field(default_factory=dict)
+    messages: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sent(self, client_port: int, sender: str, data: str | bytes) -> None:
+        if isinstance(data, str):
+            raw, kind, prefix = data.encode(), "text", data[:64]
+        else:
+            raw, kind, prefix = bytes(data), "binary", None
+        with self.lock:
+            self.messages.append({"client_port": client_port, "sender": sender, "type": kind,
+                                  "size": len(raw), "sha256": sha(raw), "text_prefix": prefix})
+
+    def record(self, rec: dict) -> None:
+        """A JSON line from a node/browser peer: {"event": "message"|"conn", ...}."""
+        ev = rec.pop("event")
+        if ev == "message":
+            with self.lock:
+                self.messages.append({k: rec.get(k) for k in
+                                      ("client_port", "sender", "type", "size", "sha256", "text_prefix")})
+        elif ev == "conn":
+            self.conn(rec.pop("client_port"), **rec)
+
+    def conn(self, client_port: int, **facts) -> None:
+        with self.lock:
+            self.conns.setdefault(client_port, {"client_port": client_port}).update(facts)
+
+
+def ws_conn_facts(ws, server_port: int) -> dict:
+    """Connection facts from a python `websockets` client connection after it closed."""
+    p = ws.protocol
+    resp = ws.response
+    ext = resp.headers.get("Sec-WebSocket-Extensions") if resp is not None else None
+    sent, rcvd = p.close_sent, p.close_rcvd
+    if sent is not None and rcvd is not None:
+        status = "clean"
+    elif sent is not None or rcvd is not None:
+        status = "half-closed"
+    else:
+        status = "abnormal"
+    if p.close_rcvd_then_sent is None:
+        initiator = "client" if sent is not None else ("server" if rcvd is not None else None)
+    else:
+        initiator = "server" if p.close_rcvd_then_sent else "client"
+    return {
+        "server_port": server_port, "version": 13, "draft": "rfc6455",
+        "http_status": resp.status_code if resp is not None else None, "handshake_ok": True,
+        "subprotocol": ws.subprotocol, "extensions": ext, "compression": bool(ext and "permessage-deflate" in ext),
+        "close_code_client": int(sent.code) if sent else None,
+        "close_code_server": int(rcvd.code) if rcvd else None,
+        "close_reason_client": sent.reason if sent else None,
+        "close_reason_server": rcvd.reason if rcvd else None,
+        "close_status": status, "close_initiator": initiator,
+    }
+
+
+async def send_logged(ws, log: Log, client_port: int, sender: str, data) -> None:
+    """Send through a python `websockets` connection and log it (lists are sent as fragments)."""
+    if isinstance(data, list):
+        whole = "".join(data) if isinstance(data[0], str) else b"".join(data)
+        await ws.send(iter(data))
+        log.sent(client_port, sender, whole)
+    else:
+        await ws.send(data)
+        log.sent(client_port, sender, data)
+
+
+# --------------------------------------------------------------------------------------------
+# hand-written peers (raw sockets) for drafts and abnormal ends
+
+
+def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> bytes:
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    k = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big") if n else b""
+    return head + key + masked
+
+
+def read_http_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def recv_exact(sock: socket.socket, n: int, buf: bytearray) -> bytes:
+    while len(buf) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("EOF")
+        buf += chunk
+    out = bytes(buf[:n])
+    del buf[:n]
+    return out
+
+
+def read_ws_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    b0, b1 = recv_exact(sock, 2, buf)
+    n = b1 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", recv_exact(sock, 2, buf))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", recv_exact(sock, 8, buf))
+    if b1 & 0x80:
+        recv_exact(sock, 4, buf)  # never from a server here
+    return b0 & 0x0F, recv_exact(sock, n, buf)
+
+
+def raw_connect(host: str, port: int, family: int = socket.AF_INET) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect((host, port))
+    return s
+
+
+def hybi_handshake(sock: socket.socket, host: str, port: int, path: str, version: int,
+                   extra: str = "") -> tuple[bytes, bytes]:
+    key = base64.b64encode(os.urandom(16)).decode()
+    origin_hdr = "Sec-WebSocket-Origin" if version < 13 else "Origin"
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n"
+           f"{origin_hdr}: http://{host}:{port}\r\n{extra}\r\n")
+    sock.sendall(req.encode())
+    return read_http_head(sock)
+
+
+def http_status(head: bytes) -> int:
+    return int(head.split(b"\r\n", 1)[0].split()[1])
+
+
+# --------------------------------------------------------------------------------------------
+# node peers
+
+
+class NodePeer:
+    """A node script under gen/ that prints JSON log lines; collects them into a Log."""
+
+    def __init__(self, log: Log, script: str, *args: str) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(["node", str(GEN / script), *args], cwd=GEN, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.ready = threading.Event()
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            self.lines.append(line)
+            if line == "READY":
+                self.ready.set()
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            self.log.record(rec)
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        if not self.ready.wait(timeout):
+            self.proc.kill()
+            raise RuntimeError(f"node peer not ready: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def wait(self, timeout: float = 60) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self.thread.join(5)
+        if self.proc.returncode != 0:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"node peer failed ({self.proc.returncode}): {err}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.thread.join(5)
+
+
+# --------------------------------------------------------------------------------------------
+# expected files
+
+CONN_KEYS = ("client_port", "server_port", "version", "draft", "http_status", "handshake_ok", "subprotocol",
+             "extensions", "compression", "close_code_client", "close_code_server", "close_reason_client",
+             "close_reason_server", "close_status", "close_initiator")
+FRAME_KEYS = ("frame_no", "client_port", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
+
+
+def cross_check(conns: list[dict], messages: list[dict], frames: list[dict]) -> list[str]:
+    """Disagreements between the senders' logs and tshark's dissection."""
+    errors: list[str] = []
+    by_conn: dict[int, list[dict]] = {}
+    for f in frames:
+        by_conn.setdefault(f["client_port"], []).append(f)
+    known = {c["client_port"] for c in conns}
+    for port in by_conn:
+        if port not in known:
+            errors.append(f"tshark sees frames on client port {port} that no program logged")
+    for c in conns:
+        port = c["client_port"]
+        fr = by_conn.get(port, [])
+        for side in ("client", "server"):
+            closes = [f for f in fr if f["sender"] == side and f["opcode"] == 8]
+            if "close_code_" + side in c:
+                want = c["close_code_" + side]
+                got = None if not closes else (closes[0]["close_code"] or 1005)
+                if want != got:
+                    errors.append(f"{port} {side}: close code logged {want}, tshark {got}")
+            want_reason = c.get("close_reason_" + side)
+            if closes and want_reason and closes[0]["close_reason"] != want_reason:
+                errors.append(f"{port} {side}: close reason logged {want_reason!r}, "
+                              f"tshark {closes[0]['close_reason']!r}")
+            logged = [(m["type"], m["size"]) for m in messages
+                      if m["client_port"] == port and m["sender"] == side]
+            seen: list[tuple[str, int]] = []
+            cur: list = []
+            for f in fr:
+                if f["sender"] != side or f["opcode"] not in (0, 1, 2):
+                    continue
+                if f["opcode"] in (1, 2):
+                    cur = ["text" if f["opcode"] == 1 else "binary", 0]
+                cur[1] += f["payload_len"]
+                if f["fin"]:
+                    seen.append((cur[0], cur[1]))
+            if c.get("compression"):
+                logged_cmp = [t for t, _ in logged]
+                seen_cmp = [t for t, _ in seen]
+            else:
+                logged_cmp, seen_cmp = logged, seen
+            if logged_cmp != seen_cmp:
+                errors.append(f"{port} {side}: messages logged {logged_cmp[:8]}..., tshark {seen_cmp[:8]}...")
+    return errors
+
+
+def finish(name: str, path: Path, description: str, log: Log, tshark_ok: bool, notes: str,
+           options: dict | None) -> dict:
+    conns = [{k: c[k] for k in CONN_KEYS if k in c} for c in log.conns.values()]
+    conns.sort(key=lambda c: c["client_port"])
+    expected: dict = {
+        "capture": path.name, "description": description, "generator": f"make_captures.py {name}",
+        "tshark_dissects": tshark_ok, "tshark_notes": notes, "connections": conns,
+        "messages": log.messages,
+    }
+    if options:
+        expected["analyze_options"] = options
+    if tshark_ok:
+        server_ports = {c["server_port"] for c in conns}
+        tf = tshark_frames(path, server_ports)
+        errors = cross_check(conns, log.messages, tf)
+        if errors:
+            raise RuntimeError(f"{name}: senders' logs and tshark disagree:\n  " + "\n  ".join(errors))
+        expected["frames"] = [{k: f[k] for k in FRAME_KEYS} for f in tf]
+    out = path.with_name(path.name.split(".")[0] + ".expected.json")
+    out.write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    return expected
+
+
+# --------------------------------------------------------------------------------------------
+# scenarios
+
+SCENARIOS: dict[str, Callable[[Path], dict]] = {}
+
+
+def register(name: str, filename: str, description: str, port_filter: str, *, tshark: bool = True,
+             notes: str = "", iface: str = "lo", pcapng: bool = False, options: dict | None = None,
+             self_recording: bool = False):
+    """Register fn(log) as a scenario (tcpdump records around it), or fn(log, record) when the
+    scenario starts the recording itself (`with record(): ...`)."""
+
+    def deco(fn):
+        def run(out_dir: Path) -> dict:
+            log = Log()
+            path = out_dir / filename
+            raw = path.with_name(path.name.split(".")[0] + ".tmp.pcap") if pcapng else path
+            if self_recording:
+                fn(log, lambda: tcpdump(raw, port_filter, iface=iface))
+            else:
+                with tcpdump(raw, port_filter, iface=iface):
+                    fn(log)
+            if pcapng:
+                to_pcapng(raw, path)
+            return finish(name, path, description, log, tshark, notes, options)
+
+        SCENARIOS[name] = run
+        return fn
+
+    return deco
+
+
+SIZES = [0, 1, 125, 126, 65535, 65536]
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "\"><img src=x onerror=alert(2)>",
+    "</td></tr></table><h1>broken</h1>",
+    "&lt;not-an-entity&gt; & &amp; ' \" `",
+    "{{ 7*7 }} ${7*7} <!-- comment -->",
+    "<svg/onload=alert(3)>\u202e\u0000nul",
+]
+
+
+def payload_text(n: int, seed: int = 0) -> str:
+    rnd = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(rnd.choices(alphabet, k=n))
+
+
+def payload_binary(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+async def ws_server(port: int, log: Log, *, host: str = "127.0.0.1", compression: str | None = None,
+                    reply: Callable | None = None, after: Callable | None = None, **kw):
+    """A python `websockets` server answering each message with reply(msg) (None: no answer; a list:
+    fragments; default: echo). `after(ws, cport)` runs when the client's messages end."""
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def handler(ws):
+        cport = ws.remote_address[1]
+        try:
+            async for msg in ws:
+                out = reply(msg) if reply else msg
+                if isinstance(out, tuple):  # ("close", code, reason)
+                    await ws.close(out[1], out[2])
+                    break
+                if out is not None:
+                    await send_logged(ws, log, cport, "server", out)
+        except ConnectionClosed:
+            pass
+        if after:
+            await after(ws, cport)
+
+    return await serve(handler, host, port, compression=compression, ping_interval=None, max_size=None, **kw)
+
+
+def connect_kw(**kw) -> dict:
+    base = {"ping_interval": None, "max_size": None, "close_timeout": 5}
+    base.update(kw)
+    return base
+
+
+# ---- python websockets
+
+
+def _sizes_reply(msg):
+    if msg == "send big":
+        return payload_binary(1 << 20, 98)
+    return None if len(msg) > 70000 else msg
+
+
+@register("ws_sizes", "ws_sizes.pcap",
+          "python websockets 17 server+client, no compression: text and binary of 0, 1, 125, 126, 65535, 65536 "
+          "bytes from the client, each echoed by the server; a 1 MiB text from the client and a 1 MiB binary "
+          "from the server; client closes 1000", "tcp port 9001")
+def _ws_sizes(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(9001, log, reply=_sizes_reply)
+        async with connect("ws://127.0.0.1:9001/sizes", compression=None, **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            for i, n in enumerate(SIZES):
+                for data in (payload_text(n, i), payload_binary(n, i)):
+                    await send_logged(ws, log, cport, "client", data)
+                    await ws.recv()
+            await send_logged(ws, log, cport, "client", payload_text(1 << 20, 99))
+            await send_logged(ws, log, cport, "client", "send big")
+            await ws.recv()
+        log.conn(cport, **ws_conn_facts(ws, 9001))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def _frag_reply(msg):
+    if isinstance(msg, str):
+        return ["server ", "fragmented ", "reply to ", str(len(msg))]
+    return [b"\xff" * 3, b"", b"\xee" * 300]
+
+
+@register("ws_fragments_ping", "ws_fragments_ping.pcap",
+          "python websockets 17, no compression, subprotocol chat.v1 negotiated: fragmented text and binary "
+          "messages both ways (iterators of fragments, including an empty fragment and a 70000-byte one), "
+          "pings with payloads from both sides (and an empty ping), client closes 1000 'done'",
+          "tcp port 9002")
+def _ws_fragments(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    async def after(ws, cport):
+        return None
+
+    async def main():
+        server = await ws_server(9002, log, reply=_frag_reply, subprotocols=["chat.v2", "chat.v1"])
+        async with connect("ws://127.0.0.1:9002/chat", compression=None, subprotocols=["chat.v1"],
+                           **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            await (await ws.ping(b"client-ping-1"))
+            await send_logged(ws, log, cport, "client", ["Hel", "lo, ", "frag", "ments ✓"])
+            await ws.recv()
+            await (await ws.ping(b""))
+            await send_logged(ws, log, cport, "client", [b"\x00" * 10, b"\x01" * 200, b"\x02" * 70000])
+            await ws.recv()
+            await send_logged(ws, log, cport, "client", ["single fragment"])
+            await ws.recv()
+            await (await ws.ping(bytes(range(125))))
+        log.conn(cport, **ws_conn_facts(ws, 9002))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+REASON_C = "au revoir — ça va? ✓ Grüße 👋"
+REASON_S = "Ünïcödé server reason ✓ 日本語"
+
+
+@register("ws_close_reason_utf8", "ws_close_reason_utf8.pcap",
+          "python websockets 17: close frames whose reasons hold non-ASCII UTF-8: the client closes 1000 "
+          f"{REASON_C!r}; on a second connection the server closes 4000 {REASON_S!r}", "tcp port 9003")
+def _ws_close_reason(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    def reply(msg):
+        return ("close", 4000, REASON_S) if msg == "please close" else msg
+
+    async def main():
+        server = await ws_server(9003, log, reply=reply)
+        async with connect("ws://127.0.0.1:9003/", compression=None, **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            await send_logged(ws, log, cport, "client", "hello")
+            await ws.recv()
+            await ws.close(1000, REASON_C)
+        log.conn(cport, **ws_conn_facts(ws, 9003))
+        async with connect("ws://127.0.0.1:9003/", compression=None, **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            await send_logged(ws, log, cport, "client", "please close")
+            await ws.wait_closed()
+        log.conn(cport, **ws_conn_facts(ws, 9003))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def _chat_json(i: int, user: str) -> str:
+    return json.dumps({"type": "chat", "seq": i, "user": user, "room": "general",
+                       "text": f"message number {i} from {user}: " + "lorem ipsum dolor sit amet " * (1 + i % 5)})
+
+
+async def _deflate_conn(log: Log, port: int, **kw) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{port}/deflate", **connect_kw(**kw)) as ws:
+        cport = ws.local_address[1]
+        for i in range(6):
+            await send_logged(ws, log, cport, "client", _chat_json(i, "alice"))
+            await ws.recv()
+        for data in (b"\x00" * 5000, payload_binary(3000, 7), b"ABCD" * 2000):
+            await send_logged(ws, log, cport, "client", data)
+            await ws.recv()
+    log.conn(cport, **ws_conn_facts(ws, port))
+
+
+@register("ws_deflate", "ws_deflate.pcap",
+          "python websockets 17 with permessage-deflate (default parameters, context takeover on both sides): "
+          "repetitive JSON chat text and compressible/incompressible binary, echoed by the server",
+          "tcp port 9004")
+def _ws_deflate(log: Log) -> None:
+    async def main():
+        server = await ws_server(9004, log, compression="deflate")
+        await _deflate_conn(log, 9004, compression="deflate")
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@register("ws_deflate_no_context_takeover", "ws_deflate_no_context_takeover.pcap",
+          "python websockets 17 permessage-deflate, two connections: one negotiates client_no_context_takeover, "
+          "the other server_no_context_takeover; the same repetitive messages as ws_deflate", "tcp port 9005")
+def _ws_deflate_nct(log: Log) -> None:
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    async def main():
+        server = await ws_server(9005, log, compression="deflate")
+        await _deflate_conn(log, 9005, compression=None,
+                            extensions=[ClientPerMessageDeflateFactory(client_no_context_takeover=True)])
+        await _deflate_conn(log, 9005, compression=None,
+                            extensions=[ClientPerMessageDeflateFactory(server_no_context_takeover=True)])
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014]
+
+
+@register("ws_close_codes_client", "ws_close_codes_client.pcap",
+          "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
+          "sends a text message, then closes with that code and reason 'client <code>'; the server echoes "
+          "the close", "tcp port 9006")
+def _ws_close_client(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(9006, log)
+        for code in CLOSE_CODES:
+            async with connect("ws://127.0.0.1:9006/", compression=None, **connect_kw()) as ws:
+                cport = ws.local_address[1]
+                await send_logged(ws, log, cport, "client", f"will close with {code}")
+                await ws.recv()
+                await ws.close(code, f"client {code}")
+            log.conn(cport, **ws_conn_facts(ws, 9006))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@register("ws_close_codes_server", "ws_close_codes_server.pcap",
+          "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
+          "asks, the server closes with that code and reason 'server <code>', the client echoes the close",
+          "tcp port 9007")
+def _ws_close_server(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    def reply(msg):
+        return ("close", int(msg.split()[-1]), f"server {msg.split()[-1]}")
+
+    async def main():
+        server = await ws_server(9007, log, reply=reply)
+        for code in CLOSE_CODES:
+            async with connect("ws://127.0.0.1:9007/", compression=None, **connect_kw()) as ws:
+                cport = ws.local_address[1]
+                await send_logged(ws, log, cport, "client", f"close with {code}")
+                await ws.wait_closed()
+            log.conn(cport, **ws_conn_facts(ws, 9007))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@register("interleaved_9123", "interleaved_9123.pcap",
+          "python websockets 17 on the non-standard port 9123: five concurrent clients (compression on for "
+          "odd ones) whose messages interleave, random small delays; each closes 1000 itself", "tcp port 9123")
+def _interleaved(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    async def client(i: int) -> None:
+        rnd = random.Random(i)
+        await asyncio.sleep(0.05 * i)
+        async with connect("ws://127.0.0.1:9123/room", compression="deflate" if i % 2 else None,
+                           **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            for j in range(6):
+                data = _chat_json(j, f"user{i}") if j % 3 else payload_binary(rnd.randint(10, 3000), i * 10 + j)
+                await send_logged(ws, log, cport, "client", data)
+                await ws.recv()
+                await asyncio.sleep(rnd.uniform(0.01, 0.15))
+        log.conn(cport, **ws_conn_facts(ws, 9123))
+
+    async def main():
+        server = await ws_server(9123, log, compression="deflate")
+        await asyncio.gather(*(client(i) for i in range(5)))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def _simple_exchange(log: Log, port: int, host: str = "127.0.0.1", compression: str | None = None,
+                     path: str = "/", **kw) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(port, log, host=host, compression=compression)
+        url_host = f"[{host}]" if ":" in host else host
+        async with connect(f"ws://{url_host}:{port}{path}", compression=compression, **connect_kw(**kw)) as ws:
+            cport = ws.local_address[1]
+            for data in ("hello", _chat_json(1, "bob"), payload_binary(2000, 5), "x" * 200):
+                await send_logged(ws, log, cport, "client", data)
+                await ws.recv()
+            await ws.close(1000, "bye")
+        log.conn(cport, **ws_conn_facts(ws, port))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@register("ipv6", "ipv6.pcap",
+          "python websockets 17 over IPv6 loopback [::1]: text, JSON and binary echoed, client closes 1000 'bye'",
+          "tcp port 9080")
+def _ipv6(log: Log) -> None:
+    _simple_exchange(log, 9080, host="::1")
+
+
+@register("any_interface_sll", "any_interface_sll.pcap",
+          "recorded with tcpdump -i any (Linux cooked capture, SLL2 with tcpdump 4.99): python websockets 17, "
+          "permessage-deflate, text, JSON and binary echoed, client closes 1000 'bye'",
+          "tcp port 9081", iface="any")
+def _any(log: Log) -> None:
+    _simple_exchange(log, 9081, compression="deflate")
+
+
+@register("pcapng_format", "pcapng_format.pcapng",
+          "pcapng file (tcpdump, converted by editcap -F pcapng): python websockets 17, permessage-deflate, "
+          "text, JSON and binary echoed, client closes 1000 'bye'", "tcp port 9082", pcapng=True)
+def _pcapng(log: Log) -> None:
+    _simple_exchange(log, 9082, compression="deflate")
+
+
+@register("html_hostile", "html_hostile.pcap",
+          "python websockets 17: messages, a User-Agent, an extra header, the path and the close reason carry "
+          "HTML/JS-hostile text (<script>alert(1)</script>, attribute breakers, entities, RTL override, NUL)",
+          "tcp port 9083")
+def _hostile(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(9083, log)
+        async with connect("ws://127.0.0.1:9083/%3Cscript%3Ealert(0)%3C/script%3E?q=%22%3E%3Cb%3E",
+                           compression=None, user_agent_header="<script>alert('ua')</script>",
+                           additional_headers={"X-Evil": "\"><img src=x onerror=alert('hdr')>"},
+                           **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            for text in HOSTILE:
+                await send_logged(ws, log, cport, "client", text)
+                await ws.recv()
+            await send_logged(ws, log, cport, "client", b"<script>alert('binary')</script>")
+            await ws.recv()
+            await ws.close(4001, "</td><script>alert('close')</script>")
+        log.conn(cport, **ws_conn_facts(ws, 9083))
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+_MIDSTREAM_HANDSHAKE_KEYS = ("version", "draft", "http_status", "handshake_ok", "subprotocol", "extensions",
+                             "compression")
+
+
+@register("midstream", "midstream.pcap",
+          "recording starts after the handshake: python websockets 17, no compression; the client connects, "
+          "then tcpdump starts, then text/binary messages, a ping and a clean close 1000. Analyze with "
+          "ports=[9090]; handshake facts are unknown and are left out of the expected connection",
+          "tcp port 9090", self_recording=True, options={"ports": [9090]},
+          notes="tshark needs the HTTP Upgrade to dissect WebSocket; none is in this capture",
+          tshark=False)
+def _midstream(log: Log, record) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(9090, log)
+        async with connect("ws://127.0.0.1:9090/", compression=None, **connect_kw()) as ws:
+            cport = ws.local_address[1]
+            rec = record()
+            await asyncio.to_thread(rec.__enter__)
+            try:
+                for data in ("first message seen", payload_binary(300, 3), payload_text(1000, 4)):
+                    await send_logged(ws, log, cport, "client", data)
+                    await ws.recv()
+                await (await ws.ping(b"mid"))
+                await ws.close(1000, "mid bye")
+            finally:
+                await asyncio.to_thread(rec.__exit__, None, None, None)
+        facts = ws_conn_facts(ws, 9090)
+        for k in _MIDSTREAM_HANDSHAKE_KEYS:
+            facts.pop(k)
+        log.conn(cport, **facts)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--out", default=str(HERE), help="output folder (default: captures/)")
+    ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument("--no-install", action="store_true", help="do not install missing tools")
+    args = ap.parse_args(argv)
+    if args.list:
+        print("\n".join(SCENARIOS))
+        return 0
+    if os.geteuid() != 0:
+        print("make_captures.py needs root (tcpdump on the loopback interface)", file=sys.stderr)
+        return 2
+    if not args.no_install:
+        ensure_tools()
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    failed = []
+    for name in names:
+        t0 = time.time()
+        try:
+            exp = SCENARIOS[name](out)
+        except Exception as e:  # report and go on with the other scenarios
+            failed.append(name)
+            print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        print(f"{name}: {len(exp['connections'])} connections, {len(exp['messages'])} messages, "
+              f"{len(exp.get('frames') or [])} tshark frames ({time.time() - t0:.1f} s)")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

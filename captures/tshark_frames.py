@@ -1,0 +1,95 @@
+"""Run tshark on a capture and return its WebSocket frames as plain dicts.
+
+Owns the one place where the capture corpus talks to tshark: make_captures.py uses it to write the
+"frames" list of each expected file, and tests/test_tshark_agreement.py uses it to check that tshark
+still says the same thing. tshark only finds the HTTP Upgrade on ports it knows, so every server port
+of the capture is decoded as HTTP (``-d tcp.port==P,http``); detection by the analyzer must not need
+this hint, tshark does.
+
+PDML is parsed (not ``-T fields``) because one TCP segment can complete several WebSocket frames and
+``-T fields`` flattens their fields into comma lists that cannot be re-aligned when only some of the
+frames carry a field (the close status code).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def tshark_available() -> bool:
+    return shutil.which("tshark") is not None
+
+
+def tshark_command(path: str | Path, server_ports: Iterable[int]) -> list[str]:
+    cmd = ["tshark", "-n", "-r", str(path), "-o", "tcp.reassemble_out_of_order:TRUE",
+           "-o", "tcp.desegment_tcp_streams:TRUE"]
+    for port in sorted(set(server_ports)):
+        cmd += ["-d", f"tcp.port=={port},http"]
+    cmd += ["-Y", "websocket", "-T", "pdml", "-J", "tcp websocket"]
+    return cmd
+
+
+def _fields(proto: ET.Element) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in proto.iter("field"):
+        name = f.get("name")
+        if name and name not in out:
+            out[name] = f.get("show", "")
+    return out
+
+
+def tshark_frames(path: str | Path, server_ports: Iterable[int]) -> list[dict]:
+    """One dict per WebSocket frame tshark dissects, in capture order.
+
+    Keys: frame_no, client_port, server_port, sender, opcode, fin, rsv1, masked, payload_len,
+    close_code (None when not a close frame or the close payload is empty), close_reason.
+    """
+    server_ports = set(server_ports)
+    proc = subprocess.run(tshark_command(path, server_ports), capture_output=True, check=True,
+                          timeout=300)
+    root = ET.fromstring(proc.stdout)
+    frames: list[dict] = []
+    for packet in root.iter("packet"):
+        frame_no = None
+        src = dst = None
+        for proto in packet.findall("proto"):
+            name = proto.get("name")
+            if name == "geninfo":
+                frame_no = int(_fields(proto)["num"])
+            elif name == "tcp":
+                f = _fields(proto)
+                src, dst = int(f["tcp.srcport"]), int(f["tcp.dstport"])
+            elif name == "websocket":
+                f = _fields(proto)
+                if "websocket.opcode" not in f:
+                    continue
+                plen = int(f["websocket.payload_length"])
+                if plen == 126:
+                    plen = int(f["websocket.payload_length_ext_16"])
+                elif plen == 127:
+                    plen = int(f["websocket.payload_length_ext_64"])
+                opcode = int(f["websocket.opcode"])
+                code = f.get("websocket.payload.close.status_code")
+                reason = f.get("websocket.payload.close.reason")
+                if dst in server_ports:
+                    sender, client_port, server_port = "client", src, dst
+                else:
+                    sender, client_port, server_port = "server", dst, src
+                frames.append({
+                    "frame_no": frame_no,
+                    "client_port": client_port,
+                    "server_port": server_port,
+                    "sender": sender,
+                    "opcode": opcode,
+                    "fin": f["websocket.fin"] in ("1", "True", "true"),
+                    "rsv1": (int(f["websocket.rsv"], 0) & 0x4) != 0,
+                    "masked": f["websocket.mask"] in ("1", "True", "true"),
+                    "payload_len": plen,
+                    "close_code": int(code) if (opcode == 8 and code) else None,
+                    "close_reason": reason if opcode == 8 else None,
+                })
+    return frames
