@@ -20,7 +20,8 @@ Rules (RFC 6455 §5.4-5.6, RFC 7692), applied per sender:
 6. A frame whose payload is None (over the frame buffering limit or lost in a gap): an
    uncompressed message still gets its exact size but no UTF-8 verdict past the hole; a
    compressed one cannot be inflated further: DECOMPRESSION_FAILURE and complete=False.
-   The preview shows the bytes known before the hole ("" when there are none).
+   The preview and a kept payload hold the bytes known before the hole ("" when none); the
+   same goes for the bytes inflated before a decompression failure.
 7. Text messages are validated incrementally; a character split across fragments is valid.
    INVALID_UTF8 names the byte offset (in the decompressed message) of the first invalid byte.
 8. Any frame after this sender's close frame → DATA_AFTER_CLOSE.
@@ -66,10 +67,11 @@ def parse_close(payload: bytes) -> tuple[int | None, str | None, list[tuple[Prob
     problems: list[tuple[ProblemKind, str]] = []
     if code in NOT_SENT_ON_WIRE:
         problems.append((ProblemKind.FORBIDDEN_CLOSE_CODE,
-                         f"close code {code} must not be sent in a close frame"))
+                         f"expected=a code allowed on the wire, found={code} (MUST NOT be sent)"))
     elif not close_code_valid_on_wire(code):
         problems.append((ProblemKind.INVALID_CLOSE_CODE,
-                         f"close code {code} is not valid on the wire ({close_code_class(code)})"))
+                         f"expected=1000-1003, 1007-1014 or 3000-4999, found={code} "
+                         f"({close_code_class(code)})"))
     reason: str | None = None
     if n > 2:
         raw = bytes(payload[2:])
@@ -78,7 +80,8 @@ def parse_close(payload: bytes) -> tuple[int | None, str | None, list[tuple[Prob
         except UnicodeDecodeError as exc:
             reason = raw.decode("utf-8", errors="replace")
             problems.append((ProblemKind.INVALID_CLOSE_REASON_UTF8,
-                             f"invalid UTF-8 at byte {exc.start} of the close reason: {exc.reason}"))
+                             f"expected=UTF-8 reason, found=invalid byte at {exc.start} of "
+                             f"{len(raw)} ({exc.reason})"))
     return code, reason, problems
 
 
@@ -307,7 +310,8 @@ class MessageAssembler:
             return FrameInfo(None, False)
         code, reason, problems = parse_close(frame.payload)
         for kind, detail in problems:
-            out.append(self._problem(kind, detail, frame))
+            if self.validate_utf8 or kind is not ProblemKind.INVALID_CLOSE_REASON_UTF8:
+                out.append(self._problem(kind, detail, frame))
         return FrameInfo(None, False, code, reason)
 
     def _start(self, frame: Frame) -> _Open:
@@ -439,6 +443,8 @@ class MessageAssembler:
         if not n:
             return
         msg.size += n
+        if msg.lost or msg.failed:
+            return              # not contiguous with what came before: count it, keep nothing
         room = self._head_cap - len(msg.head)
         if room > 0:
             msg.head += data[:room]
@@ -477,6 +483,8 @@ class MessageAssembler:
     def _preview(self, msg: _Open) -> str:
         head = msg.head
         known = len(head)
+        if not known:
+            return ""
         if msg.type == "text":
             text = head.decode("utf-8", errors="replace")
             cut = len(text) > self.preview_len
