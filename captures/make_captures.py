@@ -810,6 +810,250 @@ def _midstream(log: Log, record) -> None:
     asyncio.run(main())
 
 
+
+
+# ---- other implementations: aiohttp, node ws, ws@0.4 (hybi-08), chromium
+
+
+async def _aiohttp_server(port: int, log: Log, handler_extra=None, compress: bool | int = True, routes=()):
+    from aiohttp import WSMsgType, web
+
+    async def ws_handler(request):
+        ws = web.WebSocketResponse(compress=compress, autoping=True)
+        await ws.prepare(request)
+        cport = request.transport.get_extra_info("peername")[1]
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                out = json.dumps({"ack": len(msg.data), "echo": msg.data[:40]})
+                await ws.send_str(out)
+                log.sent(cport, "server", out)
+            elif msg.type == WSMsgType.BINARY:
+                out = msg.data[::-1]
+                await ws.send_bytes(out)
+                log.sent(cport, "server", out)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    for method, path, fn in routes:
+        app.router.add_route(method, path, fn)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    return runner
+
+
+@register("aiohttp_compress", "aiohttp_compress.pcap",
+          "aiohttp 3 server and aiohttp client with permessage-deflate (compress=15): text, JSON and binary; the "
+          "server answers text with a JSON ack and binary reversed; a ping from the client; client closes "
+          "1000 'aiohttp bye'", "tcp port 9010")
+def _aiohttp(log: Log) -> None:
+    import aiohttp
+
+    async def main():
+        runner = await _aiohttp_server(9010, log)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect("http://127.0.0.1:9010/ws", compress=15, autoping=True) as ws:
+                cport = ws.get_extra_info("sockname")[1]
+                ext = ws._response.headers.get("Sec-WebSocket-Extensions")
+                for data in ("hello aiohttp", _chat_json(2, "carol"), b"\x10\x20" * 3000, payload_binary(500, 9),
+                             "ünïcödé ✓ " * 30):
+                    if isinstance(data, str):
+                        await ws.send_str(data)
+                    else:
+                        await ws.send_bytes(data)
+                    log.sent(cport, "client", data)
+                    await ws.receive()
+                await ws.ping(b"aiohttp-ping")
+                await asyncio.sleep(0.2)
+                await ws.close(code=1000, message=b"aiohttp bye")
+                log.conn(cport, server_port=9010, version=13, draft="rfc6455", http_status=101, handshake_ok=True,
+                         subprotocol=None, extensions=ext, compression=bool(ext), close_code_client=1000,
+                         close_code_server=ws.close_code, close_reason_client="aiohttp bye",
+                         close_status="clean", close_initiator="client")
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+@register("node_ws", "node_ws.pcap",
+          "node `ws` 8 server (permessage-deflate) with two clients: a node `ws` 8 client (compression, subprotocol "
+          "node.v1 chosen by the server, a ping, closes 1000 'node bye') and a python websockets 17 "
+          "client without compression (closes 1001 'going away')", "tcp port 9020")
+def _node_ws(log: Log) -> None:
+    from websockets.asyncio.client import connect
+
+    server = NodePeer(log, "ws_node.js", "server", "9020")
+    try:
+        server.wait_ready()
+        client = NodePeer(log, "ws_node.js", "client", "9020")
+        client.wait(30)
+
+        async def py_client():
+            async with connect("ws://127.0.0.1:9020/py", compression=None, **connect_kw()) as ws:
+                cport = ws.local_address[1]
+                for data in ("python to node", payload_binary(70000, 11)):
+                    await send_logged(ws, log, cport, "client", data)
+                    await ws.recv()
+                await ws.close(1001, "going away")
+            log.conn(cport, **ws_conn_facts(ws, 9020))
+
+        asyncio.run(py_client())
+        time.sleep(0.3)
+    finally:
+        server.stop()
+
+
+@register("hybi08_ws_legacy", "hybi08_ws_legacy.pcap",
+          "npm ws@0.4.32 server and client speaking Sec-WebSocket-Version: 8 (hybi-08 framing, draft hybi-08): "
+          "text and binary echoed, client closes 1000 'legacy bye'", "tcp port 9050")
+def _legacy(log: Log) -> None:
+    peer = NodePeer(log, "legacy_hybi.js", "9050")
+    peer.wait(30)
+
+
+def _raw_hybi_client(log: Log, port: int, version: int, draft: str, messages: list, close_reason: str) -> None:
+    s = raw_connect("127.0.0.1", port)
+    cport = s.getsockname()[1]
+    head, rest = hybi_handshake(s, "127.0.0.1", port, "/ws", version)
+    status = http_status(head)
+    buf = bytearray(rest)
+    got_close = None
+    for data in messages:
+        op = 1 if isinstance(data, str) else 2
+        s.sendall(ws_frame(op, data.encode() if op == 1 else data))
+        log.sent(cport, "client", data)
+        read_ws_frame(s, buf)
+    s.sendall(ws_frame(8, struct.pack("!H", 1000) + close_reason.encode()))
+    while got_close is None:
+        op, payload = read_ws_frame(s, buf)
+        if op == 8:
+            got_close = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+    s.close()
+    log.conn(cport, server_port=port, version=version, draft=draft, http_status=status, handshake_ok=status == 101,
+             subprotocol=None, extensions=None, compression=False, close_code_client=1000,
+             close_code_server=got_close, close_reason_client=close_reason, close_status="clean",
+             close_initiator="client")
+
+
+@register("hybi07_aiohttp", "hybi07_aiohttp.pcap",
+          "hand-written python client sending Sec-WebSocket-Version: 7 (hybi-07) to an aiohttp 3 server (which "
+          "accepts 7, 8 and 13), no compression: text and binary, client closes 1000 'v7 bye'", "tcp port 9051")
+def _hybi07(log: Log) -> None:
+    async def main():
+        runner = await _aiohttp_server(9051, log, compress=False)
+        await asyncio.to_thread(_raw_hybi_client, log, 9051, 7, "hybi-07",
+                                ["hello hybi-07", payload_binary(200, 2), "second text"], "v7 bye")
+        await asyncio.sleep(0.2)
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+CHROMIUM_MESSAGES = [
+    "hello from chromium",
+    json.dumps({"type": "chat", "user": "browser", "text": "typed in a page " * 10}),
+    "ünïcödé from the browser ✓",
+]
+CHROMIUM_BINARY = 1500  # bytes i % 251 for i in range(n), sent as an ArrayBuffer
+
+CHROMIUM_PAGE = """<!doctype html><meta charset="utf-8"><title>ws</title><script>
+const msgs = %s;
+const ws = new WebSocket("ws://127.0.0.1:%d/ws");
+ws.binaryType = "arraybuffer";
+let n = 0;
+function next() {
+  if (n < msgs.length) { ws.send(msgs[n++]); return; }
+  if (n === msgs.length) { n++; const b = new Uint8Array(%d); for (let i = 0; i < b.length; i++) b[i] = i %% 251;
+                           ws.send(b.buffer); return; }
+  ws.close(1000, "page done");
+}
+ws.onopen = next;
+ws.onmessage = next;
+ws.onclose = (e) => { document.title = "closed " + e.code; };
+</script>"""
+
+
+def _chromium_exe() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@register("chromium_client", "chromium_client.pcap",
+          "headless Chromium (Debian chromium package) as the browser client: a page served by aiohttp opens a "
+          "WebSocket to the same aiohttp 3 server (compression negotiated), sends three texts and an "
+          "ArrayBuffer, closes 1000 'page done'; the HTTP GETs for the page are in the capture too",
+          "tcp port 9030")
+def _chromium(log: Log) -> None:
+    from aiohttp import web
+
+    exe = _chromium_exe()
+    if exe is None:
+        raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
+    done = asyncio.Event()
+    page = CHROMIUM_PAGE % (json.dumps(CHROMIUM_MESSAGES), 9030, CHROMIUM_BINARY)
+
+    async def index(request):
+        return web.Response(text=page, content_type="text/html")
+
+    async def favicon(request):
+        return web.Response(status=204)
+
+    async def main():
+        nonlocal done
+        done = asyncio.Event()
+        from aiohttp import WSMsgType
+
+        async def ws_handler(request):
+            ws = web.WebSocketResponse(compress=True)
+            await ws.prepare(request)
+            cport = request.transport.get_extra_info("peername")[1]
+            for m in CHROMIUM_MESSAGES:
+                log.sent(cport, "client", m)
+            log.sent(cport, "client", bytes(i % 251 for i in range(CHROMIUM_BINARY)))
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    out = json.dumps({"ack": len(msg.data), "echo": msg.data[:40]})
+                    await ws.send_str(out)
+                    log.sent(cport, "server", out)
+                elif msg.type == WSMsgType.BINARY:
+                    out = msg.data[::-1]
+                    await ws.send_bytes(out)
+                    log.sent(cport, "server", out)
+            ext = ws._headers.get("Sec-WebSocket-Extensions") if hasattr(ws, "_headers") else None
+            ext = ws.headers.get("Sec-WebSocket-Extensions", ext)
+            log.conn(cport, server_port=9030, version=13, draft="rfc6455", http_status=101, handshake_ok=True,
+                     subprotocol=None, extensions=ext, compression=bool(ext), close_code_client=1000,
+                     close_code_server=1000, close_reason_client="page done", close_status="clean",
+                     close_initiator="client")
+            done.set()
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/", index)
+        app.router.add_get("/favicon.ico", favicon)
+        app.router.add_get("/ws", ws_handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 9030).start()
+        profile = tempfile.mkdtemp(prefix="chromium-")
+        proc = await asyncio.create_subprocess_exec(
+            exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-extensions",
+            f"--user-data-dir={profile}", "--remote-debugging-port=0", "http://127.0.0.1:9030/",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await asyncio.wait_for(done.wait(), 60)
+            await asyncio.sleep(0.5)
+        finally:
+            proc.terminate()
+            await proc.wait()
+            shutil.rmtree(profile, ignore_errors=True)
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
