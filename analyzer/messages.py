@@ -273,6 +273,10 @@ class MessageAssembler:
             return self._close(frame, out)
         if opcode >= 0x8 or 3 <= opcode <= 7:
             return FrameInfo(None, False)
+        payload = frame.payload
+        if (frame.fin and opcode != 0 and self._open is None and payload is not None
+                and len(payload) <= self.max_message_bytes and not (frame.rsv1 and self._mode)):
+            return self._single(frame, payload, out)
         if opcode == 0x0:
             msg = self._open
             if msg is None:
@@ -302,6 +306,33 @@ class MessageAssembler:
             # A compressed message with uncaptured bytes is not known in full (rule 6).
             out.append(self._emit(msg, complete=not (msg.lost and msg.compressed), reason="its end"))
         return FrameInfo(msg.message_id, compressed)
+
+    def _single(self, frame: Frame, payload: bytes, out: list[MessageEvent]) -> FrameInfo:
+        """Fast path for the common case: an uncompressed one-frame message within the limit."""
+        self._after_gap = False
+        self._orphan_run = False
+        message_id = self._next_id()
+        n = len(payload)
+        text = frame.opcode == 1
+        if text and self.validate_utf8 and not payload.isascii():
+            if n <= _UTF8_SLICE:
+                try:
+                    bytes(payload).decode("utf-8")
+                    error = None
+                except UnicodeDecodeError as exc:
+                    error = f"invalid UTF-8 at byte offset {exc.start}: {exc.reason}"
+            else:
+                error = _Utf8Check().feed(payload, final=True)
+            if error is not None:
+                out.append(self._problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
+                                         frame))
+        out.append(Message(
+            message_id=message_id, type="text" if text else "binary", ts_start_ns=frame.ts_ns,
+            ts_end_ns=frame.ts_ns, frames=1, wire_bytes=frame.payload_len, size=n, compressed=False,
+            preview=self._preview_of(text, payload[:self._head_cap], n),
+            payload=bytes(payload) if self.keep_payload else None, complete=True,
+            first_record_no=frame.record_no, last_record_no=frame.record_no))
+        return FrameInfo(message_id, False)
 
     def _close(self, frame: Frame, out: list[MessageEvent]) -> FrameInfo:
         self.close_frames += 1
@@ -481,19 +512,23 @@ class MessageAssembler:
             complete=complete, first_record_no=msg.first_record_no, last_record_no=msg.last_record_no)
 
     def _preview(self, msg: _Open) -> str:
-        head = msg.head
+        return self._preview_of(msg.type == "text", msg.head, msg.size)
+
+    def _preview_of(self, text: bool, head: bytes | bytearray, size: int) -> str:
+        """The first preview_len characters (text) or preview_len // 2 bytes in hex (binary), with
+        "…" when more follows; `head` holds the first bytes known, `size` the message size."""
         known = len(head)
         if not known:
             return ""
-        if msg.type == "text":
-            text = head.decode("utf-8", errors="replace")
-            cut = len(text) > self.preview_len
-            text = text[:self.preview_len]
+        if text:
+            chars = head.decode("utf-8", errors="replace")
+            cut = len(chars) > self.preview_len
+            chars = chars[:self.preview_len]
             # More characters may follow the head (or the head stopped at a hole).
-            return text + "…" if cut or msg.size > known else text
+            return chars + "…" if cut or size > known else chars
         n = self.preview_len // 2
         shown = head[:n].hex()
-        return shown + "…" if msg.size > n else shown
+        return shown + "…" if size > n else shown
 
     @staticmethod
     def _problem(kind: ProblemKind, detail: str, frame: Frame) -> Problem:

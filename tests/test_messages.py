@@ -262,6 +262,7 @@ def test_finish_mid_message() -> None:
 def test_gap_mid_message_cuts_it_and_following_continuations_are_not_blamed() -> None:
     asm = assembler()
     _, events = feed_all(asm, [fr(1, b"abc", fin=False)])
+    assert events == []
     out = asm.gap(5, 5000)
     (m,) = messages(out)
     assert (m.complete, m.size, m.preview) == (False, 3, "abc")
@@ -439,6 +440,7 @@ def test_compressed_frame_without_payload() -> None:
               fr(1, zlib_message(b"xyz", comp), rsv1=True)]         # references nothing lost
     _, events = feed_all(assembler(deflate=PMD), frames)
     m1, m2, m3 = messages(events)
+    assert (m1.size, m1.preview[:4]) == (200, "abc ")
     assert (m2.complete, m2.size, m2.wire_bytes, m2.preview) == (False, 0, 500, "")
     assert [(p.kind, p.record_no) for p in problems(events)] == [(K.DECOMPRESSION_FAILURE, 2)]
     assert (m3.complete, m3.preview) == (True, "xyz")
@@ -581,6 +583,34 @@ def test_inflater_bfinal_stream() -> None:
     assert Inflater().inflate_message([body], 100) == (b"final block", False)
     with pytest.raises(InflateError, match="BFINAL"):
         Inflater().inflate_message([body, zlib_message(b"more")], 100)
+
+
+# --- split invariance --------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=100).map(str.encode)),
+       st.lists(st.integers(0, 300), max_size=5), st.sampled_from([1, 2]), st.booleans())
+def test_fragmenting_a_message_changes_nothing_but_frame_counts(data: bytes, cuts: list[int], opcode: int,
+                                                                compress: bool) -> None:
+    """One frame (the fast path) and the same bytes in fragments give the same message and problems."""
+    bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)] or [b""]
+
+    def run(parts: list[bytes]) -> tuple[list[object], list[tuple[K, str]]]:
+        deflate = PMD if compress else None
+        if compress:
+            encoded = ws_encode([parts], binary=opcode == 2)
+            frames = ws_frames(encoded, opcode=opcode)
+        else:
+            frames = [fr(opcode if i == 0 else 0, p, fin=i == len(parts) - 1) for i, p in enumerate(parts)]
+        _, events = feed_all(assembler(deflate=deflate, keep_payload=True, preview_len=10,
+                                       max_message_bytes=200), frames)
+        (m,) = messages(events)
+        return ([m.type, m.size, m.preview, m.payload, m.compressed, m.complete],
+                [(p.kind, p.detail.split(":")[-2] if p.kind is K.INVALID_UTF8 else "")
+                 for p in problems(events)])
+
+    assert run([data]) == run(pieces)
 
 
 # --- never raise ----------------------------------------------------------------------------------
