@@ -416,13 +416,13 @@ class FrameDecoder:
 
         Plausible = what a conforming peer of this direction would send: known opcode, control
         frames final and short, the right mask bit, only allowed RSV bits, minimal length, and
-        short enough to be checked (RESYNC_MAX_FRAME)."""
+        short enough to be checked (RESYNC_MAX_FRAME); and not 0x00 0x00."""
         end = len(buf)
         if end - i < 2:
             return None
         b0, b1 = buf[i], buf[i + 1]
-        if not self._b0[b0][6] or (b1 & MASK_MASK) != self._expect_mask:
-            return -1
+        if not self._b0[b0][6] or (b1 & MASK_MASK) != self._expect_mask or not (b0 or b1):
+            return -1       # (0x00 0x00, an empty unfinished continuation, is what zero padding looks like)
         length = b1 & PAYLOAD_LEN_MASK
         hlen = 2
         if length == PAYLOAD_LEN_16:
