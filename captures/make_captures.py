@@ -1054,6 +1054,224 @@ def _chromium(log: Log) -> None:
     asyncio.run(main())
 
 
+# ---- old drafts: hixie-75 / hixie-76 against npm websocket-driver
+
+HIXIE76_REQUEST = (
+    b"GET /demo HTTP/1.1\r\n"
+    b"Host: 127.0.0.1:9041\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n"
+    b"Origin: http://127.0.0.1:9041\r\n"
+    b"\r\n"
+    b"^n:ds[4U"
+)
+HIXIE76_CHALLENGE_RESPONSE = b"8jKS'y:G*Co,Wxa-"
+HIXIE75_REQUEST = (
+    b"GET /demo HTTP/1.1\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Host: 127.0.0.1:9040\r\n"
+    b"Origin: http://127.0.0.1:9040\r\n"
+    b"\r\n"
+)
+HIXIE_TEXTS = ["hello hixie", "ünïcödé ✓ über draft", "<b>not html</b>", ""]
+
+
+def hixie_length_frame(payload: bytes) -> bytes:
+    """A 0x80 length-prefixed frame: the length in 7-bit groups, high bit set on all but the last."""
+    n, groups = len(payload), []
+    while True:
+        groups.append(n & 0x7F)
+        n >>= 7
+        if not n:
+            break
+    groups.reverse()
+    return b"\x80" + bytes([g | 0x80 for g in groups[:-1]] + [groups[-1]]) + payload
+
+
+def _read_hixie_text(sock: socket.socket, buf: bytearray) -> bytes | None:
+    """The next 0x00..0xFF frame's payload, or None for the 0xFF 0x00 closing frame."""
+    while True:
+        if len(buf) >= 2 and buf[0] == 0xFF and buf[1] == 0x00:
+            del buf[:2]
+            return None
+        if buf and buf[0] == 0x00 and 0xFF in buf:
+            end = buf.index(0xFF)
+            out = bytes(buf[1:end])
+            del buf[:end + 1]
+            return out
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("EOF")
+        buf += chunk
+
+
+def _hixie_client(log: Log, port: int, draft: str) -> None:
+    s = raw_connect("127.0.0.1", port)
+    cport = s.getsockname()[1]
+    s.sendall(HIXIE76_REQUEST if draft == "hixie-76" else HIXIE75_REQUEST)
+    head, rest = read_http_head(s)
+    buf = bytearray(rest)
+    if draft == "hixie-76":
+        challenge = recv_exact(s, 16, buf)
+        if challenge != HIXIE76_CHALLENGE_RESPONSE:
+            raise RuntimeError(f"bad hixie-76 challenge response {challenge!r}")
+    for text in HIXIE_TEXTS:
+        s.sendall(b"\x00" + text.encode() + b"\xff")
+        log.sent(cport, "client", text)
+        _read_hixie_text(s, buf)
+    # the server discards it, as the drafts say; no 0xFF inside: websocket-driver 0.7 ends a skipped
+    # length-prefixed frame at the first 0xFF byte and echoes the rest as text
+    blob = bytes(i % 255 for i in range(300))
+    s.sendall(hixie_length_frame(blob))
+    log.sent(cport, "client", blob)
+    time.sleep(0.1)
+    facts = dict(server_port=port, version=0 if draft == "hixie-76" else -1, draft=draft,
+                 http_status=http_status(head), handshake_ok=True, subprotocol=None, extensions=None,
+                 compression=False)
+    if draft == "hixie-76":
+        s.sendall(b"\xff\x00")
+        if _read_hixie_text(s, buf) is not None:
+            raise RuntimeError("expected the server's closing frame")
+        facts.update(close_code_client=1005, close_code_server=1005, close_status="clean",
+                     close_initiator="client")
+    else:  # hixie-75 has no closing handshake: the client just closes TCP
+        facts.update(close_code_client=None, close_code_server=None, close_status="abnormal",
+                     close_initiator=None)
+    s.close()
+    log.conn(cport, **facts)
+
+
+_HIXIE_NOTES = ("tshark 4.0 has no hixie-75/76 framing: after the 101 it decodes the 0x00...0xFF bytes as "
+                "RFC 6455 frames (garbage), so no frames are listed")
+
+
+@register("hixie76_websocket_driver", "hixie76_websocket_driver.pcap",
+          "hixie-76 (draft-hixie-thewebsocketprotocol-76 / hybi-00): hand-written python client sending the "
+          "draft's own example handshake (Key1, Key2, 8-byte key3), npm websocket-driver 0.7 server "
+          "(challenge response 8jKS'y:G*Co,Wxa-); 0x00..0xFF text frames echoed, one 0x80 length-prefixed "
+          "binary frame from the client, closing frames 0xFF 0x00 both ways", "tcp port 9041",
+          tshark=False, notes=_HIXIE_NOTES)
+def _hixie76(log: Log) -> None:
+    peer = NodePeer(log, "hixie_server.js", "9041")
+    try:
+        peer.wait_ready()
+        _hixie_client(log, 9041, "hixie-76")
+        time.sleep(0.3)
+    finally:
+        peer.stop()
+
+
+@register("hixie75_websocket_driver", "hixie75_websocket_driver.pcap",
+          "hixie-75: hand-written python client (no keys, no version header), npm websocket-driver 0.7 server; "
+          "0x00..0xFF text frames echoed, one 0x80 length-prefixed binary frame from the client; the "
+          "client ends with a TCP FIN (hixie-75 has no closing frame)", "tcp port 9040",
+          tshark=False, notes=_HIXIE_NOTES)
+def _hixie75(log: Log) -> None:
+    peer = NodePeer(log, "hixie_server.js", "9040")
+    try:
+        peer.wait_ready()
+        _hixie_client(log, 9040, "hixie-75")
+        time.sleep(0.3)
+    finally:
+        peer.stop()
+
+
+# ---- abnormal ends and failed handshakes
+
+
+def _abnormal_client(log: Log, port: int, how: str) -> None:
+    s = raw_connect("127.0.0.1", port)
+    cport = s.getsockname()[1]
+    head, _ = hybi_handshake(s, "127.0.0.1", port, f"/{how}", 13)
+    text = f"before {how}"
+    s.sendall(ws_frame(1, text.encode()))
+    log.sent(cport, "client", text)
+    s.sendall(ws_frame(2, payload_binary(1000, 13)))
+    log.sent(cport, "client", payload_binary(1000, 13))
+    time.sleep(0.2)
+    if how == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    else:
+        s.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            while s.recv(65536):
+                pass
+        s.close()
+    log.conn(cport, server_port=port, version=13, draft="rfc6455", http_status=http_status(head),
+             handshake_ok=True, subprotocol=None, extensions=None, compression=False, close_code_client=None,
+             close_code_server=None, close_status="abnormal", close_initiator=None)
+
+
+@register("abnormal_ends", "abnormal_ends.pcap",
+          "python websockets 17 server, two hand-written clients that never send a close frame: one ends with "
+          "a TCP RST (SO_LINGER 0 close), the other with a FIN (shutdown) after which the server closes TCP "
+          "without a close frame either", "tcp port 9060")
+def _abnormal(log: Log) -> None:
+    async def main():
+        server = await ws_server(9060, log, reply=lambda m: None)
+        await asyncio.to_thread(_abnormal_client, log, 9060, "rst")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(_abnormal_client, log, 9060, "fin")
+        await asyncio.sleep(0.3)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def _refused_client(log: Log, port: int, path: str, version: int, origin: str | None = None) -> None:
+    s = raw_connect("127.0.0.1", port)
+    cport = s.getsockname()[1]
+    extra = f"Origin: {origin}\r\n" if origin else ""
+    key = base64.b64encode(os.urandom(16)).decode()
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n")
+    s.sendall(req.encode())
+    head, _ = read_http_head(s)
+    time.sleep(0.1)
+    s.close()
+    facts = dict(server_port=port, http_status=http_status(head), handshake_ok=False, subprotocol=None,
+                 extensions=None, compression=False, close_code_client=None, close_code_server=None,
+                 close_status="handshake-failed", close_initiator=None)
+    if version == 13:
+        facts.update(version=13, draft="rfc6455")
+    log.conn(cport, **facts)
+
+
+@register("handshake_failed", "handshake_failed.pcap",
+          "tornado 6 server refusing upgrades: 404 for an unknown path, 403 for a foreign Origin, 426 Upgrade "
+          "Required for Sec-WebSocket-Version: 9 (version/draft of that one are not asserted); then one "
+          "successful version-13 connection (text echoed, client closes 1000) for contrast",
+          "tcp port 9070")
+def _handshake_failed(log: Log) -> None:
+    import tornado.web
+    import tornado.websocket
+
+    class Echo(tornado.websocket.WebSocketHandler):
+        def open(self):
+            self.cport = self.ws_connection.stream.socket.getpeername()[1]
+
+        def on_message(self, message):
+            self.write_message(message, binary=isinstance(message, bytes))
+            log.sent(self.cport, "server", message)
+
+    async def main():
+        app = tornado.web.Application([(r"/ws", Echo)])
+        server = app.listen(9070, address="127.0.0.1")
+        await asyncio.to_thread(_refused_client, log, 9070, "/nope", 13)
+        await asyncio.to_thread(_refused_client, log, 9070, "/ws", 13, "http://evil.example")
+        await asyncio.to_thread(_refused_client, log, 9070, "/ws", 9)
+        await asyncio.to_thread(_raw_hybi_client, log, 9070, 13, "rfc6455", ["tornado says hi"], "ok bye")
+        await asyncio.sleep(0.3)
+        server.stop()
+
+    asyncio.run(main())
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
