@@ -81,8 +81,9 @@ MAX_METHOD = 24
 # --- grammar (RFC 7230 §3.1, §3.2) ------------------------------------------------------------
 
 _TCHARS = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_METHOD_SP = re.compile(rb"[" + _TCHARS + rb"]{1,%d} " % MAX_METHOD)
-_TOKEN_PREFIX = re.compile(rb"[" + _TCHARS + rb"]{0,%d}" % MAX_METHOD)
+# A method is a token; real ones start with a letter (GET, M-SEARCH), which keeps "220 " (SMTP) out.
+_METHOD_SP = re.compile(rb"[A-Za-z][" + _TCHARS + rb"]{0,%d} " % (MAX_METHOD - 1))
+_TOKEN_PREFIX = re.compile(rb"(?:[A-Za-z][" + _TCHARS + rb"]{0,%d})?" % (MAX_METHOD - 1))
 _REQUEST_LINE = re.compile(rb"([" + _TCHARS + rb"]+) +([^ \t\r\n]+) +HTTP/(\d)\.(\d)[ \t]*\r?")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?:[ \t]([^\r\n]*))?\r?")
 _HEAD_END = re.compile(rb"\n\r?\n")
@@ -912,6 +913,10 @@ class HandshakeParser:
             line = bytes(buf[:nl])
             pattern = _REQUEST_LINE if is_request else _STATUS_LINE
             if pattern.fullmatch(line) is None:
+                if is_request and b"HTTP/" not in line and not self._exchanges and not self._pending:
+                    # "EHLO x", "AUTH …": another line-based protocol, not broken HTTP.
+                    self._not_websocket("not HTTP: the client's first line is not a request line")
+                    return None
                 self._give_up(f"bad {'request' if is_request else 'status'} line {line[:80]!r}",
                               malformed=True)
                 return None
