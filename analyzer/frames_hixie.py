@@ -34,6 +34,7 @@ __all__ = ["HixieFrameDecoder"]
 # bytes with the high bit set, ended by one without it. More than 9 digits (63 bits) is garbage.
 _MAX_LENGTH_DIGITS = 9
 _LENGTH_RE = re.compile(rb"[\x80-\xff]{0,%d}[\x00-\x7f]" % (_MAX_LENGTH_DIGITS - 1))
+_HIGH_RUN_RE = re.compile(rb"[\x80-\xff]*")
 
 _IDLE = 0       # at a frame boundary
 _TEXT = 1       # inside a 0x00-0x7F frame, looking for 0xFF
@@ -111,8 +112,11 @@ class HixieFrameDecoder:
                         ProblemKind.HIXIE_FRAME_ERROR,
                         f"expected=at most {_MAX_LENGTH_DIGITS} length digits, found more "
                         f"(frame type 0x{ttype:02X})", record_no, ts_ns))
-                    self._lose(1, "unreadable hixie frame length", record_no)
-                    pos += 1
+                    # skip the whole run of length digits (they may be 0xFF bytes)
+                    run = _HIGH_RUN_RE.match(src, pos + 1)
+                    run_end = run.end() if run is not None else pos + 1
+                    self._lose(run_end - pos, "unreadable hixie frame length", record_no)
+                    pos = run_end
                     continue
                 length = 0
                 for digit in src[pos + 1:m.end()]:   # at most 9 header bytes, not payload
