@@ -57,8 +57,6 @@ _RAW_LINKTYPES = frozenset((101, 12, 14, 228, 229))   # RAW (and the DLT_RAW val
 _ETH_IPV4 = 0x0800
 _ETH_IPV6 = 0x86DD
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))   # 802.1Q, 802.1ad, and pre-standard QinQ
-_ARPHRD_LOOPBACK = 772
-_PACKET_OUTGOING = 4
 
 # BSD NULL / OpenBSD LOOP: the address family, in the capturing host's byte order (NULL) or network
 # order (LOOP); AF_INET is 2 everywhere, AF_INET6 is 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS).
@@ -75,8 +73,6 @@ _MAX_IPV6_EXT_HEADERS = 16
 
 _U16 = struct.Struct("!H")
 _U32_LE = struct.Struct("<I")
-_SLL = struct.Struct("!HH10xH")                  # pkttype, hatype, …, protocol
-_SLL2 = struct.Struct("!H6xHB")                   # protocol, …, hatype, pkttype
 _IP4 = struct.Struct("!BxHHHxB2x4s4s")            # ver/ihl, total length, id, flags/frag, proto, src, dst
 _IP6 = struct.Struct("!4xHB1x16s16s")             # payload length, next header, src, dst
 _IP6_FRAG = struct.Struct("!BxHI")                # next header, offset/flags, identification
@@ -129,16 +125,12 @@ class PacketDecoder:
         elif lt == LINKTYPE_LINUX_SLL:
             if len(data) < 16:
                 return self._short(rec, "Linux SLL header", 16)
-            pkttype, hatype, et = _SLL.unpack_from(data)
-            if hatype == _ARPHRD_LOOPBACK and pkttype == _PACKET_OUTGOING:
-                return None    # `-i any` sees each loopback packet twice: keep the incoming copy
+            et = _U16.unpack_from(data, 14)[0]
             off = 16
         elif lt == LINKTYPE_LINUX_SLL2:
             if len(data) < 20:
                 return self._short(rec, "Linux SLL2 header", 20)
-            et, hatype, pkttype = _SLL2.unpack_from(data)
-            if hatype == _ARPHRD_LOOPBACK and pkttype == _PACKET_OUTGOING:
-                return None
+            et = _U16.unpack_from(data)[0]
             off = 20
         elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
             if len(data) < 4:

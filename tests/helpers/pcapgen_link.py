@@ -120,7 +120,7 @@ def sll(payload: bytes, proto: int = 0x0800, pkttype: int = 0) -> bytes:
 
 def sll2(payload: bytes, proto: int = 0x0800, ifindex: int = 1) -> bytes:
     addr = b"\x00\x11\x22\x33\x44\x55\x00\x00"
-    return struct.pack("!HHIHBBB8s", proto, 0, ifindex, 1, 0, 6, addr) + payload
+    return struct.pack("!HHIHBB8s", proto, 0, ifindex, 1, 0, 6, addr) + payload
 
 
 def null_hdr(payload: bytes, af: int, endian: str = "<") -> bytes:
