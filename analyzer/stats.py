@@ -24,8 +24,10 @@ TIMELINE_MAX_FILLED_BUCKETS = 1_000_000
 
 CLOSE_SENDERS = ("client", "server", "none")
 
-# C0 and C1 control characters, DEL: shown as \xNN so captured text cannot drive a terminal.
+# C0 and C1 control characters, DEL: shown as \xNN so captured text cannot drive a terminal; the
+# Unicode bidi controls as \uNNNN so captured text cannot reorder what is shown around it.
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROL.update({c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
 def printable(text: object) -> str:
@@ -166,6 +168,10 @@ def timeline(a: Analysis, freq: str = "1s") -> pd.DataFrame:
 
 # --- the summary --------------------------------------------------------------------------------
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def _fmt_int(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -215,8 +221,9 @@ class Summary:
         d = self.data
         caps = ", ".join(printable(c["name"]) for c in d["captures"]) or "none"
         rows = [
-            ("Captures", f"{caps} ({_fmt_int(d['packets'])} packets, {_fmt_int(d['tcp_connections'])} "
-                         f"TCP connections, {_fmt_bytes(d['capture_bytes'])})"),
+            ("Captures", f"{caps} ({_plural(d['packets'], 'packet')}, "
+                         f"{_plural(d['tcp_connections'], 'TCP connection')}, "
+                         f"{_fmt_bytes(d['capture_bytes'])})"),
         ]
         if d["start"] is not None:
             rows.append(("Time", f"{d['start']} to {d['end']} ({d['duration_s']:,.3f} s)"))
