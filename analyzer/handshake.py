@@ -9,7 +9,8 @@ handshake (`HandshakeDone.trailing`) to the frame decoders.
 
 State machine rules (one parser per TCP connection):
 
-Rule 1: roles come from content. The direction whose first bytes are ``token SP`` is the client;
+Rule 1: roles come from content. The direction whose first bytes are a method (a token that starts
+        with a letter) and SP is the client;
         a direction starting ``HTTP/`` is the server. Direction 0 that starts with anything else
         (and no request seen on direction 1) means NotWebSocket at once; direction 1 that starts
         with non-HTTP waits for direction 0 (a server may speak first).
@@ -172,7 +173,8 @@ def classify(request_headers: Mapping[str, str],
       a number no draft defines; a value that is not a number → (-1, "unknown").
     * ``Sec-WebSocket-Key1`` + ``Key2`` (8-byte key3 body) → version 0, draft "hixie-76" (hybi-00
       is the same wire format), or "hybi-01".."hybi-03" from ``Sec-WebSocket-Draft: 1..3``.
-      (hybi-03 itself still sent ``Sec-WebSocket-Draft: 2``, so its requests read as hybi-02.)
+      hybi-01 sent no such field (hybi-02 added it, and hybi-03 still sent 2), so real hybi-01
+      requests read as hixie-76 and real hybi-03 requests as hybi-02: the handshake cannot tell.
     * ``Sec-WebSocket-Key`` without a version: hybi-04 when the response carries
       ``Sec-WebSocket-Nonce`` (the only draft that had it), else (-1, "unknown").
     * No key at all (``Upgrade: WebSocket``, ``WebSocket-Protocol``) → (-1, "hixie-75").
@@ -472,6 +474,9 @@ class HandshakeParser:
     (or no longer can carry) a WebSocket upgrade, and Problem for what is wrong on the way. After
     HandshakeDone(ok=True) or NotWebSocket the parser is finished and returns [] to every call.
     A NotWebSocket after a failed HandshakeDone only means "stop feeding".
+
+    Order within one returned list: Problems first, then HandshakeDone, then NotWebSocket, so a
+    caller may switch to the frame decoders (or stop) at HandshakeDone without losing a Problem.
     """
 
     def __init__(self, *, max_header_bytes: int = 65536) -> None:
@@ -519,9 +524,9 @@ class HandshakeParser:
             return []
         upgrade = self._pending[-1] if self._pending and self._pending[-1].upgrade else None
         if upgrade is not None and self._response is None and not self._server_started():
-            self._emit_done(upgrade, None, ok=False, accept_valid=None, reasons=["no response"])
             self._problem(ProblemKind.HANDSHAKE_NO_RESPONSE,
                           f"{upgrade.method} {upgrade.target[:200]}: upgrade request without response")
+            self._emit_done(upgrade, None, ok=False, accept_valid=None, reasons=["no response"])
             self._finished = True
         elif upgrade is not None:
             self._give_up("stream ended before the handshake completed", malformed=False,
@@ -735,9 +740,9 @@ class HandshakeParser:
         self._response = None
         self._exchanges += 1
         ok, accept_valid, reasons, problems = self._judge(request, response)
-        self._emit_done(request, response, ok=ok, accept_valid=accept_valid, reasons=reasons)
         for kind, detail in problems:
             self._problem(kind, detail)
+        self._emit_done(request, response, ok=ok, accept_valid=accept_valid, reasons=reasons)
         if response.status == 101:
             # Whatever follows a 101 is no longer HTTP (Rule 4).
             self._finished = True
@@ -965,14 +970,17 @@ class HandshakeParser:
 
     def _give_up(self, reason: str, *, malformed: bool,
                  kind: ProblemKind = ProblemKind.HANDSHAKE_FAILED) -> None:
-        """Stop parsing: a failed HandshakeDone if an upgrade request is unanswered, then
-        Problem(HTTP_MALFORMED) when the input was malformed, then NotWebSocket."""
+        """Stop parsing: Problem(kind) and a failed HandshakeDone if an upgrade request is
+        unanswered, Problem(HTTP_MALFORMED) when the input was malformed, then NotWebSocket."""
         if self._finished:
             return
         upgrade = self._pending[-1] if self._pending and self._pending[-1].upgrade else None
-        if upgrade is not None and self._client is not None:
-            self._emit_done(upgrade, self._response, ok=False, accept_valid=None, reasons=[reason])
+        failed = upgrade is not None and self._client is not None
+        if failed:
             self._problem(kind, reason)
         if malformed:
             self._problem(ProblemKind.HTTP_MALFORMED, reason)
+        if failed:
+            assert upgrade is not None
+            self._emit_done(upgrade, self._response, ok=False, accept_valid=None, reasons=[reason])
         self._not_websocket(reason)

@@ -184,16 +184,29 @@ def test_hixie76_answer_examples() -> None:
                           b"Tm[K T2u") == b"fQJ,fN/4F4!~K~MH"
 
 
-@pytest.mark.parametrize("key1", ["12345", "no digits here", "1 2"])
+@pytest.mark.parametrize("key1", [
+    "12345",                     # no space
+    "no digits here",            # no digit
+    "1 2 3",                     # 123 is not a multiple of 2 spaces
+    "9999999999 9",              # 99999999999 / 1 does not fit 32 bits
+])
 def test_hixie76_answer_rejects_bad_keys(key1: str) -> None:
-    # no spaces / no digits / 12 not a multiple of 1 space? (12 % 1 == 0, so "1 2" is valid)
-    if key1 == "1 2":
-        assert len(hixie76_answer(key1, "1 2", b"12345678")) == 16
-        with pytest.raises(ValueError):
-            hixie76_answer(key1, "1 2", b"short")
-        return
     with pytest.raises(ValueError):
         hixie76_answer(key1, "12998 5 Y3 1  .P00", b"^n:ds[4U")
+
+
+def test_hixie76_answer_needs_8_byte_key3() -> None:
+    assert len(hixie76_answer("1 2", "3 4", b"12345678")) == 16
+    with pytest.raises(ValueError):
+        hixie76_answer("1 2", "3 4", b"short")
+
+
+def test_hixie76_invalid_key_in_a_handshake_is_a_problem_not_a_crash() -> None:
+    req = HIXIE76_REQ.replace(b"4 @1  46546xW%0l 1 5", b"nospaces123")
+    r = run([req], [HIXIE76_RESP])
+    hs = r.handshakes[0].handshake
+    assert (hs.draft, hs.ok, hs.accept_valid) == ("hixie-76", True, None)
+    assert r.kinds == [ProblemKind.HTTP_MALFORMED]
 
 
 @pytest.mark.parametrize("vec", VECTORS, ids=[v[0] for v in VECTORS])
@@ -407,6 +420,22 @@ def test_wrong_accept() -> None:
     assert problem.kind == ProblemKind.ACCEPT_KEY_MISMATCH
     assert problem.detail == "expected=s3pPLMBiTxaQ9kYGzzhZRbK+xOo=, found=AAAAAAAAAAAAAAAAAAAAAAAAAAA="
     assert done.trailing == (b"", b"\x81\x00")
+
+
+def test_problems_come_before_handshake_done() -> None:
+    """A caller may stop reading the list at HandshakeDone / NotWebSocket: nothing is lost."""
+    for client, server in [
+        ([rfc_request("Sec-WebSocket-Protocol: chat")], [rfc_response(accept="bad=")]),
+        ([rfc_request()], [b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"]),
+        ([rfc_request()], [b"HTTP/1.1 1O1 Switching\r\n\r\n"]),
+    ]:
+        r = run(client, server)
+        order = [type(e) for e in r.events]
+        first_done = order.index(HandshakeDone)
+        assert Problem in order[:first_done] and Problem not in order[first_done:], order
+    r = run([rfc_request()], [])
+    r.finish()
+    assert [type(e) for e in r.events] == [Problem, HandshakeDone]
 
 
 def test_missing_accept() -> None:
