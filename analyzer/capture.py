@@ -69,6 +69,7 @@ _BT_EPB = 0x00000006
 _OPT_IF_TSOFFSET = 14
 
 _NS = 1_000_000_000
+_NO_LINKTYPE = _LINKTYPE_MASK   # for the packets of a malformed IDB: no decoder will claim it
 
 
 class CaptureError(Exception):
@@ -289,9 +290,10 @@ class CaptureReader:
                                   f"found={len(data)}", ts)
                     break
                 ts = sec * _NS + frac_ts * frac
-                yield make((no, ts, linktype, caplen, wirelen, data))
+                record = make((no, ts, linktype, caplen, wirelen, data))
                 no += 1
                 self.records_read += 1
+                yield record
         except (OSError, EOFError, zlib.error) as exc:
             self._next_no = no
             self._read_failed(exc, ts)
@@ -352,7 +354,7 @@ class CaptureReader:
                         continue
                     ticks = (hi << 32) | lo
                     ts = (ticks * mul if div == 1 else ticks * mul // div) + off
-                    yield make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
+                    record = make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
                 elif btype == _BT_SPB:
                     if not self._ifaces:
                         self._bad_interface(0, no, ts)
@@ -364,7 +366,7 @@ class CaptureReader:
                     if snap:
                         caplen = min(caplen, snap)
                     # An SPB has no timestamp: keep the previous record's so time never jumps to 1970.
-                    yield make((no, ts or 0, lt, caplen, wirelen, body[4:4 + caplen]))
+                    record = make((no, ts or 0, lt, caplen, wirelen, body[4:4 + caplen]))
                 elif btype == _BT_PB:
                     intid, _drops, hi, lo, caplen, wirelen = self._pb_hdr.unpack_from(body)
                     if 20 + caplen > blen - 12:
@@ -381,7 +383,7 @@ class CaptureReader:
                         continue
                     ticks = (hi << 32) | lo
                     ts = (ticks * mul if div == 1 else ticks * mul // div) + off
-                    yield make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
+                    record = make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
                 elif btype == _BT_IDB:
                     self._add_interface(body[:-4], no, ts)
                     continue
@@ -389,6 +391,7 @@ class CaptureReader:
                     continue            # NRB, ISB, DSB, custom…: not packets, not numbered
                 no += 1
                 self.records_read += 1
+                yield record
         except (OSError, EOFError, zlib.error) as exc:
             self._next_no = no
             self._read_failed(exc, ts)
@@ -410,7 +413,7 @@ class CaptureReader:
         except (EOFError, struct.error, Scapy_Exception):
             self._problem(ProblemKind.CAPTURE_UNREADABLE,
                           f"malformed interface description block before record {no}", ts)
-            linktype, snaplen, opts, raw_opts = 0, 0, {}, {}
+            linktype, snaplen, opts, raw_opts = _NO_LINKTYPE, 0, {}, {}
         tsoffset = 0
         value = raw_opts.get(_OPT_IF_TSOFFSET)
         if isinstance(value, bytes) and len(value) == 8:

@@ -178,6 +178,14 @@ def test_pcapng_unknown_interface_id_is_reported_and_skipped(tmp_path: Path) -> 
     assert r.problems[0].record_no == 1
 
 
+def test_pcapng_malformed_interface_block(tmp_path: Path) -> None:
+    data = g.ng_shb() + g.ng_block(1, b"\x01\x00") + g.ng_epb(0, 1, b"x" * 10)
+    recs, r = read_all(write(tmp_path, "badidb.pcapng", data))
+    assert [p.kind for p in r.problems] == [ProblemKind.CAPTURE_UNREADABLE]
+    assert [(x.record_no, x.data) for x in recs] == [(1, b"x" * 10)]
+    assert recs[0].linktype not in (0, 1)          # not mistaken for a real link type
+
+
 # --- gzip --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
