@@ -44,14 +44,27 @@ from tshark_frames import tshark_frames  # noqa: E402
 
 def ensure_tools() -> None:
     """Install whatever is missing: Debian packages, Python packages, the npm deps in gen/."""
-    apt = [p for p, exe in (("tcpdump", "tcpdump"), ("tshark", "tshark"), ("nodejs", "node"),
-                            ("npm", "npm"), ("chromium", "chromium")) if shutil.which(exe) is None]
+    apt = [
+        p
+        for p, exe in (
+            ("tcpdump", "tcpdump"),
+            ("tshark", "tshark"),
+            ("nodejs", "node"),
+            ("npm", "npm"),
+            ("chromium", "chromium"),
+        )
+        if shutil.which(exe) is None
+    ]
     if apt and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
         subprocess.run(["apt-get", "install", "-y", "-qq", *apt], check=False, env=env)
     missing = []
-    for mod, pkg in (("websockets", "websockets>=12"), ("aiohttp", "aiohttp>=3.9"), ("tornado", "tornado>=6.4")):
+    for mod, pkg in (
+        ("websockets", "websockets>=12"),
+        ("aiohttp", "aiohttp>=3.9"),
+        ("tornado", "tornado>=6.4"),
+    ):
         try:
             __import__(mod)
         except ImportError:
@@ -71,9 +84,23 @@ def tcpdump(out: Path, port_filter: str, iface: str = "lo") -> Iterator[None]:
     """Record `port_filter` traffic on `iface` into `out` while the block runs."""
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        ["tcpdump", "-i", iface, "--immediate-mode", "-B", "262144", "-s", "0", "-U", "-w", str(out),
-         port_filter],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            "tcpdump",
+            "-i",
+            iface,
+            "--immediate-mode",
+            "-B",
+            "262144",
+            "-s",
+            "0",
+            "-U",
+            "-w",
+            str(out),
+            port_filter,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(1.2)
     if proc.poll() is not None:
         raise RuntimeError(f"tcpdump failed: {proc.stderr.read().decode()}")
@@ -116,16 +143,28 @@ class Log:
         else:
             raw, kind, prefix = bytes(data), "binary", None
         with self.lock:
-            self.messages.append({"client_port": client_port, "sender": sender, "type": kind,
-                                  "size": len(raw), "sha256": sha(raw), "text_prefix": prefix})
+            self.messages.append(
+                {
+                    "client_port": client_port,
+                    "sender": sender,
+                    "type": kind,
+                    "size": len(raw),
+                    "sha256": sha(raw),
+                    "text_prefix": prefix,
+                }
+            )
 
     def record(self, rec: dict) -> None:
         """A JSON line from a node/browser peer: {"event": "message"|"conn", ...}."""
         ev = rec.pop("event")
         if ev == "message":
             with self.lock:
-                self.messages.append({k: rec.get(k) for k in
-                                      ("client_port", "sender", "type", "size", "sha256", "text_prefix")})
+                self.messages.append(
+                    {
+                        k: rec.get(k)
+                        for k in ("client_port", "sender", "type", "size", "sha256", "text_prefix")
+                    }
+                )
         elif ev == "conn":
             self.conn(rec.pop("client_port"), **rec)
 
@@ -151,14 +190,20 @@ def ws_conn_facts(ws, server_port: int) -> dict:
     else:
         initiator = "server" if p.close_rcvd_then_sent else "client"
     return {
-        "server_port": server_port, "version": 13, "draft": "rfc6455",
-        "http_status": resp.status_code if resp is not None else None, "handshake_ok": True,
-        "subprotocol": ws.subprotocol, "extensions": ext, "compression": bool(ext and "permessage-deflate" in ext),
+        "server_port": server_port,
+        "version": 13,
+        "draft": "rfc6455",
+        "http_status": resp.status_code if resp is not None else None,
+        "handshake_ok": True,
+        "subprotocol": ws.subprotocol,
+        "extensions": ext,
+        "compression": bool(ext and "permessage-deflate" in ext),
         "close_code_client": int(sent.code) if sent else None,
         "close_code_server": int(rcvd.code) if rcvd else None,
         "close_reason_client": sent.reason if sent else None,
         "close_reason_server": rcvd.reason if rcvd else None,
-        "close_status": status, "close_initiator": initiator,
+        "close_status": status,
+        "close_initiator": initiator,
     }
 
 
@@ -177,7 +222,9 @@ async def send_logged(ws, log: Log, client_port: int, sender: str, data) -> None
 # hand-written peers (raw sockets) for drafts and abnormal ends
 
 
-def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> bytes:
+def ws_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False
+) -> bytes:
     b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
     if n < 126:
@@ -235,13 +282,16 @@ def raw_connect(host: str, port: int, family: int = socket.AF_INET) -> socket.so
     return s
 
 
-def hybi_handshake(sock: socket.socket, host: str, port: int, path: str, version: int,
-                   extra: str = "") -> tuple[bytes, bytes]:
+def hybi_handshake(
+    sock: socket.socket, host: str, port: int, path: str, version: int, extra: str = ""
+) -> tuple[bytes, bytes]:
     key = base64.b64encode(os.urandom(16)).decode()
     origin_hdr = "Sec-WebSocket-Origin" if version < 13 else "Origin"
-    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n"
-           f"{origin_hdr}: http://{host}:{port}\r\n{extra}\r\n")
+    req = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n"
+        f"{origin_hdr}: http://{host}:{port}\r\n{extra}\r\n"
+    )
     sock.sendall(req.encode())
     return read_http_head(sock)
 
@@ -259,8 +309,13 @@ class NodePeer:
 
     def __init__(self, log: Log, script: str, *args: str) -> None:
         self.log = log
-        self.proc = subprocess.Popen(["node", str(GEN / script), *args], cwd=GEN, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["node", str(GEN / script), *args],
+            cwd=GEN,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.ready = threading.Event()
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._pump, daemon=True)
@@ -312,10 +367,34 @@ class NodePeer:
 # --------------------------------------------------------------------------------------------
 # expected files
 
-CONN_KEYS = ("client_port", "server_port", "version", "draft", "http_status", "handshake_ok", "subprotocol",
-             "extensions", "compression", "close_code_client", "close_code_server", "close_reason_client",
-             "close_reason_server", "close_status", "close_initiator")
-FRAME_KEYS = ("frame_no", "client_port", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
+CONN_KEYS = (
+    "client_port",
+    "server_port",
+    "version",
+    "draft",
+    "http_status",
+    "handshake_ok",
+    "subprotocol",
+    "extensions",
+    "compression",
+    "close_code_client",
+    "close_code_server",
+    "close_reason_client",
+    "close_reason_server",
+    "close_status",
+    "close_initiator",
+)
+FRAME_KEYS = (
+    "frame_no",
+    "client_port",
+    "sender",
+    "opcode",
+    "fin",
+    "rsv1",
+    "masked",
+    "payload_len",
+    "close_code",
+)
 
 
 def cross_check(conns: list[dict], messages: list[dict], frames: list[dict]) -> list[str]:
@@ -340,10 +419,13 @@ def cross_check(conns: list[dict], messages: list[dict], frames: list[dict]) -> 
                     errors.append(f"{port} {side}: close code logged {want}, tshark {got}")
             want_reason = c.get("close_reason_" + side)
             if closes and want_reason and closes[0]["close_reason"] != want_reason:
-                errors.append(f"{port} {side}: close reason logged {want_reason!r}, "
-                              f"tshark {closes[0]['close_reason']!r}")
-            logged = [(m["type"], m["size"]) for m in messages
-                      if m["client_port"] == port and m["sender"] == side]
+                errors.append(
+                    f"{port} {side}: close reason logged {want_reason!r}, "
+                    f"tshark {closes[0]['close_reason']!r}"
+                )
+            logged = [
+                (m["type"], m["size"]) for m in messages if m["client_port"] == port and m["sender"] == side
+            ]
             seen: list[tuple[str, int]] = []
             cur: list = []
             for f in fr:
@@ -364,13 +446,18 @@ def cross_check(conns: list[dict], messages: list[dict], frames: list[dict]) -> 
     return errors
 
 
-def finish(name: str, path: Path, description: str, log: Log, tshark_ok: bool, notes: str,
-           options: dict | None) -> dict:
+def finish(
+    name: str, path: Path, description: str, log: Log, tshark_ok: bool, notes: str, options: dict | None
+) -> dict:
     conns = [{k: c[k] for k in CONN_KEYS if k in c} for c in log.conns.values()]
     conns.sort(key=lambda c: c["client_port"])
     expected: dict = {
-        "capture": path.name, "description": description, "generator": f"make_captures.py {name}",
-        "tshark_dissects": tshark_ok, "tshark_notes": notes, "connections": conns,
+        "capture": path.name,
+        "description": description,
+        "generator": f"make_captures.py {name}",
+        "tshark_dissects": tshark_ok,
+        "tshark_notes": notes,
+        "connections": conns,
         "messages": log.messages,
     }
     if options:
@@ -393,9 +480,19 @@ def finish(name: str, path: Path, description: str, log: Log, tshark_ok: bool, n
 SCENARIOS: dict[str, Callable[[Path], dict]] = {}
 
 
-def register(name: str, filename: str, description: str, port_filter: str, *, tshark: bool = True,
-             notes: str = "", iface: str = "lo", pcapng: bool = False, options: dict | None = None,
-             self_recording: bool = False):
+def register(
+    name: str,
+    filename: str,
+    description: str,
+    port_filter: str,
+    *,
+    tshark: bool = True,
+    notes: str = "",
+    iface: str = "lo",
+    pcapng: bool = False,
+    options: dict | None = None,
+    self_recording: bool = False,
+):
     """Register fn(log) as a scenario (tcpdump records around it), or fn(log, record) when the
     scenario starts the recording itself (`with record(): ...`)."""
 
@@ -422,7 +519,7 @@ def register(name: str, filename: str, description: str, port_filter: str, *, ts
 SIZES = [0, 1, 125, 126, 65535, 65536]
 HOSTILE = [
     "<script>alert(1)</script>",
-    "\"><img src=x onerror=alert(2)>",
+    '"><img src=x onerror=alert(2)>',
     "</td></tr></table><h1>broken</h1>",
     "&lt;not-an-entity&gt; & &amp; ' \" `",
     "{{ 7*7 }} ${7*7} <!-- comment -->",
@@ -440,8 +537,16 @@ def payload_binary(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-async def ws_server(port: int, log: Log, *, host: str = "127.0.0.1", compression: str | None = None,
-                    reply: Callable | None = None, after: Callable | None = None, **kw):
+async def ws_server(
+    port: int,
+    log: Log,
+    *,
+    host: str = "127.0.0.1",
+    compression: str | None = None,
+    reply: Callable | None = None,
+    after: Callable | None = None,
+    **kw,
+):
     """A python `websockets` server answering each message with reply(msg) (None: no answer; a list:
     fragments; default: echo). `after(ws, cport)` runs when the client's messages end."""
     from websockets.asyncio.server import serve
@@ -480,10 +585,14 @@ def _sizes_reply(msg):
     return None if len(msg) > 70000 else msg
 
 
-@register("ws_sizes", "ws_sizes.pcap",
-          "python websockets 17 server+client, no compression: text and binary of 0, 1, 125, 126, 65535, 65536 "
-          "bytes from the client, each echoed by the server; a 1 MiB text from the client and a 1 MiB binary "
-          "from the server; client closes 1000", "tcp port 9001")
+@register(
+    "ws_sizes",
+    "ws_sizes.pcap",
+    "python websockets 17 server+client, no compression: text and binary of 0, 1, 125, 126, 65535, 65536 "
+    "bytes from the client, each echoed by the server; a 1 MiB text from the client and a 1 MiB binary "
+    "from the server; client closes 1000",
+    "tcp port 9001",
+)
 def _ws_sizes(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -511,11 +620,14 @@ def _frag_reply(msg):
     return [b"\xff" * 3, b"", b"\xee" * 300]
 
 
-@register("ws_fragments_ping", "ws_fragments_ping.pcap",
-          "python websockets 17, no compression, subprotocol chat.v1 negotiated: fragmented text and binary "
-          "messages both ways (iterators of fragments, including an empty fragment and a 70000-byte one), "
-          "pings with payloads from both sides (and an empty ping), client closes 1000 'done'",
-          "tcp port 9002")
+@register(
+    "ws_fragments_ping",
+    "ws_fragments_ping.pcap",
+    "python websockets 17, no compression, subprotocol chat.v1 negotiated: fragmented text and binary "
+    "messages both ways (iterators of fragments, including an empty fragment and a 70000-byte one), "
+    "pings with payloads from both sides (and an empty ping), client closes 1000 'done'",
+    "tcp port 9002",
+)
 def _ws_fragments(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -524,8 +636,9 @@ def _ws_fragments(log: Log) -> None:
 
     async def main():
         server = await ws_server(9002, log, reply=_frag_reply, subprotocols=["chat.v2", "chat.v1"])
-        async with connect("ws://127.0.0.1:9002/chat", compression=None, subprotocols=["chat.v1"],
-                           **connect_kw()) as ws:
+        async with connect(
+            "ws://127.0.0.1:9002/chat", compression=None, subprotocols=["chat.v1"], **connect_kw()
+        ) as ws:
             cport = ws.local_address[1]
             await (await ws.ping(b"client-ping-1"))
             await send_logged(ws, log, cport, "client", ["Hel", "lo, ", "frag", "ments ✓"])
@@ -547,9 +660,13 @@ REASON_C = "au revoir — ça va? ✓ Grüße 👋"
 REASON_S = "Ünïcödé server reason ✓ 日本語"
 
 
-@register("ws_close_reason_utf8", "ws_close_reason_utf8.pcap",
-          "python websockets 17: close frames whose reasons hold non-ASCII UTF-8: the client closes 1000 "
-          f"{REASON_C!r}; on a second connection the server closes 4000 {REASON_S!r}", "tcp port 9003")
+@register(
+    "ws_close_reason_utf8",
+    "ws_close_reason_utf8.pcap",
+    "python websockets 17: close frames whose reasons hold non-ASCII UTF-8: the client closes 1000 "
+    f"{REASON_C!r}; on a second connection the server closes 4000 {REASON_S!r}",
+    "tcp port 9003",
+)
 def _ws_close_reason(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -576,8 +693,15 @@ def _ws_close_reason(log: Log) -> None:
 
 
 def _chat_json(i: int, user: str) -> str:
-    return json.dumps({"type": "chat", "seq": i, "user": user, "room": "general",
-                       "text": f"message number {i} from {user}: " + "lorem ipsum dolor sit amet " * (1 + i % 5)})
+    return json.dumps(
+        {
+            "type": "chat",
+            "seq": i,
+            "user": user,
+            "room": "general",
+            "text": f"message number {i} from {user}: " + "lorem ipsum dolor sit amet " * (1 + i % 5),
+        }
+    )
 
 
 async def _deflate_conn(log: Log, port: int, **kw) -> None:
@@ -594,10 +718,13 @@ async def _deflate_conn(log: Log, port: int, **kw) -> None:
     log.conn(cport, **ws_conn_facts(ws, port))
 
 
-@register("ws_deflate", "ws_deflate.pcap",
-          "python websockets 17 with permessage-deflate (default parameters, context takeover on both sides): "
-          "repetitive JSON chat text and compressible/incompressible binary, echoed by the server",
-          "tcp port 9004")
+@register(
+    "ws_deflate",
+    "ws_deflate.pcap",
+    "python websockets 17 with permessage-deflate (default parameters, context takeover on both sides): "
+    "repetitive JSON chat text and compressible/incompressible binary, echoed by the server",
+    "tcp port 9004",
+)
 def _ws_deflate(log: Log) -> None:
     async def main():
         server = await ws_server(9004, log, compression="deflate")
@@ -608,18 +735,30 @@ def _ws_deflate(log: Log) -> None:
     asyncio.run(main())
 
 
-@register("ws_deflate_no_context_takeover", "ws_deflate_no_context_takeover.pcap",
-          "python websockets 17 permessage-deflate, two connections: one negotiates client_no_context_takeover, "
-          "the other server_no_context_takeover; the same repetitive messages as ws_deflate", "tcp port 9005")
+@register(
+    "ws_deflate_no_context_takeover",
+    "ws_deflate_no_context_takeover.pcap",
+    "python websockets 17 permessage-deflate, two connections: one negotiates client_no_context_takeover, "
+    "the other server_no_context_takeover; the same repetitive messages as ws_deflate",
+    "tcp port 9005",
+)
 def _ws_deflate_nct(log: Log) -> None:
     from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
     async def main():
         server = await ws_server(9005, log, compression="deflate")
-        await _deflate_conn(log, 9005, compression=None,
-                            extensions=[ClientPerMessageDeflateFactory(client_no_context_takeover=True)])
-        await _deflate_conn(log, 9005, compression=None,
-                            extensions=[ClientPerMessageDeflateFactory(server_no_context_takeover=True)])
+        await _deflate_conn(
+            log,
+            9005,
+            compression=None,
+            extensions=[ClientPerMessageDeflateFactory(client_no_context_takeover=True)],
+        )
+        await _deflate_conn(
+            log,
+            9005,
+            compression=None,
+            extensions=[ClientPerMessageDeflateFactory(server_no_context_takeover=True)],
+        )
         server.close()
         await server.wait_closed()
 
@@ -629,10 +768,14 @@ def _ws_deflate_nct(log: Log) -> None:
 CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014]
 
 
-@register("ws_close_codes_client", "ws_close_codes_client.pcap",
-          "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
-          "sends a text message, then closes with that code and reason 'client <code>'; the server echoes "
-          "the close", "tcp port 9006")
+@register(
+    "ws_close_codes_client",
+    "ws_close_codes_client.pcap",
+    "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
+    "sends a text message, then closes with that code and reason 'client <code>'; the server echoes "
+    "the close",
+    "tcp port 9006",
+)
 def _ws_close_client(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -651,10 +794,13 @@ def _ws_close_client(log: Log) -> None:
     asyncio.run(main())
 
 
-@register("ws_close_codes_server", "ws_close_codes_server.pcap",
-          "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
-          "asks, the server closes with that code and reason 'server <code>', the client echoes the close",
-          "tcp port 9007")
+@register(
+    "ws_close_codes_server",
+    "ws_close_codes_server.pcap",
+    "python websockets 17: one connection per standard close code (1000-1003, 1007-1014), the client "
+    "asks, the server closes with that code and reason 'server <code>', the client echoes the close",
+    "tcp port 9007",
+)
 def _ws_close_server(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -675,20 +821,27 @@ def _ws_close_server(log: Log) -> None:
     asyncio.run(main())
 
 
-@register("interleaved_9123", "interleaved_9123.pcap",
-          "python websockets 17 on the non-standard port 9123: five concurrent clients (compression on for "
-          "odd ones) whose messages interleave, random small delays; each closes 1000 itself", "tcp port 9123")
+@register(
+    "interleaved_9123",
+    "interleaved_9123.pcap",
+    "python websockets 17 on the non-standard port 9123: five concurrent clients (compression on for "
+    "odd ones) whose messages interleave, random small delays; each closes 1000 itself",
+    "tcp port 9123",
+)
 def _interleaved(log: Log) -> None:
     from websockets.asyncio.client import connect
 
     async def client(i: int) -> None:
         rnd = random.Random(i)
         await asyncio.sleep(0.05 * i)
-        async with connect("ws://127.0.0.1:9123/room", compression="deflate" if i % 2 else None,
-                           **connect_kw()) as ws:
+        async with connect(
+            "ws://127.0.0.1:9123/room", compression="deflate" if i % 2 else None, **connect_kw()
+        ) as ws:
             cport = ws.local_address[1]
             for j in range(6):
-                data = _chat_json(j, f"user{i}") if j % 3 else payload_binary(rnd.randint(10, 3000), i * 10 + j)
+                data = (
+                    _chat_json(j, f"user{i}") if j % 3 else payload_binary(rnd.randint(10, 3000), i * 10 + j)
+                )
                 await send_logged(ws, log, cport, "client", data)
                 await ws.recv()
                 await asyncio.sleep(rnd.uniform(0.01, 0.15))
@@ -703,14 +856,17 @@ def _interleaved(log: Log) -> None:
     asyncio.run(main())
 
 
-def _simple_exchange(log: Log, port: int, host: str = "127.0.0.1", compression: str | None = None,
-                     path: str = "/", **kw) -> None:
+def _simple_exchange(
+    log: Log, port: int, host: str = "127.0.0.1", compression: str | None = None, path: str = "/", **kw
+) -> None:
     from websockets.asyncio.client import connect
 
     async def main():
         server = await ws_server(port, log, host=host, compression=compression)
         url_host = f"[{host}]" if ":" in host else host
-        async with connect(f"ws://{url_host}:{port}{path}", compression=compression, **connect_kw(**kw)) as ws:
+        async with connect(
+            f"ws://{url_host}:{port}{path}", compression=compression, **connect_kw(**kw)
+        ) as ws:
             cport = ws.local_address[1]
             for data in ("hello", _chat_json(1, "bob"), payload_binary(2000, 5), "x" * 200):
                 await send_logged(ws, log, cport, "client", data)
@@ -723,41 +879,59 @@ def _simple_exchange(log: Log, port: int, host: str = "127.0.0.1", compression: 
     asyncio.run(main())
 
 
-@register("ipv6", "ipv6.pcap",
-          "python websockets 17 over IPv6 loopback [::1]: text, JSON and binary echoed, client closes 1000 'bye'",
-          "tcp port 9080")
+@register(
+    "ipv6",
+    "ipv6.pcap",
+    "python websockets 17 over IPv6 loopback [::1]: text, JSON and binary echoed, client closes 1000 'bye'",
+    "tcp port 9080",
+)
 def _ipv6(log: Log) -> None:
     _simple_exchange(log, 9080, host="::1")
 
 
-@register("any_interface_sll", "any_interface_sll.pcap",
-          "recorded with tcpdump -i any (Linux cooked capture, SLL2 with tcpdump 4.99): python websockets 17, "
-          "permessage-deflate, text, JSON and binary echoed, client closes 1000 'bye'",
-          "tcp port 9081", iface="any")
+@register(
+    "any_interface_sll",
+    "any_interface_sll.pcap",
+    "recorded with tcpdump -i any (Linux cooked capture, SLL2 with tcpdump 4.99): python websockets 17, "
+    "permessage-deflate, text, JSON and binary echoed, client closes 1000 'bye'",
+    "tcp port 9081",
+    iface="any",
+)
 def _any(log: Log) -> None:
     _simple_exchange(log, 9081, compression="deflate")
 
 
-@register("pcapng_format", "pcapng_format.pcapng",
-          "pcapng file (tcpdump, converted by editcap -F pcapng): python websockets 17, permessage-deflate, "
-          "text, JSON and binary echoed, client closes 1000 'bye'", "tcp port 9082", pcapng=True)
+@register(
+    "pcapng_format",
+    "pcapng_format.pcapng",
+    "pcapng file (tcpdump, converted by editcap -F pcapng): python websockets 17, permessage-deflate, "
+    "text, JSON and binary echoed, client closes 1000 'bye'",
+    "tcp port 9082",
+    pcapng=True,
+)
 def _pcapng(log: Log) -> None:
     _simple_exchange(log, 9082, compression="deflate")
 
 
-@register("html_hostile", "html_hostile.pcap",
-          "python websockets 17: messages, a User-Agent, an extra header, the path and the close reason carry "
-          "HTML/JS-hostile text (<script>alert(1)</script>, attribute breakers, entities, RTL override, NUL)",
-          "tcp port 9083")
+@register(
+    "html_hostile",
+    "html_hostile.pcap",
+    "python websockets 17: messages, a User-Agent, an extra header, the path and the close reason carry "
+    "HTML/JS-hostile text (<script>alert(1)</script>, attribute breakers, entities, RTL override, NUL)",
+    "tcp port 9083",
+)
 def _hostile(log: Log) -> None:
     from websockets.asyncio.client import connect
 
     async def main():
         server = await ws_server(9083, log)
-        async with connect("ws://127.0.0.1:9083/%3Cscript%3Ealert(0)%3C/script%3E?q=%22%3E%3Cb%3E",
-                           compression=None, user_agent_header="<script>alert('ua')</script>",
-                           additional_headers={"X-Evil": "\"><img src=x onerror=alert('hdr')>"},
-                           **connect_kw()) as ws:
+        async with connect(
+            "ws://127.0.0.1:9083/%3Cscript%3Ealert(0)%3C/script%3E?q=%22%3E%3Cb%3E",
+            compression=None,
+            user_agent_header="<script>alert('ua')</script>",
+            additional_headers={"X-Evil": "\"><img src=x onerror=alert('hdr')>"},
+            **connect_kw(),
+        ) as ws:
             cport = ws.local_address[1]
             for text in HOSTILE:
                 await send_logged(ws, log, cport, "client", text)
@@ -772,17 +946,29 @@ def _hostile(log: Log) -> None:
     asyncio.run(main())
 
 
-_MIDSTREAM_HANDSHAKE_KEYS = ("version", "draft", "http_status", "handshake_ok", "subprotocol", "extensions",
-                             "compression")
+_MIDSTREAM_HANDSHAKE_KEYS = (
+    "version",
+    "draft",
+    "http_status",
+    "handshake_ok",
+    "subprotocol",
+    "extensions",
+    "compression",
+)
 
 
-@register("midstream", "midstream.pcap",
-          "recording starts after the handshake: python websockets 17, no compression; the client connects, "
-          "then tcpdump starts, then text/binary messages, a ping and a clean close 1000. Analyze with "
-          "ports=[9090]; handshake facts are unknown and are left out of the expected connection",
-          "tcp port 9090", self_recording=True, options={"ports": [9090]},
-          notes="tshark needs the HTTP Upgrade to dissect WebSocket; none is in this capture",
-          tshark=False)
+@register(
+    "midstream",
+    "midstream.pcap",
+    "recording starts after the handshake: python websockets 17, no compression; the client connects, "
+    "then tcpdump starts, then text/binary messages, a ping and a clean close 1000. Analyze with "
+    "ports=[9090]; handshake facts are unknown and are left out of the expected connection",
+    "tcp port 9090",
+    self_recording=True,
+    options={"ports": [9090]},
+    notes="tshark needs the HTTP Upgrade to dissect WebSocket; none is in this capture",
+    tshark=False,
+)
 def _midstream(log: Log, record) -> None:
     from websockets.asyncio.client import connect
 
@@ -808,8 +994,6 @@ def _midstream(log: Log, record) -> None:
         await server.wait_closed()
 
     asyncio.run(main())
-
-
 
 
 # ---- other implementations: aiohttp, node ws, ws@0.4 (hybi-08), chromium
@@ -844,43 +1028,71 @@ async def _aiohttp_server(port: int, log: Log, handler_extra=None, compress: boo
     return runner
 
 
-@register("aiohttp_compress", "aiohttp_compress.pcap",
-          "aiohttp 3 server and aiohttp client with permessage-deflate (compress=15): text, JSON and binary; the "
-          "server answers text with a JSON ack and binary reversed; a ping from the client; client closes "
-          "1000 'aiohttp bye'", "tcp port 9010")
+@register(
+    "aiohttp_compress",
+    "aiohttp_compress.pcap",
+    "aiohttp 3 server and aiohttp client with permessage-deflate (compress=15): text, JSON and binary; the "
+    "server answers text with a JSON ack and binary reversed; a ping from the client; client closes "
+    "1000 'aiohttp bye'",
+    "tcp port 9010",
+)
 def _aiohttp(log: Log) -> None:
     import aiohttp
 
     async def main():
         runner = await _aiohttp_server(9010, log)
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect("http://127.0.0.1:9010/ws", compress=15, autoping=True) as ws:
-                cport = ws.get_extra_info("sockname")[1]
-                ext = ws._response.headers.get("Sec-WebSocket-Extensions")
-                for data in ("hello aiohttp", _chat_json(2, "carol"), b"\x10\x20" * 3000, payload_binary(500, 9),
-                             "ünïcödé ✓ " * 30):
-                    if isinstance(data, str):
-                        await ws.send_str(data)
-                    else:
-                        await ws.send_bytes(data)
-                    log.sent(cport, "client", data)
-                    await ws.receive()
-                await ws.ping(b"aiohttp-ping")
-                await asyncio.sleep(0.2)
-                await ws.close(code=1000, message=b"aiohttp bye")
-                log.conn(cport, server_port=9010, version=13, draft="rfc6455", http_status=101, handshake_ok=True,
-                         subprotocol=None, extensions=ext, compression=bool(ext), close_code_client=1000,
-                         close_code_server=ws.close_code, close_reason_client="aiohttp bye",
-                         close_status="clean", close_initiator="client")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect("http://127.0.0.1:9010/ws", compress=15, autoping=True) as ws,
+        ):
+            cport = ws.get_extra_info("sockname")[1]
+            ext = ws._response.headers.get("Sec-WebSocket-Extensions")
+            for data in (
+                "hello aiohttp",
+                _chat_json(2, "carol"),
+                b"\x10\x20" * 3000,
+                payload_binary(500, 9),
+                "ünïcödé ✓ " * 30,
+            ):
+                if isinstance(data, str):
+                    await ws.send_str(data)
+                else:
+                    await ws.send_bytes(data)
+                log.sent(cport, "client", data)
+                await ws.receive()
+            await ws.ping(b"aiohttp-ping")
+            await asyncio.sleep(0.2)
+            await ws.close(code=1000, message=b"aiohttp bye")
+            log.conn(
+                cport,
+                server_port=9010,
+                version=13,
+                draft="rfc6455",
+                http_status=101,
+                handshake_ok=True,
+                subprotocol=None,
+                extensions=ext,
+                compression=bool(ext),
+                close_code_client=1000,
+                close_code_server=ws.close_code,
+                close_reason_client="aiohttp bye",
+                close_status="clean",
+                close_initiator="client",
+            )
         await runner.cleanup()
 
     asyncio.run(main())
 
 
-@register("node_ws", "node_ws.pcap",
-          "node `ws` 8 server (permessage-deflate) with two clients: a node `ws` 8 client (compression, subprotocol "
-          "node.v1 chosen by the server, a ping, closes 1000 'node bye') and a python websockets 17 "
-          "client without compression (closes 1001 'going away')", "tcp port 9020")
+@register(
+    "node_ws",
+    "node_ws.pcap",
+    "node `ws` 8 server (permessage-deflate) with two clients: a node `ws` 8 client (compression, "
+    "subprotocol "
+    "node.v1 chosen by the server, a ping, closes 1000 'node bye') and a python websockets 17 "
+    "client without compression (closes 1001 'going away')",
+    "tcp port 9020",
+)
 def _node_ws(log: Log) -> None:
     from websockets.asyncio.client import connect
 
@@ -905,15 +1117,21 @@ def _node_ws(log: Log) -> None:
         server.stop()
 
 
-@register("hybi08_ws_legacy", "hybi08_ws_legacy.pcap",
-          "npm ws@0.4.32 server and client speaking Sec-WebSocket-Version: 8 (hybi-08 framing, draft hybi-08): "
-          "text and binary echoed, client closes 1000 'legacy bye'", "tcp port 9050")
+@register(
+    "hybi08_ws_legacy",
+    "hybi08_ws_legacy.pcap",
+    "npm ws@0.4.32 server and client speaking Sec-WebSocket-Version: 8 (hybi-08 framing, draft hybi-08): "
+    "text and binary echoed, client closes 1000 'legacy bye'",
+    "tcp port 9050",
+)
 def _legacy(log: Log) -> None:
     peer = NodePeer(log, "legacy_hybi.js", "9050")
     peer.wait(30)
 
 
-def _raw_hybi_client(log: Log, port: int, version: int, draft: str, messages: list, close_reason: str) -> None:
+def _raw_hybi_client(
+    log: Log, port: int, version: int, draft: str, messages: list, close_reason: str
+) -> None:
     s = raw_connect("127.0.0.1", port)
     cport = s.getsockname()[1]
     head, rest = hybi_handshake(s, "127.0.0.1", port, "/ws", version)
@@ -931,20 +1149,43 @@ def _raw_hybi_client(log: Log, port: int, version: int, draft: str, messages: li
         if op == 8:
             got_close = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
     s.close()
-    log.conn(cport, server_port=port, version=version, draft=draft, http_status=status, handshake_ok=status == 101,
-             subprotocol=None, extensions=None, compression=False, close_code_client=1000,
-             close_code_server=got_close, close_reason_client=close_reason, close_status="clean",
-             close_initiator="client")
+    log.conn(
+        cport,
+        server_port=port,
+        version=version,
+        draft=draft,
+        http_status=status,
+        handshake_ok=status == 101,
+        subprotocol=None,
+        extensions=None,
+        compression=False,
+        close_code_client=1000,
+        close_code_server=got_close,
+        close_reason_client=close_reason,
+        close_status="clean",
+        close_initiator="client",
+    )
 
 
-@register("hybi07_aiohttp", "hybi07_aiohttp.pcap",
-          "hand-written python client sending Sec-WebSocket-Version: 7 (hybi-07) to an aiohttp 3 server (which "
-          "accepts 7, 8 and 13), no compression: text and binary, client closes 1000 'v7 bye'", "tcp port 9051")
+@register(
+    "hybi07_aiohttp",
+    "hybi07_aiohttp.pcap",
+    "hand-written python client sending Sec-WebSocket-Version: 7 (hybi-07) to an aiohttp 3 server (which "
+    "accepts 7, 8 and 13), no compression: text and binary, client closes 1000 'v7 bye'",
+    "tcp port 9051",
+)
 def _hybi07(log: Log) -> None:
     async def main():
         runner = await _aiohttp_server(9051, log, compress=False)
-        await asyncio.to_thread(_raw_hybi_client, log, 9051, 7, "hybi-07",
-                                ["hello hybi-07", payload_binary(200, 2), "second text"], "v7 bye")
+        await asyncio.to_thread(
+            _raw_hybi_client,
+            log,
+            9051,
+            7,
+            "hybi-07",
+            ["hello hybi-07", payload_binary(200, 2), "second text"],
+            "v7 bye",
+        )
         await asyncio.sleep(0.2)
         await runner.cleanup()
 
@@ -965,7 +1206,8 @@ ws.binaryType = "arraybuffer";
 let n = 0;
 function next() {
   if (n < msgs.length) { ws.send(msgs[n++]); return; }
-  if (n === msgs.length) { n++; const b = new Uint8Array(%d); for (let i = 0; i < b.length; i++) b[i] = i %% 251;
+  if (n === msgs.length) { n++; const b = new Uint8Array(%d);
+                           for (let i = 0; i < b.length; i++) b[i] = i %% 251;
                            ws.send(b.buffer); return; }
   ws.close(1000, "page done");
 }
@@ -979,11 +1221,14 @@ def _chromium_exe() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@register("chromium_client", "chromium_client.pcap",
-          "headless Chromium (Debian chromium package) as the browser client: a page served by aiohttp opens a "
-          "WebSocket to the same aiohttp 3 server (compression negotiated), sends three texts and an "
-          "ArrayBuffer, closes 1000 'page done'; the HTTP GETs for the page are in the capture too",
-          "tcp port 9030")
+@register(
+    "chromium_client",
+    "chromium_client.pcap",
+    "headless Chromium (Debian chromium package) as the browser client: a page served by aiohttp opens a "
+    "WebSocket to the same aiohttp 3 server (compression negotiated), sends three texts and an "
+    "ArrayBuffer, closes 1000 'page done'; the HTTP GETs for the page are in the capture too",
+    "tcp port 9030",
+)
 def _chromium(log: Log) -> None:
     from aiohttp import web
 
@@ -1022,10 +1267,22 @@ def _chromium(log: Log) -> None:
                     log.sent(cport, "server", out)
             ext = ws._headers.get("Sec-WebSocket-Extensions") if hasattr(ws, "_headers") else None
             ext = ws.headers.get("Sec-WebSocket-Extensions", ext)
-            log.conn(cport, server_port=9030, version=13, draft="rfc6455", http_status=101, handshake_ok=True,
-                     subprotocol=None, extensions=ext, compression=bool(ext), close_code_client=1000,
-                     close_code_server=1000, close_reason_client="page done", close_status="clean",
-                     close_initiator="client")
+            log.conn(
+                cport,
+                server_port=9030,
+                version=13,
+                draft="rfc6455",
+                http_status=101,
+                handshake_ok=True,
+                subprotocol=None,
+                extensions=ext,
+                compression=bool(ext),
+                close_code_client=1000,
+                close_code_server=1000,
+                close_reason_client="page done",
+                close_status="clean",
+                close_initiator="client",
+            )
             done.set()
             return ws
 
@@ -1038,10 +1295,22 @@ def _chromium(log: Log) -> None:
         await web.TCPSite(runner, "127.0.0.1", 9030).start()
         profile = tempfile.mkdtemp(prefix="chromium-")
         proc = await asyncio.create_subprocess_exec(
-            exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-extensions",
-            f"--user-data-dir={profile}", "--remote-debugging-port=0", "http://127.0.0.1:9030/",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "http://127.0.0.1:9030/",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         try:
             await asyncio.wait_for(done.wait(), 60)
             await asyncio.sleep(0.5)
@@ -1100,7 +1369,7 @@ def _read_hixie_text(sock: socket.socket, buf: bytearray) -> bytes | None:
         if buf and buf[0] == 0x00 and 0xFF in buf:
             end = buf.index(0xFF)
             out = bytes(buf[1:end])
-            del buf[:end + 1]
+            del buf[: end + 1]
             return out
         chunk = sock.recv(65536)
         if not chunk:
@@ -1128,32 +1397,48 @@ def _hixie_client(log: Log, port: int, draft: str) -> None:
     s.sendall(hixie_length_frame(blob))
     log.sent(cport, "client", blob)
     time.sleep(0.1)
-    facts = dict(server_port=port, version=0 if draft == "hixie-76" else -1, draft=draft,
-                 http_status=http_status(head), handshake_ok=True, subprotocol=None, extensions=None,
-                 compression=False)
+    facts = dict(
+        server_port=port,
+        version=0 if draft == "hixie-76" else -1,
+        draft=draft,
+        http_status=http_status(head),
+        handshake_ok=True,
+        subprotocol=None,
+        extensions=None,
+        compression=False,
+    )
     if draft == "hixie-76":
         s.sendall(b"\xff\x00")
         if _read_hixie_text(s, buf) is not None:
             raise RuntimeError("expected the server's closing frame")
-        facts.update(close_code_client=1005, close_code_server=1005, close_status="clean",
-                     close_initiator="client")
+        facts.update(
+            close_code_client=1005, close_code_server=1005, close_status="clean", close_initiator="client"
+        )
     else:  # hixie-75 has no closing handshake: the client just closes TCP
-        facts.update(close_code_client=None, close_code_server=None, close_status="abnormal",
-                     close_initiator=None)
+        facts.update(
+            close_code_client=None, close_code_server=None, close_status="abnormal", close_initiator=None
+        )
     s.close()
     log.conn(cport, **facts)
 
 
-_HIXIE_NOTES = ("tshark 4.0 has no hixie-75/76 framing: after the 101 it decodes the 0x00...0xFF bytes as "
-                "RFC 6455 frames (garbage), so no frames are listed")
+_HIXIE_NOTES = (
+    "tshark 4.0 has no hixie-75/76 framing: after the 101 it decodes the 0x00...0xFF bytes as "
+    "RFC 6455 frames (garbage), so no frames are listed"
+)
 
 
-@register("hixie76_websocket_driver", "hixie76_websocket_driver.pcap",
-          "hixie-76 (draft-hixie-thewebsocketprotocol-76 / hybi-00): hand-written python client sending the "
-          "draft's own example handshake (Key1, Key2, 8-byte key3), npm websocket-driver 0.7 server "
-          "(challenge response 8jKS'y:G*Co,Wxa-); 0x00..0xFF text frames echoed, one 0x80 length-prefixed "
-          "binary frame from the client, closing frames 0xFF 0x00 both ways", "tcp port 9041",
-          tshark=False, notes=_HIXIE_NOTES)
+@register(
+    "hixie76_websocket_driver",
+    "hixie76_websocket_driver.pcap",
+    "hixie-76 (draft-hixie-thewebsocketprotocol-76 / hybi-00): hand-written python client sending the "
+    "draft's own example handshake (Key1, Key2, 8-byte key3), npm websocket-driver 0.7 server "
+    "(challenge response 8jKS'y:G*Co,Wxa-); 0x00..0xFF text frames echoed, one 0x80 length-prefixed "
+    "binary frame from the client, closing frames 0xFF 0x00 both ways",
+    "tcp port 9041",
+    tshark=False,
+    notes=_HIXIE_NOTES,
+)
 def _hixie76(log: Log) -> None:
     peer = NodePeer(log, "hixie_server.js", "9041")
     try:
@@ -1164,11 +1449,16 @@ def _hixie76(log: Log) -> None:
         peer.stop()
 
 
-@register("hixie75_websocket_driver", "hixie75_websocket_driver.pcap",
-          "hixie-75: hand-written python client (no keys, no version header), npm websocket-driver 0.7 server; "
-          "0x00..0xFF text frames echoed, one 0x80 length-prefixed binary frame from the client; the "
-          "client ends with a TCP FIN (hixie-75 has no closing frame)", "tcp port 9040",
-          tshark=False, notes=_HIXIE_NOTES)
+@register(
+    "hixie75_websocket_driver",
+    "hixie75_websocket_driver.pcap",
+    "hixie-75: hand-written python client (no keys, no version header), npm websocket-driver 0.7 server; "
+    "0x00..0xFF text frames echoed, one 0x80 length-prefixed binary frame from the client; the "
+    "client ends with a TCP FIN (hixie-75 has no closing frame)",
+    "tcp port 9040",
+    tshark=False,
+    notes=_HIXIE_NOTES,
+)
 def _hixie75(log: Log) -> None:
     peer = NodePeer(log, "hixie_server.js", "9040")
     try:
@@ -1201,15 +1491,31 @@ def _abnormal_client(log: Log, port: int, how: str) -> None:
             while s.recv(65536):
                 pass
         s.close()
-    log.conn(cport, server_port=port, version=13, draft="rfc6455", http_status=http_status(head),
-             handshake_ok=True, subprotocol=None, extensions=None, compression=False, close_code_client=None,
-             close_code_server=None, close_status="abnormal", close_initiator=None)
+    log.conn(
+        cport,
+        server_port=port,
+        version=13,
+        draft="rfc6455",
+        http_status=http_status(head),
+        handshake_ok=True,
+        subprotocol=None,
+        extensions=None,
+        compression=False,
+        close_code_client=None,
+        close_code_server=None,
+        close_status="abnormal",
+        close_initiator=None,
+    )
 
 
-@register("abnormal_ends", "abnormal_ends.pcap",
-          "python websockets 17 server, two hand-written clients that never send a close frame: one ends with "
-          "a TCP RST (SO_LINGER 0 close), the other with a FIN (shutdown) after which the server closes TCP "
-          "without a close frame either", "tcp port 9060")
+@register(
+    "abnormal_ends",
+    "abnormal_ends.pcap",
+    "python websockets 17 server, two hand-written clients that never send a close frame: one ends with "
+    "a TCP RST (SO_LINGER 0 close), the other with a FIN (shutdown) after which the server closes TCP "
+    "without a close frame either",
+    "tcp port 9060",
+)
 def _abnormal(log: Log) -> None:
     async def main():
         server = await ws_server(9060, log, reply=lambda m: None)
@@ -1228,25 +1534,39 @@ def _refused_client(log: Log, port: int, path: str, version: int, origin: str | 
     cport = s.getsockname()[1]
     extra = f"Origin: {origin}\r\n" if origin else ""
     key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n")
+    req = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n"
+    )
     s.sendall(req.encode())
     head, _ = read_http_head(s)
     time.sleep(0.1)
     s.close()
-    facts = dict(server_port=port, http_status=http_status(head), handshake_ok=False, subprotocol=None,
-                 extensions=None, compression=False, close_code_client=None, close_code_server=None,
-                 close_status="handshake-failed", close_initiator=None)
+    facts = dict(
+        server_port=port,
+        http_status=http_status(head),
+        handshake_ok=False,
+        subprotocol=None,
+        extensions=None,
+        compression=False,
+        close_code_client=None,
+        close_code_server=None,
+        close_status="handshake-failed",
+        close_initiator=None,
+    )
     if version == 13:
         facts.update(version=13, draft="rfc6455")
     log.conn(cport, **facts)
 
 
-@register("handshake_failed", "handshake_failed.pcap",
-          "tornado 6 server refusing upgrades: 404 for an unknown path, 403 for a foreign Origin, 426 Upgrade "
-          "Required for Sec-WebSocket-Version: 9 (version/draft of that one are not asserted); then one "
-          "successful version-13 connection (text echoed, client closes 1000) for contrast",
-          "tcp port 9070")
+@register(
+    "handshake_failed",
+    "handshake_failed.pcap",
+    "tornado 6 server refusing upgrades: 404 for an unknown path, 403 for a foreign Origin, 426 Upgrade "
+    "Required for Sec-WebSocket-Version: 9 (version/draft of that one are not asserted); then one "
+    "successful version-13 connection (text echoed, client closes 1000) for contrast",
+    "tcp port 9070",
+)
 def _handshake_failed(log: Log) -> None:
     import tornado.web
     import tornado.websocket
@@ -1268,6 +1588,208 @@ def _handshake_failed(log: Log) -> None:
         await asyncio.to_thread(_raw_hybi_client, log, 9070, 13, "rfc6455", ["tornado says hi"], "ok bye")
         await asyncio.sleep(0.3)
         server.stop()
+
+    asyncio.run(main())
+
+
+# ---- the README's demo capture
+
+
+DEMO_PORT = 8765
+DEMO_SECONDS = 75
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    """One demo user: when it connects, what it does, how it ends."""
+
+    name: str
+    start: float
+    compression: bool
+    chats: int
+    uploads: tuple[int, ...] = ()
+    ending: str = "client"  # client | server | rst | stay (closed by the server's shutdown)
+    code: int = 1000
+    reason: str = ""
+    fragmented: bool = False
+
+
+DEMO_CLIENTS = [
+    DemoClient("alice", 0.5, True, 12, (), "client", 1000, "see you"),
+    DemoClient("bob", 3.0, False, 3, (1024, 20000, 150000), "client", 1001, "navigating away"),
+    DemoClient("carol", 6.0, True, 6, (), "server", 1008, "policy violation: banned word"),
+    DemoClient("dave", 10.0, False, 4, (4096,), "server", 1011, "internal error while saving"),
+    DemoClient("heidi", 12.0, True, 25, (), "stay"),
+    DemoClient("eve", 18.0, True, 5, (), "server", 4000, "session expired"),
+    DemoClient("frank", 24.0, False, 6, (2048, 65536), "client", 4001, "user logout"),
+    DemoClient("grace", 30.0, False, 4, (500,), "rst"),
+    DemoClient("ivan", 36.0, True, 3, (30000, 8000, 120000), "client", 1000, "upload done"),
+    DemoClient("judy", 44.0, True, 8, (), "client", 1000, "", fragmented=True),
+    DemoClient("mallory", 50.0, False, 10, (), "stay"),
+    DemoClient("oscar", 58.0, True, 4, (700,), "client", 4321, "app-specific goodbye"),
+]
+
+
+def _demo_server_reply(msg):
+    if isinstance(msg, bytes):
+        return json.dumps({"type": "stored", "bytes": len(msg), "sha256": sha(msg)[:16]})
+    data = json.loads(msg)
+    if data.get("type") == "close-me":
+        return ("close", data["code"], data["reason"])
+    return json.dumps({"type": "ack", "seq": data.get("seq"), "user": data.get("user"), "ok": True})
+
+
+async def _demo_client(c: DemoClient, log: Log, t0: float) -> None:
+    from websockets.asyncio.client import connect
+
+    rnd = random.Random(c.name)
+    await asyncio.sleep(max(0.0, t0 + c.start - time.monotonic()))
+    async with connect(
+        f"ws://127.0.0.1:{DEMO_PORT}/chat?user={c.name}",
+        compression="deflate" if c.compression else None,
+        user_agent_header=f"demo-{c.name}/1.0",
+        **connect_kw(),
+    ) as ws:
+        cport = ws.local_address[1]
+        uploads = list(c.uploads)
+        try:
+            for i in range(c.chats):
+                words = rnd.choices(
+                    [
+                        "hello",
+                        "ok",
+                        "lunch?",
+                        "ship it",
+                        "the build is green",
+                        "lgtm",
+                        "who broke main",
+                        "brb",
+                        "café ☕",
+                        "deploying",
+                        "rollback!",
+                    ],
+                    k=rnd.randint(1, 12),
+                )
+                msg = json.dumps(
+                    {"type": "chat", "seq": i, "user": c.name, "room": "general", "text": " ".join(words)}
+                )
+                if c.fragmented and i % 3 == 1:
+                    await send_logged(ws, log, cport, "client", [msg[:10], msg[10:30], msg[30:]])
+                else:
+                    await send_logged(ws, log, cport, "client", msg)
+                await ws.recv()
+                if uploads and i % 2 == 0:
+                    await send_logged(
+                        ws, log, cport, "client", payload_binary(uploads.pop(0), hash(c.name) & 0xFFFF)
+                    )
+                    await ws.recv()
+                if i % 4 == 3:
+                    await (await ws.ping(f"{c.name}-{i}".encode()))
+                await asyncio.sleep(rnd.uniform(0.3, 3.5) if c.ending != "stay" else rnd.uniform(1.0, 2.5))
+            for size in uploads:
+                await send_logged(ws, log, cport, "client", payload_binary(size, size))
+                await ws.recv()
+            if c.ending == "client":
+                await ws.close(c.code, c.reason)
+            elif c.ending == "server":
+                await send_logged(
+                    ws,
+                    log,
+                    cport,
+                    "client",
+                    json.dumps({"type": "close-me", "code": c.code, "reason": c.reason}),
+                )
+                await ws.wait_closed()
+            elif c.ending == "rst":
+                sock = ws.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                ws.transport.abort()
+                await asyncio.sleep(0.2)
+            else:  # stay until the server shuts down (1001 going away)
+                await ws.wait_closed()
+        finally:
+            if c.ending == "rst":
+                log.conn(
+                    cport,
+                    server_port=DEMO_PORT,
+                    version=13,
+                    draft="rfc6455",
+                    http_status=101,
+                    handshake_ok=True,
+                    subprotocol=None,
+                    extensions=ws.response.headers.get("Sec-WebSocket-Extensions"),
+                    compression=c.compression,
+                    close_code_client=None,
+                    close_code_server=None,
+                    close_status="abnormal",
+                    close_initiator=None,
+                )
+    if c.ending != "rst":
+        log.conn(cport, **ws_conn_facts(ws, DEMO_PORT))
+
+
+def _demo_refused(log: Log) -> None:
+    _refused_client(log, DEMO_PORT, "/admin", 13)
+
+
+@register(
+    "demo",
+    "demo.pcapng",
+    f"README quick-start demo, about {DEMO_SECONDS} s: a python websockets 17 chat server on port "
+    f"{DEMO_PORT} with {len(DEMO_CLIENTS)} clients coming and going (JSON chat, binary uploads up to 150 kB, "
+    "keepalive pings every 10 s plus client pings, permessage-deflate on some connections, a fragmented "
+    "message), closes 1000/1001/1008/1011/4000/4001/4321, an RST, a 403 refused handshake, and two "
+    "clients still connected until the server shuts down (1001)",
+    f"tcp port {DEMO_PORT}",
+    pcapng=True,
+)
+def _demo(log: Log) -> None:
+    from websockets.asyncio.server import serve
+    from websockets.datastructures import Headers
+    from websockets.exceptions import ConnectionClosed
+    from websockets.http11 import Response
+
+    def process_request(conn, request):
+        if request.path.startswith("/admin"):
+            return Response(403, "Forbidden", Headers({"Content-Type": "text/plain"}), b"admins only\n")
+        return None
+
+    async def handler(ws):
+        cport = ws.remote_address[1]
+        try:
+            async for msg in ws:
+                out = _demo_server_reply(msg)
+                if isinstance(out, tuple):
+                    await ws.close(out[1], out[2])
+                    break
+                await send_logged(ws, log, cport, "server", out)
+        except ConnectionClosed:
+            pass
+
+    async def main():
+        server = await serve(
+            handler,
+            "127.0.0.1",
+            DEMO_PORT,
+            compression="deflate",
+            ping_interval=10,
+            ping_timeout=10,
+            max_size=None,
+            process_request=process_request,
+            server_header="demo-chat/1.0",
+        )
+        t0 = time.monotonic()
+
+        async def refused():
+            await asyncio.sleep(40)
+            await asyncio.to_thread(_demo_refused, log)
+
+        tasks = [asyncio.create_task(_demo_client(c, log, t0)) for c in DEMO_CLIENTS]
+        tasks.append(asyncio.create_task(refused()))
+        await asyncio.sleep(max(0.0, t0 + DEMO_SECONDS - time.monotonic()))
+        server.close()  # the clients still connected get 1001 going away
+        await server.wait_closed()
+        await asyncio.gather(*tasks)
 
     asyncio.run(main())
 
@@ -1306,8 +1828,10 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        print(f"{name}: {len(exp['connections'])} connections, {len(exp['messages'])} messages, "
-              f"{len(exp.get('frames') or [])} tshark frames ({time.time() - t0:.1f} s)")
+        print(
+            f"{name}: {len(exp['connections'])} connections, {len(exp['messages'])} messages, "
+            f"{len(exp.get('frames') or [])} tshark frames ({time.time() - t0:.1f} s)"
+        )
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

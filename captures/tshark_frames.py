@@ -25,8 +25,16 @@ def tshark_available() -> bool:
 
 
 def tshark_command(path: str | Path, server_ports: Iterable[int]) -> list[str]:
-    cmd = ["tshark", "-n", "-r", str(path), "-o", "tcp.reassemble_out_of_order:TRUE",
-           "-o", "tcp.desegment_tcp_streams:TRUE"]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-o",
+        "tcp.reassemble_out_of_order:TRUE",
+        "-o",
+        "tcp.desegment_tcp_streams:TRUE",
+    ]
     for port in sorted(set(server_ports)):
         cmd += ["-d", f"tcp.port=={port},http"]
     cmd += ["-Y", "websocket", "-T", "pdml", "-J", "tcp websocket"]
@@ -49,8 +57,7 @@ def tshark_frames(path: str | Path, server_ports: Iterable[int]) -> list[dict]:
     close_code (None when not a close frame or the close payload is empty), close_reason.
     """
     server_ports = set(server_ports)
-    proc = subprocess.run(tshark_command(path, server_ports), capture_output=True, check=True,
-                          timeout=300)
+    proc = subprocess.run(tshark_command(path, server_ports), capture_output=True, check=True, timeout=300)
     root = ET.fromstring(proc.stdout)
     frames: list[dict] = []
     for packet in root.iter("packet"):
@@ -79,17 +86,19 @@ def tshark_frames(path: str | Path, server_ports: Iterable[int]) -> list[dict]:
                     sender, client_port, server_port = "client", src, dst
                 else:
                     sender, client_port, server_port = "server", dst, src
-                frames.append({
-                    "frame_no": frame_no,
-                    "client_port": client_port,
-                    "server_port": server_port,
-                    "sender": sender,
-                    "opcode": opcode,
-                    "fin": f["websocket.fin"] in ("1", "True", "true"),
-                    "rsv1": (int(f["websocket.rsv"], 0) & 0x4) != 0,
-                    "masked": f["websocket.mask"] in ("1", "True", "true"),
-                    "payload_len": plen,
-                    "close_code": int(code) if (opcode == 8 and code) else None,
-                    "close_reason": reason if opcode == 8 else None,
-                })
+                frames.append(
+                    {
+                        "frame_no": frame_no,
+                        "client_port": client_port,
+                        "server_port": server_port,
+                        "sender": sender,
+                        "opcode": opcode,
+                        "fin": f["websocket.fin"] in ("1", "True", "true"),
+                        "rsv1": (int(f["websocket.rsv"], 0) & 0x4) != 0,
+                        "masked": f["websocket.mask"] in ("1", "True", "true"),
+                        "payload_len": plen,
+                        "close_code": int(code) if (opcode == 8 and code) else None,
+                        "close_reason": reason if opcode == 8 else None,
+                    }
+                )
     return frames

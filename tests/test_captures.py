@@ -1,0 +1,164 @@
+"""The recorded capture corpus against the analyzer: every captures/*.expected.json, written by
+captures/make_captures.py from what the sending programs logged, must be what analyzer.analyze() finds.
+
+Connections are matched by client port; messages are compared per connection and sender, in order
+(type, size, sha256 of the whole payload); frames (where tshark could list them) row by row.
+Only while the analyzer package is missing (ImportError / NotImplementedError) are these skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = ROOT / "captures"
+EXPECTED = sorted(CAPTURES.glob("*.expected.json"))
+FRAME_KEYS = ("frame_no", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
+
+
+def load_expected(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=4)
+def analysis(name: str):
+    """analyzer.analyze(capture, payloads=True, **analyze_options), skipping only while the package is
+    missing."""
+    exp = load_expected(CAPTURES / name)
+    try:
+        import analyzer
+    except ImportError as e:
+        pytest.skip(f"analyzer package not importable yet: {e}")
+    try:
+        return analyzer.analyze(
+            str(CAPTURES / exp["capture"]), payloads=True, **exp.get("analyze_options", {})
+        )
+    except NotImplementedError as e:
+        pytest.skip(f"analyzer not implemented yet: {e}")
+
+
+def _isna(v) -> bool:
+    try:
+        import pandas as pd
+
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def norm(v):
+    """Turn a DataFrame cell into a plain Python value comparable with JSON (None, bool, int, str)."""
+    if _isna(v):
+        return None
+    if hasattr(v, "item"):  # numpy / pandas scalars
+        v = v.item()
+    return v
+
+
+def same(expected, actual) -> bool:
+    actual = norm(actual)
+    if expected is None:
+        return actual is None
+    if isinstance(expected, bool):
+        return actual is not None and bool(actual) == expected
+    if isinstance(expected, int):
+        return actual is not None and not isinstance(actual, str) and int(actual) == expected
+    return actual == expected
+
+
+def port_of_conn(a) -> dict:
+    """conn_id -> client_port, from the analysis' connections table."""
+    c = a.connections
+    return {norm(cid): int(norm(port)) for cid, port in zip(c["conn_id"], c["client_port"], strict=True)}
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.name.split(".")[0] for p in paths]
+
+
+def test_corpus_is_present() -> None:
+    """The corpus exists and every expected file names a capture that is there."""
+    assert len(EXPECTED) >= 20
+    for p in EXPECTED:
+        exp = load_expected(p)
+        assert (CAPTURES / exp["capture"]).is_file(), exp["capture"]
+        assert exp["connections"], p.name
+        if exp["tshark_dissects"]:
+            assert exp["frames"], p.name
+        else:
+            assert "frames" not in exp and exp["tshark_notes"], p.name
+
+
+def test_corpus_is_small() -> None:
+    total = sum(f.stat().st_size for f in CAPTURES.iterdir() if f.is_file())
+    assert total < 20 * 1024 * 1024
+
+
+@pytest.mark.parametrize("exp_path", EXPECTED, ids=ids(EXPECTED))
+def test_connections(exp_path: Path) -> None:
+    exp = load_expected(exp_path)
+    a = analysis(exp_path.name)
+    rows = {int(norm(r["client_port"])): r for r in a.connections.to_dict("records")}
+    want_ports = sorted(c["client_port"] for c in exp["connections"])
+    assert sorted(rows) == want_ports, "connections found (by client port)"
+    bad = []
+    for conn in exp["connections"]:
+        row = rows[conn["client_port"]]
+        for key, want in conn.items():
+            if key not in row:
+                bad.append(f"{conn['client_port']}: column {key} missing")
+            elif not same(want, row[key]):
+                bad.append(f"{conn['client_port']}: {key} expected {want!r}, analyzer {norm(row[key])!r}")
+    assert not bad, "\n".join(bad)
+
+
+def _payload_sha(v) -> str | None:
+    v = norm(v)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = v.encode("utf-8")
+    return hashlib.sha256(bytes(v)).hexdigest()
+
+
+@pytest.mark.parametrize("exp_path", EXPECTED, ids=ids(EXPECTED))
+def test_messages(exp_path: Path) -> None:
+    exp = load_expected(exp_path)
+    a = analysis(exp_path.name)
+    ports = port_of_conn(a)
+    got: dict[tuple[int, str], list[tuple]] = {}
+    for r in a.messages.to_dict("records"):
+        key = (ports[norm(r["conn_id"])], r["sender"])
+        got.setdefault(key, []).append((r["type"], int(norm(r["size"])), _payload_sha(r["payload"])))
+    want: dict[tuple[int, str], list[tuple]] = {}
+    for m in exp["messages"]:
+        want.setdefault((m["client_port"], m["sender"]), []).append((m["type"], m["size"], m["sha256"]))
+    assert sorted(got) == sorted(want), "connections/senders with messages"
+    for key, msgs in want.items():
+        assert got[key] == msgs, f"messages of client port {key[0]}, {key[1]}"
+
+
+FRAMED = [p for p in EXPECTED if load_expected(p)["tshark_dissects"]]
+
+
+@pytest.mark.parametrize("exp_path", FRAMED, ids=ids(FRAMED))
+def test_frames(exp_path: Path) -> None:
+    exp = load_expected(exp_path)
+    a = analysis(exp_path.name)
+    ports = port_of_conn(a)
+    got = [
+        (ports[norm(r["conn_id"])], *(norm(r[k]) for k in FRAME_KEYS)) for r in a.frames.to_dict("records")
+    ]
+    got = [
+        (p, fn, s, int(op), bool(fin), bool(rsv1), bool(m), int(n), None if c is None else int(c))
+        for p, fn, s, op, fin, rsv1, m, n, c in got
+    ]
+    want = [(f["client_port"], *(f[k] for k in FRAME_KEYS)) for f in exp["frames"]]
+    assert len(got) == len(want), "number of frames"
+    for g, w in zip(got, want, strict=True):
+        assert g == w, f"frame (client_port, {', '.join(FRAME_KEYS)})"

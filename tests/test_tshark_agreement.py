@@ -1,0 +1,106 @@
+"""tshark, run live on the capture corpus, as a second opinion.
+
+Two checks per capture that tshark can dissect:
+- tshark still lists exactly the frames committed in <name>.expected.json (guards the expected files
+  against a hand edit or a regenerated capture whose expectations were not rewritten);
+- analyzer.analyze() agrees with tshark frame by frame (frame_no, opcode, fin, masked, payload_len,
+  close code); skipped only while the analyzer package is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = ROOT / "captures"
+
+_spec = importlib.util.spec_from_file_location("capture_tshark_frames", CAPTURES / "tshark_frames.py")
+assert _spec is not None and _spec.loader is not None
+tshark_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tshark_mod)
+
+pytestmark = [
+    pytest.mark.tshark,
+    pytest.mark.skipif(not tshark_mod.tshark_available(), reason="tshark is not installed"),
+]
+
+EXPECTED = sorted(
+    p
+    for p in CAPTURES.glob("*.expected.json")
+    if json.loads(p.read_text(encoding="utf-8"))["tshark_dissects"]
+)
+IDS = [p.name.split(".")[0] for p in EXPECTED]
+COMMITTED_KEYS = (
+    "frame_no",
+    "client_port",
+    "sender",
+    "opcode",
+    "fin",
+    "rsv1",
+    "masked",
+    "payload_len",
+    "close_code",
+)
+AGREE_KEYS = ("frame_no", "opcode", "fin", "masked", "payload_len", "close_code")
+
+
+@functools.cache
+def expected(name: str) -> dict:
+    return json.loads((CAPTURES / name).read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=2)
+def live_frames(name: str) -> list[dict]:
+    exp = expected(name)
+    return tshark_mod.tshark_frames(CAPTURES / exp["capture"], {c["server_port"] for c in exp["connections"]})
+
+
+def test_there_are_dissectable_captures() -> None:
+    assert len(EXPECTED) >= 15
+
+
+@pytest.mark.parametrize("exp_path", EXPECTED, ids=IDS)
+def test_tshark_still_matches_expected_frames(exp_path: Path) -> None:
+    live = [{k: f[k] for k in COMMITTED_KEYS} for f in live_frames(exp_path.name)]
+    assert live == expected(exp_path.name)["frames"]
+
+
+def _norm(v):
+    import pandas as pd
+
+    if v is None or (not isinstance(v, (str, bytes)) and pd.isna(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+@pytest.mark.parametrize("exp_path", EXPECTED, ids=IDS)
+def test_analyzer_agrees_with_tshark(exp_path: Path) -> None:
+    try:
+        import analyzer
+    except ImportError as e:
+        pytest.skip(f"analyzer package not importable yet: {e}")
+    exp = expected(exp_path.name)
+    try:
+        a = analyzer.analyze(str(CAPTURES / exp["capture"]), **exp.get("analyze_options", {}))
+    except NotImplementedError as e:
+        pytest.skip(f"analyzer not implemented yet: {e}")
+    ours = [
+        (
+            int(_norm(r["frame_no"])),
+            int(_norm(r["opcode"])),
+            bool(_norm(r["fin"])),
+            bool(_norm(r["masked"])),
+            int(_norm(r["payload_len"])),
+            None if _norm(r["close_code"]) is None else int(_norm(r["close_code"])),
+        )
+        for r in a.frames.to_dict("records")
+    ]
+    theirs = [tuple(f[k] for k in AGREE_KEYS) for f in live_frames(exp_path.name)]
+    assert len(ours) == len(theirs), "number of frames"
+    for o, t in zip(ours, theirs, strict=True):
+        assert o == t, f"({', '.join(AGREE_KEYS)}): analyzer vs tshark"
