@@ -32,7 +32,10 @@ from analyzer.events import Frame, FrameEvent, Problem
 from analyzer.masking import unmask
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
 
-__all__ = ["RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "FrameDecoder", "parse_close_payload"]
+__all__ = [
+    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "FrameDecoder",
+    "parse_close_payload",
+]
 
 # RFC 6455, Section 5.2 - Base Framing Protocol
 FIN_MASK = 0x80
@@ -52,6 +55,11 @@ _CLOSE_CODE = struct.Struct("!H")
 #: While resynchronising, a candidate frame longer than this cannot be checked (we would have
 #: to buffer it whole) and is not accepted.
 RESYNC_MAX_FRAME = 1 << 20
+#: A resynchronisation candidate is accepted after this many plausible headers in a row.
+RESYNC_CHAIN = 3
+#: After a resynchronisation, this many further frames must look plausible too, else sync is
+#: lost again (a false start found in random payload bytes soon runs into an implausible header).
+RESYNC_PROBATION = 16
 #: Bytes searched without finding a plausible header before the direction is given up.
 RESYNC_GIVE_UP = 4 << 20
 
@@ -86,8 +94,8 @@ class FrameDecoder:
 
     __slots__ = (
         "_allowed_rsv", "_b0", "_bounds", "_buf", "_cand_re", "_cur", "_expect_mask",
-        "_from_client", "_hybi04", "_lost", "_lost_cause", "_lost_record", "_max_payload",
-        "_payload", "_remaining", "_skipped", "bytes_consumed", "frames_decoded", "stopped",
+        "_from_client", "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload",
+        "_payload", "_probation", "_remaining", "_skipped", "bytes_consumed", "frames_decoded", "stopped",
     )
 
     def __init__(self, *, from_client: bool, max_payload: int = 16 << 20, hybi04_opcodes: bool = False,
@@ -128,6 +136,8 @@ class FrameDecoder:
         self._lost_record: int | None = None
         self._skipped = 0
         self._bounds: set[int] = set()      # absolute stream offsets where feeds ended
+        self._last = (0, 0)                  # record_no, ts_ns of the last feed
+        self._probation = 0                  # frames after a resync still checked for plausibility
         self.frames_decoded = 0
         self.bytes_consumed = 0
         self.stopped = False
@@ -136,14 +146,18 @@ class FrameDecoder:
 
     def feed(self, data: bytes, record_no: int, ts_ns: int) -> list[FrameEvent]:
         """Take the next bytes of the direction; return the frames and problems they complete."""
-        out: list[FrameEvent] = []
         if self.stopped:
             self.bytes_consumed += len(data)
-            return out
+            return []
         if not data:
-            return out
+            return []
         if type(data) is not bytes:
             data = bytes(data)
+        self._last = (record_no, ts_ns)
+        return self._run(data, record_no, ts_ns, False)
+
+    def _run(self, data: bytes, record_no: int, ts_ns: int, final: bool) -> list[FrameEvent]:
+        out: list[FrameEvent] = []
         buf = self._buf
         src: bytes | bytearray
         if buf or self._lost:
@@ -169,7 +183,7 @@ class FrameDecoder:
                 pos = 0
                 end = len(buf)
                 self._bounds.add(self.bytes_consumed + end)
-                if not self._resync(out, record_no, ts_ns):
+                if not self._resync(out, record_no, ts_ns, final):
                     return out
                 # resynchronised: buf[0] starts a frame
                 end = len(buf)
@@ -190,6 +204,16 @@ class FrameDecoder:
             avail = end - pos
             if avail < 2:
                 break
+            if self._probation:
+                # just resynchronised: one implausible header means the chain was a fluke
+                e = self._plausible(src, pos, False)
+                if e is None:
+                    break
+                if e < 0:
+                    self._lose_sync(1, "implausible frame header after resynchronising", record_no)
+                    pos += 1
+                    continue
+                self._probation -= 1
             b0, b1 = _HEAD.unpack_from(src, pos)
             length = b1 & PAYLOAD_LEN_MASK
             hlen = 2
@@ -303,6 +327,11 @@ class FrameDecoder:
         out: list[FrameEvent] = []
         if self.stopped:
             return out
+        if self._lost and self._buf:
+            # last chance: a chain of plausible frames that runs to the end of the stream
+            out += self._run(b"", self._last[0], self._last[1], True)
+            if self.stopped:
+                return out
         buffered = len(self._buf)
         if self._lost:
             out.append(Problem(
@@ -402,6 +431,7 @@ class FrameDecoder:
         return need + (4 if b1 & MASK_MASK else 0)
 
     def _lose_sync(self, skipped: int, cause: str, record_no: int | None) -> None:
+        self._probation = 0
         self._cur = None
         self._payload = None
         self._remaining = 0
@@ -411,12 +441,12 @@ class FrameDecoder:
         self._skipped = skipped
         self._bounds.clear()
 
-    def _plausible(self, buf: bytearray, i: int) -> int | None:
+    def _plausible(self, buf: bytes | bytearray, i: int, bounded: bool = True) -> int | None:
         """End offset of a plausible frame starting at buf[i]; -1 if implausible; None: need more.
 
         Plausible = what a conforming peer of this direction would send: known opcode, control
         frames final and short, the right mask bit, only allowed RSV bits, minimal length, and
-        short enough to be checked (RESYNC_MAX_FRAME); and not 0x00 0x00."""
+        short enough to be checked (RESYNC_MAX_FRAME) when `bounded`; and not 0x00 0x00."""
         end = len(buf)
         if end - i < 2:
             return None
@@ -441,16 +471,40 @@ class FrameDecoder:
             hlen = 10
         if self._b0[b0][0] >= 8 and length > MAX_CONTROL_PAYLOAD:
             return -1
-        if length > RESYNC_MAX_FRAME or length > self._max_payload:
+        if bounded and (length > RESYNC_MAX_FRAME or length > self._max_payload):
             return -1
         return i + hlen + (4 if b1 & MASK_MASK else 0) + length
 
-    def _resync(self, out: list[FrameEvent], record_no: int, ts_ns: int) -> bool:
+    def _chain(self, buf: bytearray, i: int, base: int, final: bool) -> bool | None:
+        """Is buf[i] a frame start? Follow the chain of plausible frames from it.
+
+        Accept after RESYNC_CHAIN plausible headers in a row, or after two when the second
+        frame ends exactly on a feed boundary, or (at the end of the stream) when the chain
+        runs exactly to the end. Reject as soon as one header is implausible. None: need more.
+        On random bytes a header is plausible with p ~ 2%, so a chain of three is ~1e-5."""
+        end = len(buf)
+        bounds = self._bounds
+        e = self._plausible(buf, i)
+        k = 1
+        while True:
+            if e is None:
+                return False if final and k >= 2 else None
+            if e < 0:
+                return False
+            if k >= RESYNC_CHAIN or (k >= 2 and base + e in bounds):
+                return True
+            if e >= end:
+                if final:
+                    return e == end or k >= 2
+                return None
+            e = self._plausible(buf, e)
+            k += 1
+
+    def _resync(self, out: list[FrameEvent], record_no: int, ts_ns: int, final: bool = False) -> bool:
         """Search the buffer for a frame start; True when buf[0] now starts a frame."""
         buf = self._buf
         end = len(buf)
         base = self.bytes_consumed          # absolute stream offset of buf[0]
-        bounds = self._bounds
         search = self._cand_re.search
         pos = 0
         keep_from = max(0, end - 1)         # where to cut when no candidate is pending
@@ -459,34 +513,26 @@ class FrameDecoder:
             if m is None:
                 break
             i = m.start()
-            e = self._plausible(buf, i)
-            if e is None:
+            verdict = self._chain(buf, i, base, final)
+            if verdict is None:
                 keep_from = i
                 break
-            if e >= 0:
-                if e == end or base + e in bounds:
-                    verdict: bool | None = True
-                elif e > end:
-                    verdict = None
-                else:
-                    e2 = self._plausible(buf, e)
-                    verdict = None if e2 is None else e2 >= 0
-                if verdict is None:
-                    keep_from = i
-                    break
-                if verdict:
-                    self._skipped += i
-                    self.bytes_consumed += i
-                    del buf[:i]
-                    out.append(Problem(
-                        ProblemKind.FRAMES_LOST_AFTER_GAP,
-                        f"{self._lost_cause}: resynchronised after skipping {self._skipped} bytes",
-                        record_no, ts_ns))
-                    self._lost = False
-                    self._skipped = 0
-                    self._bounds.clear()
-                    return True
+            if verdict:
+                self._skipped += i
+                self.bytes_consumed += i
+                del buf[:i]
+                out.append(Problem(
+                    ProblemKind.FRAMES_LOST_AFTER_GAP,
+                    f"{self._lost_cause}: resynchronised after skipping {self._skipped} bytes",
+                    record_no, ts_ns))
+                self._lost = False
+                self._skipped = 0
+                self._bounds.clear()
+                self._probation = RESYNC_PROBATION
+                return True
             pos = i + 1
+        if final:
+            keep_from = end
         # nothing accepted yet: drop what can no longer start a frame
         self._skipped += keep_from
         self.bytes_consumed += keep_from
@@ -503,7 +549,7 @@ class FrameDecoder:
             self.stopped = True
             return False
         base = self.bytes_consumed
-        self._bounds = {b for b in bounds if b > base}
+        self._bounds = {b for b in self._bounds if b > base}
         return False
 
 
