@@ -1,0 +1,477 @@
+"""Time ws-analyzer against tshark and the raw-reader floor on the same capture, side by side.
+
+    python benchmarks/run.py [FILE ...] [--skip-tshark] [--repeat N] [--profile [--profiler NAME]]
+
+Each tool runs in a fresh subprocess; its wall time is measured around it and its peak RSS is the
+child's `ru_maxrss` from wait4(2), so every figure belongs to that one tool:
+
+* analyzer: `analyzer.analyze(FILE)` end to end, file → four DataFrames (interpreter start and
+  imports included; the child also reports its own import and analyze() times, the RSS after
+  imports and the deep size of the four DataFrames);
+* tshark:   `tshark -r FILE -o tcp.reassemble_out_of_order:TRUE -Y websocket -T fields -e …`,
+  with `-d tcp.port==P,http` for the ports named in FILE's make_capture.py sidecar (`FILE.json`);
+* floor:    scapy `RawPcapReader` asked for whole records, `struct` decoding of Ethernet/IPv4/TCP
+  and a slice of each payload, nothing else: what any Python pipeline on scapy must pay at least.
+
+The table gives seconds, packets/s, MB/s, peak RSS and frames found for each, then the ratios
+against the goals of the performance issue. Results are kept in `FILE.results.json`: with
+--skip-tshark the last tshark measurement of the same file is shown, marked as cached.
+--profile runs the analyzer once more under pyinstrument (else cProfile) and prints the top
+functions by cumulative and by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_FILE = HERE / "data" / "bench.pcap"
+
+# Goals from the performance issue.
+GOAL_SPEEDUP = 3.0        # tshark seconds / analyzer seconds, at least
+GOAL_FLOOR = 3.0          # analyzer seconds / floor seconds, at most
+GOAL_RSS = 0.5            # analyzer peak RSS / tshark peak RSS, at most
+
+TSHARK_FIELDS = ["frame.number", "websocket.opcode", "websocket.fin", "websocket.payload_length",
+                 "websocket.mask"]
+
+ANALYZER_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import analyzer
+t1 = time.perf_counter()
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+rss_imports = rss_mb()
+a = analyzer.analyze(sys.argv[1])
+t2 = time.perf_counter()
+tables = {n: getattr(a, n) for n in ("connections", "frames", "messages", "problems")}
+out = {"frames": len(a.frames), "messages": len(a.messages), "connections": len(a.connections),
+       "problems": len(a.problems), "import_s": t1 - t0, "analyze_s": t2 - t1,
+       "rss_after_import_mb": rss_imports, "rss_end_mb": rss_mb(),
+       "packets": sum(getattr(c, "packets", 0) for c in getattr(a, "captures", []) or [])}
+print("BENCH " + json.dumps(out), flush=True)
+out["tables_mb"] = sum(int(df.memory_usage(deep=True).sum()) for df in tables.values()) / 1e6
+out["problem_kinds"] = {str(k): int(v) for k, v in a.problems["kind"].value_counts().head(8).items()} \
+    if len(a.problems) else {}
+print("BENCH " + json.dumps(out), flush=True)
+"""
+
+FLOOR_CHILD = r"""
+import json, struct, sys, time
+t0 = time.perf_counter()
+from scapy.utils import RawPcapReader
+# scapy's _read_packet(size) keeps data[:size] (default MTU = 65,535) of each record: ask for all of
+# it (it reads at most 4 x 65,535 bytes of a record, more than a loopback packet's 65,549).
+WHOLE = 1 << 20
+ETHERTYPE = struct.Struct("!H")
+IPV4 = struct.Struct("!BBHHHBBH4s4s")
+TCP = struct.Struct("!HHIIBBHHH")
+reader = RawPcapReader(sys.argv[1])
+read = reader._read_packet
+unpack_eth, unpack_ip, unpack_tcp = ETHERTYPE.unpack_from, IPV4.unpack_from, TCP.unpack_from
+records = segments = payload_bytes = 0
+try:
+    while True:
+        try:
+            data, _meta = read(WHOLE)
+        except EOFError:
+            break
+        records += 1
+        if len(data) < 34 or unpack_eth(data, 12)[0] != 0x0800:
+            continue
+        vihl, _tos, total, _id, _frag, _ttl, proto, _sum, src, dst = unpack_ip(data, 14)
+        if proto != 6:
+            continue
+        ihl = (vihl & 15) * 4
+        sport, dport, seq, ack, off, flags, _win, _csum, _urg = unpack_tcp(data, 14 + ihl)
+        start = 14 + ihl + (off >> 4) * 4
+        payload = data[start:14 + total]
+        segments += 1
+        payload_bytes += len(payload)
+finally:
+    reader.close()
+print("BENCH " + json.dumps({"packets": records, "segments": segments, "payload_bytes": payload_bytes,
+                             "elapsed_inner_s": time.perf_counter() - t0}), flush=True)
+"""
+
+
+@dataclass
+class Run:
+    """One measured subprocess."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    returncode: int
+    info: dict = field(default_factory=dict)
+    stderr_tail: str = ""
+
+
+@dataclass
+class Result:
+    """All runs of one tool on one file, summarised: best time, highest peak RSS."""
+
+    tool: str
+    runs: list[Run]
+    cached: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and all(r.returncode == 0 for r in self.runs)
+
+    @property
+    def seconds(self) -> float:
+        return min(r.seconds for r in self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+    @property
+    def rss(self) -> float:
+        return max(r.peak_rss_mb for r in self.runs)
+
+    @property
+    def info(self) -> dict:
+        return self.runs[-1].info if self.runs else {}
+
+
+def measure(cmd: list[str], *, stdout=subprocess.DEVNULL, env: dict | None = None) -> Run:
+    """Run `cmd` to completion; wall time around it, CPU time and peak RSS from wait4(2)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = err.read()[-4000:].decode(errors="replace")
+    return Run(seconds=seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
+               peak_rss_mb=usage.ru_maxrss / 1024, returncode=proc.returncode, stderr_tail=tail)
+
+
+def bench_lines(path: Path) -> dict:
+    """The last `BENCH {json}` line a child printed."""
+    info: dict = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("BENCH "):
+            info = json.loads(line[6:])
+    return info
+
+
+def child_env() -> dict[str, str]:
+    """The environment for Python children: this checkout first on the path."""
+    path = [str(REPO), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
+
+
+def run_python(script: str, capture: Path, tmpdir: Path) -> Run:
+    out = tmpdir / "child.out"
+    with out.open("wb") as f:
+        run = measure([sys.executable, "-c", script, str(capture)], stdout=f, env=child_env())
+    run.info = bench_lines(out)
+    out.unlink()
+    return run
+
+
+def tshark_cmd(capture: Path, ports: list[int]) -> list[str]:
+    cmd = ["tshark", "-r", str(capture), "-o", "tcp.reassemble_out_of_order:TRUE"]
+    for port in ports:
+        cmd += ["-d", f"tcp.port=={port},http"]
+    cmd += ["-Y", "websocket", "-T", "fields"]
+    for name in TSHARK_FIELDS:
+        cmd += ["-e", name]
+    return cmd
+
+
+def run_tshark(capture: Path, ports: list[int], tmpdir: Path) -> Run:
+    """tshark's output goes to a file (not a pipe we would have to read while timing), then is
+    counted: one line per packet with WebSocket frames, the opcodes comma-separated."""
+    out = tmpdir / "tshark.out"
+    with out.open("wb") as f:
+        run = measure(tshark_cmd(capture, ports), stdout=f)
+    lines = frames = 0
+    with out.open("rb") as f:
+        for line in f:
+            lines += 1
+            opcodes = line.split(b"\t")[1] if b"\t" in line else b""
+            frames += opcodes.count(b",") + 1 if opcodes.strip() else 0
+    out.unlink()
+    run.info = {"lines": lines, "frames": frames}
+    return run
+
+
+def sidecar(capture: Path) -> dict:
+    side = capture.with_name(capture.name + ".json")
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_cache(capture: Path) -> dict:
+    try:
+        return json.loads(capture.with_name(capture.name + ".results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cache(capture: Path, results: list[Result]) -> None:
+    cache = load_cache(capture)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    st = capture.stat()
+    for r in results:
+        if r.ok and not r.cached:
+            cache[r.tool] = {"when": stamp, "file_bytes": st.st_size, "file_mtime": st.st_mtime,
+                             "runs": [asdict(run) for run in r.runs]}
+    capture.with_name(capture.name + ".results.json").write_text(json.dumps(cache, indent=1) + "\n")
+
+
+def cached_result(capture: Path, tool: str) -> Result | None:
+    entry = load_cache(capture).get(tool)
+    st = capture.stat()
+    if not entry or entry.get("file_bytes") != st.st_size or entry.get("file_mtime") != st.st_mtime:
+        return None
+    return Result(tool, [Run(**run) for run in entry["runs"]], cached=entry["when"])
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+
+
+def fmt_ratio(value: float | None, goal: float, at_least: bool) -> str:
+    if value is None:
+        return "n/a"
+    met = value >= goal if at_least else value <= goal
+    return f"{value:6.2f}   goal {'≥' if at_least else '≤'} {goal:g}   {'MET' if met else 'NOT MET'}"
+
+
+def report(capture: Path, results: dict[str, Result], packets: int) -> str:
+    size = capture.stat().st_size
+    lines = [f"{capture}  {size / 1e6:,.1f} MB, {packets:,} packets", ""]
+    head = f"{'tool':<10} {'seconds':>9} {'median':>8} {'cpu s':>7} {'packets/s':>11} {'MB/s':>7} " \
+           f"{'peak RSS MB':>12}  frames found"
+    lines += [head, "-" * len(head)]
+    for name in ("analyzer", "tshark", "floor"):
+        r = results.get(name)
+        if r is None:
+            continue
+        if not r.ok:
+            err = r.runs[-1].stderr_tail.strip().splitlines()[-1:] if r.runs else ["not run"]
+            lines.append(f"{name:<10} FAILED (exit {r.runs[-1].returncode if r.runs else '-'}): "
+                         f"{err[0] if err else ''}")
+            continue
+        s = r.seconds
+        cpu = min(run.cpu_seconds for run in r.runs)
+        if name == "analyzer":
+            i = r.info
+            found = (f"{i.get('frames', 0):,} frames, {i.get('messages', 0):,} messages, "
+                     f"{i.get('connections', 0):,} connections, {i.get('problems', 0):,} problems")
+        elif name == "tshark":
+            found = f"{r.info.get('frames', 0):,} frames in {r.info.get('lines', 0):,} packets"
+        else:
+            found = (f"({r.info.get('segments', 0):,} TCP segments, "
+                     f"{r.info.get('payload_bytes', 0) / 1e6:,.1f} MB payload)")
+        tag = f"  [cached {r.cached}]" if r.cached else ""
+        lines.append(f"{name:<10} {s:9.2f} {r.median:8.2f} {cpu:7.2f} {packets / s:11,.0f} "
+                     f"{size / 1e6 / s:7.1f} {r.rss:12,.0f}  {found}{tag}")
+    a, t, f = (results.get(k) for k in ("analyzer", "tshark", "floor"))
+    a_ok, t_ok, f_ok = (x is not None and x.ok for x in (a, t, f))
+    lines += ["", "ratios against the goals:"]
+    lines.append("  speed-up over tshark      (tshark s / analyzer s)      "
+                 + fmt_ratio(t.seconds / a.seconds if a_ok and t_ok else None, GOAL_SPEEDUP, True))
+    lines.append("  distance to the floor     (analyzer s / floor s)       "
+                 + fmt_ratio(a.seconds / f.seconds if a_ok and f_ok else None, GOAL_FLOOR, False))
+    lines.append("  memory against tshark     (analyzer RSS / tshark RSS)  "
+                 + fmt_ratio(a.rss / t.rss if a_ok and t_ok else None, GOAL_RSS, False))
+    if a_ok:
+        i = a.info
+        work = a.rss - i.get("rss_after_import_mb", 0) - i.get("tables_mb", 0)
+        lines += ["", "analyzer detail:",
+                  f"  interpreter start + imports {i.get('import_s', 0):.2f} s, "
+                  f"analyze() {i.get('analyze_s', 0):.2f} s",
+                  f"  RSS after imports {i.get('rss_after_import_mb', 0):.0f} MB; "
+                  f"four DataFrames {i.get('tables_mb', 0):.0f} MB (deep); "
+                  f"peak beyond both ≈ {work:.0f} MB (should not grow with the file)"]
+        if i.get("problem_kinds"):
+            lines.append("  problem kinds: " + ", ".join(f"{k} {v:,}" for k, v in i["problem_kinds"].items()))
+    if a_ok and t_ok:
+        af, tf = a.info.get("frames", 0), t.info.get("frames", 0)
+        lines.append(f"  frames: analyzer {af:,} vs tshark {tf:,} ({af - tf:+,})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# profiling
+
+
+PROFILE_CHILD = r"""
+import sys, os
+path, which, top, dump = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import analyzer
+
+def show(title, rows):
+    print(f"\n== top {top} by {title} ==")
+    print(f"{'cumulative s':>12} {'own s':>9} {'calls':>10}  function")
+    for cum, own, calls, name in rows[:top]:
+        print(f"{cum:12.2f} {own:9.2f} {calls:>10}  {name}")
+
+if which == "pyinstrument":
+    from pyinstrument import Profiler
+    prof = Profiler(interval=0.001)
+    prof.start()
+    analyzer.analyze(path)
+    prof.stop()
+    with open(dump, "w") as f:
+        f.write(prof.output_text(unicode=True, color=False, show_all=False))
+    root = prof.last_session.root_frame()
+    total = root.time if root else 0.0
+    agg = {}
+    def walk(frame, on_path):
+        key = f"{frame.function}  {frame.file_path_short or frame.file_path or ''}:{frame.line_no or ''}"
+        if not frame.is_synthetic:
+            cum, own, n = agg.get(key, (0.0, 0.0, 0))
+            agg[key] = (cum + (frame.time if key not in on_path else 0.0), own + frame.total_self_time, n + 1)
+            on_path = on_path | {key}
+        for child in frame.children:
+            walk(child, on_path)
+    if root is not None:
+        walk(root, frozenset())
+    rows = [(c, o, f"{n} nodes", k) for k, (c, o, n) in agg.items()]
+    print(f"pyinstrument, {total:.2f} s sampled (1 ms); own time of C functions is charged to their caller")
+    show("cumulative time", sorted(rows, key=lambda r: -r[0]))
+    show("own time", sorted(rows, key=lambda r: -r[1]))
+else:
+    import cProfile, pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    analyzer.analyze(path)
+    prof.disable()
+    prof.dump_stats(dump)
+    st = pstats.Stats(prof)
+    rows = []
+    for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+        short = file.replace(os.getcwd() + os.sep, "")
+        if "site-packages" in short:
+            short = short.split("site-packages" + os.sep, 1)[1]
+        rows.append((ct, tt, nc, f"{func}  {short}:{line}"))
+    print(f"cProfile, {st.total_tt:.2f} s of own time "
+          "(deterministic: per-call overhead inflates small functions)")
+    show("cumulative time", sorted(rows, key=lambda r: -r[0]))
+    show("own time", sorted(rows, key=lambda r: -r[1]))
+"""
+
+
+def profile(capture: Path, which: str, top: int) -> int:
+    if which == "auto":
+        try:
+            import pyinstrument  # noqa: F401
+
+            which = "pyinstrument"
+        except ImportError:
+            which = "cprofile"
+    dump = capture.with_name(capture.name + (".profile.txt" if which == "pyinstrument" else ".prof"))
+    print(f"\nprofiling analyzer.analyze({capture.name}) under {which}; full profile in {dump}", flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.call([sys.executable, "-c", PROFILE_CHILD, str(capture), which, str(top), str(dump)],
+                         env=child_env(), cwd=REPO)
+    print(f"(profiled run took {time.perf_counter() - t0:.1f} s)")
+    return rc
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def bench_file(capture: Path, args: argparse.Namespace) -> dict[str, Result]:
+    meta = sidecar(capture)
+    ports = [p for p in (meta.get("ws_port"), meta.get("aiohttp_port")) if p] + list(args.port or [])
+    results: dict[str, Result] = {}
+    tools = [t for t in ("analyzer", "tshark", "floor") if t not in (args.skip or [])]
+    if args.skip_tshark and "tshark" in tools:
+        tools.remove("tshark")
+        cached = cached_result(capture, "tshark")
+        if cached is not None:
+            results["tshark"] = cached
+    if "tshark" in tools and shutil.which("tshark") is None:
+        print("tshark is not installed: skipped (apt-get install -y tshark)")
+        tools.remove("tshark")
+    with tempfile.TemporaryDirectory(dir=capture.parent, prefix=".bench-") as tmp:
+        tmpdir = Path(tmp)
+        for tool in tools:
+            runs = []
+            for i in range(args.repeat):
+                print(f"  {tool} run {i + 1}/{args.repeat} …", end="", flush=True)
+                if tool == "analyzer":
+                    run = run_python(ANALYZER_CHILD, capture, tmpdir)
+                elif tool == "floor":
+                    run = run_python(FLOOR_CHILD, capture, tmpdir)
+                else:
+                    run = run_tshark(capture, ports, tmpdir)
+                print(f" {run.seconds:.2f} s, {run.peak_rss_mb:,.0f} MB"
+                      + ("" if run.returncode == 0 else f", exit {run.returncode}"), flush=True)
+                runs.append(run)
+                if run.returncode != 0:
+                    print(run.stderr_tail.rstrip()[-2000:])
+                    break
+            results[tool] = Result(tool, runs)
+    save_cache(capture, list(results.values()))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                    help=f"captures to measure (default {DEFAULT_FILE.relative_to(REPO)})")
+    ap.add_argument("--skip-tshark", action="store_true",
+                    help="do not run tshark; show its last cached measurement of the same file, if any")
+    ap.add_argument("--skip", action="append", choices=("analyzer", "tshark", "floor"),
+                    help="do not run this tool (repeatable)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the best time is reported")
+    ap.add_argument("--port", type=int, action="append",
+                    help="also decode this TCP port as HTTP in tshark (ports in FILE.json are added anyway)")
+    ap.add_argument("--profile", action="store_true",
+                    help="then run the analyzer once more under a profiler and print its top functions")
+    ap.add_argument("--profiler", choices=("auto", "pyinstrument", "cprofile"), default="auto")
+    ap.add_argument("--top", type=int, default=30, help="functions shown per profile table")
+    ap.add_argument("--profile-only", action="store_true", help="skip the timings, just profile")
+    args = ap.parse_args(argv)
+    files = args.files or [DEFAULT_FILE]
+    for f in files:
+        if not f.is_file():
+            print(f"run.py: {f}: no such file (make one with benchmarks/make_capture.py)", file=sys.stderr)
+            return 2
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    rc = 0
+    for capture in files:
+        capture = capture.resolve()
+        if not args.profile_only:
+            print(f"\n{capture.name}:")
+            results = bench_file(capture, args)
+            packets = sidecar(capture).get("packets") or next(
+                (r.info.get("packets") for r in results.values() if r.ok and r.info.get("packets")), 0)
+            print("\n" + report(capture, results, packets))
+            rc |= any(not r.ok for r in results.values())
+        if args.profile or args.profile_only:
+            rc |= profile(capture, args.profiler, args.top)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
