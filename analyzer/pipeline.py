@@ -76,6 +76,9 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                     dispatch(events)
             if progress is not None and records % _PROGRESS_EVERY == 0:
                 progress(reader.position(), reader.size)
+        decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
+        rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+        decoder.problems.clear()
         dispatch(reassembler.finish())
         for session in list(sessions.values()):   # flows the reassembler did not release
             session.close("end-of-capture", 0, session.last_ts)
