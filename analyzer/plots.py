@@ -9,6 +9,9 @@ it cannot switch matplotlib to mathtext.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -87,17 +90,34 @@ def _as_analysis(obj: Any) -> Any:
     raise TypeError(f"expected an Analysis or a DataFrame, got {type(obj).__name__}")
 
 
+_OFFSCREEN: ContextVar[bool] = ContextVar("offscreen", default=False)
+
+
+@contextmanager
+def offscreen() -> Iterator[None]:
+    """Inside this block new figures are bare matplotlib Figures, not pyplot ones: nothing opens a
+    window or stays registered with pyplot (the report uses it; the caller saves and drops them)."""
+    token = _OFFSCREEN.set(True)
+    try:
+        yield
+    finally:
+        _OFFSCREEN.reset(token)
+
+
 def _axes(ax: Axes | None, width: float = 8.0, height: float = 4.5) -> Axes:
     if ax is not None:
         return ax
+    if _OFFSCREEN.get():
+        from matplotlib.figure import Figure
+        return Figure(figsize=(width, height), layout="constrained").subplots()
     import matplotlib.pyplot as plt
     _, new = plt.subplots(figsize=(width, height), layout="constrained")
     return new
 
 
-def _no_data(ax: Axes, title: str) -> Axes:
+def _no_data(ax: Axes, title: str, message: str = "no data") -> Axes:
     ax.set_title(title)
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, fontsize=14,
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=14,
             color="#777777")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -354,15 +374,17 @@ def traffic(a_or_df: Any, ax: Axes | None = None) -> Axes:
         x = np.append(x, x[-1] + bucket)
         b = part["bytes"].to_numpy(dtype="float64") / bucket
         msg = part["messages"].to_numpy(dtype="float64") / bucket
-        ax.step(x, np.append(b, b[-1]), where="post", color=SENDER_COLORS[sender], lw=1.5,
-                label=f"{sender} bytes/s")
-        twin.step(x, np.append(msg, msg[-1]), where="post", color=SENDER_COLORS[sender], lw=1.2,
-                  ls="--", alpha=0.8, label=f"{sender} messages/s")
+        color = SENDER_COLORS[sender]
+        ax.fill_between(x, np.append(b, b[-1]), step="post", color=color, alpha=0.3, lw=0)
+        ax.step(x, np.append(b, b[-1]), where="post", color=color, lw=1.2, label=f"{sender} bytes/s")
+        busy = msg > 0
+        twin.scatter(x[:-1][busy] + bucket / 2, msg[busy], s=14, color=color,
+                     marker="o" if sender == "client" else "x", label=f"{sender} messages/s")
     ax.yaxis.set_major_formatter(EngFormatter(unit="B/s"))
     ax.set_ylim(bottom=0)
     twin.set_ylim(bottom=0)
-    ax.set_ylabel("bytes per second on the wire (solid)")
-    twin.set_ylabel("messages per second (dashed)")
+    ax.set_ylabel("bytes per second on the wire (areas)")
+    twin.set_ylabel("messages per second (markers)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0), borderaxespad=0)
@@ -433,7 +455,7 @@ def problems(a_or_df: Any, ax: Axes | None = None) -> Axes:
     p = a.problems
     title = "Problems"
     if p.empty:
-        return _no_data(_axes(ax), title)
+        return _no_data(_axes(ax), title, "no data: no problems found")
     sender = p["sender"].astype("object").fillna("none")
     table = pd.crosstab(p["kind"].astype("object"), sender)
     table = table.reindex(columns=list(stats.CLOSE_SENDERS), fill_value=0)

@@ -186,8 +186,9 @@ def _fmt_bytes(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def _fmt_counts(d: dict[str, int], empty: str = "none") -> str:
-    items = [f"{printable(k)} {v:,}" for k, v in d.items()]
+def _fmt_counts(d: dict[str, int], empty: str = "none", quote: bool = False) -> str:
+    """'a 3, b 1'; with quote (for captured strings that may hold spaces and digits): '“a b” ×3'."""
+    items = [f"“{printable(k)}” ×{v:,}" if quote else f"{printable(k)} {v:,}" for k, v in d.items()]
     return ", ".join(items) if items else empty
 
 
@@ -251,8 +252,8 @@ class Summary:
             ("Close status", _fmt_counts(d["close_status"])),
             ("Closed first by", _fmt_counts(d["close_initiator"])),
             ("Close codes", codes or "none"),
-            ("Subprotocols", _fmt_counts(d["subprotocols"])),
-            ("Extensions", _fmt_counts(d["extensions"])),
+            ("Subprotocols", _fmt_counts(d["subprotocols"], quote=True)),
+            ("Extensions", _fmt_counts(d["extensions"], quote=True)),
             ("Problems", f"{d['problems']:,}"
              + (f" — {_fmt_counts(d['problems_by_kind'])}" if d["problems"] else "")),
             ("Message size", _fmt_pct(d["message_size"], "B", 0)),

@@ -68,7 +68,7 @@ def _bar_widths(ax) -> float:
 def test_empty_analysis_says_no_data(name: str) -> None:
     ax = getattr(plots, name)(empty())
     texts = [t.get_text() for t in ax.texts]
-    assert texts == ["no data"]
+    assert len(texts) == 1 and texts[0].startswith("no data")
     assert ax.get_title()
     _render(ax)
 
@@ -85,7 +85,7 @@ def test_one_connection(name: str) -> None:
               [dict(conn_id=7, message_id=1, ts_start=T0 + 1 * MS, ts_end=T0 + 1 * MS, size=5, wire_bytes=5)],
               [dict(conn_id=7, frame_no=5, kind="unmasked-client-frame", sender="client")])
     ax = getattr(PlotAccessor(a), name)()
-    assert "no data" not in [t.get_text() for t in ax.texts]
+    assert not any(t.get_text().startswith("no data") for t in ax.texts)
     _render(ax)
 
 
@@ -123,7 +123,7 @@ def test_traffic_totals_match_frames() -> None:
     a = small()
     ax = plots.traffic(a)
     assert "1ms buckets" in ax.get_title()
-    # the solid lines are bytes per second: integrate back to bytes over 1 ms buckets
+    # the step lines are bytes per second: integrate back to bytes over 1 ms buckets
     total = 0.0
     for line in ax.get_lines():
         y = line.get_ydata()[:-1]
