@@ -168,10 +168,7 @@ class Session:
                 for mev in side.assembler.finish(record_no, ts_ns):
                     self._message_event(sender, mev)
         if self.is_websocket:
-            if self.pending_problems:
-                pending, self.pending_problems = self.pending_problems, []
-                for sender, problem in pending:
-                    self._problem(sender, problem)
+            self._flush_pending_problems()
             self._write_connection()
 
     # --- handshake -----------------------------------------------------------------------------
@@ -182,6 +179,7 @@ class Session:
                 self.request_seen = True
                 self.handshake = ev.handshake
                 self.client_dir = ev.client_direction
+                self._flush_pending_problems()
                 if ev.handshake.ok:
                     self._start_frames(ev.handshake)
                     for direction in (self.client_dir, 1 - self.client_dir):
@@ -318,14 +316,17 @@ class Session:
             if self.state is HANDSHAKE and len(self.pending_problems) < 100:
                 self.pending_problems.append((sender, problem))
             return
-        if self.pending_problems:
-            pending, self.pending_problems = self.pending_problems, []
-            for psender, pproblem in pending:
-                self._problem(psender, pproblem)
+        self._flush_pending_problems()
         self.rows.problems.append((
             self.capture, self.conn_id, problem.record_no, problem.ts_ns, sender,
             str(problem.kind), problem.detail,
         ))
+
+    def _flush_pending_problems(self) -> None:
+        if self.pending_problems:
+            pending, self.pending_problems = self.pending_problems, []
+            for sender, problem in pending:
+                self._problem(sender, problem)
 
     # --- the connections row -------------------------------------------------------------------
 

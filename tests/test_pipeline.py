@@ -59,7 +59,7 @@ def test_clean_connection_row(clean_capture):
     assert c.tcp_end == "fin"
     assert (c.frames_client, c.frames_server) == (3, 5)
     assert (c.messages_client, c.messages_server) == (1, 2)
-    assert c.handshake_rtt == pytest.approx(0.001)
+    assert c.handshake_rtt == pytest.approx(0.001, abs=2e-6)
 
 
 def test_frames_table(clean_capture):
@@ -77,7 +77,7 @@ def test_frames_table(clean_capture):
     # Both fragments carry the message id of the fragmented message; control frames have none.
     assert f.message_id.iloc[4] == f.message_id.iloc[5]
     assert pd.isna(f.message_id.iloc[2]) and pd.isna(f.message_id.iloc[6])
-    assert f.rtt.iloc[3] == pytest.approx(0.001)
+    assert f.rtt.iloc[3] == pytest.approx(0.001, abs=2e-6)
 
 
 def test_messages_table(clean_capture):
