@@ -29,7 +29,7 @@ import re
 import struct
 
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.masking import unmask
+from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
 
 __all__ = [
@@ -370,9 +370,9 @@ class FrameDecoder:
         payload: bytes | None
         if kept is None:
             payload = None
-        elif key is not None:
-            payload = unmask(kept, key)
         else:
+            if key is not None:
+                unmask_inplace(kept, key)
             payload = bytes(kept)
         self._cur = None
         self._payload = None

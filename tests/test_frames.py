@@ -18,7 +18,7 @@ from websockets.streams import StreamReader
 from analyzer import frames as frames_mod
 from analyzer.events import Frame, Problem
 from analyzer.frames import FrameDecoder, parse_close_payload
-from analyzer.masking import unmask
+from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import ProblemKind as K
 
 KEY = b"\x37\xfa\x21\x3d"   # the RFC 6455 Section 5.7 masking key
@@ -95,6 +95,10 @@ def test_unmask_matches_per_byte_reference(n):
     assert unmask(bytearray(data), KEY) == ref
     assert unmask(memoryview(data), KEY) == ref
     assert unmask(ref, KEY) == data
+    for offset in range(5):
+        buf = bytearray(data)
+        unmask_inplace(buf, KEY, offset)
+        assert buf == unmask(data, KEY, offset)
 
 
 @given(st.binary(max_size=3000), st.lists(st.integers(0, 3000), max_size=5))
