@@ -181,7 +181,16 @@ class Reassembler:
             flow.last_rec = seg.record_no
             self._lru.move_to_end(flow.conn_id)
             flags = seg.flags
-            if not flags & _CONTROL and (seg.ack == h.ack_out or not flags & ACK):
+            fast = not flags & _CONTROL
+            if fast and flags & ACK and seg.ack != h.ack_out:
+                # An ACK at or behind the peer's next byte tells nothing new (no hole can be
+                # behind it); one ahead of it may declare a gap: that takes the slow path.
+                p = h.peer
+                if p.nxt_abs >= 0 and 0 < ((seg.ack - p.nxt_abs) & _MASK) < _HALF:
+                    fast = False
+                else:
+                    h.ack_out = seg.ack
+            if fast:
                 payload = seg.payload
                 if not payload:                           # duplicate pure ACK / window update
                     return out or _NO_EVENTS
