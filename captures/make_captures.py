@@ -462,6 +462,12 @@ def finish(
     }
     if options:
         expected["analyze_options"] = options
+    if tshark_ok and not notes:
+        ports = ",".join(str(p) for p in sorted({c["server_port"] for c in conns}))
+        expected["tshark_notes"] = (
+            f"dissected with -d tcp.port=={ports},http: tshark looks for the HTTP "
+            "Upgrade only on ports it knows"
+        )
     if tshark_ok:
         server_ports = {c["server_port"] for c in conns}
         tf = tshark_frames(path, server_ports)

@@ -25,7 +25,7 @@ def load_expected(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache  # one analysis per capture for all three tests (the corpus is ~4 MB)
 def analysis(name: str):
     """analyzer.analyze(capture, payloads=True, **analyze_options), skipping only while the package is
     missing."""

@@ -54,7 +54,7 @@ def expected(name: str) -> dict:
     return json.loads((CAPTURES / name).read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=2)
+@functools.cache
 def live_frames(name: str) -> list[dict]:
     exp = expected(name)
     return tshark_mod.tshark_frames(CAPTURES / exp["capture"], {c["server_port"] for c in exp["connections"]})
