@@ -566,7 +566,8 @@ def parse_close_payload(payload: bytes) -> tuple[int | None, str | None, list[tu
 
     Returns:
         (code, reason, problems): (None, None, []) for an empty payload; code None for a
-        one-byte payload; the reason decoded with errors="replace".
+        one-byte payload; reason None when there are no reason bytes, else decoded with
+        errors="replace".
     """
     n = len(payload)
     if n == 0:
@@ -583,6 +584,8 @@ def parse_close_payload(payload: bytes) -> tuple[int | None, str | None, list[tu
     elif cls in ("reserved", "unassigned", "invalid"):
         problems.append((ProblemKind.INVALID_CLOSE_CODE,
                          f"expected=1000-1003, 1007-1014 or 3000-4999, found={code} ({cls})"))
+    if n == 2:
+        return code, None, problems
     raw = bytes(payload[2:])
     try:
         reason = raw.decode("utf-8")

@@ -34,55 +34,18 @@ Nothing here raises: bad data becomes Problem events.
 from __future__ import annotations
 
 import codecs
-import struct
 from collections.abc import Callable
 
 from analyzer.events import DeflateParams, Frame, FrameInfo, Message, MessageEvent, Problem
+from analyzer.frames import parse_close_payload
 from analyzer.inflate import InflateError, Inflater, InflateStream
-from analyzer.protocol import NOT_SENT_ON_WIRE, ProblemKind, close_code_class, close_code_valid_on_wire
-
-_CLOSE_CODE = struct.Struct("!H")
+from analyzer.protocol import ProblemKind
 
 # UTF-8 validation decodes at most this many bytes at a time, so the temporary str stays small.
 _UTF8_SLICE = 64 * 1024
 
 _PER_MESSAGE = "permessage-deflate"
 _PER_FRAME = frozenset({"x-webkit-deflate-frame", "deflate-frame"})
-
-
-def parse_close(payload: bytes) -> tuple[int | None, str | None, list[tuple[ProblemKind, str]]]:
-    """Split a close frame's payload into code and reason (RFC 6455 §5.5.1, §7.4).
-
-    Returns:
-        (code, reason, problems): code None when the payload has no code, reason None when it
-        has no reason bytes (decoded with errors="replace" when not UTF-8).
-    """
-    n = len(payload)
-    if n == 0:
-        return None, None, []
-    if n == 1:
-        return None, None, [(ProblemKind.ONE_BYTE_CLOSE_PAYLOAD,
-                             f"expected=0 or >=2 bytes, found=1 byte ({bytes(payload).hex()})")]
-    (code,) = _CLOSE_CODE.unpack_from(payload, 0)
-    problems: list[tuple[ProblemKind, str]] = []
-    if code in NOT_SENT_ON_WIRE:
-        problems.append((ProblemKind.FORBIDDEN_CLOSE_CODE,
-                         f"expected=a code allowed on the wire, found={code} (MUST NOT be sent)"))
-    elif not close_code_valid_on_wire(code):
-        problems.append((ProblemKind.INVALID_CLOSE_CODE,
-                         f"expected=1000-1003, 1007-1014 or 3000-4999, found={code} "
-                         f"({close_code_class(code)})"))
-    reason: str | None = None
-    if n > 2:
-        raw = bytes(payload[2:])
-        try:
-            reason = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            reason = raw.decode("utf-8", errors="replace")
-            problems.append((ProblemKind.INVALID_CLOSE_REASON_UTF8,
-                             f"expected=UTF-8 reason, found=invalid byte at {exc.start} of "
-                             f"{len(raw)} ({exc.reason})"))
-    return code, reason, problems
 
 
 class _Utf8Check:
@@ -339,7 +302,7 @@ class MessageAssembler:
         self.sent_close = True
         if frame.payload is None:
             return FrameInfo(None, False)
-        code, reason, problems = parse_close(frame.payload)
+        code, reason, problems = parse_close_payload(frame.payload)
         for kind, detail in problems:
             if self.validate_utf8 or kind is not ProblemKind.INVALID_CLOSE_REASON_UTF8:
                 out.append(self._problem(kind, detail, frame))

@@ -19,8 +19,9 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 
 from analyzer.events import DeflateParams, Frame, FrameInfo, Message, Problem
+from analyzer.frames import parse_close_payload as parse_close
 from analyzer.inflate import InflateError, Inflater
-from analyzer.messages import MessageAssembler, parse_close
+from analyzer.messages import MessageAssembler
 from analyzer.protocol import ProblemKind as K
 
 PMD = DeflateParams("permessage-deflate")
