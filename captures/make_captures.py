@@ -101,9 +101,14 @@ def tcpdump(out: Path, port_filter: str, iface: str = "lo") -> Iterator[None]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    time.sleep(1.2)
-    if proc.poll() is not None:
-        raise RuntimeError(f"tcpdump failed: {proc.stderr.read().decode()}")
+    # wait for tcpdump's "listening on" line (a fixed sleep loses the first packets on a busy machine)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode(errors="replace")
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"tcpdump failed: {line}{proc.stderr.read().decode(errors='replace')}")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain the rest
+    time.sleep(1.0)
     try:
         yield
     finally:
@@ -995,6 +1000,47 @@ def _midstream(log: Log, record) -> None:
         facts = ws_conn_facts(ws, 9090)
         for k in _MIDSTREAM_HANDSHAKE_KEYS:
             facts.pop(k)
+        log.conn(cport, **facts)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+@register(
+    "open_at_end",
+    "open_at_end.pcap",
+    "the recording stops while the connection is still open: python websockets 17, no compression, "
+    "handshake, text and binary both ways, a ping; close frames and FIN come only after tcpdump stopped",
+    "tcp port 9091",
+    self_recording=True,
+)
+def _open_at_end(log: Log, record) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main():
+        server = await ws_server(9091, log)
+        rec = record()
+        await asyncio.to_thread(rec.__enter__)
+        try:
+            ws = await connect("ws://127.0.0.1:9091/stay", compression=None, **connect_kw())
+            cport = ws.local_address[1]
+            for data in ("still here", payload_binary(700, 8), payload_text(3000, 9)):
+                await send_logged(ws, log, cport, "client", data)
+                await ws.recv()
+            await (await ws.ping(b"alive?"))
+        finally:
+            await asyncio.to_thread(rec.__exit__, None, None, None)
+        await ws.close(1000, "after the capture")
+        facts = ws_conn_facts(ws, 9091)
+        facts.update(
+            close_code_client=None,
+            close_code_server=None,
+            close_reason_client=None,
+            close_reason_server=None,
+            close_status="open-at-end",
+            close_initiator=None,
+        )
         log.conn(cport, **facts)
         server.close()
         await server.wait_closed()
