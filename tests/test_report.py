@@ -39,7 +39,8 @@ def hostile() -> analyzer.Analysis:
     conns = [dict(conn_id=1, host=EVIL, path="/" + EVIL, origin=EVIL, user_agent=EVIL, subprotocol=EVIL,
                   extensions=EVIL, server_software=EVIL, failure_reason=EVIL, close_code_client=4000,
                   close_reason_client=EVIL, close_reason_server="=HYPERLINK(\"http://x\")", close_code=4000,
-                  close_initiator="client", end=T0 + 5 * MS, duration=5 * MS, handshake_rtt=0.001, client=EVIL)]
+                  close_initiator="client", end=T0 + 5 * MS, duration=5 * MS, handshake_rtt=0.001,
+                  client=EVIL)]
     frames = [dict(conn_id=1, frame_no=3, ts=T0 + MS, payload_len=25, message_id=1),
               dict(conn_id=1, frame_no=4, ts=T0 + 2 * MS, opcode=8, opcode_name="close", close_code=4000,
                    close_reason=EVIL)]
