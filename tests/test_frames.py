@@ -61,7 +61,8 @@ def decode_all(data: bytes, *, from_client: bool, cuts: list[int] | None = None,
 
 def norm(events: list) -> list:
     """Events with record numbers and timestamps blanked (they depend on the cut points)."""
-    return [dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
+    return [e._replace(record_no=0, ts_ns=0) if hasattr(e, "_replace")
+            else dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
 
 
 def frames_of(events: list) -> list[Frame]:

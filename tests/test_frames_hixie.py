@@ -49,7 +49,8 @@ def run(data: bytes, cuts: list[int] | None = None, **kw) -> tuple[list, HixieFr
 
 
 def norm(events: list) -> list:
-    return [dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
+    return [e._replace(record_no=0, ts_ns=0) if hasattr(e, "_replace")
+            else dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
 
 
 def frames_of(events: list) -> list[Frame]:
