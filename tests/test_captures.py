@@ -3,7 +3,6 @@ captures/make_captures.py from what the sending programs logged, must be what an
 
 Connections are matched by client port; messages are compared per connection and sender, in order
 (type, size, sha256 of the whole payload); frames (where tshark could list them) row by row.
-Only while the analyzer package is missing (ImportError / NotImplementedError) are these skipped.
 """
 
 from __future__ import annotations
@@ -27,19 +26,11 @@ def load_expected(path: Path) -> dict:
 
 @functools.cache  # one analysis per capture for all three tests (the corpus is ~4 MB)
 def analysis(name: str):
-    """analyzer.analyze(capture, payloads=True, **analyze_options), skipping only while the package is
-    missing."""
+    """analyzer.analyze(capture, payloads=True, **analyze_options)."""
+    import analyzer
+
     exp = load_expected(CAPTURES / name)
-    try:
-        import analyzer
-    except ImportError as e:
-        pytest.skip(f"analyzer package not importable yet: {e}")
-    try:
-        return analyzer.analyze(
-            str(CAPTURES / exp["capture"]), payloads=True, **exp.get("analyze_options", {})
-        )
-    except NotImplementedError as e:
-        pytest.skip(f"analyzer not implemented yet: {e}")
+    return analyzer.analyze(str(CAPTURES / exp["capture"]), payloads=True, **exp.get("analyze_options", {}))
 
 
 def _isna(v) -> bool:

@@ -4,7 +4,7 @@ Two checks per capture that tshark can dissect:
 - tshark still lists exactly the frames committed in <name>.expected.json (guards the expected files
   against a hand edit or a regenerated capture whose expectations were not rewritten);
 - analyzer.analyze() agrees with tshark frame by frame (frame_no, opcode, fin, masked, payload_len,
-  close code); skipped only while the analyzer package is missing.
+  close code).
 """
 
 from __future__ import annotations
@@ -80,15 +80,10 @@ def _norm(v):
 
 @pytest.mark.parametrize("exp_path", EXPECTED, ids=IDS)
 def test_analyzer_agrees_with_tshark(exp_path: Path) -> None:
-    try:
-        import analyzer
-    except ImportError as e:
-        pytest.skip(f"analyzer package not importable yet: {e}")
+    import analyzer
+
     exp = expected(exp_path.name)
-    try:
-        a = analyzer.analyze(str(CAPTURES / exp["capture"]), **exp.get("analyze_options", {}))
-    except NotImplementedError as e:
-        pytest.skip(f"analyzer not implemented yet: {e}")
+    a = analyzer.analyze(str(CAPTURES / exp["capture"]), **exp.get("analyze_options", {}))
     ours = [
         (
             int(_norm(r["frame_no"])),
