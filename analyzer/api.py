@@ -36,9 +36,17 @@ def _analyze_one(path: str, name: str, options: Options,
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
-    """Capture names for the `capture` column: the base name, or the path when base names clash."""
-    bases = [os.path.basename(p) for p in paths]
-    return [b if bases.count(b) == 1 else p for b, p in zip(bases, paths)]
+    """Capture names for the `capture` column: the base name, or the path when base names clash;
+    a file given twice gets "#2", "#3"… so that every analysed file keeps its own name."""
+    distinct = {os.path.abspath(p): os.path.basename(p) for p in paths}
+    bases = list(distinct.values())
+    names = [os.path.basename(p) if bases.count(os.path.basename(p)) == 1 else p for p in paths]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique
 
 
 def _combine(parts: list[dict[str, pd.DataFrame]], names: list[str]) -> dict[str, pd.DataFrame]:

@@ -230,3 +230,10 @@ def test_not_a_capture_raises_capture_error(tmp_path):
     bad.write_text("hello world, not a capture\n")
     with pytest.raises(analyzer.CaptureError):
         analyzer.analyze(bad)
+
+
+def test_same_capture_twice_is_analysed_twice(clean_capture):
+    a = analyzer.analyze([clean_capture, clean_capture])
+    assert list(a.connections.conn_id) == [1, 2]
+    assert list(a.connections.capture.astype(str)) == ["clean.pcap", "clean.pcap#2"]
+    assert len(a.frames) == 16
