@@ -171,6 +171,8 @@ class Handshake:
     cookies_present: bool = False
     versions_supported: tuple[int, ...] = ()   # a 400/426 answer's Sec-WebSocket-Version list
     failure_reason: str | None = None
+    key: str | None = None               # Sec-WebSocket-Key (public; hybi-04 masks with it)
+    server_nonce: str | None = None      # hybi-04's Sec-WebSocket-Nonce of the response
     request_record_no: int | None = None
     request_ts_ns: int | None = None
     response_record_no: int | None = None

@@ -31,6 +31,7 @@ from analyzer.events import (
 )
 from analyzer.frames import FrameDecoder
 from analyzer.frames_hixie import HixieFrameDecoder
+from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler
 from analyzer.protocol import OPCODE_NAMES, is_hixie, uses_hybi04_opcodes
@@ -64,7 +65,8 @@ class Side:
     __slots__ = ("assembler", "bytes", "close_code", "close_reason", "decoder", "frames", "messages",
                  "pings", "sent_close")
 
-    def __init__(self, decoder: FrameDecoder | HixieFrameDecoder, assembler: MessageAssembler) -> None:
+    def __init__(self, decoder: FrameDecoder | HixieFrameDecoder | PrefixMaskedFrameDecoder,
+                 assembler: MessageAssembler) -> None:
         self.decoder = decoder
         self.assembler = assembler
         self.frames = 0
@@ -216,9 +218,14 @@ class Session:
         sides = []
         for direction in (0, 1):
             from_client = direction == self.client_dir
-            decoder: FrameDecoder | HixieFrameDecoder
+            decoder: FrameDecoder | HixieFrameDecoder | PrefixMaskedFrameDecoder
             if hixie:
                 decoder = HixieFrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes)
+            elif hybi04 and from_client and hs is not None:
+                key04 = (connection_masking_key_04(hs.key, hs.server_nonce)
+                         if hs.version == 4 and hs.key and hs.server_nonce else None)
+                decoder = PrefixMaskedFrameDecoder(max_payload=opts.max_message_bytes, masking_key_04=key04,
+                                                   allowed_rsv=allowed_rsv)
             else:
                 decoder = FrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes,
                                        hybi04_opcodes=hybi04, allowed_rsv=allowed_rsv)

@@ -237,3 +237,28 @@ def test_same_capture_twice_is_analysed_twice(clean_capture):
     assert list(a.connections.conn_id) == [1, 2]
     assert list(a.connections.capture.astype(str)) == ["clean.pcap", "clean.pcap#2"]
     assert len(a.frames) == 16
+
+
+def test_hybi05_connection_decodes_both_directions(tmp_path):
+    """hybi-05: client frames carry a nonce and are masked whole; server frames are plain with
+    the old opcode numbers (text 4, close 1)."""
+    from tests.test_frames_hybi04 import CLOSE04, TEXT04, clear_frame, hybi05_client_frame
+
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, b"GET /old HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Origin: http://h\r\n"
+                 b"Sec-WebSocket-Version: 5\r\n\r\n")
+    conv.send(1, upgrade_response() + clear_frame(TEXT04, b"hello 05"))
+    conv.send(0, hybi05_client_frame(b"\x11\x22\x33\x44", TEXT04, b"hi from an old client"))
+    conv.send(0, hybi05_client_frame(b"\x55\x66\x77\x88", CLOSE04, close_payload(1000)))
+    conv.send(1, clear_frame(CLOSE04, close_payload(1000)))
+    write_pcap(tmp_path / "hybi05.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "hybi05.pcap")
+    c = a.connections.iloc[0]
+    assert (c.version, c.draft) == (5, "hybi-05")
+    assert list(a.messages.preview) == ["hello 05", "hi from an old client"]
+    assert list(a.frames.opcode_name) == ["text", "text", "close", "close"]
+    assert list(a.frames.masked) == [False, True, True, False]
+    assert c.close_status == "clean" and c.close_code == 1000
+    assert a.problems.empty, a.problems
