@@ -50,6 +50,8 @@ ANALYZER_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import analyzer
+analyze = analyzer.analyze   # the package loads its API lazily: pay for the imports here
+import pandas
 t1 = time.perf_counter()
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -58,7 +60,7 @@ def rss_mb():
                 return int(line.split()[1]) / 1024
     return 0.0
 rss_imports = rss_mb()
-a = analyzer.analyze(sys.argv[1])
+a = analyze(sys.argv[1])
 t2 = time.perf_counter()
 tables = {n: getattr(a, n) for n in ("connections", "frames", "messages", "problems")}
 out = {"frames": len(a.frames), "messages": len(a.messages), "connections": len(a.connections),
@@ -292,12 +294,22 @@ def report(capture: Path, results: dict[str, Result], packets: int) -> str:
         lines.append(f"{name:<10} {s:9.2f} {r.median:8.2f} {cpu:7.2f} {packets / s:11,.0f} "
                      f"{size / 1e6 / s:7.1f} {r.rss:12,.0f}  {found}{tag}")
     a, t, f = (results.get(k) for k in ("analyzer", "tshark", "floor"))
-    a_ok, t_ok, f_ok = (x is not None and x.ok for x in (a, t, f))
-    lines += ["", "ratios against the goals:"]
+    a_ok, t_ok = (x is not None and x.ok for x in (a, t))
+    lines += ["", "ratios against the goals (wall time; [CPU time] in brackets, fairer on a loaded machine):"]
+
+    def ratio(num: Result | None, den: Result | None) -> tuple[float | None, str]:
+        """num/den on best wall time, and the same on CPU time as a bracketed string."""
+        if num is None or den is None or not (num.ok and den.ok):
+            return None, ""
+        cpu_num, cpu_den = (min(run.cpu_seconds for run in r.runs) for r in (num, den))
+        return num.seconds / den.seconds, f"  [{cpu_num / cpu_den:.2f}]" if cpu_den else ""
+
+    speed, speed_cpu = ratio(t, a)
+    floor, floor_cpu = ratio(a, f)
     lines.append("  speed-up over tshark      (tshark s / analyzer s)      "
-                 + fmt_ratio(t.seconds / a.seconds if a_ok and t_ok else None, GOAL_SPEEDUP, True))
+                 + fmt_ratio(speed, GOAL_SPEEDUP, True) + speed_cpu)
     lines.append("  distance to the floor     (analyzer s / floor s)       "
-                 + fmt_ratio(a.seconds / f.seconds if a_ok and f_ok else None, GOAL_FLOOR, False))
+                 + fmt_ratio(floor, GOAL_FLOOR, False) + floor_cpu)
     lines.append("  memory against tshark     (analyzer RSS / tshark RSS)  "
                  + fmt_ratio(a.rss / t.rss if a_ok and t_ok else None, GOAL_RSS, False))
     if a_ok:
@@ -434,6 +446,18 @@ def bench_file(capture: Path, args: argparse.Namespace) -> dict[str, Result]:
     return results
 
 
+def code_version() -> str:
+    """The commit the analyzer was measured at, and whether analyzer/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "analyzer"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in analyzer/' if dirty else ''}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", type=Path, metavar="FILE",
@@ -457,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run.py: {f}: no such file (make one with benchmarks/make_capture.py)", file=sys.stderr)
             return 2
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; analyzer at {code_version()}")
     rc = 0
     for capture in files:
         capture = capture.resolve()
@@ -467,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
             packets = sidecar(capture).get("packets") or next(
                 (r.info.get("packets") for r in results.values() if r.ok and r.info.get("packets")), 0)
             print("\n" + report(capture, results, packets))
+            load = os.getloadavg()[0]
+            if load > (os.cpu_count() or 1) + 0.5:
+                print(f"  note: load average {load:.1f} on {os.cpu_count()} CPUs: other work competed "
+                      "for the CPUs, so wall times are inflated; compare the CPU times")
             rc |= any(not r.ok for r in results.values())
         if args.profile or args.profile_only:
             rc |= profile(capture, args.profiler, args.top)
