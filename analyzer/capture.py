@@ -69,6 +69,12 @@ _BT_EPB = 0x00000006
 _OPT_IF_TSOFFSET = 14
 
 _NS = 1_000_000_000
+#: datetime64[ns] holds int64 nanoseconds: a timestamp outside this range is corrupt.
+_TS_MIN = -(1 << 63)
+_TS_MAX = (1 << 63) - 1
+#: Reads of a record or block larger than this go in pieces, so a corrupt length in a short
+#: file (or a gzip stream) costs memory for the bytes really there, not for the length claimed.
+_READ_PIECE = 1 << 20
 _NO_LINKTYPE = _LINKTYPE_MASK   # for the packets of a malformed IDB: no decoder will claim it
 
 
@@ -282,7 +288,7 @@ class CaptureReader:
                                   f"record {no} header claims caplen={caplen} (limit {MAX_RECORD_BYTES}): "
                                   "corrupt file, reading stopped", ts)
                     break
-                data = read(caplen)
+                data = _read_exact(read, caplen)
                 if len(data) < caplen:
                     self._next_no = no
                     self._problem(ProblemKind.CAPTURE_TRUNCATED,
@@ -331,13 +337,19 @@ class CaptureReader:
                                   f"corrupt pcapng block after record {no - 1}: type=0x{btype:08x}, "
                                   f"length={blen}; reading stopped", ts)
                     break
-                body = read(blen - 8)
+                body = _read_exact(read, blen - 8)
                 if len(body) < blen - 8:
                     self._next_no = no
                     self._problem(ProblemKind.CAPTURE_TRUNCATED,
                                   f"file ends inside a pcapng block (type=0x{btype:08x}) "
                                   f"after record {no - 1}: expected={blen} bytes, found={len(body) + 8}", ts)
                     break
+                if btype in (_BT_EPB, _BT_PB) and blen < 32:
+                    # shorter than its own fixed header: skipped (numbered, as a packet block)
+                    self._record_problem(f"packet block of {blen} bytes is shorter than its "
+                                         "32-byte header; record skipped", no, ts)
+                    no += 1
+                    continue
                 if btype == _BT_EPB:
                     intid, hi, lo, caplen, wirelen = self._epb_hdr.unpack_from(body)
                     if 20 + caplen > blen - 12:
@@ -353,7 +365,7 @@ class CaptureReader:
                         no += 1
                         continue
                     ticks = (hi << 32) | lo
-                    ts = (ticks * mul if div == 1 else ticks * mul // div) + off
+                    ts = self._checked_ts((ticks * mul if div == 1 else ticks * mul // div) + off, ts, no)
                     record = make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
                 elif btype == _BT_SPB:
                     if not self._ifaces:
@@ -382,7 +394,7 @@ class CaptureReader:
                         no += 1
                         continue
                     ticks = (hi << 32) | lo
-                    ts = (ticks * mul if div == 1 else ticks * mul // div) + off
+                    ts = self._checked_ts((ticks * mul if div == 1 else ticks * mul // div) + off, ts, no)
                     record = make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
                 elif btype == _BT_IDB:
                     self._add_interface(body[:-4], no, ts)
@@ -396,6 +408,19 @@ class CaptureReader:
             self._next_no = no
             self._read_failed(exc, ts)
         self._next_no = no
+
+    def _record_problem(self, detail: str, no: int, ts: int | None) -> None:
+        self.problems.append(Problem(ProblemKind.CAPTURE_UNREADABLE,
+                                     f"{os.path.basename(self.path)}: record {no}: {detail}", no, ts))
+
+    def _checked_ts(self, ts: int, previous: int | None, no: int) -> int:
+        """A timestamp outside datetime64[ns] (year 1677..2262) is corrupt: keep the previous one."""
+        if _TS_MIN <= ts <= _TS_MAX:
+            return ts
+        kept = previous or 0
+        self._record_problem(f"timestamp {ts} ns is out of range (corrupt); the previous record's "
+                             f"time {kept} is used", no, kept)
+        return kept
 
     def _bad_interface(self, intid: int, no: int, ts: int | None) -> None:
         self.problems.append(Problem(
@@ -443,7 +468,7 @@ class CaptureReader:
                           f"corrupt section header (length={blen}) after record {no - 1}; "
                           "reading stopped", ts)
             return False
-        body = self._f.read(blen - 12)
+        body = _read_exact(self._f.read, blen - 12)
         if len(body) < blen - 12:
             self._problem(ProblemKind.CAPTURE_TRUNCATED,
                           f"file ends inside a section header after record {no - 1}", ts)
@@ -453,6 +478,21 @@ class CaptureReader:
         self._ng_endian = endian
         self._ng_structs(endian)
         return True
+
+
+def _read_exact(read: Any, n: int) -> bytes:
+    """read(n), but a large n is read in pieces: never allocate more than is really there."""
+    if n <= _READ_PIECE:
+        return read(n)
+    parts = []
+    left = n
+    while left > 0:
+        piece = read(min(left, _READ_PIECE))
+        if not piece:
+            break
+        parts.append(piece)
+        left -= len(piece)
+    return b"".join(parts)
 
 
 def _make(cls: Any, path: str, f: Any, magic: bytes) -> Any:

@@ -330,7 +330,7 @@ def _parse_fields(lines: list[bytes]) -> dict[str, str]:
     return {k: ", ".join(v for v in vs if v) if len(vs) > 1 else vs[0] for k, vs in fields.items()}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     method: str
     target: str
@@ -348,7 +348,7 @@ class _Request:
         return "close" in conn or (self.http_version < (1, 1) and "keep-alive" not in conn)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Response:
     status: int
     reason: str
@@ -364,7 +364,7 @@ class _Response:
         return "close" in conn or (self.http_version < (1, 1) and "keep-alive" not in conn)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Body:
     """Skips one message body by counting: Content-Length, chunked coding, or until close."""
 
@@ -443,7 +443,7 @@ def _body_for(headers: Mapping[str, str], *, is_request: bool) -> _Body | None:
     return None if is_request else _Body(until_close=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Side:
     """One direction's receive buffer and parse position."""
 

@@ -20,8 +20,9 @@ Rules:
 4. A datagram whose IP total length is beyond the captured bytes is decoded as far as it goes
    and flagged `truncated` (whether or not caplen < wirelen says so: some tools rewrite wirelen).
 5. Memory for fragments is bounded: at most MAX_FRAG_DATAGRAMS datagrams in flight, each at most
-   MAX_FRAG_PIECES pieces and MAX_DATAGRAM_BYTES bytes, dropped FRAG_TIMEOUT_RECORDS records after
-   their first fragment. Call `finish()` at the end of a capture to report what is left.
+   MAX_FRAG_PIECES pieces and MAX_DATAGRAM_BYTES bytes (overlapping copies counted too, up to
+   twice that), MAX_FRAG_BYTES held in all, dropped FRAG_TIMEOUT_RECORDS records after their first
+   fragment. Call `finish()` at the end of a capture to report what is left.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from analyzer.protocol import ProblemKind
 __all__ = [
     "FRAG_TIMEOUT_RECORDS",
     "MAX_DATAGRAM_BYTES",
+    "MAX_FRAG_BYTES",
     "MAX_FRAG_DATAGRAMS",
     "MAX_FRAG_PIECES",
     "PacketDecoder",
@@ -44,6 +46,7 @@ __all__ = [
 MAX_FRAG_DATAGRAMS = 1024          # datagrams being reassembled at once
 MAX_FRAG_PIECES = 512              # fragments of one datagram
 MAX_DATAGRAM_BYTES = 65535 + 8     # IPv4: 16-bit total length; IPv6: 13-bit offset × 8 + last piece
+MAX_FRAG_BYTES = 16 << 20          # fragment bytes held for all datagrams together
 FRAG_TIMEOUT_RECORDS = 20_000      # records after its first fragment before a datagram is given up
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -105,6 +108,7 @@ class PacketDecoder:
         self.problems: list[Problem] = []
         self._frags: dict[tuple[Any, ...], _Datagram] = {}
         self._frag_deadline = 0
+        self._frag_bytes = 0               # bytes held in self._frags (all pieces, overlaps included)
         self._slow_layers: dict[int, Any] = {}
         self._ip_classes: tuple[type, ...] | None = None
 
@@ -298,16 +302,23 @@ class PacketDecoder:
         entry = frags.get(key)
         if entry is None:
             if len(frags) >= MAX_FRAG_DATAGRAMS:
-                oldest = next(iter(frags))
-                self._report_unreassembled(oldest, frags.pop(oldest), "too many datagrams in flight")
+                self._drop(next(iter(frags)), "too many datagrams in flight")
             entry = frags[key] = _Datagram(rec.record_no, rec.ts_ns)
             if len(frags) == 1:
                 self._frag_deadline = rec.record_no + FRAG_TIMEOUT_RECORDS
-        if offset + len(piece) > MAX_DATAGRAM_BYTES or len(entry.pieces) >= MAX_FRAG_PIECES:
-            self._report_unreassembled(key, frags.pop(key), "datagram over the size or fragment-count limit")
+        if (offset + len(piece) > MAX_DATAGRAM_BYTES or len(entry.pieces) >= MAX_FRAG_PIECES
+                or entry.size + len(piece) > 2 * MAX_DATAGRAM_BYTES):
+            self._drop(key, "datagram over the size or fragment-count limit")
             return None
+        while self._frag_bytes + len(piece) > MAX_FRAG_BYTES:
+            oldest = next(iter(frags))
+            if oldest == key:
+                self._drop(key, f"fragments over the memory cap of {MAX_FRAG_BYTES} bytes")
+                return None
+            self._drop(oldest, f"fragments over the memory cap of {MAX_FRAG_BYTES} bytes")
         entry.pieces.append((offset, piece))
         entry.size += len(piece)
+        self._frag_bytes += len(piece)
         if not more:
             entry.total = offset + len(piece)
         total = entry.total
@@ -324,8 +335,14 @@ class PacketDecoder:
         for start, chunk in reversed(entry.pieces):    # the first copy of overlapping bytes wins
             buf[start:start + len(chunk)] = chunk[:max(0, total - start)]
         del frags[key]
+        self._frag_bytes -= entry.size
         self._reset_deadline()
         return bytes(buf)
+
+    def _drop(self, key: tuple[Any, ...], why: str) -> None:
+        entry = self._frags.pop(key)
+        self._frag_bytes -= entry.size
+        self._report_unreassembled(key, entry, why)
 
     def _reset_deadline(self) -> None:
         if self._frags:
@@ -337,9 +354,7 @@ class PacketDecoder:
             entry = frags[key]
             if now - entry.first_record_no <= FRAG_TIMEOUT_RECORDS:
                 break                    # insertion order is age order
-            del frags[key]
-            self._report_unreassembled(key, entry,
-                                       f"no missing fragment within {FRAG_TIMEOUT_RECORDS} records")
+            self._drop(key, f"no missing fragment within {FRAG_TIMEOUT_RECORDS} records")
         self._reset_deadline()
 
     def _report_unreassembled(self, key: tuple[Any, ...], entry: _Datagram, why: str) -> None:
@@ -358,6 +373,7 @@ class PacketDecoder:
         for key, entry in list(frags.items()):
             self._report_unreassembled(key, entry, "capture ended")
         frags.clear()
+        self._frag_bytes = 0
 
     # --- rare link types: scapy's dissectors ----------------------------------------------------
 

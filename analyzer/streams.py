@@ -29,6 +29,11 @@ Rules (one place, h11-style):
   Rule 6: flows idle longer than idle_timeout_ns (capture time) are released ("idle"), checked
           from the least recently active end of an LRU list every so often; at max_flows the
           least recently active flow is released with a FLOW_LIMIT problem.
+  Rule 7: a half-open flow (no payload byte seen yet in either direction: a SYN flood, a port
+          scan) costs memory and holds nothing: at most max_half_open of them are kept, and one
+          idle for half_open_timeout_ns is released. Releasing one loses nothing: if its data
+          comes later, the flow is picked up mid-stream from its first byte. The count is kept
+          in `half_open_released` (no problem row: nothing was lost).
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ class _Half:
 
 
 class _Flow:
-    __slots__ = ("buffering", "conn_id", "halves", "keys", "last_rec", "last_ts")
+    __slots__ = ("bare", "buffering", "conn_id", "halves", "keys", "last_rec", "last_ts")
 
     def __init__(self, conn_id: int, keys: tuple[tuple, tuple], rec: int, ts: int) -> None:
         self.conn_id = conn_id
@@ -127,6 +132,7 @@ class _Flow:
         self.last_rec = rec
         self.last_ts = ts
         self.buffering = False       # registered in Reassembler._buffering
+        self.bare = True             # no payload seen yet (registered in Reassembler._bare)
 
 
 class Reassembler:
@@ -137,24 +143,36 @@ class Reassembler:
         max_buffered_total: cap on out-of-order bytes held for all flows together.
         idle_timeout_ns: a flow with no packet for this long (capture time) is released.
         max_flows: at this many open flows, the least recently active one is released.
+        max_half_open: at most this many flows that carried no payload yet are kept (Rule 7).
+        half_open_timeout_ns: a flow with no payload and no packet for this long is released.
+
+    Counters: `flows_evicted` (released at max_flows), `half_open_released` (Rule 7),
+    `bytes_given_up` (holes declared because a buffer cap was hit).
     """
 
-    def __init__(self, *, max_buffered_per_flow: int = 8 << 20, max_buffered_total: int = 256 << 20,
-                 idle_timeout_ns: int = 3600 * 10**9, max_flows: int = 1_000_000) -> None:
+    def __init__(self, *, max_buffered_per_flow: int = 8 << 20, max_buffered_total: int = 64 << 20,
+                 idle_timeout_ns: int = 3600 * 10**9, max_flows: int = 100_000,
+                 max_half_open: int = 20_000, half_open_timeout_ns: int = 120 * 10**9) -> None:
         self.max_buffered_per_flow = max_buffered_per_flow
         self.max_buffered_total = max_buffered_total
         self.idle_timeout_ns = idle_timeout_ns
         self.max_flows = max(1, max_flows)
+        self.max_half_open = max(1, max_half_open)
+        self.half_open_timeout_ns = half_open_timeout_ns
+        self.flows_evicted = 0
+        self.half_open_released = 0
+        self.bytes_given_up = 0
         self._max_chunks_flow = max(16, max_buffered_per_flow // _BYTES_PER_CHUNK)
         self._max_chunks_total = max(64, max_buffered_total // _BYTES_PER_CHUNK)
         self._table: dict[tuple, _Half] = {}                   # directional 4-tuple → sender's half
         self._lru: OrderedDict[int, _Flow] = OrderedDict()     # conn_id → flow, least recent first
         self._recent: OrderedDict[tuple, tuple[int, int]] = OrderedDict()  # key → (closed ts, isn)
         self._buffering: dict[_Flow, None] = {}                # flows holding out-of-order data
+        self._bare: OrderedDict[int, _Flow] = OrderedDict()    # flows with no payload yet, LRU
         self._total_bytes = 0
         self._total_chunks = 0
         self._next_id = 1
-        self._check_every = max(1, min(idle_timeout_ns // 16, 60 * 10**9))
+        self._check_every = max(1, min(idle_timeout_ns // 16, half_open_timeout_ns // 2, 60 * 10**9))
         self._next_check = -(1 << 62)
 
     # --- public ------------------------------------------------------------------------------
@@ -180,6 +198,12 @@ class Reassembler:
             flow.last_ts = ts
             flow.last_rec = seg.record_no
             self._lru.move_to_end(flow.conn_id)
+            if flow.bare:
+                if seg.payload:
+                    flow.bare = False
+                    del self._bare[flow.conn_id]
+                else:
+                    self._bare.move_to_end(flow.conn_id)
             flags = seg.flags
             fast = not flags & _CONTROL
             if fast and flags & ACK and seg.ack != h.ack_out:
@@ -264,8 +288,14 @@ class Reassembler:
                 return None                               # late retransmission or stray: drop
             self._recent.pop(key, None)
             self._recent.pop(rkey, None)
+        bare = self._bare
+        if len(bare) >= self.max_half_open:
+            victim = next(iter(bare.values()))
+            self.half_open_released += 1
+            self._flush_and_release(victim, "idle", victim.last_rec, victim.last_ts, out)
         while len(self._lru) >= self.max_flows:
-            victim = next(iter(self._lru.values()))
+            victim = next(iter(bare.values())) if bare else next(iter(self._lru.values()))
+            self.flows_evicted += 1
             out.append(StreamProblem(victim.conn_id, None, Problem(
                 ProblemKind.FLOW_LIMIT,
                 f"flow table full (max_flows={self.max_flows}): released the least recently active "
@@ -284,6 +314,10 @@ class Reassembler:
         self._table[keys[0]] = flow.halves[0]
         self._table[keys[1]] = flow.halves[1]
         self._lru[conn_id] = flow
+        if seg.payload:
+            flow.bare = False
+        else:
+            bare[conn_id] = flow
         if sender_is_client:
             client, cport, server, sport = seg.src, seg.sport, seg.dst, seg.dport
         else:
@@ -547,6 +581,7 @@ class Reassembler:
 
     def _force(self, h: _Half, why: str, rec: int, ts: int, out: list[StreamEvent]) -> None:
         size = h.starts[0] - h.nxt
+        self.bytes_given_up += size
         out.append(StreamProblem(h.flow.conn_id, h.dir, Problem(
             ProblemKind.TCP_BUFFER_LIMIT,
             f"{why}: gave up waiting for {size} bytes at relative seq {h.nxt + h.bias}", rec, ts)))
@@ -566,6 +601,14 @@ class Reassembler:
             if flow.last_ts >= limit:
                 break
             self._flush_and_release(flow, "idle", flow.last_rec, flow.last_ts, out)
+        limit = ts - self.half_open_timeout_ns
+        bare = self._bare
+        while bare:
+            flow = next(iter(bare.values()))
+            if flow.last_ts >= limit:
+                break
+            self.half_open_released += 1
+            self._flush_and_release(flow, "idle", flow.last_rec, flow.last_ts, out)
         return out
 
     def _flush_and_release(self, flow: _Flow, reason: str, rec: int, ts: int,
@@ -582,6 +625,8 @@ class Reassembler:
         for key in flow.keys:
             table.pop(key, None)
         self._lru.pop(flow.conn_id, None)
+        if flow.bare:
+            self._bare.pop(flow.conn_id, None)
         for half in flow.halves:
             if half.starts:
                 self._total_bytes -= half.nbytes
