@@ -644,3 +644,7 @@ class Reassembler:
                 recent.move_to_end(key)
             while len(recent) > _RECENT_MAX:
                 recent.popitem(last=False)
+        # Break the flow <-> half reference cycles: a released flow is freed at once by reference
+        # counting, not left to the cyclic GC (which a flood of short flows keeps busy for nothing).
+        for half in flow.halves:
+            half.peer = half.flow = None  # type: ignore[assignment]
