@@ -6,6 +6,7 @@ records and events from one to the next, one capture file at a time, streaming.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 
@@ -27,8 +28,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
     """
-    rows = TableRows()
     name = capture_name or os.path.basename(os.fspath(path))
+    rows = TableRows(capture=name)
     reader = CaptureReader(path)
     decoder = PacketDecoder()
     reassembler = Reassembler()
@@ -62,6 +63,12 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                 if session is not None:
                     session.on_problem(ev.direction, ev.problem)
 
+    # The cyclic garbage collector would rescan every row collected so far at each full
+    # collection, which makes the run grow faster than the file (measured: 40 % of the time on
+    # 100k packets). The pipeline makes no reference cycles worth collecting, so it stays off
+    # while the capture streams.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         records = 0
         for record in reader:
@@ -89,4 +96,6 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             progress(reader.size, reader.size)
     finally:
         reader.close()
+        if gc_was_enabled:
+            gc.enable()
     return rows

@@ -34,8 +34,22 @@ from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler
-from analyzer.protocol import OPCODE_NAMES, is_hixie, uses_hybi04_opcodes
-from analyzer.tables import TableRows
+from analyzer.protocol import is_hixie, uses_hybi04_opcodes
+from analyzer.tables import (
+    F_COMPRESSED,
+    F_FIN,
+    F_HEADER_SHIFT,
+    F_MASKED,
+    F_RSV1,
+    F_RSV2,
+    F_RSV3,
+    F_SERVER,
+    M_BINARY,
+    M_COMPRESSED,
+    M_INCOMPLETE,
+    M_SERVER,
+    TableRows,
+)
 
 HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
 SENDERS = ("client", "server")
@@ -280,7 +294,7 @@ class Session:
         info, message_events = side.assembler.feed(ev)
         side.frames += 1
         opcode = ev.opcode
-        rtt = None
+        rtt_ns = -1
         if opcode == 0x8:
             if not side.sent_close:
                 side.sent_close = True
@@ -295,12 +309,16 @@ class Session:
             other = self.sides[1 - direction]
             sent = other.pings.pop(ev.payload, None)
             if sent is not None:
-                rtt = (ev.ts_ns - sent) / 1e9
-        self.rows.frames.append((
-            self.capture, self.conn_id, ev.record_no, ev.ts_ns, sender, opcode,
-            OPCODE_NAMES[opcode & 0xF], ev.fin, ev.rsv1, ev.rsv2, ev.rsv3, ev.masked, ev.payload_len,
-            ev.header_len, info.compressed, info.close_code, info.close_reason, info.message_id, rtt,
-        ))
+                rtt_ns = ev.ts_ns - sent
+        flags = (opcode | (F_FIN if ev.fin else 0) | (F_RSV1 if ev.rsv1 else 0)
+                 | (F_RSV2 if ev.rsv2 else 0) | (F_RSV3 if ev.rsv3 else 0) | (F_MASKED if ev.masked else 0)
+                 | (F_COMPRESSED if info.compressed else 0) | (F_SERVER if sender == "server" else 0)
+                 | (ev.header_len << F_HEADER_SHIFT))
+        close_code = info.close_code
+        message_id = info.message_id
+        self.rows.frames.add(self.conn_id, ev.record_no, ev.ts_ns, flags, ev.payload_len,
+                             -1 if close_code is None else close_code,
+                             -1 if message_id is None else message_id, rtt_ns, info.close_reason)
         for mev in message_events:
             self._message_event(sender, mev)
 
@@ -311,11 +329,11 @@ class Session:
         assert self.sides is not None
         direction = self.client_dir if sender == "client" else 1 - self.client_dir
         self.sides[direction].messages += 1
-        self.rows.messages.append((
-            self.capture, self.conn_id, ev.message_id, sender, ev.type, ev.ts_start_ns, ev.ts_end_ns,
-            ev.frames, ev.wire_bytes, ev.size, ev.compressed, ev.complete, ev.preview, ev.payload,
-            ev.first_record_no, ev.last_record_no,
-        ))
+        flags = ((M_SERVER if sender == "server" else 0) | (M_BINARY if ev.type == "binary" else 0)
+                 | (M_COMPRESSED if ev.compressed else 0) | (0 if ev.complete else M_INCOMPLETE))
+        self.rows.messages.add(self.conn_id, ev.message_id, flags, ev.ts_start_ns, ev.ts_end_ns,
+                               ev.frames, ev.wire_bytes, ev.size, ev.preview, ev.payload,
+                               ev.first_record_no, ev.last_record_no)
 
     def _problem(self, sender: str | None, problem: Problem) -> None:
         """Problems of a connection not yet known to be WebSocket wait; an ignored one's are dropped."""

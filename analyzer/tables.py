@@ -1,12 +1,15 @@
 """The four DataFrames: their columns, dtypes and one line of doc each, and the builder that fills them.
 
-Rows are appended as plain tuples while the capture streams (no pandas work per packet); each
-DataFrame is made once, column by column, when the analysis ends. The schemas below are the
-contract of shared/DESIGN.md that tests and notebooks rely on.
+Frames and messages, the two tables that grow with the capture, are collected in typed
+`array.array` columns (8 bytes a value, no Python object per cell), with the small fields packed
+into one flags integer; each DataFrame is made once, when the analysis ends, from zero-copy numpy
+views. Connections and problems are rare and collected as row tuples. No pandas work per packet.
+The schemas below are the contract of shared/DESIGN.md that tests and notebooks rely on.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -159,12 +162,178 @@ def empty_tables() -> dict[str, pd.DataFrame]:
     return {name: make_frame(schema, []) for name, schema in SCHEMAS.items()}
 
 
+# Bits of the packed `flags` value of a frame row.
+F_OPCODE = 0x0F
+F_FIN = 1 << 4
+F_RSV1 = 1 << 5
+F_RSV2 = 1 << 6
+F_RSV3 = 1 << 7
+F_MASKED = 1 << 8
+F_COMPRESSED = 1 << 9
+F_SERVER = 1 << 10
+F_HEADER_SHIFT = 11         # header length (0..18) in the bits above
+
+# Bits of the packed `flags` value of a message row.
+M_SERVER = 1
+M_BINARY = 2
+M_COMPRESSED = 4
+M_INCOMPLETE = 8
+
+_NULL = -1                  # null in columns whose values are never negative
+
+
+class FrameColumns:
+    """The frames table while it grows: one typed array per stored column."""
+
+    __slots__ = ("close_code", "close_reason", "conn_id", "flags", "frame_no", "message_id",
+                 "payload_len", "rtt_ns", "ts")
+
+    def __init__(self) -> None:
+        self.conn_id = array("q")
+        self.frame_no = array("q")
+        self.ts = array("q")
+        self.flags = array("q")
+        self.payload_len = array("q")
+        self.close_code = array("q")
+        self.message_id = array("q")
+        self.rtt_ns = array("q")
+        self.close_reason: dict[int, str] = {}      # row → reason; most frames have none
+
+    def __len__(self) -> int:
+        return len(self.frame_no)
+
+    def add(self, conn_id: int, frame_no: int, ts_ns: int, flags: int, payload_len: int,
+            close_code: int, message_id: int, rtt_ns: int, close_reason: str | None) -> None:
+        """One frame; close_code, message_id and rtt_ns use -1 for null."""
+        if close_reason is not None:
+            self.close_reason[len(self.frame_no)] = close_reason
+        self.conn_id.append(conn_id)
+        self.frame_no.append(frame_no)
+        self.ts.append(ts_ns)
+        self.flags.append(flags)
+        self.payload_len.append(payload_len)
+        self.close_code.append(close_code)
+        self.message_id.append(message_id)
+        self.rtt_ns.append(rtt_ns)
+
+    def to_frame(self, capture: str) -> pd.DataFrame:
+        n = len(self)
+        flags = np.frombuffer(self.flags, dtype=np.int64) if n else np.zeros(0, np.int64)
+
+        def ints(col: array) -> np.ndarray:
+            return np.frombuffer(col, dtype=np.int64) if n else np.zeros(0, np.int64)
+
+        def bit(mask: int) -> np.ndarray:
+            return (flags & mask) != 0
+
+        opcode = (flags & F_OPCODE).astype(np.int8)
+        reasons = np.full(n, None, dtype=object)
+        for row, reason in self.close_reason.items():
+            reasons[row] = reason
+        close_code, message_id, rtt_ns = ints(self.close_code), ints(self.message_id), ints(self.rtt_ns)
+        data = {
+            "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+            "conn_id": ints(self.conn_id).copy(),
+            "frame_no": ints(self.frame_no).copy(),
+            "ts": pd.to_datetime(ints(self.ts), utc=True, unit="ns"),
+            "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8),
+                                                categories=["client", "server"]),
+            "opcode": opcode,
+            "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
+            "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
+            "masked": bit(F_MASKED),
+            "payload_len": ints(self.payload_len).copy(),
+            "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
+            "compressed": bit(F_COMPRESSED),
+            "close_code": pd.arrays.IntegerArray(close_code.copy(), close_code < 0),
+            "close_reason": pd.array(reasons, dtype="string"),
+            "message_id": pd.arrays.IntegerArray(message_id.copy(), message_id < 0),
+            "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
+        }
+        return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS])
+
+
+class MessageColumns:
+    """The messages table while it grows."""
+
+    __slots__ = ("conn_id", "first_frame_no", "flags", "frames", "last_frame_no", "message_id",
+                 "payload", "preview", "size", "ts_end", "ts_start", "wire_bytes")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, array("q"))
+        self.preview: list[str] = []
+        self.payload: list[bytes | None] = []
+
+    def __len__(self) -> int:
+        return len(self.message_id)
+
+    def add(self, conn_id: int, message_id: int, flags: int, ts_start_ns: int, ts_end_ns: int,
+            frames: int, wire_bytes: int, size: int, preview: str, payload: bytes | None,
+            first_frame_no: int, last_frame_no: int) -> None:
+        self.conn_id.append(conn_id)
+        self.message_id.append(message_id)
+        self.flags.append(flags)
+        self.ts_start.append(ts_start_ns)
+        self.ts_end.append(ts_end_ns)
+        self.frames.append(frames)
+        self.wire_bytes.append(wire_bytes)
+        self.size.append(size)
+        self.preview.append(preview)
+        self.payload.append(payload)
+        self.first_frame_no.append(first_frame_no)
+        self.last_frame_no.append(last_frame_no)
+
+    def to_frame(self, capture: str) -> pd.DataFrame:
+        n = len(self)
+
+        def ints(col: array) -> np.ndarray:
+            return np.frombuffer(col, dtype=np.int64).copy() if n else np.zeros(0, np.int64)
+
+        flags = ints(self.flags)
+        payload = np.empty(n, dtype=object)
+        payload[:] = self.payload
+        data = {
+            "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+            "conn_id": ints(self.conn_id),
+            "message_id": ints(self.message_id),
+            "sender": pd.Categorical.from_codes((flags & M_SERVER != 0).astype(np.int8),
+                                                categories=["client", "server"]),
+            "type": pd.Categorical.from_codes((flags & M_BINARY != 0).astype(np.int8),
+                                              categories=["text", "binary"]),
+            "ts_start": pd.to_datetime(ints(self.ts_start), utc=True, unit="ns"),
+            "ts_end": pd.to_datetime(ints(self.ts_end), utc=True, unit="ns"),
+            "frames": ints(self.frames),
+            "wire_bytes": ints(self.wire_bytes),
+            "size": ints(self.size),
+            "compressed": (flags & M_COMPRESSED) != 0,
+            "complete": (flags & M_INCOMPLETE) == 0,
+            "preview": pd.array(np.array(self.preview, dtype=object) if n else np.zeros(0, object),
+                                dtype="string"),
+            "payload": payload,
+            "first_frame_no": ints(self.first_frame_no),
+            "last_frame_no": ints(self.last_frame_no),
+        }
+        return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS])
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Sort by `keys` (stable), skipping the work when the rows already are in order."""
+    if len(df) < 2:
+        return df
+    if len(keys) == 1 and df[keys[0]].is_monotonic_increasing:
+        return df
+    return df.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
+
+
 @dataclass
 class TableRows:
-    """Row tuples collected while a capture streams, in the column order of the schemas above."""
+    """What one capture's analysis collects: frames and messages as typed columns, connections
+    and problems as row tuples in the column order of their schemas."""
 
-    frames: list[tuple] = field(default_factory=list)
-    messages: list[tuple] = field(default_factory=list)
+    capture: str = ""
+    frames: FrameColumns = field(default_factory=FrameColumns)
+    messages: MessageColumns = field(default_factory=MessageColumns)
     connections: list[tuple] = field(default_factory=list)
     problems: list[tuple] = field(default_factory=list)
     packets: int = 0
@@ -172,13 +341,10 @@ class TableRows:
     bytes_read: int = 0
 
     def to_frames(self) -> dict[str, pd.DataFrame]:
-        tables = {name: make_frame(schema, getattr(self, name)) for name, schema in SCHEMAS.items()}
-        sort_keys = {"frames": ["frame_no"], "messages": ["conn_id", "message_id"],
-                     "connections": ["conn_id"], "problems": ["frame_no"]}
-        for name, keys in sort_keys.items():
-            df = tables[name]
-            if len(df) and df["capture"].nunique() > 1:
-                keys = ["capture", *keys]
-            if len(df):
-                tables[name] = df.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
+        tables = {
+            "frames": _sorted(self.frames.to_frame(self.capture), ["frame_no"]),
+            "messages": _sorted(self.messages.to_frame(self.capture), ["conn_id", "message_id"]),
+            "connections": _sorted(make_frame(CONNECTION_COLUMNS, self.connections), ["conn_id"]),
+            "problems": _sorted(make_frame(PROBLEM_COLUMNS, self.problems), ["frame_no"]),
+        }
         return tables
