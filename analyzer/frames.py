@@ -33,8 +33,8 @@ from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
 
 __all__ = [
-    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "FrameDecoder",
-    "parse_close_payload",
+    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "SHARED_BUDGET", "FrameDecoder",
+    "PayloadBudget", "parse_close_payload",
 ]
 
 # RFC 6455, Section 5.2 - Base Framing Protocol
@@ -65,6 +65,37 @@ RESYNC_GIVE_UP = 4 << 20
 
 _KNOWN_OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
 
+
+class PayloadBudget:
+    """The bytes of partial frame payloads that all decoders sharing this budget may hold.
+
+    A frame within `max_payload` whose payload arrives over several feeds is buffered until it
+    is complete; each decoder's buffer is bounded by max_payload, but a capture with thousands of
+    connections each in the middle of a large frame is not. Over the budget, the frame being
+    buffered gives its bytes back and is counted, not kept (FRAME_TOO_LARGE, payload None).
+    """
+
+    __slots__ = ("held", "limit", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0            # bytes held now
+        self.refused = 0         # frames that were dropped from buffering for lack of budget
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            self.refused += 1
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+#: The budget every decoder uses unless given its own: 128 MiB of partial payloads in all.
+SHARED_BUDGET = PayloadBudget(128 << 20)
+
 # hybi-04..06 wire opcode → RFC 6455 opcode. The defined ones come from protocol.HYBI04_OPCODES;
 # the wire values reserved in those drafts map one-to-one onto RFC-reserved numbers (6, 7, B-F
 # stay as they are, 8/9/A become 3/4/5) so that a reserved opcode is reported as reserved.
@@ -90,16 +121,19 @@ class FrameDecoder:
             (`Frame.raw_opcode` keeps the wire value).
         allowed_rsv: bitmask of the RSV bits a negotiated extension allows, as
             `first_byte >> 4 & 7` (RSV1=4 for permessage-deflate, RSV2=2, RSV3=1).
+        budget: the bound on partial payloads shared with other decoders (SHARED_BUDGET).
     """
 
     __slots__ = (
-        "_allowed_rsv", "_b0", "_bounds", "_buf", "_cand_re", "_cur", "_expect_mask",
-        "_from_client", "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload",
+        "_allowed_rsv", "_b0", "_bounds", "_budget", "_buf", "_cand_re", "_cur", "_expect_mask",
+        "_from_client", "_held", "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload",
         "_payload", "_probation", "_remaining", "_skipped", "bytes_consumed", "frames_decoded", "stopped",
     )
 
     def __init__(self, *, from_client: bool, max_payload: int = 16 << 20, hybi04_opcodes: bool = False,
-                 allowed_rsv: int = 0) -> None:
+                 allowed_rsv: int = 0, budget: PayloadBudget | None = None) -> None:
+        self._budget = SHARED_BUDGET if budget is None else budget
+        self._held = 0                   # bytes of the budget this decoder holds
         self._from_client = from_client
         self._max_payload = max(0, max_payload)
         self._hybi04 = hybi04_opcodes
@@ -194,7 +228,11 @@ class FrameDecoder:
                 if take > self._remaining:
                     take = self._remaining
                 if self._payload is not None:
-                    self._payload += memoryview(src)[pos:pos + take]
+                    if self._budget.take(take):
+                        self._payload += memoryview(src)[pos:pos + take]
+                        self._held += take
+                    else:
+                        out.append(self._over_budget(record_no, ts_ns))
                 pos += take
                 self._remaining -= take
                 if self._remaining:
@@ -273,7 +311,7 @@ class FrameDecoder:
             if length <= max_payload:
                 self._payload = bytearray()
             else:
-                self._payload = None
+                self._drop_payload()
                 out.append(Problem(
                     ProblemKind.FRAME_TOO_LARGE,
                     f"expected=payload_len<={max_payload}, found={length} "
@@ -307,13 +345,13 @@ class FrameDecoder:
             if size <= self._remaining:
                 # the gap lies wholly in the payload: sync kept, payload unknown
                 self._remaining -= size
-                self._payload = None
+                self._drop_payload()
                 if not self._remaining:
                     out.append(self._complete(record_no, ts_ns))
                 return out
             size -= self._remaining
             self._remaining = 0
-            self._payload = None
+            self._drop_payload()
             out.append(self._complete(record_no, ts_ns))
         # the next header is (at least partly) in the gap
         buffered = len(self._buf)
@@ -347,7 +385,7 @@ class FrameDecoder:
                 f"expected={length} payload bytes ({opcode_name(opcode)}), "
                 f"found={length - self._remaining}, missing={self._remaining}", None, None))
             self._cur = None
-            self._payload = None
+            self._drop_payload()
             self._remaining = 0
         elif buffered:
             need = self._header_need(self._buf)
@@ -362,6 +400,30 @@ class FrameDecoder:
 
     # --- internals ------------------------------------------------------------------------
 
+    def _drop_payload(self) -> None:
+        """Forget the partial payload and give its bytes back to the budget."""
+        self._payload = None
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    def _over_budget(self, record_no: int, ts_ns: int) -> Problem:
+        cur = self._cur
+        assert cur is not None
+        kept = len(self._payload or b"")
+        self._drop_payload()
+        budget = self._budget
+        return Problem(
+            ProblemKind.FRAME_TOO_LARGE,
+            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
+            f"found={budget.held} bytes held by other frames ({opcode_name(cur[0])}, payload_len={cur[6]}, "
+            f"{kept} bytes buffered): payload counted, not kept", record_no, ts_ns)
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
     def _complete(self, record_no: int, ts_ns: int) -> Frame:
         cur = self._cur
         assert cur is not None
@@ -375,7 +437,7 @@ class FrameDecoder:
                 unmask_inplace(kept, key)
             payload = bytes(kept)
         self._cur = None
-        self._payload = None
+        self._drop_payload()
         self.frames_decoded += 1
         return Frame(record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, masked, length, payload, hlen, raw)
 
@@ -433,7 +495,7 @@ class FrameDecoder:
     def _lose_sync(self, skipped: int, cause: str, record_no: int | None) -> None:
         self._probation = 0
         self._cur = None
-        self._payload = None
+        self._drop_payload()
         self._remaining = 0
         self._lost = True
         self._lost_cause = cause

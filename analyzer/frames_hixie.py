@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 from analyzer.events import Frame, FrameEvent, Problem
+from analyzer.frames import SHARED_BUDGET, PayloadBudget
 from analyzer.protocol import ProblemKind
 
 __all__ = ["HixieFrameDecoder"]
@@ -49,15 +50,20 @@ class HixieFrameDecoder:
         from_client: the direction (kept for symmetry with FrameDecoder; hixie frames are
             never masked, whoever sends them).
         max_payload: payloads longer than this are counted and skipped, not kept.
+        budget: the bound on partial payloads shared with other decoders (frames.SHARED_BUDGET).
     """
 
     __slots__ = (
-        "_buf", "_count", "_fresh", "_hlen", "_length", "_lost_cause", "_lost_record",
-        "_max_payload", "_payload", "_remaining", "_skipped", "_state", "_ttype",
+        "_budget", "_buf", "_count", "_dropped", "_fresh", "_held", "_hlen", "_length", "_lost_cause",
+        "_lost_record", "_max_payload", "_payload", "_remaining", "_skipped", "_state", "_ttype",
         "bytes_consumed", "frames_decoded", "from_client", "stopped",
     )
 
-    def __init__(self, *, from_client: bool, max_payload: int = 16 << 20) -> None:
+    def __init__(self, *, from_client: bool, max_payload: int = 16 << 20,
+                 budget: PayloadBudget | None = None) -> None:
+        self._budget = SHARED_BUDGET if budget is None else budget
+        self._held = 0
+        self._dropped = False            # text: the payload is no longer being kept
         self.from_client = from_client
         self._max_payload = max(0, max_payload)
         self._buf = bytearray()          # only ever holds an incomplete length header
@@ -98,8 +104,9 @@ class HixieFrameDecoder:
                 if ttype < 0x80:
                     self._state = _TEXT
                     self._ttype = ttype
+                    self._dropped = False
                     self._count = 0
-                    self._payload = None     # nothing accumulated yet (see _TEXT)
+                    self._drop_payload()     # nothing accumulated yet (see _TEXT)
                     pos += 1
                     continue
                 m = _LENGTH_RE.match(src, pos + 1)
@@ -142,7 +149,7 @@ class HixieFrameDecoder:
                 if length <= max_payload:
                     self._payload = bytearray()
                 else:
-                    self._payload = None
+                    self._drop_payload()
                     out.append(Problem(
                         ProblemKind.FRAME_TOO_LARGE,
                         f"expected=payload_len<={max_payload}, found={length} (binary): "
@@ -151,21 +158,26 @@ class HixieFrameDecoder:
                 j = src.find(b"\xff", pos)
                 stop = end if j < 0 else j
                 n = stop - pos
-                keep = self._ttype == 0 and self._count + n <= max_payload
+                keep = self._ttype == 0 and not self._dropped and self._count + n <= max_payload
                 if j >= 0 and self._count == 0 and keep:
                     payload: bytes | None = src[pos:j]          # whole frame in this call
-                elif keep:
+                elif keep and self._budget.take(n):
                     if self._payload is None:
                         self._payload = bytearray()
                     self._payload += memoryview(src)[pos:stop]
+                    self._held += n
                     payload = None
                 else:
-                    if self._ttype == 0 and self._count <= max_payload:
-                        out.append(Problem(
-                            ProblemKind.FRAME_TOO_LARGE,
-                            f"expected=payload_len<={max_payload}, found>{max_payload} "
-                            f"(text, no 0xFF yet): payload counted, not kept", record_no, ts_ns))
-                    self._payload = None
+                    if self._ttype == 0 and not self._dropped:
+                        if keep:              # within max_payload, but the shared budget is used up
+                            out.append(self._over_budget(self._count + n, record_no, ts_ns))
+                        else:
+                            out.append(Problem(
+                                ProblemKind.FRAME_TOO_LARGE,
+                                f"expected=payload_len<={max_payload}, found>{max_payload} "
+                                f"(text, no 0xFF yet): payload counted, not kept", record_no, ts_ns))
+                        self._dropped = True
+                    self._drop_payload()
                     payload = None
                 self._count += n
                 if j < 0:
@@ -181,14 +193,18 @@ class HixieFrameDecoder:
                     continue
                 if payload is None and self._payload is not None:
                     payload = bytes(self._payload)
-                self._payload = None
+                self._drop_payload()
                 out.append(Frame(record_no, ts_ns, 1, True, False, False, False, False, self._count,
                                  payload, 1, None))
                 self.frames_decoded += 1
             elif state == _BINARY:
                 take = min(end - pos, self._remaining)
                 if self._payload is not None:
-                    self._payload += memoryview(src)[pos:pos + take]
+                    if self._budget.take(take):
+                        self._payload += memoryview(src)[pos:pos + take]
+                        self._held += take
+                    else:
+                        out.append(self._over_budget(self._length, record_no, ts_ns))
                 pos += take
                 self._remaining -= take
                 if not self._remaining:
@@ -226,13 +242,13 @@ class HixieFrameDecoder:
         if state == _BINARY:
             if size <= self._remaining:
                 self._remaining -= size
-                self._payload = None
+                self._drop_payload()
                 if not self._remaining:
                     out.append(self._complete_binary(record_no, ts_ns))
                 return out
             size -= self._remaining
             self._remaining = 0
-            self._payload = None
+            self._drop_payload()
             out.append(self._complete_binary(record_no, ts_ns))
             self._lose(size, f"TCP gap of {size} bytes after a frame", record_no)
         elif state == _LOST:
@@ -275,13 +291,36 @@ class HixieFrameDecoder:
             self.bytes_consumed += len(self._buf)
             self._buf.clear()
         self._state = _IDLE
-        self._payload = None
+        self._drop_payload()
         self._skipped = 0
         return out
 
+    def _drop_payload(self) -> None:
+        """Forget the partial payload and give its bytes back to the budget."""
+        self._payload = None
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    def _over_budget(self, length: int, record_no: int, ts_ns: int) -> Problem:
+        kind = "binary" if self._state == _BINARY else "text"
+        kept = len(self._payload or b"")
+        self._drop_payload()
+        budget = self._budget
+        return Problem(
+            ProblemKind.FRAME_TOO_LARGE,
+            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
+            f"found={budget.held} bytes held by other frames ({kind}, {length} bytes so far, "
+            f"{kept} buffered): payload counted, not kept", record_no, ts_ns)
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
     def _complete_binary(self, record_no: int, ts_ns: int) -> Frame:
         kept = self._payload
-        self._payload = None
+        self._drop_payload()
         self._state = _IDLE
         self.frames_decoded += 1
         return Frame(record_no, ts_ns, 2, True, False, False, False, False, self._length,
@@ -289,7 +328,7 @@ class HixieFrameDecoder:
 
     def _lose(self, skipped: int, cause: str, record_no: int | None) -> None:
         self._state = _LOST
-        self._payload = None
+        self._drop_payload()
         self._fresh = True
         self._skipped = skipped
         self._lost_cause = cause

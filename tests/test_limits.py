@@ -18,7 +18,7 @@ import analyzer
 from analyzer import packets as packets_mod
 from analyzer.capture import CaptureReader
 from analyzer.events import Frame, PacketRecord, Problem, Segment, StreamData, StreamProblem
-from analyzer.frames import FrameDecoder
+from analyzer.frames import SHARED_BUDGET, FrameDecoder, PayloadBudget
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.messages import MessageAssembler
 from analyzer.packets import PacketDecoder
@@ -137,6 +137,35 @@ def test_hixie_huge_frames_are_counted_not_buffered() -> None:
     assert peak < 256 * 1024
 
 
+def test_partial_frames_on_many_connections_share_one_bounded_budget() -> None:
+    """1000 connections each in the middle of a 64 KiB frame would hold 64 MB; the budget holds 1 MiB."""
+    budget = PayloadBudget(MB)
+    decoders = [FrameDecoder(from_client=False, budget=budget) for _ in range(1000)]
+    head = b"\x82\x7e" + struct.pack("!H", 65535)
+    events: list = []
+    for d in decoders:
+        events += d.feed(head + b"a" * 60000, 1, 1)
+        assert budget.held <= MB
+    kept = [d for d in decoders if d._payload is not None]
+    assert len(kept) == MB // 60000 and budget.refused == 1000 - len(kept)
+    assert kinds(events) == [K.FRAME_TOO_LARGE] * budget.refused
+    frames = []
+    for d in decoders:
+        frames += [e for e in d.feed(b"b" * 5535, 2, 2) if isinstance(e, Frame)]
+    assert budget.held == 0
+    assert sum(f.payload is not None for f in frames) == len(kept)
+    assert {f.payload_len for f in frames} == {65535}
+
+
+def test_a_decoder_dropped_mid_frame_gives_its_budget_back() -> None:
+    budget = PayloadBudget(MB)
+    d = FrameDecoder(from_client=False, budget=budget)
+    d.feed(b"\x82\x7e\x10\x00" + b"x" * 100, 1, 1)
+    assert budget.held == 100
+    del d
+    assert budget.held == 0
+
+
 # --- permessage-deflate bombs through analyze() --------------------------------------------------
 
 def _full_flush_block() -> bytes:
@@ -196,6 +225,7 @@ def test_gigabyte_deflate_bomb_stops_at_max_message_bytes(tmp_path) -> None:
     a, peak = peak_of(lambda: analyzer.analyze(path))
     _bomb_checks(a, 16 * MB)
     assert peak < 120 * MB, f"peak {peak / MB:.0f} MiB"
+    assert SHARED_BUDGET.held == 0          # every partial frame gave its bytes back
 
 
 # --- TCP: half-open floods and endless out-of-order data ----------------------------------------

@@ -36,7 +36,7 @@ from analyzer.events import (
     StreamOpened,
     StreamProblem,
 )
-from analyzer.frames import FrameDecoder
+from analyzer.frames import FrameDecoder, PayloadBudget
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.handshake import HandshakeParser
 from analyzer.inflate import InflateError, Inflater
@@ -127,17 +127,22 @@ def fuzz_frames(data: bytes) -> None:
     """RFC 6455 decoder: random pieces and gaps; bytes_consumed accounts for every byte."""
     p, body = _param(data)
     rng = _rng(data)
+    budget = PayloadBudget((64, 1 << 30)[p >> 7])
     dec = FrameDecoder(from_client=bool(p & 1), hybi04_opcodes=bool(p & 2), allowed_rsv=(p >> 2) & 7,
-                       max_payload=_MAX_PAYLOADS[(p >> 5) % len(_MAX_PAYLOADS)])
+                       max_payload=_MAX_PAYLOADS[(p >> 5) % len(_MAX_PAYLOADS)], budget=budget)
     _drive_frames(dec, body, rng, gaps=bool(p & 0x80 and p & 0x10))
+    assert budget.held == 0, f"{budget.held} bytes still held after finish()"
 
 
 def fuzz_hixie(data: bytes) -> None:
     """hixie-75/76 decoder: same invariants as fuzz_frames."""
     p, body = _param(data)
     rng = _rng(data)
-    dec = HixieFrameDecoder(from_client=bool(p & 1), max_payload=_MAX_PAYLOADS[(p >> 1) % len(_MAX_PAYLOADS)])
+    budget = PayloadBudget((64, 1 << 30)[p >> 7 ^ p & 1])
+    dec = HixieFrameDecoder(from_client=bool(p & 1), max_payload=_MAX_PAYLOADS[(p >> 1) % len(_MAX_PAYLOADS)],
+                            budget=budget)
     _drive_frames(dec, body, rng, gaps=bool(p & 0x80))
+    assert budget.held == 0, f"{budget.held} bytes still held after finish()"
 
 
 def _drive_frames(dec: FrameDecoder | HixieFrameDecoder, body: bytes, rng: random.Random,
