@@ -25,8 +25,9 @@ Rule 4: the response to the upgrade request ends the handshake: HandshakeDone. A
         decoder). Any other answer is a failed handshake; parsing then goes on with the held
         client bytes, as another request may follow on the same keep-alive connection.
 Rule 5: nothing is buffered without a bound (max_header_bytes for a header block, MAX_LINE for a
-        start line, MAX_HOLD for client bytes waiting for a response). Over a bound, or on any
-        malformed input: Problem(HTTP_MALFORMED) and NotWebSocket. No input raises.
+        start line, max_hold for client bytes waiting for a response, and HANDSHAKE_BUDGET for
+        the bytes all parsers hold together). Over a bound, or on any malformed input:
+        Problem(HTTP_MALFORMED) (or HANDSHAKE_FAILED for a budget) and NotWebSocket. No input raises.
 Rule 6: after NotWebSocket, or after a successful HandshakeDone, the parser is finished: every
         later call returns [].
 
@@ -52,6 +53,7 @@ from analyzer.events import (
     NotWebSocket,
     Problem,
 )
+from analyzer.frames import PayloadBudget
 from analyzer.protocol import DRAFT_OF_VERSION, WEBSOCKET_GUID, ProblemKind
 
 __all__ = [
@@ -99,6 +101,10 @@ _SENSITIVE = frozenset({"cookie", "cookie2", "set-cookie", "set-cookie2", "autho
 _HIXIE_KEY3_LEN = 8       # draft-hixie-thewebsocketprotocol-76 §4.1 step 40: 8 random bytes
 _HIXIE_ANSWER_LEN = 16    # draft-hixie-thewebsocketprotocol-76 §5.2 step 11: 16-byte MD5 digest
 _U32 = struct.Struct("!I")
+
+#: The bytes buffered by all handshake parsers together (a capture of thousands of connections
+#: each holding up to max_hold bytes must not hold them all).
+HANDSHAKE_BUDGET = PayloadBudget(64 << 20)
 
 _HYBI_DRAFT_NAMES = {1: "hybi-01", 2: "hybi-02", 3: "hybi-03"}
 _DEFLATE_NAMES = ("permessage-deflate", "x-webkit-deflate-frame", "deflate-frame")
@@ -468,6 +474,7 @@ class HandshakeParser:
     Args:
         max_header_bytes: the largest header block (start line + fields) buffered for one
             message; over it: Problem(HTTP_MALFORMED) + NotWebSocket.
+        budget: the bound on the bytes buffered by all parsers together (HANDSHAKE_BUDGET).
 
     Events: HandshakeDone once per upgrade request answered (a failed one may be followed by
     another on the same keep-alive connection), NotWebSocket when the connection cannot carry
@@ -479,7 +486,9 @@ class HandshakeParser:
     caller may switch to the frame decoders (or stop) at HandshakeDone without losing a Problem.
     """
 
-    def __init__(self, *, max_header_bytes: int = 65536) -> None:
+    def __init__(self, *, max_header_bytes: int = 65536, budget: PayloadBudget | None = None) -> None:
+        self._budget = HANDSHAKE_BUDGET if budget is None else budget
+        self._held = 0                # bytes of the budget this parser holds
         self.max_header_bytes = max(256, int(max_header_bytes))
         self.max_hold = max(4 * self.max_header_bytes, 1 << 20)
         self._sides = (_Side(), _Side())
@@ -509,6 +518,7 @@ class HandshakeParser:
             self._run()
         except Exception as exc:  # Rule 5: no input may raise out of the parser
             self._give_up(f"internal parser error: {exc!r}", malformed=True)
+        self._account()
         return self._take()
 
     def gap(self, direction: int) -> list[HandshakeEvent]:
@@ -516,6 +526,7 @@ class HandshakeParser:
         if self._finished:
             return []
         self._give_up(f"tcp gap in direction {direction} during the handshake", malformed=False)
+        self._account()
         return self._take()
 
     def finish(self) -> list[HandshakeEvent]:
@@ -533,7 +544,38 @@ class HandshakeParser:
                           kind=ProblemKind.HANDSHAKE_NO_RESPONSE)
         else:
             self._not_websocket("stream ended without a WebSocket upgrade")
+        self._account()
         return self._take()
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    # --- memory ----------------------------------------------------------------------------------
+
+    def _account(self) -> None:
+        """Bring this parser's share of the budget in line with what it buffers; a finished parser
+        buffers nothing (its HandshakeDone carries copies of the trailing bytes)."""
+        sides = self._sides
+        if self._finished:
+            for side in sides:
+                side.buf.clear()
+            held = 0
+        else:
+            held = len(sides[0].buf) + len(sides[1].buf)
+            if held > self._held and not self._budget.take(held - self._held):
+                self._give_up(f"the handshake buffers of all connections are over their shared budget of "
+                              f"{self._budget.limit} bytes ({held} bytes held here)", malformed=False)
+                for side in sides:
+                    side.buf.clear()
+                held = 0
+            elif held > self._held:
+                self._held = held
+                return
+        if held < self._held:
+            self._budget.give(self._held - held)
+            self._held = held
 
     # --- driver --------------------------------------------------------------------------------
 

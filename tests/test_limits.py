@@ -20,6 +20,7 @@ from analyzer.capture import CaptureReader
 from analyzer.events import Frame, PacketRecord, Problem, Segment, StreamData, StreamProblem
 from analyzer.frames import SHARED_BUDGET, FrameDecoder, PayloadBudget
 from analyzer.frames_hixie import HixieFrameDecoder
+from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler
 from analyzer.packets import PacketDecoder
 from analyzer.protocol import ProblemKind as K
@@ -163,6 +164,25 @@ def test_a_decoder_dropped_mid_frame_gives_its_budget_back() -> None:
     d.feed(b"\x82\x7e\x10\x00" + b"x" * 100, 1, 1)
     assert budget.held == 100
     del d
+    assert budget.held == 0
+
+
+def test_handshake_buffers_of_many_connections_share_one_bounded_budget() -> None:
+    """Upgrade requests whose clients keep sending with no response: each parser may hold 1 MiB;
+    all of them together hold at most the budget, and the ones refused give up with a problem."""
+    budget = PayloadBudget(4 * MB)
+    parsers = [HandshakeParser(budget=budget) for _ in range(20)]
+    request = upgrade_request()
+    gave_up = 0
+    for p in parsers:
+        p.feed(0, request, 1, 1)
+        for i in range(8):
+            events = p.feed(0, b"\x81\x85" + bytes(64 * 1024), 2 + i, 2 + i)
+            gave_up += any(isinstance(e, Problem) and "shared budget" in e.detail for e in events)
+        assert budget.held <= 4 * MB
+    assert gave_up == 20 - 4 * MB // (8 * (64 * 1024 + 2))
+    for p in parsers:
+        p.finish()
     assert budget.held == 0
 
 

@@ -79,7 +79,8 @@ def fuzz_handshake(data: bytes) -> None:
     p, body = _param(data)
     client, _, server = body.partition(SEP)
     rng = _rng(data)
-    parser = HandshakeParser(max_header_bytes=(256, 4096, 65536)[p % 3])
+    budget = PayloadBudget((300, 1 << 30)[(p >> 6) & 1])
+    parser = HandshakeParser(max_header_bytes=(256, 4096, 65536)[p % 3], budget=budget)
     queues = [_chunks(client, rng), _chunks(server, rng)]
     fed: list[bytearray] = [bytearray(), bytearray()]
     done = False
@@ -100,6 +101,7 @@ def fuzz_handshake(data: bytes) -> None:
     if done:
         assert events == []
     _check_handshake_events(events, fed)
+    assert budget.held == 0, f"{budget.held} bytes still held after finish()"
     assert parser.feed(0, b"GET / HTTP/1.1\r\n\r\n", record + 1, 0) == [] or not done
 
 
