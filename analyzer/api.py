@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -10,11 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.merge import merge_captures, merge_shards
 from analyzer.pipeline import ProgressCallback, analyze_file
 from analyzer.session import Options
-from analyzer.tables import SCHEMAS, empty_tables
 
 PathLike = str | os.PathLike[str]
+SHARD_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
 
 
 @dataclass
@@ -28,9 +31,16 @@ class CaptureInfo:
     bytes: int
 
 
-def _analyze_one(path: str, name: str, options: Options,
-                 progress: ProgressCallback | None = None) -> tuple[dict[str, pd.DataFrame], CaptureInfo]:
-    rows = analyze_file(path, options, capture_name=name, progress=progress)
+def _analyze_shard(path: str, name: str, options: Options, shard: tuple[int, int] = (0, 1),
+                   progress: bool | ProgressCallback = False,
+                   ) -> tuple[dict[str, pd.DataFrame], CaptureInfo]:
+    """One capture (or one shard of it) to DataFrames; runs in a worker process when parallel."""
+    callback = _progress_callback(progress, name)
+    try:
+        rows = analyze_file(path, options, capture_name=name, progress=callback, shard=shard)
+    finally:
+        if callback is not None and hasattr(callback, "close"):
+            callback.close()
     info = CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
     return rows.to_frames(), info
 
@@ -47,32 +57,6 @@ def _unique_names(paths: Sequence[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return unique
-
-
-def _combine(parts: list[dict[str, pd.DataFrame]], names: list[str]) -> dict[str, pd.DataFrame]:
-    """Concatenate per-file tables, renumbering conn_id so it is unique across the analysis."""
-    if not parts:
-        return empty_tables()
-    if len(parts) == 1:
-        tables = parts[0]
-    else:
-        offset = 0
-        shifted = []
-        for part in parts:
-            n = int(part["connections"]["conn_id"].max()) if len(part["connections"]) else 0
-            n = max(n, int(part["frames"]["conn_id"].max()) if len(part["frames"]) else 0)
-            moved = {}
-            for name, df in part.items():
-                df = df.copy()
-                if len(df) and offset:
-                    df["conn_id"] = df["conn_id"] + offset
-                moved[name] = df
-            shifted.append(moved)
-            offset += n
-        tables = {name: pd.concat([p[name] for p in shifted], ignore_index=True) for name in SCHEMAS}
-    for df in tables.values():
-        df["capture"] = pd.Categorical(df["capture"].astype("object"), categories=names)
-    return tables
 
 
 @dataclass
@@ -141,7 +125,7 @@ class Analysis:
 def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None = None,
             max_message_bytes: int = 16 << 20, payloads: bool = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
-            jobs: int | None = 1) -> Analysis:
+            jobs: int | None = None) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
 
     Args:
@@ -154,7 +138,9 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
         preview_len: characters (text) or bytes (binary, as hex) of the preview.
         validate_utf8: check text messages and close reasons for valid UTF-8.
         progress: True for a progress bar on stderr, or a callback (bytes read, file size).
-        jobs: processes for several captures (None: one per core).
+        jobs: worker processes (None: one per core). Several captures are analysed side by side,
+            and a capture of 64 MiB or more is split between the processes by connection.
+            Results do not depend on it.
 
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
@@ -165,22 +151,45 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
                       max_message_bytes=int(max_message_bytes), payloads=bool(payloads),
                       preview_len=int(preview_len), validate_utf8=bool(validate_utf8))
     names = _unique_names(path_list)
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    results: list[tuple[dict[str, pd.DataFrame], CaptureInfo]] = []
-    if workers > 1 and len(path_list) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(path_list))) as pool:
-            futures = [pool.submit(_analyze_one, p, n, options) for p, n in zip(path_list, names)]
-            results = [f.result() for f in futures]
+    workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    per_file = [_shards_for(p, workers) for p in path_list]
+    if workers == 1 or sum(per_file) == 1:
+        results = [[_analyze_shard(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
     else:
-        for p, n in zip(path_list, names):
-            callback = _progress_callback(progress, n)
-            try:
-                results.append(_analyze_one(p, n, options, callback))
-            finally:
-                if callback is not None and hasattr(callback, "close"):
-                    callback.close()
-    tables = _combine([r[0] for r in results], names)
-    return Analysis(captures=[r[1] for r in results], options=options, **tables)
+        results = _run_parallel(path_list, names, per_file, options, workers, progress)
+    file_tables = [merge_shards([r[0] for r in shards]) for shards in results]
+    infos = [_merge_info(shards) for shards in results]
+    tables = merge_captures(file_tables, names)
+    return Analysis(captures=infos, options=options, **tables)
+
+
+def _shards_for(path: str, workers: int) -> int:
+    """How many processes share one capture: one per core for large files, else one."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return 1            # the reader reports the error itself
+    return workers if workers > 1 and size >= SHARD_MIN_BYTES else 1
+
+
+def _run_parallel(paths: list[str], names: list[str], per_file: list[int], options: Options,
+                  workers: int, progress: bool | ProgressCallback,
+                  ) -> list[list[tuple[dict[str, pd.DataFrame], CaptureInfo]]]:
+    """Every (capture, shard) as a task in a pool of `workers` processes. A progress bar, if
+    asked for, is drawn by the first shard of each capture (callbacks cannot cross processes)."""
+    context = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else None)
+    bar = bool(progress) and not callable(progress)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [[pool.submit(_analyze_shard, p, n, options, (k, shards), bar and k == 0)
+                    for k in range(shards)]
+                   for p, n, shards in zip(paths, names, per_file)]
+        return [[f.result() for f in file_futures] for file_futures in futures]
+
+
+def _merge_info(shards: list[tuple[dict[str, pd.DataFrame], CaptureInfo]]) -> CaptureInfo:
+    first = shards[0][1]
+    return CaptureInfo(first.path, first.name, first.packets,
+                       sum(info.tcp_connections for _, info in shards), first.bytes)
 
 
 def _progress_callback(progress: bool | ProgressCallback, name: str) -> ProgressCallback | None:

@@ -22,12 +22,18 @@ _PROGRESS_EVERY = 4096                          # records between progress callb
 
 
 def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
-                 capture_name: str | None = None, progress: ProgressCallback | None = None) -> TableRows:
+                 capture_name: str | None = None, progress: ProgressCallback | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> TableRows:
     """Run one capture through every stage and return its table rows.
+
+    Args:
+        shard: (k, n): look only at the TCP connections whose port sum is k modulo n, so n
+            processes can share one capture; capture-level problems are reported by shard 0.
 
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
     """
+    shard_index, shards = shard
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
@@ -75,21 +81,25 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             records += 1
             segment = decoder.decode(record)
             if decoder.problems:
-                rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+                if shard_index == 0:
+                    rows.problems.extend(problem_row(name, p) for p in decoder.problems)
                 decoder.problems.clear()
-            if segment is not None:
+            if segment is not None and (shards == 1
+                                        or (segment.sport + segment.dport) % shards == shard_index):
                 events = reassembler.feed(segment)
                 if events:
                     dispatch(events)
             if progress is not None and records % _PROGRESS_EVERY == 0:
                 progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
-        rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+        if shard_index == 0:
+            rows.problems.extend(problem_row(name, p) for p in decoder.problems)
         decoder.problems.clear()
         dispatch(reassembler.finish())
         for session in list(sessions.values()):   # flows the reassembler did not release
             session.close("end-of-capture", 0, session.last_ts)
-        rows.problems.extend(problem_row(name, p) for p in reader.problems)
+        if shard_index == 0:
+            rows.problems.extend(problem_row(name, p) for p in reader.problems)
         rows.packets = records
         rows.bytes_read = reader.size
         if progress is not None:

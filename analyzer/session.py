@@ -393,7 +393,7 @@ class Session:
         version, draft = (hs.version, hs.draft) if hs is not None else (-1, "unknown")
         self.rows.connections.append((
             self.capture, self.conn_id, _address(client), client_port, _address(server), server_port,
-            o.ip_version, o.ts_ns, self.last_ts, self.last_ts - o.ts_ns, o.syn_seen,
+            o.ip_version, o.record_no, o.ts_ns, self.last_ts, self.last_ts - o.ts_ns, o.syn_seen,
             version, draft,
             hs.http_status if hs else None, hs.ok if hs else None, hs.accept_valid if hs else None,
             hs.failure_reason if hs else None,

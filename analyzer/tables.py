@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.protocol import OPCODE_NAMES
 
@@ -71,6 +72,7 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("server", "string", "server IP address"),
     ("server_port", "int64", "server TCP port"),
     ("ip_version", "int8", "4 or 6"),
+    ("first_packet", "int64", "capture record number of the connection's first packet"),
     ("start", "ts", "first packet of the TCP connection"),
     ("end", "ts", "last packet seen of the TCP connection"),
     ("duration", "td", "end - start"),
@@ -257,12 +259,15 @@ class MessageColumns:
     """The messages table while it grows."""
 
     __slots__ = ("conn_id", "first_frame_no", "flags", "frames", "last_frame_no", "message_id",
-                 "payload", "preview", "size", "ts_end", "ts_start", "wire_bytes")
+                 "payload", "preview_ends", "preview_utf8", "size", "ts_end", "ts_start", "wire_bytes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, array("q"))
-        self.preview: list[str] = []
+        # Previews are kept as one UTF-8 buffer plus end offsets (an Arrow string column's own
+        # layout), not as a Python str each: a third of the memory, and no copy at the end.
+        self.preview_utf8 = bytearray()
+        self.preview_ends = array("q", [0])
         self.payload: list[bytes | None] = []
 
     def __len__(self) -> int:
@@ -279,7 +284,8 @@ class MessageColumns:
         self.frames.append(frames)
         self.wire_bytes.append(wire_bytes)
         self.size.append(size)
-        self.preview.append(preview)
+        self.preview_utf8 += preview.encode("utf-8", "surrogatepass")
+        self.preview_ends.append(len(self.preview_utf8))
         self.payload.append(payload)
         self.first_frame_no.append(first_frame_no)
         self.last_frame_no.append(last_frame_no)
@@ -308,8 +314,9 @@ class MessageColumns:
             "size": ints(self.size),
             "compressed": (flags & M_COMPRESSED) != 0,
             "complete": (flags & M_INCOMPLETE) == 0,
-            "preview": pd.array(np.array(self.preview, dtype=object) if n else np.zeros(0, object),
-                                dtype="string"),
+            "preview": pd.arrays.ArrowStringArray(pa.Array.from_buffers(
+                pa.large_string(), n,
+                [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])),
             "payload": payload,
             "first_frame_no": ints(self.first_frame_no),
             "last_frame_no": ints(self.last_frame_no),
@@ -341,10 +348,15 @@ class TableRows:
     bytes_read: int = 0
 
     def to_frames(self) -> dict[str, pd.DataFrame]:
-        tables = {
-            "frames": _sorted(self.frames.to_frame(self.capture), ["frame_no"]),
-            "messages": _sorted(self.messages.to_frame(self.capture), ["conn_id", "message_id"]),
+        """The four DataFrames. The collected columns are released as each table is made, so the
+        peak holds one table twice at most, not all of them."""
+        frames = _sorted(self.frames.to_frame(self.capture), ["frame_no"])
+        self.frames = FrameColumns()
+        messages = _sorted(self.messages.to_frame(self.capture), ["conn_id", "message_id"])
+        self.messages = MessageColumns()
+        return {
+            "frames": frames,
+            "messages": messages,
             "connections": _sorted(make_frame(CONNECTION_COLUMNS, self.connections), ["conn_id"]),
             "problems": _sorted(make_frame(PROBLEM_COLUMNS, self.problems), ["frame_no"]),
         }
-        return tables

@@ -262,3 +262,19 @@ def test_hybi05_connection_decodes_both_directions(tmp_path):
     assert list(a.frames.masked) == [False, True, True, False]
     assert c.close_status == "clean" and c.close_code == 1000
     assert a.problems.empty, a.problems
+
+
+@pytest.mark.parametrize("capture", ["demo.pcapng", "interleaved_9123.pcap", "incident.pcapng"])
+def test_sharding_across_processes_changes_nothing(monkeypatch, capture):
+    """A capture split between two processes by connection gives exactly the same tables."""
+    import analyzer.api
+
+    path = f"captures/{capture}"
+    one = analyzer.analyze(path, jobs=1, payloads=True)
+    monkeypatch.setattr(analyzer.api, "SHARD_MIN_BYTES", 0)
+    two = analyzer.analyze(path, jobs=2, payloads=True)
+    for name in ("connections", "frames", "messages", "problems"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name), check_exact=True)
+    assert list(one.connections.conn_id) == list(range(1, len(one.connections) + 1))
+    assert one.captures[0].packets == two.captures[0].packets
+    assert one.captures[0].tcp_connections == two.captures[0].tcp_connections
