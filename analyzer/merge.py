@@ -16,27 +16,22 @@ Tables = dict[str, pd.DataFrame]
 
 
 def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
-    """Give every part's connections global ids by first packet; returns renumbered copies."""
+    """Give every part's connections global ids by first packet (in place: the tables are ours)."""
     starts = [(int(fp), i, int(cid)) for i, part in enumerate(parts)
               for fp, cid in zip(part["connections"]["first_packet"], part["connections"]["conn_id"])]
     starts.sort()
     mapping: list[dict[int, int]] = [{} for _ in parts]
     for new_id, (_, i, old) in enumerate(starts, start=first_id):
         mapping[i][old] = new_id
-    renumbered = []
     for part, ids in zip(parts, mapping):
-        moved = {}
         for name, df in part.items():
             if len(df):
-                df = df.copy()
                 mapped = df["conn_id"].map(ids)
                 if name == "problems":      # capture-level problems have no connection
                     df["conn_id"] = mapped.astype("Int64")
                 else:
                     df["conn_id"] = mapped.fillna(-1).astype("int64")
-            moved[name] = df
-        renumbered.append(moved)
-    return renumbered
+    return parts
 
 
 def _ordered(tables: Tables) -> Tables:
@@ -88,7 +83,7 @@ def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
         for part in parts:
             shifted.extend(_renumber([part], next_id))
             next_id += len(part["connections"])
-        tables = _concat(shifted)
+        tables = _ordered(_concat(shifted))
     for df in tables.values():
         df["capture"] = pd.Categorical(df["capture"].astype("object"), categories=names)
     return tables

@@ -324,15 +324,6 @@ class MessageColumns:
         return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS])
 
 
-def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Sort by `keys` (stable), skipping the work when the rows already are in order."""
-    if len(df) < 2:
-        return df
-    if len(keys) == 1 and df[keys[0]].is_monotonic_increasing:
-        return df
-    return df.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
-
-
 @dataclass
 class TableRows:
     """What one capture's analysis collects: frames and messages as typed columns, connections
@@ -348,15 +339,16 @@ class TableRows:
     bytes_read: int = 0
 
     def to_frames(self) -> dict[str, pd.DataFrame]:
-        """The four DataFrames. The collected columns are released as each table is made, so the
-        peak holds one table twice at most, not all of them."""
-        frames = _sorted(self.frames.to_frame(self.capture), ["frame_no"])
+        """The four DataFrames, in the order rows were collected (analyzer.merge renumbers and
+        sorts them). The collected columns are released as each table is made, so the peak
+        holds one table twice at most, not all of them."""
+        frames = self.frames.to_frame(self.capture)
         self.frames = FrameColumns()
-        messages = _sorted(self.messages.to_frame(self.capture), ["conn_id", "message_id"])
+        messages = self.messages.to_frame(self.capture)
         self.messages = MessageColumns()
         return {
             "frames": frames,
             "messages": messages,
-            "connections": _sorted(make_frame(CONNECTION_COLUMNS, self.connections), ["conn_id"]),
-            "problems": _sorted(make_frame(PROBLEM_COLUMNS, self.problems), ["frame_no"]),
+            "connections": make_frame(CONNECTION_COLUMNS, self.connections),
+            "problems": make_frame(PROBLEM_COLUMNS, self.problems),
         }
