@@ -25,6 +25,7 @@ Rules of the decoder (one instance per direction of one connection):
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 
@@ -110,6 +111,33 @@ def _rsv_names(rsv: int) -> str:
     return "+".join(names) if names else "none"
 
 
+_B0Table = tuple[tuple[int, bool, bool, bool, bool, "int | None", bool], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(from_client: bool, hybi04_opcodes: bool, allowed_rsv: int) -> tuple[_B0Table, re.Pattern[bytes]]:
+    """The first-byte table and the resync candidate regex of a decoder configuration, built once
+    per configuration (32 at most) and shared: a capture may open thousands of decoders.
+
+    Per first byte: (opcode, fin, rsv1, rsv2, rsv3, raw_opcode, clean) where clean means no check
+    can fire from this byte alone (rsv allowed, opcode known, control with FIN)."""
+    b0_table = []
+    plausible_first = bytearray()
+    for b0 in range(256):
+        raw = b0 & OPCODE_MASK
+        opcode = _HYBI04_TO_RFC[raw] if hybi04_opcodes else raw
+        fin = bool(b0 & FIN_MASK)
+        rsv = (b0 & RSV_MASK) >> 4
+        clean = opcode in _KNOWN_OPCODES and not rsv & ~allowed_rsv and (fin or opcode < 8)
+        if clean:
+            plausible_first.append(b0)
+        b0_table.append((opcode, fin, bool(rsv & 4), bool(rsv & 2), bool(rsv & 1),
+                         raw if hybi04_opcodes else None, clean))
+    second = rb"[\x80-\xff]" if from_client else rb"[\x00-\x7f]"
+    cand_re = re.compile(b"[" + b"".join(re.escape(bytes([b])) for b in plausible_first) + b"]" + second)
+    return tuple(b0_table), cand_re
+
+
 class FrameDecoder:
     """Decode the frames of one direction of a WebSocket connection (RFC 6455 / hybi-07+).
 
@@ -139,25 +167,7 @@ class FrameDecoder:
         self._hybi04 = hybi04_opcodes
         self._allowed_rsv = allowed_rsv & 7
         self._expect_mask = MASK_MASK if from_client else 0
-        # Per first byte: (opcode, fin, rsv1, rsv2, rsv3, raw_opcode, clean) where clean means
-        # no check can fire from this byte alone (rsv allowed, opcode known, control with FIN).
-        b0_table = []
-        plausible_first = bytearray()
-        for b0 in range(256):
-            raw = b0 & OPCODE_MASK
-            opcode = _HYBI04_TO_RFC[raw] if hybi04_opcodes else raw
-            fin = bool(b0 & FIN_MASK)
-            rsv = (b0 & RSV_MASK) >> 4
-            clean = (opcode in _KNOWN_OPCODES and not rsv & ~self._allowed_rsv
-                     and (fin or opcode < 8))
-            if clean:
-                plausible_first.append(b0)
-            b0_table.append((opcode, fin, bool(rsv & 4), bool(rsv & 2), bool(rsv & 1),
-                             raw if hybi04_opcodes else None, clean))
-        self._b0: tuple[tuple[int, bool, bool, bool, bool, int | None, bool], ...] = tuple(b0_table)
-        second = rb"[\x80-\xff]" if from_client else rb"[\x00-\x7f]"
-        self._cand_re = re.compile(b"[" + b"".join(re.escape(bytes([b])) for b in plausible_first)
-                                   + b"]" + second)
+        self._b0, self._cand_re = _tables(from_client, hybi04_opcodes, self._allowed_rsv)
         self._buf = bytearray()
         # the frame whose payload is streaming: (opcode, fin, rsv1, rsv2, rsv3, masked,
         # payload_len, header_len, raw_opcode, key); None between frames
