@@ -34,7 +34,7 @@ from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler
-from analyzer.protocol import is_hixie, uses_hybi04_opcodes
+from analyzer.protocol import ProblemKind, is_hixie, uses_hybi04_opcodes
 from analyzer.tables import (
     F_COMPRESSED,
     F_FIN,
@@ -185,6 +185,7 @@ class Session:
                     self._message_event(sender, mev)
         if self.is_websocket:
             self._flush_pending_problems()
+            self._check_close_echoed(record_no, ts_ns)
             self._write_connection()
 
     # --- handshake -----------------------------------------------------------------------------
@@ -346,6 +347,21 @@ class Session:
             self.capture, self.conn_id, problem.record_no, problem.ts_ns, sender,
             str(problem.kind), problem.detail,
         ))
+
+    def _check_close_echoed(self, record_no: int, ts_ns: int) -> None:
+        """RFC 6455 §5.5.1: an endpoint that receives a Close frame answers with one. A TCP end
+        with only one side's close frame is reported (not a capture that simply stopped)."""
+        if self.sides is None or self.first_close is None or self.tcp_end == "open":
+            return
+        closed = [self._sender(d) for d, side in enumerate(self.sides) if side.sent_close]
+        if len(closed) != 1:
+            return
+        first, code = self.first_close
+        other = "server" if first == "client" else "client"
+        how = "a TCP reset" if self.tcp_end == "rst" else "a TCP FIN"
+        self._problem(other, Problem(ProblemKind.CLOSE_NOT_ECHOED,
+                                     f"expected=a close frame answering the {first}'s close ({code}), "
+                                     f"found={how} without one", record_no or None, ts_ns))
 
     def _flush_pending_problems(self) -> None:
         if self.pending_problems:

@@ -1850,6 +1850,18 @@ def _demo(log: Log) -> None:
 # main
 
 
+def _incident(out: Path) -> dict:
+    """incident.pcapng, made by make_incident.py (which reuses this module's recorders)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import make_incident
+
+    return make_incident.build(out)
+
+
+SCENARIOS["incident"] = _incident
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated scenario names")

@@ -278,3 +278,19 @@ def test_sharding_across_processes_changes_nothing(monkeypatch, capture):
     assert list(one.connections.conn_id) == list(range(1, len(one.connections) + 1))
     assert one.captures[0].packets == two.captures[0].packets
     assert one.captures[0].tcp_connections == two.captures[0].tcp_connections
+
+
+def test_close_answered_by_fin_is_close_not_echoed(tmp_path):
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    conv.send(1, frame(0x8, close_payload(1002, "protocol error")))
+    conv.fin(0)
+    conv.fin(1)
+    write_pcap(tmp_path / "half.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "half.pcap")
+    c = a.connections.iloc[0]
+    assert c.close_status == "half-closed" and c.close_code == 1002 and c.close_initiator == "server"
+    p = a.problems[a.problems.kind == "close-not-echoed"]
+    assert len(p) == 1 and p.iloc[0].sender == "client" and "1002" in p.iloc[0].detail
