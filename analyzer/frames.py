@@ -94,8 +94,8 @@ class PayloadBudget:
         self.held -= n
 
 
-#: The budget every decoder uses unless given its own: 128 MiB of partial payloads in all.
-SHARED_BUDGET = PayloadBudget(128 << 20)
+#: The budget every decoder uses unless given its own: 64 MiB of partial payloads in all.
+SHARED_BUDGET = PayloadBudget(64 << 20)
 
 # hybi-04..06 wire opcode → RFC 6455 opcode. The defined ones come from protocol.HYBI04_OPCODES;
 # the wire values reserved in those drafts map one-to-one onto RFC-reserved numbers (6, 7, B-F
