@@ -63,7 +63,10 @@ class Conn:
         self.seq = [1000, 5000]
 
     def pkt(self, d: int, flags: int, payload: bytes = b"", skip: int = 0) -> bytes:
-        src, dst, sp, dp = (self.c, self.s, self.cp, self.sp) if d == 0 else (self.s, self.c, self.sp, self.cp)
+        if d == 0:
+            src, dst, sp, dp = self.c, self.s, self.cp, self.sp
+        else:
+            src, dst, sp, dp = self.s, self.c, self.sp, self.cp
         p = packet(src, dst, sp, dp, self.seq[d] + skip, self.seq[1 - d], flags, payload)
         self.seq[d] += skip + len(payload) + (1 if flags & SYN else 0)
         return p
