@@ -79,6 +79,25 @@ def frames_before(a: analyzer.Analysis, record_no: int) -> pd.DataFrame:
     return f[f["frame_no"] < record_no][FRAME_KEYS].reset_index(drop=True)
 
 
+def assert_same_frames_before(cut: analyzer.Analysis, whole: analyzer.Analysis, record_no: int) -> None:
+    """Every frame the whole capture reports before `record_no`, the cut one reports identically.
+
+    The cut capture may report more: at its end the reassembler gives up on holes that a later
+    retransmission would have filled, and frames decoded from the bytes after such a hole are
+    numbered with the flow's last packet (in the whole capture they come later, numbered with the
+    retransmission). Each such extra frame must belong to a connection with a tcp-gap row."""
+    got, expected = frames_before(cut, record_no), frames_before(whole, record_no)
+    if got.equals(expected):
+        return
+    gapped = set(cut.problems.loc[cut.problems["kind"] == "tcp-gap", "conn_id"])
+    kept = got[~got["conn_id"].isin(gapped)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, expected[~expected["conn_id"].isin(gapped)].reset_index(drop=True))
+    for conn in gapped:
+        ours = got[got["conn_id"] == conn].reset_index(drop=True)
+        theirs = expected[expected["conn_id"] == conn].reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours.iloc[:len(theirs)], theirs)
+
+
 def _lower_level_problems(path) -> list[str]:
     """The details of every problem the capture reader and the packet decoder report."""
     details = []
@@ -97,7 +116,7 @@ def _lower_level_problems(path) -> list[str]:
 
 
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
-@fuzz_settings(60)
+@fuzz_settings(120)
 def test_mutated_capture_always_returns(tmp_path_factory, data: st.DataObject, seed: int) -> None:
     path = data.draw(st.sampled_from(SMALL))
     original = _read(path)
@@ -117,7 +136,7 @@ def test_mutated_capture_always_returns(tmp_path_factory, data: st.DataObject, s
 
 
 @given(data=st.data())
-@fuzz_settings(40)
+@fuzz_settings(80)
 def test_truncated_capture_keeps_what_came_before(tmp_path_factory, data: st.DataObject) -> None:
     path = data.draw(st.sampled_from(SMALL))
     original = _read(path)
@@ -130,7 +149,7 @@ def test_truncated_capture_keeps_what_came_before(tmp_path_factory, data: st.Dat
     whole = _whole(path)
     a = analyze_bytes(tmp, original[:cut], os.path.basename(path))
     damaged_no = next((no for no, start, end in recs if end > cut), recs[-1][0] + 1)
-    pd.testing.assert_frame_equal(frames_before(a, damaged_no), frames_before(whole, damaged_no))
+    assert_same_frames_before(a, whole, damaged_no)
     if cut not in bounds:
         # cut inside a record (at a boundary the file just looks shorter): a problem row says so
         assert {"capture-truncated", "capture-unreadable"} & set(a.problems["kind"])
@@ -153,5 +172,5 @@ def test_every_cut_point_of_a_small_capture(tmp_path, path: str) -> None:
     for no, start, end in records(original)[:60]:
         cut = (start + end) // 2
         a = analyze_bytes(tmp_path, original[:cut], os.path.basename(path))
-        pd.testing.assert_frame_equal(frames_before(a, no), frames_before(whole, no))
+        assert_same_frames_before(a, whole, no)
         assert "capture-truncated" in set(a.problems["kind"])

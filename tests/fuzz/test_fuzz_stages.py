@@ -18,14 +18,14 @@ STAGES = ["handshake", "frames", "hixie", "messages", "inflate", "reassembler", 
 
 @pytest.mark.parametrize("target", STAGES)
 @given(data=st.binary(max_size=3000))
-@fuzz_settings(150)
+@fuzz_settings(300)
 def test_random_bytes(target: str, data: bytes) -> None:
     TARGETS[target](data)
 
 
 @pytest.mark.parametrize("target", STAGES)
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
-@fuzz_settings(150)
+@fuzz_settings(300)
 def test_mutated_seeds(target: str, data: st.DataObject, seed: int) -> None:
     pool = seeds(target)
     base = data.draw(st.sampled_from(pool))
@@ -33,7 +33,7 @@ def test_mutated_seeds(target: str, data: st.DataObject, seed: int) -> None:
 
 
 @given(parts=st.lists(st.binary(max_size=300), min_size=1, max_size=6), p=st.integers(0, 255))
-@fuzz_settings(150)
+@fuzz_settings(300)
 def test_random_records_into_the_packet_decoder(parts: list[bytes], p: int) -> None:
     TARGETS["packets"](bytes([p]) + SEP.join(parts))
 
@@ -44,7 +44,7 @@ segment = st.tuples(st.integers(0, 255), st.sampled_from(_FLAGS), st.integers(0,
 
 
 @given(segs=st.lists(segment, max_size=40), p=st.integers(0, 255))
-@fuzz_settings(200)
+@fuzz_settings(400)
 def test_random_segments_into_the_reassembler(segs: list, p: int) -> None:
     """Small sequence numbers so segments overlap, repeat and leave holes."""
     from tests.fuzz.targets import encode_segments
