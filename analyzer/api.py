@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from analyzer.capture import CaptureError
 from analyzer.merge import merge_captures, merge_shards
 from analyzer.pipeline import ProgressCallback, analyze_file
 from analyzer.session import Options
@@ -139,8 +142,10 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
         validate_utf8: check text messages and close reasons for valid UTF-8.
         progress: True for a progress bar on stderr, or a callback (bytes read, file size).
         jobs: worker processes (None: one per core). Several captures are analysed side by side,
-            and a capture of 64 MiB or more is split between the processes by connection.
-            Results do not depend on it.
+            and a capture of 64 MiB or more is split between the processes by connection. The
+            tables are the same whatever the number; only on hostile input that reaches a memory
+            cap (the caps are split between the processes) can which frames were counted rather
+            than kept differ.
 
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
@@ -175,15 +180,38 @@ def _shards_for(path: str, workers: int) -> int:
 def _run_parallel(paths: list[str], names: list[str], per_file: list[int], options: Options,
                   workers: int, progress: bool | ProgressCallback,
                   ) -> list[list[tuple[dict[str, pd.DataFrame], CaptureInfo]]]:
-    """Every (capture, shard) as a task in a pool of `workers` processes. A progress bar, if
-    asked for, is drawn by the first shard of each capture (callbacks cannot cross processes)."""
-    context = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else None)
+    """Every (capture, shard) as a task for `python -m analyzer.worker`, `workers` at a time. A
+    progress bar, if asked for, is drawn by the first shard of each capture."""
     bar = bool(progress) and not callable(progress)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [[pool.submit(_analyze_shard, p, n, options, (k, shards), bar and k == 0)
-                    for k in range(shards)]
-                   for p, n, shards in zip(paths, names, per_file)]
-        return [[f.result() for f in file_futures] for file_futures in futures]
+    tasks = [(i, p, n, (k, shards)) for i, (p, n, shards) in enumerate(zip(paths, names, per_file))
+             for k in range(shards)]
+    with tempfile.TemporaryDirectory(prefix="ws-analyzer-") as tmp, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_run_worker, os.path.join(tmp, f"{t}.pickle"),
+                               {"path": p, "name": n, "options": options, "shard": shard,
+                                "progress": bar and shard[0] == 0})
+                   for t, (_, p, n, shard) in enumerate(tasks)]
+        outputs = [f.result() for f in futures]
+    results: list[list[tuple[dict[str, pd.DataFrame], CaptureInfo]]] = [[] for _ in paths]
+    for (i, *_), output in zip(tasks, outputs):
+        results[i].append(output)
+    return results
+
+
+def _run_worker(result_path: str, task: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], CaptureInfo]:
+    task["result"] = result_path
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "analyzer.worker"], input=pickle.dumps(task),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env)
+    if proc.returncode == 2:
+        raise CaptureError(proc.stderr.decode("utf-8", "replace").strip())
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"worker for {task['name']} failed (exit {proc.returncode}): {tail[0]}")
+    with open(result_path, "rb") as f:
+        return pickle.load(f)       # written by our own worker a moment ago
 
 
 def _merge_info(shards: list[tuple[dict[str, pd.DataFrame], CaptureInfo]]) -> CaptureInfo:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.frames import FrameDecoder
+from analyzer.frames import FrameDecoder, PayloadBudget
 from analyzer.masking import unmask
 from analyzer.protocol import ProblemKind
 
@@ -52,9 +52,9 @@ class PrefixMaskedFrameDecoder:
     """
 
     def __init__(self, *, max_payload: int = 16 << 20, masking_key_04: bytes | None = None,
-                 allowed_rsv: int = 0) -> None:
+                 allowed_rsv: int = 0, budget: PayloadBudget | None = None) -> None:
         self._inner = FrameDecoder(from_client=False, max_payload=max_payload, hybi04_opcodes=True,
-                                   allowed_rsv=allowed_rsv)
+                                   allowed_rsv=allowed_rsv, budget=budget)
         self._conn_key = masking_key_04
         self._buf = bytearray()
         self._key = b""             # key stream period of the current frame (4 or 20 bytes)

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from analyzer.capture import CaptureReader
 from analyzer.events import StreamClosed, StreamData, StreamEnd, StreamGap, StreamOpened, StreamProblem
 from analyzer.packets import PacketDecoder
-from analyzer.session import Options, Session, problem_row
+from analyzer.session import Budgets, Options, Session, problem_row
 from analyzer.streams import Reassembler
 from analyzer.tables import TableRows
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 _PROGRESS_EVERY = 4096                          # records between progress callbacks
+REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
+MAX_FLOWS = 100_000                             # open TCP flows tracked at once
 
 
 def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
@@ -38,7 +40,11 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
     decoder = PacketDecoder()
-    reassembler = Reassembler()
+    # Memory caps are per analysis; processes sharing a capture split them, so the total and
+    # what a hostile capture can make us hold stay the same whatever the number of processes.
+    budgets = Budgets.split(shards)
+    reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,
+                              max_flows=max(1000, MAX_FLOWS // shards))
     sessions: dict[int, Session] = {}
     conn_offset = first_conn_id - 1
 
@@ -50,7 +56,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                 if session is not None and session.state != "ignored":
                     session.on_data(ev.direction, ev.data, ev.record_no, ev.ts_ns)
             elif kind is StreamOpened:
-                sessions[ev.conn_id] = Session(ev, rows, options, name, ev.conn_id + conn_offset)
+                sessions[ev.conn_id] = Session(ev, rows, options, name, ev.conn_id + conn_offset,
+                                               budgets)
                 rows.tcp_connections += 1
             elif kind is StreamGap:
                 session = sessions.get(ev.conn_id)

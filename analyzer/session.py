@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analyzer.events import (
     CLIENT,
@@ -29,7 +29,7 @@ from analyzer.events import (
     Problem,
     StreamOpened,
 )
-from analyzer.frames import FrameDecoder
+from analyzer.frames import FrameDecoder, PayloadBudget
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.handshake import HandshakeParser
@@ -55,7 +55,22 @@ HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
 SENDERS = ("client", "server")
 _HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC", b"HTTP")
 _REPLAY_LIMIT = 64 * 1024
+PAYLOAD_BUDGET = 64 << 20       # partial frame payloads held by all decoders of an analysis
+HANDSHAKE_BUDGET = 64 << 20     # bytes held by all handshake parsers of an analysis
 _MAX_PENDING_PINGS = 64
+
+
+@dataclass
+class Budgets:
+    """Memory shared by all connections of one analysis (divided when processes share a capture,
+    so that the total stays the same)."""
+
+    payload: PayloadBudget = field(default_factory=lambda: PayloadBudget(PAYLOAD_BUDGET))
+    handshake: PayloadBudget = field(default_factory=lambda: PayloadBudget(HANDSHAKE_BUDGET))
+
+    @classmethod
+    def split(cls, parts: int) -> Budgets:
+        return cls(PayloadBudget(PAYLOAD_BUDGET // parts), PayloadBudget(HANDSHAKE_BUDGET // parts))
 
 
 @dataclass(frozen=True)
@@ -96,14 +111,15 @@ class Session:
     """Fed a connection's stream events by the pipeline; writes rows into `rows`."""
 
     def __init__(self, opened: StreamOpened, rows: TableRows, options: Options, capture: str,
-                 conn_id: int) -> None:
+                 conn_id: int, budgets: Budgets | None = None) -> None:
         self.opened = opened
         self.rows = rows
         self.options = options
+        self.budgets = budgets if budgets is not None else Budgets()
         self.capture = capture
         self.conn_id = conn_id
         self.state = HANDSHAKE
-        self.parser: HandshakeParser | None = HandshakeParser()
+        self.parser: HandshakeParser | None = HandshakeParser(budget=self.budgets.handshake)
         self.handshake: Handshake | None = None
         self.request_seen = False
         self.client_dir = CLIENT            # which stream direction is the WebSocket client
@@ -235,15 +251,17 @@ class Session:
             from_client = direction == self.client_dir
             decoder: FrameDecoder | HixieFrameDecoder | PrefixMaskedFrameDecoder
             if hixie:
-                decoder = HixieFrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes)
+                decoder = HixieFrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes,
+                                            budget=self.budgets.payload)
             elif hybi04 and from_client and hs is not None:
                 key04 = (connection_masking_key_04(hs.key, hs.server_nonce)
                          if hs.version == 4 and hs.key and hs.server_nonce else None)
                 decoder = PrefixMaskedFrameDecoder(max_payload=opts.max_message_bytes, masking_key_04=key04,
-                                                   allowed_rsv=allowed_rsv)
+                                                   allowed_rsv=allowed_rsv, budget=self.budgets.payload)
             else:
                 decoder = FrameDecoder(from_client=from_client, max_payload=opts.max_message_bytes,
-                                       hybi04_opcodes=hybi04, allowed_rsv=allowed_rsv)
+                                       hybi04_opcodes=hybi04, allowed_rsv=allowed_rsv,
+                                       budget=self.budgets.payload)
             assembler = MessageAssembler(
                 next_message_id=self.next_message_id, from_client=from_client, deflate=deflate,
                 max_message_bytes=opts.max_message_bytes, keep_payload=opts.payloads,
