@@ -665,3 +665,57 @@ def test_random_frame_sequences_never_raise(actions: list[object], deflate: Defl
             assert len(m.payload) <= min(m.size, limit)
     # The internal-error fallback never fires.
     assert K.MALFORMED_PACKET not in kinds(events)
+
+
+def _deflate_message(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-15)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def _fr(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False, n: int = 1) -> Frame:
+    return Frame(n, n * 1000, opcode, fin, rsv1, False, False, False, len(payload), payload, 2, None)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.booleans(),
+                       st.one_of(st.binary(max_size=300),
+                                 st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))),
+             min_size=1, max_size=6),
+    st.sampled_from([8, 64, 1 << 20]), st.booleans(), st.booleans())
+def test_one_frame_compressed_fast_path_matches_the_general_path(messages, limit, takeover, corrupt):
+    """A permessage-deflate message in one frame (fast path) and the same bytes as two frames
+    (general path) give the same messages, frame infos and problems."""
+    deflate = DeflateParams("permessage-deflate", client_no_context_takeover=not takeover)
+
+    def run(split: bool) -> list:
+        a = MessageAssembler(next_message_id=itertools.count(1).__next__, from_client=True,
+                             deflate=deflate, max_message_bytes=limit, keep_payload=True)
+        comp = zlib.compressobj(wbits=-15)
+        seen = []
+        for i, (text, data) in enumerate(messages):
+            wire = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+            wire = wire[:-4]
+            if corrupt and i == 0:
+                wire = b"\xff\xff" + wire
+            if not takeover:
+                comp = zlib.compressobj(wbits=-15)
+            op = 1 if text else 2
+            if split and len(wire) > 1:
+                frames = [_fr(op, wire[:1], fin=False, rsv1=True, n=i), _fr(0, wire[1:], n=i)]
+            else:
+                frames = [_fr(op, wire, rsv1=True, n=i)]
+            for f in frames:
+                info, events = a.feed(f)
+                seen.append(info.message_id)
+                for ev in events:
+                    if isinstance(ev, Message):
+                        seen.append((ev.message_id, ev.type, ev.size, ev.compressed, ev.complete,
+                                     ev.preview, ev.payload))
+                    else:
+                        seen.append((ev.kind, ev.detail))
+        return seen
+
+    whole, split = run(False), run(True)
+    # frame infos differ in count (two frames vs one); compare messages and problems
+    assert [x for x in whole if not isinstance(x, int)] == [x for x in split if not isinstance(x, int)]
