@@ -203,6 +203,41 @@ class Inflater:
             out += piece
         return bytes(out), stream.over_limit
 
+    def inflate_whole(self, data: bytes, max_size: int) -> tuple[bytes, bool, str | None] | None:
+        """One whole message in one call, for the common case: an intact context, no message in
+        progress and at most IN_SLICE compressed bytes. Returns what `stream()` + feed + end give
+        - (data, over_limit, error or None) - or None when the case does not hold (then use
+        stream(); nothing was touched)."""
+        if self.context_lost is not None or self._active is not None or len(data) > IN_SLICE:
+            return None
+        decomp = self._decomp
+        if decomp is None or self.no_context_takeover:
+            decomp = self._decomp = zlib.decompressobj(wbits=self._wbits)
+            self._since_reset = 0
+        limit = max(0, max_size)
+        try:
+            out = decomp.decompress(data + DEFLATE_TAIL, limit + 1)
+        except zlib.error as exc:
+            self.lose_context(f"corrupt compressed data ({exc})")
+            return b"", False, str(exc)
+        over = len(out) > limit
+        if over:
+            out = out[:limit]
+        self._produced(len(out))
+        if over:
+            self.lose_context(f"a message went over the limit; inflating stopped at {len(out)} bytes")
+            return out, True, None
+        if decomp.eof:
+            unused = decomp.unused_data
+            if unused and unused != DEFLATE_TAIL[:len(unused)]:
+                why = "compressed data continues after the final deflate block (BFINAL)"
+                self.lose_context(f"corrupt compressed data ({why})")
+                return out, False, why
+            self.lose_context("the sender ended its deflate stream (BFINAL)")
+        elif self.no_context_takeover:
+            self._decomp = None
+        return out, False, None
+
     def lose_context(self, reason: str) -> None:
         """The history the next message may reference is gone (no-op without context takeover)."""
         if self._active is not None:

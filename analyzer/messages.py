@@ -317,28 +317,33 @@ class MessageAssembler:
         self._orphan_run = False
         message_id = self._next_id()
         text = frame.opcode == 1
-        stream = self._inflater.stream(self.max_message_bytes)
-        pieces: list[bytes] = []
-        failure: InflateError | None = None
-        try:
-            pieces.extend(stream.feed(payload))
-            if not stream.over_limit:
-                pieces.extend(stream.end())
-        except InflateError as exc:
-            failure = exc
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        whole = self._inflater.inflate_whole(payload, self.max_message_bytes)
+        if whole is not None:
+            data, over_limit, failure = whole
+        else:
+            stream = self._inflater.stream(self.max_message_bytes)
+            pieces: list[bytes] = []
+            failure = None
+            try:
+                pieces.extend(stream.feed(payload))
+                if not stream.over_limit:
+                    pieces.extend(stream.end())
+            except InflateError as exc:
+                failure = str(exc)
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            over_limit = stream.over_limit
         n = len(data)
         # as the general path: UTF-8 errors in what was inflated come before a failure
         if text and self.validate_utf8 and not data.isascii():
             check = _Utf8Check()
-            error = check.feed(data, final=failure is None and not stream.over_limit)
+            error = check.feed(data, final=failure is None and not over_limit)
             if error is not None:
                 out.append(self._problem(ProblemKind.INVALID_UTF8,
                                          f"text message {message_id}: {error}", frame))
         if failure is not None:
             out.append(self._problem(ProblemKind.DECOMPRESSION_FAILURE,
                                      f"message {message_id}: {failure} (after {n} bytes inflated)", frame))
-        elif stream.over_limit:
+        elif over_limit:
             out.append(self._problem(ProblemKind.MESSAGE_OVER_LIMIT,
                                      f"message {message_id}: more than max_message_bytes="
                                      f"{self.max_message_bytes} after decompression; inflating stopped "

@@ -23,13 +23,19 @@ REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held fo
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
 
 
+def _shard_of(sport: int, dport: int, shards: int) -> int:
+    """Which process looks at a connection: a mix of its two ports, the same both ways. (A plain
+    sum would not do: Linux gives connect() even ports, so the parity follows the server port.)"""
+    return ((((sport ^ dport) * 0x9E3779B1) & 0xFFFFFFFF) >> 16) % shards
+
+
 def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
                  shard: tuple[int, int] = (0, 1)) -> TableRows:
     """Run one capture through every stage and return its table rows.
 
     Args:
-        shard: (k, n): look only at the TCP connections whose port sum is k modulo n, so n
+        shard: (k, n): look only at the TCP connections of shard k of n (by their ports), so n
             processes can share one capture; capture-level problems are reported by shard 0.
 
     Raises:
@@ -92,7 +98,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                     rows.problems.extend(problem_row(name, p) for p in decoder.problems)
                 decoder.problems.clear()
             if segment is not None and (shards == 1
-                                        or (segment.sport + segment.dport) % shards == shard_index):
+                                        or _shard_of(segment.sport, segment.dport, shards) == shard_index):
                 events = reassembler.feed(segment)
                 if events:
                     dispatch(events)
