@@ -20,17 +20,25 @@ def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
     starts = [(int(fp), i, int(cid)) for i, part in enumerate(parts)
               for fp, cid in zip(part["connections"]["first_packet"], part["connections"]["conn_id"])]
     starts.sort()
-    mapping: list[dict[int, int]] = [{} for _ in parts]
+    lookups = []
+    for part in parts:
+        top = max((int(df["conn_id"].max()) for df in part.values()
+                   if len(df) and df["conn_id"].notna().any()), default=0)
+        lookups.append(np.full(top + 1, -1, dtype=np.int64))
     for new_id, (_, i, old) in enumerate(starts, start=first_id):
-        mapping[i][old] = new_id
-    for part, ids in zip(parts, mapping):
+        lookups[i][old] = new_id
+    for part, lut in zip(parts, lookups):
         for name, df in part.items():
-            if len(df):
-                mapped = df["conn_id"].map(ids)
-                if name == "problems":      # capture-level problems have no connection
-                    df["conn_id"] = mapped.astype("Int64")
-                else:
-                    df["conn_id"] = mapped.fillna(-1).astype("int64")
+            if not len(df):
+                continue
+            if name == "problems":          # capture-level problems have no connection
+                ids = df["conn_id"]
+                known = ids.notna().to_numpy()
+                new = np.full(len(df), -1, dtype=np.int64)
+                new[known] = lut[ids.to_numpy(dtype=np.int64, na_value=0)[known]]
+                df["conn_id"] = pd.arrays.IntegerArray(new, new < 0)
+            else:
+                df["conn_id"] = lut[df["conn_id"].to_numpy()]
     return parts
 
 
