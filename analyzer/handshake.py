@@ -910,6 +910,8 @@ class HandshakeParser:
             or any(k in resp for k in ("set-cookie", "set-cookie2")),
             versions_supported=versions,
             failure_reason="; ".join(reasons) or None,
+            key=req.get("sec-websocket-key") if version == 4 else None,
+            server_nonce=resp.get("sec-websocket-nonce") if version == 4 else None,
             request_record_no=request.record_no,
             request_ts_ns=request.ts_ns,
             response_record_no=response.record_no if response is not None else None,

@@ -229,7 +229,9 @@ class MessageAssembler:
 
     def _feed(self, frame: Frame, out: list[MessageEvent]) -> FrameInfo:
         opcode = frame.opcode
-        if self.sent_close:
+        if self.sent_close and (opcode < 8 or opcode == 0x8):
+            # RFC 6455 §5.5.1: no data frames after a Close (a second Close is reported too);
+            # a ping or pong after it is not forbidden (websockets answers pings while closing).
             out.append(self._problem(ProblemKind.DATA_AFTER_CLOSE,
                                      f"opcode {opcode} frame after this sender's close frame", frame))
         if opcode == 0x8:

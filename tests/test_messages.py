@@ -138,12 +138,13 @@ def test_close_frame_info_problems_and_data_after_close() -> None:
         fr(1, b"hi"),
         fr(8, b"\x03\xed"),                 # 1005 on the wire
         fr(1, b"late"),                     # data after close
-        fr(9, b""),                         # so is a ping
+        fr(9, b""),                         # a ping is not data: RFC 6455 §5.5.1 allows it
+        fr(8, b""),                         # a second close is reported
     ])
     assert infos[1] == FrameInfo(None, False, 1005, None)
-    assert asm.sent_close and asm.close_frames == 1
+    assert asm.sent_close and asm.close_frames == 2
     assert [(p.kind, p.record_no) for p in problems(events)] == [
-        (K.FORBIDDEN_CLOSE_CODE, 2), (K.DATA_AFTER_CLOSE, 3), (K.DATA_AFTER_CLOSE, 4)]
+        (K.FORBIDDEN_CLOSE_CODE, 2), (K.DATA_AFTER_CLOSE, 3), (K.DATA_AFTER_CLOSE, 5)]
     # The late message is still decoded.
     assert [m.preview for m in messages(events)] == ["hi", "late"]
 

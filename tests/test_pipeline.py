@@ -294,3 +294,28 @@ def test_close_answered_by_fin_is_close_not_echoed(tmp_path):
     assert c.close_status == "half-closed" and c.close_code == 1002 and c.close_initiator == "server"
     p = a.problems[a.problems.kind == "close-not-echoed"]
     assert len(p) == 1 and p.iloc[0].sender == "client" and "1002" in p.iloc[0].detail
+
+
+def test_hybi04_connection_unmasks_with_the_handshake_keys(tmp_path):
+    """hybi-04 derives the client's masking key from Sec-WebSocket-Key and the server's
+    Sec-WebSocket-Nonce: the handshake hands both to the frame decoder."""
+    from analyzer.frames_hybi04 import connection_masking_key_04
+    from analyzer.handshake import accept_key
+    from tests.test_frames_hybi04 import TEXT04, clear_frame, hybi04_client_frame
+
+    key, nonce = "dGhlIHNhbXBsZSBub25jZQ==", "AQIDBAUGBwgJCgsMDQ4PEC=="
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, f"GET /v4 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Origin: http://h\r\n"
+                 f"Sec-WebSocket-Version: 4\r\n\r\n".encode())
+    conv.send(1, f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Accept: {accept_key(key)}\r\nSec-WebSocket-Nonce: {nonce}\r\n\r\n".encode())
+    conn_key = connection_masking_key_04(key, nonce)
+    conv.send(0, hybi04_client_frame(conn_key, b"\x01\x02\x03\x04", TEXT04, b"from a 2011 browser"))
+    conv.send(1, clear_frame(TEXT04, b"and back"))
+    write_pcap(tmp_path / "hybi04.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "hybi04.pcap")
+    assert (a.connections.iloc[0].version, a.connections.iloc[0].draft) == (4, "hybi-04")
+    assert list(a.messages.preview) == ["from a 2011 browser", "and back"]
+    assert a.problems.empty, a.problems
