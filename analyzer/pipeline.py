@@ -11,11 +11,20 @@ import os
 from collections.abc import Callable
 
 from analyzer.capture import CaptureReader
-from analyzer.events import StreamClosed, StreamData, StreamEnd, StreamGap, StreamOpened, StreamProblem
+from analyzer.events import (
+    Problem,
+    StreamClosed,
+    StreamData,
+    StreamEnd,
+    StreamGap,
+    StreamOpened,
+    StreamProblem,
+)
 from analyzer.packets import PacketDecoder
+from analyzer.protocol import ProblemKind
 from analyzer.session import Budgets, Options, Session, problem_row
 from analyzer.streams import Reassembler
-from analyzer.tables import TableRows
+from analyzer.tables import ProblemLimiter, TableRows
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 _PROGRESS_EVERY = 4096                          # records between progress callbacks
@@ -27,6 +36,21 @@ def _shard_of(sport: int, dport: int, shards: int) -> int:
     """Which process looks at a connection: a mix of its two ports, the same both ways. (A plain
     sum would not do: Linux gives connect() even ports, so the parity follows the server port.)"""
     return ((((sport ^ dport) * 0x9E3779B1) & 0xFFFFFFFF) >> 16) % shards
+
+
+def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
+    """What the reassembler had to let go of to keep memory bounded, as capture-level problems."""
+    problems = []
+    if reassembler.flows_evicted:
+        problems.append(Problem(ProblemKind.FLOW_LIMIT,
+                                f"{reassembler.flows_evicted} TCP connections released before their end: "
+                                f"more than {reassembler.max_flows} were open at once"
+                                + (f" (in one of {shards} processes)" if shards > 1 else "")))
+    if reassembler.bytes_given_up:
+        problems.append(Problem(ProblemKind.TCP_BUFFER_LIMIT,
+                                f"{reassembler.bytes_given_up} bytes of out-of-order TCP data given up at "
+                                "the reassembly memory cap"))
+    return problems
 
 
 def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
@@ -53,6 +77,12 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                               max_flows=max(1000, MAX_FLOWS // shards))
     sessions: dict[int, Session] = {}
     conn_offset = first_conn_id - 1
+    limiter = ProblemLimiter()
+
+    def capture_problems(problems: list[Problem]) -> None:
+        for p in problems:
+            if limiter.admit(str(p.kind), p.record_no, p.ts_ns):
+                rows.problems.append(problem_row(name, p))
 
     def dispatch(events: list) -> None:
         for ev in events:
@@ -95,7 +125,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             segment = decoder.decode(record)
             if decoder.problems:
                 if shard_index == 0:
-                    rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+                    capture_problems(decoder.problems)
                 decoder.problems.clear()
             if segment is not None and (shards == 1
                                         or _shard_of(segment.sport, segment.dport, shards) == shard_index):
@@ -106,13 +136,15 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                 progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
         if shard_index == 0:
-            rows.problems.extend(problem_row(name, p) for p in decoder.problems)
+            capture_problems(decoder.problems)
         decoder.problems.clear()
         dispatch(reassembler.finish())
         for session in list(sessions.values()):   # flows the reassembler did not release
             session.close("end-of-capture", 0, session.last_ts)
         if shard_index == 0:
-            rows.problems.extend(problem_row(name, p) for p in reader.problems)
+            capture_problems(reader.problems)
+        capture_problems(_dropped(reassembler, shards))
+        rows.problems.extend(limiter.summary_rows(name, None, "in this capture"))
         rows.packets = records
         rows.bytes_read = reader.size
         if progress is not None:

@@ -48,6 +48,7 @@ from analyzer.tables import (
     M_COMPRESSED,
     M_INCOMPLETE,
     M_SERVER,
+    ProblemLimiter,
     TableRows,
 )
 
@@ -119,7 +120,7 @@ class Session:
         self.capture = capture
         self.conn_id = conn_id
         self.state = HANDSHAKE
-        self.parser: HandshakeParser | None = HandshakeParser(budget=self.budgets.handshake)
+        self.parser: HandshakeParser | None = None   # made on the first byte (SYN floods cost less)
         self.handshake: Handshake | None = None
         self.request_seen = False
         self.client_dir = CLIENT            # which stream direction is the WebSocket client
@@ -128,6 +129,7 @@ class Session:
                                                or opened.client_port in options.ports)
         self.replay: list[tuple[int, bytes, int, int]] = []
         self.pending_problems: list[tuple[str | None, Problem]] = []  # until we know it is WebSocket
+        self.limiter = ProblemLimiter()
         self.replay_bytes = 0
         self.first_close: tuple[str, int | None] | None = None
         self.tcp_end = "open"
@@ -151,8 +153,10 @@ class Session:
             if self.forced and self.replay_bytes < _REPLAY_LIMIT:
                 self.replay.append((direction, data, record_no, ts_ns))
                 self.replay_bytes += len(data)
-            assert self.parser is not None
-            self._handshake_events(self.parser.feed(direction, data, record_no, ts_ns))
+            parser = self.parser
+            if parser is None:
+                parser = self.parser = HandshakeParser(budget=self.budgets.handshake)
+            self._handshake_events(parser.feed(direction, data, record_no, ts_ns))
 
     def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
         self.tcp_gaps += 1
@@ -164,7 +168,9 @@ class Session:
                 self._frame_event(direction, side, sender, ev)
             for mev in side.assembler.gap(record_no, ts_ns):
                 self._message_event(sender, mev)
-        elif self.state is HANDSHAKE and self.parser is not None:
+        elif self.state is HANDSHAKE:
+            if self.parser is None:
+                self.parser = HandshakeParser(budget=self.budgets.handshake)
             self._handshake_events(self.parser.gap(direction))
 
     def on_end(self, direction: int, rst: bool, record_no: int, ts_ns: int) -> None:
@@ -202,6 +208,8 @@ class Session:
         if self.is_websocket:
             self._flush_pending_problems()
             self._check_close_echoed(record_no, ts_ns)
+            self.rows.problems.extend(self.limiter.summary_rows(self.capture, self.conn_id,
+                                                                "on this connection"))
             self._write_connection()
 
     # --- handshake -----------------------------------------------------------------------------
@@ -361,10 +369,10 @@ class Session:
                 self.pending_problems.append((sender, problem))
             return
         self._flush_pending_problems()
-        self.rows.problems.append((
-            self.capture, self.conn_id, problem.record_no, problem.ts_ns, sender,
-            str(problem.kind), problem.detail,
-        ))
+        kind = str(problem.kind)
+        if self.limiter.admit(kind, problem.record_no, problem.ts_ns):
+            self.rows.problems.append((self.capture, self.conn_id, problem.record_no, problem.ts_ns,
+                                       sender, kind, problem.detail))
 
     def _check_close_echoed(self, record_no: int, ts_ns: int) -> None:
         """RFC 6455 §5.5.1: an endpoint that receives a Close frame answers with one. A TCP end

@@ -183,6 +183,41 @@ M_INCOMPLETE = 8
 
 _NULL = -1                  # null in columns whose values are never negative
 
+#: Rows of one problem kind listed per connection (or per capture for capture-level problems);
+#: past it, one summary row says how many more there were and where.
+MAX_PROBLEMS_PER_KIND = 1000
+
+
+class ProblemLimiter:
+    """Keeps a flood of identical problems (a million malformed packets) from becoming a million
+    rows: the first MAX_PROBLEMS_PER_KIND of each kind are listed, the rest are counted."""
+
+    __slots__ = ("counts", "over")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.over: dict[str, list[int | None]] = {}   # kind → [count, first rec, last rec, last ts]
+
+    def admit(self, kind: str, record_no: int | None, ts_ns: int | None) -> bool:
+        n = self.counts.get(kind, 0) + 1
+        self.counts[kind] = n
+        if n <= MAX_PROBLEMS_PER_KIND:
+            return True
+        over = self.over.get(kind)
+        if over is None:
+            self.over[kind] = [1, record_no, record_no, ts_ns]
+        else:
+            over[0] = over[0] + 1  # type: ignore[operator]
+            over[2], over[3] = record_no, ts_ns
+        return False
+
+    def summary_rows(self, capture: str, conn_id: int | None, where: str) -> list[tuple]:
+        """One problems row per kind that went over the limit."""
+        return [(capture, conn_id, last, ts, None, kind,
+                 f"{count} more {kind} problems {where} not listed (records {first} to {last}); "
+                 f"the first {MAX_PROBLEMS_PER_KIND} are")
+                for kind, (count, first, last, ts) in self.over.items()]
+
 
 class FrameColumns:
     """The frames table while it grows: one typed array per stored column."""

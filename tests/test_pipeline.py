@@ -319,3 +319,20 @@ def test_hybi04_connection_unmasks_with_the_handshake_keys(tmp_path):
     assert (a.connections.iloc[0].version, a.connections.iloc[0].draft) == (4, "hybi-04")
     assert list(a.messages.preview) == ["from a 2011 browser", "and back"]
     assert a.problems.empty, a.problems
+
+
+def test_a_flood_of_one_problem_is_listed_1000_times_then_summarised(tmp_path):
+    from analyzer.tables import MAX_PROBLEMS_PER_KIND
+
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    for _ in range(3):
+        conv.send(0, frame(0x1, b"x") * 500)               # 1,500 unmasked client frames
+    write_pcap(tmp_path / "flood.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "flood.pcap")
+    rows = a.problems[a.problems.kind == "unmasked-client-frame"]
+    assert len(a.frames) == 1500
+    assert len(rows) == MAX_PROBLEMS_PER_KIND + 1
+    assert rows.detail.iloc[-1].startswith("500 more unmasked-client-frame problems on this connection")
