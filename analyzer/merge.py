@@ -42,43 +42,61 @@ def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
     return parts
 
 
-def _ordered(tables: Tables) -> Tables:
-    frames = tables["frames"]
-    if len(frames) > 1 and not frames["frame_no"].is_monotonic_increasing:
-        frames = frames.sort_values("frame_no", kind="stable").reset_index(drop=True)
-    messages = tables["messages"]
-    if len(messages) > 1:
-        order = np.lexsort((messages["message_id"].to_numpy(), messages["conn_id"].to_numpy()))
-        if not (order == np.arange(len(order))).all():
-            messages = messages.iloc[order].reset_index(drop=True)
-    connections = tables["connections"].sort_values("conn_id", kind="stable").reset_index(drop=True)
-    problems = tables["problems"]
-    if len(problems) > 1:
-        problems = problems.sort_values(["frame_no"], kind="stable", na_position="first")
-        problems = problems.reset_index(drop=True)
-    return {"frames": frames, "messages": messages, "connections": connections, "problems": problems}
+def _merge_table(dfs: list[pd.DataFrame], name: str, keys: list[str]) -> pd.DataFrame:
+    """Concatenate one table's parts and sort them by `keys` (stable), column by column: each
+    column is popped from the parts as it is merged, so the peak holds the table about once,
+    not three times (parts, concatenation, sorted copy)."""
+    dfs = [df for df in dfs if len(df)] or dfs[:1]
+    key_arrays = [np.concatenate([df[k].to_numpy() for df in dfs]) for k in keys]
+    order = np.lexsort(key_arrays[::-1]) if len(key_arrays) > 1 else np.argsort(key_arrays[0], kind="stable")
+    if len(dfs) == 1 and (order == np.arange(len(order))).all():
+        return dfs[0]
+    columns = {}
+    for column, dtype, _ in SCHEMAS[name]:
+        merged = pd.concat([df.pop(column) for df in dfs], ignore_index=True)
+        if dtype.startswith("cat") and not isinstance(merged.dtype, pd.CategoricalDtype):
+            # parts with different categories: pandas fell back to object; sorted categories, as
+            # make_frame gives them
+            merged = pd.Series(pd.Categorical(merged.astype("str")))
+        columns[column] = merged.take(order).reset_index(drop=True)
+    return pd.DataFrame(columns)
 
 
-def _concat(parts: list[Tables]) -> Tables:
-    """Concatenate tables; categoricals whose parts had different categories (pandas then falls
-    back to object) become categoricals again, with sorted categories as make_frame gives."""
-    if len(parts) == 1:
-        return parts[0]
-    tables = {}
-    for name, schema in SCHEMAS.items():
-        df = pd.concat([p[name] for p in parts], ignore_index=True)
-        for column, dtype, _ in schema:
-            if dtype.startswith("cat") and not isinstance(df[column].dtype, pd.CategoricalDtype):
-                df[column] = pd.Categorical(df[column].astype("str"))
-        tables[name] = df
-    return tables
+def _small_sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if len(df) < 2:
+        return df
+    return df.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
+
+
+def _merge(parts: list[Tables]) -> Tables:
+    """All parts' tables as one set, in order: frames by frame_no, messages by connection and
+    message, connections by id, problems by frame_no."""
+    return {
+        "frames": _merge_table([p["frames"] for p in parts], "frames", ["frame_no"]),
+        "messages": _merge_table([p["messages"] for p in parts], "messages", ["conn_id", "message_id"]),
+        "connections": _small_sorted(_concat_small([p["connections"] for p in parts], "connections"),
+                                     ["conn_id"]),
+        "problems": _small_sorted(_concat_small([p["problems"] for p in parts], "problems"),
+                                  ["frame_no"]),
+    }
+
+
+def _concat_small(dfs: list[pd.DataFrame], name: str) -> pd.DataFrame:
+    """Concatenate the rare tables (connections, problems), keeping categoricals categorical."""
+    if len(dfs) == 1:
+        return dfs[0]
+    df = pd.concat(dfs, ignore_index=True)
+    for column, dtype, _ in SCHEMAS[name]:
+        if dtype.startswith("cat") and not isinstance(df[column].dtype, pd.CategoricalDtype):
+            df[column] = pd.Categorical(df[column].astype("str"))
+    return df
 
 
 def merge_shards(parts: list[Tables]) -> Tables:
     """One capture's tables from the tables of its shards (each shard saw different connections)."""
     if not parts:
         return empty_tables()
-    return _ordered(_concat(_renumber(parts, 1)))
+    return _merge(_renumber(parts, 1))
 
 
 def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
@@ -91,7 +109,7 @@ def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
         for part in parts:
             shifted.extend(_renumber([part], next_id))
             next_id += len(part["connections"])
-        tables = _ordered(_concat(shifted))
+        tables = _merge(shifted)
     for df in tables.values():
         df["capture"] = pd.Categorical(df["capture"].astype("object"), categories=names)
     return tables
