@@ -84,8 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(repeatable)")
     common.add_argument("--max-message-bytes", type=_size, default=16 << 20, metavar="SIZE",
                         help="largest frame or message buffered/decompressed (default 16M)")
-    common.add_argument("--jobs", type=_jobs, default=1, metavar="N",
-                        help="analyse several captures in N processes (default 1)")
+    common.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                        help="worker processes (default: one per core); several captures run side by "
+                             "side and a capture of 64 MiB or more is split between them")
+    common.add_argument("--no-utf8-check", action="store_true",
+                        help="skip UTF-8 validation of text messages and close reasons (faster)")
+    common.add_argument("--preview-chars", type=int, default=64, metavar="N",
+                        help="characters of message previews kept (0: none, faster; default 64)")
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing but the requested output")
     common.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -136,7 +141,8 @@ def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
         seen.add(key)
         captures.append(path)
     return analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
-                   payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs)
+                   payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
+                   validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -156,3 +156,16 @@ def test_same_capture_twice_is_read_once() -> None:
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["websocket_connections"] == 12
     assert "given more than once" in proc.stderr
+
+
+def test_speed_options_skip_utf8_checks_and_previews():
+    import json
+
+    base = json.loads(run("summary", "--json", "-q", "captures/incident.pcapng").stdout)
+    fast = json.loads(run("summary", "--json", "-q", "--no-utf8-check", "--preview-chars", "0",
+                          "captures/incident.pcapng").stdout)
+    assert base["problems_by_kind"].get("invalid-utf8", 0) >= 1
+    assert "invalid-utf8" not in fast["problems_by_kind"]
+    assert base["frames"] == fast["frames"] == 72
+    listing = run("frames", "--preview-chars", "0", "captures/demo.pcapng").stdout
+    assert "text message" in listing and "“{" not in listing
