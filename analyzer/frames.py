@@ -97,6 +97,39 @@ class PayloadBudget:
 #: The budget every decoder uses unless given its own: 64 MiB of partial payloads in all.
 SHARED_BUDGET = PayloadBudget(64 << 20)
 
+
+class BudgetedPayload:
+    """The partial payload a decoder holds against a PayloadBudget (shared by the RFC 6455 and
+    hixie decoders). Subclasses define the slots `_budget`, `_held` and `_payload`."""
+
+    __slots__ = ()
+    _budget: PayloadBudget
+    _held: int
+    _payload: bytearray | None
+
+    def _drop_payload(self) -> None:
+        """Forget the partial payload and give its bytes back to the budget."""
+        self._payload = None
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    def _budget_refusal(self, what: str, record_no: int, ts_ns: int) -> Problem:
+        """Drop the partial payload of a frame the budget has no room for; the problem to report."""
+        kept = len(self._payload or b"")
+        self._drop_payload()
+        budget = self._budget
+        return Problem(
+            ProblemKind.FRAME_TOO_LARGE,
+            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
+            f"found={budget.held} bytes held by other frames ({what}, {kept} bytes buffered): "
+            "payload counted, not kept", record_no, ts_ns)
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
 # hybi-04..06 wire opcode → RFC 6455 opcode. The defined ones come from protocol.HYBI04_OPCODES;
 # the wire values reserved in those drafts map one-to-one onto RFC-reserved numbers (6, 7, B-F
 # stay as they are, 8/9/A become 3/4/5) so that a reserved opcode is reported as reserved.
@@ -138,7 +171,7 @@ def _tables(from_client: bool, hybi04_opcodes: bool, allowed_rsv: int) -> tuple[
     return tuple(b0_table), cand_re
 
 
-class FrameDecoder:
+class FrameDecoder(BudgetedPayload):
     """Decode the frames of one direction of a WebSocket connection (RFC 6455 / hybi-07+).
 
     Args:
@@ -460,29 +493,10 @@ class FrameDecoder:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _drop_payload(self) -> None:
-        """Forget the partial payload and give its bytes back to the budget."""
-        self._payload = None
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
-
     def _over_budget(self, record_no: int, ts_ns: int) -> Problem:
         cur = self._cur
         assert cur is not None
-        kept = len(self._payload or b"")
-        self._drop_payload()
-        budget = self._budget
-        return Problem(
-            ProblemKind.FRAME_TOO_LARGE,
-            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
-            f"found={budget.held} bytes held by other frames ({opcode_name(cur[0])}, payload_len={cur[6]}, "
-            f"{kept} bytes buffered): payload counted, not kept", record_no, ts_ns)
-
-    def __del__(self) -> None:
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
+        return self._budget_refusal(f"{opcode_name(cur[0])}, payload_len={cur[6]}", record_no, ts_ns)
 
     def _complete(self, record_no: int, ts_ns: int) -> Frame:
         cur = self._cur

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.frames import SHARED_BUDGET, PayloadBudget
+from analyzer.frames import SHARED_BUDGET, BudgetedPayload, PayloadBudget
 from analyzer.protocol import ProblemKind
 
 __all__ = ["HixieFrameDecoder"]
@@ -43,7 +43,7 @@ _BINARY = 2     # inside a length-prefixed payload
 _LOST = 3       # after a gap: looking for a frame start
 
 
-class HixieFrameDecoder:
+class HixieFrameDecoder(BudgetedPayload):
     """Decode the frames of one direction of a hixie-75/76 (hybi-00..03) connection.
 
     Args:
@@ -295,28 +295,9 @@ class HixieFrameDecoder:
         self._skipped = 0
         return out
 
-    def _drop_payload(self) -> None:
-        """Forget the partial payload and give its bytes back to the budget."""
-        self._payload = None
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
-
     def _over_budget(self, length: int, record_no: int, ts_ns: int) -> Problem:
         kind = "binary" if self._state == _BINARY else "text"
-        kept = len(self._payload or b"")
-        self._drop_payload()
-        budget = self._budget
-        return Problem(
-            ProblemKind.FRAME_TOO_LARGE,
-            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
-            f"found={budget.held} bytes held by other frames ({kind}, {length} bytes so far, "
-            f"{kept} buffered): payload counted, not kept", record_no, ts_ns)
-
-    def __del__(self) -> None:
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
+        return self._budget_refusal(f"{kind}, {length} bytes so far", record_no, ts_ns)
 
     def _complete_binary(self, record_no: int, ts_ns: int) -> Frame:
         kept = self._payload
