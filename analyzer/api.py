@@ -126,7 +126,7 @@ class Analysis:
 
 
 def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None = None,
-            max_message_bytes: int = 16 << 20, payloads: bool = False, preview_len: int = 64,
+            max_message_bytes: int = 16 << 20, payloads: bool | float = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
             jobs: int | None = None) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
@@ -137,7 +137,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             that start mid-connection); the side on such a port is the server.
         max_message_bytes: largest frame buffered and message reassembled or decompressed; larger
             ones are counted and reported in `problems`, never held in memory.
-        payloads: keep every message's whole payload in `messages.payload` (default: a preview only).
+        payloads: keep every message's whole payload in `messages.payload` (default: a preview
+            only); a fraction such as 0.01 keeps a sample of the messages, chosen by message id.
         preview_len: characters (text) or bytes (binary, as hex) of the preview.
         validate_utf8: check text messages and close reasons for valid UTF-8.
         progress: True for a progress bar on stderr, or a callback (bytes read, file size).
@@ -152,8 +153,10 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
     """
     single = isinstance(paths, (str, os.PathLike))
     path_list = [os.fspath(paths)] if single else [os.fspath(p) for p in paths]  # type: ignore[union-attr]
+    sample = isinstance(payloads, float) and 0 < payloads < 1
     options = Options(ports=frozenset(int(p) for p in ports or ()),
-                      max_message_bytes=int(max_message_bytes), payloads=bool(payloads),
+                      max_message_bytes=int(max_message_bytes),
+                      payloads=payloads if sample else bool(payloads),
                       preview_len=int(preview_len), validate_utf8=bool(validate_utf8))
     names = _unique_names(path_list)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))

@@ -144,19 +144,25 @@ class MessageAssembler:
         from_client: whether this sender is the client (picks the client_* deflate parameters).
         deflate: the negotiated compression extension, or None.
         max_message_bytes: the most message data held or inflated per message.
-        keep_payload: keep each message's (decompressed) bytes in Message.payload.
+        keep_payload: keep each message's (decompressed) bytes in Message.payload; a float in
+            (0, 1) keeps that fraction of the messages, chosen by message id (the same messages
+            on every run).
         preview_len: characters of a text preview; a binary preview shows preview_len // 2 bytes.
         validate_utf8: check text messages for valid UTF-8.
     """
 
     def __init__(self, *, next_message_id: Callable[[], int], from_client: bool,
                  deflate: DeflateParams | None = None, max_message_bytes: int = 16 << 20,
-                 keep_payload: bool = False, preview_len: int = 64, validate_utf8: bool = True) -> None:
+                 keep_payload: bool | float = False, preview_len: int = 64,
+                 validate_utf8: bool = True) -> None:
         self._next_id = next_message_id
         self.from_client = from_client
         self.deflate = deflate
         self.max_message_bytes = max(0, max_message_bytes)
-        self.keep_payload = keep_payload
+        self.keep_payload = bool(keep_payload)
+        # a sample: keep the payload of a message when the hash of its id falls below this
+        self._sample_below = (int(float(keep_payload) * 2**32)
+                              if not isinstance(keep_payload, bool) and 0 < keep_payload < 1 else None)
         self.preview_len = max(0, preview_len)
         self.validate_utf8 = validate_utf8
         # Text previews need at most 4 bytes per character.
@@ -307,7 +313,7 @@ class MessageAssembler:
         record_no, ts_ns = frame.record_no, frame.ts_ns
         # positional: a NamedTuple is built twice as fast without keywords (fields as in events.Message)
         out.append(Message(message_id, "text" if text else "binary", ts_ns, ts_ns, 1, frame.payload_len, n,
-                           False, preview, payload if self.keep_payload else None, True, record_no,
+                           False, preview, payload if self._keeps(message_id) else None, True, record_no,
                            record_no))
         return FrameInfo(message_id, False)
 
@@ -358,8 +364,15 @@ class MessageAssembler:
             preview = self._preview_of(text, data[:self._head_cap], n)
         record_no, ts_ns = frame.record_no, frame.ts_ns
         out.append(Message(message_id, "text" if text else "binary", ts_ns, ts_ns, 1, frame.payload_len, n,
-                           True, preview, data if self.keep_payload else None, True, record_no, record_no))
+                           True, preview, data if self._keeps(message_id) else None, True, record_no,
+                           record_no))
         return FrameInfo(message_id, True)
+
+    def _keeps(self, message_id: int) -> bool:
+        """Is this message's payload kept (all, none, or a sample by id)?"""
+        if self._sample_below is None:
+            return self.keep_payload
+        return (message_id * 0x9E3779B1) & 0xFFFFFFFF < self._sample_below
 
     def _close(self, frame: Frame, out: list[MessageEvent]) -> FrameInfo:
         self.close_frames += 1
@@ -377,7 +390,7 @@ class MessageAssembler:
         msg = _Open(self._next_id(), "text" if text else "binary", frame)
         if text and self.validate_utf8:
             msg.utf8 = _Utf8Check()
-        if self.keep_payload:
+        if self._keeps(msg.message_id):
             msg.payload = bytearray()
         if self._mode == "message" and frame.rsv1 and self._inflater is not None:
             msg.compressed = True

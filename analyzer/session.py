@@ -80,7 +80,7 @@ class Options:
 
     ports: frozenset[int] = frozenset()
     max_message_bytes: int = 16 << 20
-    payloads: bool = False
+    payloads: bool | float = False
     preview_len: int = 64
     validate_utf8: bool = True
 

@@ -336,3 +336,14 @@ def test_a_flood_of_one_problem_is_listed_1000_times_then_summarised(tmp_path):
     assert len(a.frames) == 1500
     assert len(rows) == MAX_PROBLEMS_PER_KIND + 1
     assert rows.detail.iloc[-1].startswith("500 more unmasked-client-frame problems on this connection")
+
+
+def test_payload_sampling_keeps_a_stable_fraction():
+    full = analyzer.analyze("captures/demo.pcapng", payloads=True, jobs=1)
+    sample = analyzer.analyze("captures/demo.pcapng", payloads=0.25, jobs=1)
+    kept = sample.messages.payload.notna()
+    assert 0.1 < kept.mean() < 0.4
+    # the kept payloads are the real ones, and the same messages are kept on every run
+    assert list(sample.messages.payload[kept]) == list(full.messages.payload[kept])
+    again = analyzer.analyze("captures/demo.pcapng", payloads=0.25, jobs=1)
+    assert list(again.messages.payload.notna()) == list(kept)
