@@ -49,6 +49,7 @@ PAYLOAD_LEN_64 = 127
 MAX_CONTROL_PAYLOAD = 125           # Section 5.5: control frames carry at most 125 bytes
 
 _HEAD = struct.Struct("!BB")
+_new = tuple.__new__        # Frame(...) without the Python-level NamedTuple __new__ (hot path)
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
 _CLOSE_CODE = struct.Struct("!H")
@@ -266,15 +267,15 @@ class FrameDecoder(BudgetedPayload):
                 if stop > end:
                     break
                 payload = unmask(data[start:stop], data[start - 4:start])
-                append(Frame(record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, True, length, payload,
-                             hlen + 4, raw))
+                append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, True, length, payload,
+                                    hlen + 4, raw)))
             else:
                 start = pos + hlen
                 stop = start + length
                 if stop > end:
                     break
-                append(Frame(record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, False, length,
-                             data[start:stop], hlen, raw))
+                append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, False, length,
+                                    data[start:stop], hlen, raw)))
             pos = stop
         if out:
             self.frames_decoded += len(out)

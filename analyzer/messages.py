@@ -45,6 +45,7 @@ from analyzer.protocol import ProblemKind
 _UTF8_SLICE = 64 * 1024
 
 _PER_MESSAGE = "permessage-deflate"
+_new = tuple.__new__        # Message(...)/FrameInfo(...) without the NamedTuple __new__ (hot path)
 _PER_FRAME = frozenset({"x-webkit-deflate-frame", "deflate-frame"})
 
 
@@ -312,10 +313,10 @@ class MessageAssembler:
             preview = self._preview_of(text, payload[:self._head_cap], n)
         record_no, ts_ns = frame.record_no, frame.ts_ns
         # positional: a NamedTuple is built twice as fast without keywords (fields as in events.Message)
-        out.append(Message(message_id, "text" if text else "binary", ts_ns, ts_ns, 1, frame.payload_len, n,
-                           False, preview, payload if self._keeps(message_id) else None, True, record_no,
-                           record_no))
-        return FrameInfo(message_id, False)
+        out.append(_new(Message, (message_id, "text" if text else "binary", ts_ns, ts_ns, 1,
+                                  frame.payload_len, n, False, preview,
+                                  payload if self._keeps(message_id) else None, True, record_no, record_no)))
+        return _new(FrameInfo, (message_id, False, None, None))
 
     def _single_compressed(self, frame: Frame, payload: bytes, out: list[MessageEvent]) -> FrameInfo:
         """Fast path for a permessage-deflate message in one frame: the same stream, limits and
@@ -363,10 +364,10 @@ class MessageAssembler:
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)
         record_no, ts_ns = frame.record_no, frame.ts_ns
-        out.append(Message(message_id, "text" if text else "binary", ts_ns, ts_ns, 1, frame.payload_len, n,
-                           True, preview, data if self._keeps(message_id) else None, True, record_no,
-                           record_no))
-        return FrameInfo(message_id, True)
+        out.append(_new(Message, (message_id, "text" if text else "binary", ts_ns, ts_ns, 1,
+                                  frame.payload_len, n, True, preview,
+                                  data if self._keeps(message_id) else None, True, record_no, record_no)))
+        return _new(FrameInfo, (message_id, True, None, None))
 
     def _keeps(self, message_id: int) -> bool:
         """Is this message's payload kept (all, none, or a sample by id)?"""

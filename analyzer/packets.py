@@ -28,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -104,7 +105,11 @@ class PacketDecoder:
     Problems found while decoding are appended to `problems`; the caller drains the list.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[int, int], bool] | None = None) -> None:
+        """`keep(sport, dport)`, when given, drops the TCP segments it says no to before a Segment
+        is built (processes sharing a capture each keep their own connections); defects of
+        every packet are still reported."""
+        self._keep = keep
         self.problems: list[Problem] = []
         self._frags: dict[tuple[Any, ...], _Datagram] = {}
         self._frag_deadline = 0
@@ -274,6 +279,8 @@ class PacketDecoder:
         if truncated:
             self._truncated(rec, f"TCP payload cut by the snap length (caplen={rec.caplen}, "
                                  f"wirelen={rec.wirelen})")
+        if self._keep is not None and not self._keep(sport, dport):
+            return None
         return _new_segment(Segment, (rec.record_no, rec.ts_ns, ver, src, dst, sport, dport, seq, ack,
                                       flags, data[p:end], truncated))
 

@@ -69,7 +69,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
-    decoder = PacketDecoder()
+    decoder = PacketDecoder(keep=None if shards == 1 else
+                            lambda sport, dport: _shard_of(sport, dport, shards) == shard_index)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     budgets = Budgets.split(shards)
@@ -127,8 +128,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                 if shard_index == 0:
                     capture_problems(decoder.problems)
                 decoder.problems.clear()
-            if segment is not None and (shards == 1
-                                        or _shard_of(segment.sport, segment.dport, shards) == shard_index):
+            if segment is not None:
                 events = reassembler.feed(segment)
                 if events:
                     dispatch(events)

@@ -52,6 +52,9 @@ from analyzer.tables import (
     TableRows,
 )
 
+# _frame_events packs a Frame's booleans into the row flags by shifting them into these bits:
+assert tuple(1 << i for i in range(4, 10)) == (F_FIN, F_RSV1, F_RSV2, F_RSV3, F_MASKED, F_COMPRESSED)
+
 HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
 SENDERS = ("client", "server")
 _HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC", b"HTTP")
@@ -92,13 +95,16 @@ def _address(raw: bytes) -> str:
 class Side:
     """Decoders and counters of one sender (client or server)."""
 
-    __slots__ = ("assembler", "bytes", "close_code", "close_reason", "decoder", "frames", "messages",
-                 "pings", "sent_close")
+    __slots__ = ("assembler", "bytes", "close_code", "close_reason", "decoder", "frame_flags", "frames",
+                 "message_flags", "messages", "pings", "sender", "sent_close")
 
     def __init__(self, decoder: FrameDecoder | HixieFrameDecoder | PrefixMaskedFrameDecoder,
-                 assembler: MessageAssembler) -> None:
+                 assembler: MessageAssembler, sender: str) -> None:
         self.decoder = decoder
         self.assembler = assembler
+        self.sender = sender
+        self.frame_flags = F_SERVER if sender == "server" else 0      # row flags of this sender
+        self.message_flags = M_SERVER if sender == "server" else 0
         self.frames = 0
         self.messages = 0
         self.bytes = 0
@@ -163,11 +169,9 @@ class Session:
         self.last_ts = ts_ns
         if self.state is FRAMES and self.sides is not None:
             side = self.sides[direction]
-            sender = self._sender(direction)
-            for ev in side.decoder.gap(size, record_no, ts_ns):
-                self._frame_event(direction, side, sender, ev)
+            self._frame_events(direction, side, side.decoder.gap(size, record_no, ts_ns))
             for mev in side.assembler.gap(record_no, ts_ns):
-                self._message_event(sender, mev)
+                self._message_event(side, mev)
         elif self.state is HANDSHAKE:
             if self.parser is None:
                 self.parser = HandshakeParser(budget=self.budgets.handshake)
@@ -200,11 +204,9 @@ class Session:
             self._handshake_events(self.parser.finish())
         if self.state is FRAMES and self.sides is not None:
             for direction, side in enumerate(self.sides):
-                sender = self._sender(direction)
-                for ev in side.decoder.finish():
-                    self._frame_event(direction, side, sender, ev)
+                self._frame_events(direction, side, side.decoder.finish())
                 for mev in side.assembler.finish(record_no, ts_ns):
-                    self._message_event(sender, mev)
+                    self._message_event(side, mev)
         if self.is_websocket:
             self._flush_pending_problems()
             self._check_close_echoed(record_no, ts_ns)
@@ -274,7 +276,7 @@ class Session:
                 next_message_id=self.next_message_id, from_client=from_client, deflate=deflate,
                 max_message_bytes=opts.max_message_bytes, keep_payload=opts.payloads,
                 preview_len=opts.preview_len, validate_utf8=opts.validate_utf8)
-            sides.append(Side(decoder, assembler))
+            sides.append(Side(decoder, assembler, "client" if from_client else "server"))
         self.sides = sides
 
     def _start_frames_without_handshake(self, direction: int, data: bytes) -> None:
@@ -305,62 +307,69 @@ class Session:
         return "client" if direction == self.client_dir else "server"
 
     def _frames(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        """Decode one direction's bytes; write a frames row per frame (the hot path: the Frame,
+        FrameInfo and Message tuples are unpacked once, not read field by field)."""
         assert self.sides is not None
         side = self.sides[direction]
         side.bytes += len(data)
         events = side.decoder.feed(data, record_no, ts_ns)
         if events:
-            sender = "client" if direction == self.client_dir else "server"
-            for ev in events:
-                self._frame_event(direction, side, sender, ev)
+            self._frame_events(direction, side, events)
 
-    def _frame_event(self, direction: int, side: Side, sender: str, ev: Frame | Problem) -> None:
-        if type(ev) is not Frame:
-            self._problem(sender, ev)  # type: ignore[arg-type]
-            return
-        info, message_events = side.assembler.feed(ev)
-        side.frames += 1
-        opcode = ev.opcode
-        rtt_ns = -1
+    def _frame_events(self, direction: int, side: Side, events: list) -> None:
+        feed = side.assembler.feed
+        add_frame = self.rows.frames.add
+        conn_id = self.conn_id
+        base = side.frame_flags
+        for ev in events:
+            if type(ev) is not Frame:
+                self._problem(side.sender, ev)  # type: ignore[arg-type]
+                continue
+            info, message_events = feed(ev)
+            side.frames += 1
+            (frame_no, frame_ts, opcode, fin, rsv1, rsv2, rsv3, masked, payload_len, payload,
+             header_len, _raw) = ev
+            message_id, compressed, close_code, close_reason = info
+            rtt_ns = -1 if opcode < 8 else self._control(direction, side, opcode, payload, frame_ts,
+                                                        close_code, close_reason)
+            flags = (base | opcode | (fin << 4) | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7) | (masked << 8)
+                     | (compressed << 9) | (header_len << F_HEADER_SHIFT))
+            add_frame(conn_id, frame_no, frame_ts, flags, payload_len,
+                      -1 if close_code is None else close_code,
+                      -1 if message_id is None else message_id, rtt_ns, close_reason)
+            for mev in message_events:
+                self._message_event(side, mev)
+
+    def _control(self, direction: int, side: Side, opcode: int, payload: bytes | None, ts_ns: int,
+                 close_code: int | None, close_reason: str | None) -> int:
+        """Close and ping/pong bookkeeping; returns a pong's round-trip time in ns, else -1."""
         if opcode == 0x8:
             if not side.sent_close:
                 side.sent_close = True
-                side.close_code = 1005 if info.close_code is None else info.close_code
-                side.close_reason = info.close_reason
+                side.close_code = 1005 if close_code is None else close_code
+                side.close_reason = close_reason
                 if self.first_close is None:
-                    self.first_close = (sender, side.close_code)
-        elif opcode == 0x9 and ev.payload is not None:
+                    self.first_close = (side.sender, side.close_code)
+        elif opcode == 0x9 and payload is not None:
             if len(side.pings) < _MAX_PENDING_PINGS:
-                side.pings.setdefault(ev.payload, ev.ts_ns)
-        elif opcode == 0xA and ev.payload is not None and self.sides is not None:
-            other = self.sides[1 - direction]
-            sent = other.pings.pop(ev.payload, None)
+                side.pings.setdefault(payload, ts_ns)
+        elif opcode == 0xA and payload is not None and self.sides is not None:
+            sent = self.sides[1 - direction].pings.pop(payload, None)
             if sent is not None:
-                rtt_ns = ev.ts_ns - sent
-        flags = (opcode | (F_FIN if ev.fin else 0) | (F_RSV1 if ev.rsv1 else 0)
-                 | (F_RSV2 if ev.rsv2 else 0) | (F_RSV3 if ev.rsv3 else 0) | (F_MASKED if ev.masked else 0)
-                 | (F_COMPRESSED if info.compressed else 0) | (F_SERVER if sender == "server" else 0)
-                 | (ev.header_len << F_HEADER_SHIFT))
-        close_code = info.close_code
-        message_id = info.message_id
-        self.rows.frames.add(self.conn_id, ev.record_no, ev.ts_ns, flags, ev.payload_len,
-                             -1 if close_code is None else close_code,
-                             -1 if message_id is None else message_id, rtt_ns, info.close_reason)
-        for mev in message_events:
-            self._message_event(sender, mev)
+                return ts_ns - sent
+        return -1
 
-    def _message_event(self, sender: str, ev: Message | Problem) -> None:
+    def _message_event(self, side: Side, ev: Message | Problem) -> None:
         if type(ev) is not Message:
-            self._problem(sender, ev)  # type: ignore[arg-type]
+            self._problem(side.sender, ev)  # type: ignore[arg-type]
             return
-        assert self.sides is not None
-        direction = self.client_dir if sender == "client" else 1 - self.client_dir
-        self.sides[direction].messages += 1
-        flags = ((M_SERVER if sender == "server" else 0) | (M_BINARY if ev.type == "binary" else 0)
-                 | (M_COMPRESSED if ev.compressed else 0) | (0 if ev.complete else M_INCOMPLETE))
-        self.rows.messages.add(self.conn_id, ev.message_id, flags, ev.ts_start_ns, ev.ts_end_ns,
-                               ev.frames, ev.wire_bytes, ev.size, ev.preview, ev.payload,
-                               ev.first_record_no, ev.last_record_no)
+        side.messages += 1
+        (message_id, kind, ts_start, ts_end, frames, wire_bytes, size, compressed, preview, payload,
+         complete, first_record_no, last_record_no) = ev
+        flags = (side.message_flags | (M_BINARY if kind == "binary" else 0)
+                 | (M_COMPRESSED if compressed else 0) | (0 if complete else M_INCOMPLETE))
+        self.rows.messages.add(self.conn_id, message_id, flags, ts_start, ts_end, frames, wire_bytes,
+                               size, preview, payload, first_record_no, last_record_no)
 
     def _problem(self, sender: str | None, problem: Problem) -> None:
         """Problems of a connection not yet known to be WebSocket wait; an ignored one's are dropped."""
