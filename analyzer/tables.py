@@ -270,8 +270,8 @@ class FrameColumns:
         close_code, message_id, rtt_ns = ints(self.close_code), ints(self.message_id), ints(self.rtt_ns)
         data = {
             "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-            "conn_id": ints(self.conn_id).copy(),
-            "frame_no": ints(self.frame_no).copy(),
+            "conn_id": ints(self.conn_id),
+            "frame_no": ints(self.frame_no),
             "ts": pd.to_datetime(ints(self.ts), utc=True, unit="ns"),
             "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8),
                                                 categories=["client", "server"]),
@@ -279,15 +279,16 @@ class FrameColumns:
             "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
             "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
             "masked": bit(F_MASKED),
-            "payload_len": ints(self.payload_len).copy(),
+            "payload_len": ints(self.payload_len),
             "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
             "compressed": bit(F_COMPRESSED),
-            "close_code": pd.arrays.IntegerArray(close_code.copy(), close_code < 0),
+            "close_code": pd.arrays.IntegerArray(close_code, close_code < 0),
             "close_reason": pd.array(reasons, dtype="string"),
-            "message_id": pd.arrays.IntegerArray(message_id.copy(), message_id < 0),
+            "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
             "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
         }
-        return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS])
+        # copy=False: the columns are views of the collected arrays, not a second copy of them
+        return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)
 
 
 class MessageColumns:
@@ -329,7 +330,7 @@ class MessageColumns:
         n = len(self)
 
         def ints(col: array) -> np.ndarray:
-            return np.frombuffer(col, dtype=np.int64).copy() if n else np.zeros(0, np.int64)
+            return np.frombuffer(col, dtype=np.int64) if n else np.zeros(0, np.int64)
 
         flags = ints(self.flags)
         payload = np.empty(n, dtype=object)
@@ -356,7 +357,7 @@ class MessageColumns:
             "first_frame_no": ints(self.first_frame_no),
             "last_frame_no": ints(self.last_frame_no),
         }
-        return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS])
+        return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
 
 
 @dataclass
