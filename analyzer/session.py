@@ -194,12 +194,12 @@ class Session:
 
     def close(self, reason: str, record_no: int, ts_ns: int) -> None:
         """The flow is released: flush decoders, write the connections row."""
-        if reason == "end-of-capture" and self.tcp_end == "open":
-            pass
-        elif reason in ("closed",) and self.tcp_end == "open":
-            self.tcp_end = "fin"
-        elif reason == "reset":
+        # the reassembler's reason for the release settles how TCP ended when no FIN/RST was seen
+        # ("end-of-capture" and "idle" leave it open)
+        if reason == "reset":
             self.tcp_end = "rst"
+        elif reason == "closed" and self.tcp_end == "open":
+            self.tcp_end = "fin"
         if self.state is HANDSHAKE and self.parser is not None:
             self._handshake_events(self.parser.finish())
         if self.state is FRAMES and self.sides is not None:
