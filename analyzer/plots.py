@@ -195,7 +195,8 @@ def _log_ticks(ax: Axes, bins: np.ndarray, unit: str, scale: float = 1.0) -> Non
     ax.xaxis.set_major_formatter(FuncFormatter(label))
     minor = label if ratio < 12 else label_2_5 if ratio < 1000 else None
     ax.xaxis.set_minor_formatter(FuncFormatter(minor) if minor else NullFormatter())
-    ax.tick_params(axis="x", which="minor", labelsize=8)
+    # labelled minor ticks get the major ticks' size, so one label does not stand out
+    ax.tick_params(axis="x", which="both" if minor else "minor", labelsize=8)
 
 
 # --- the plots ----------------------------------------------------------------------------------
