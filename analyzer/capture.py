@@ -350,8 +350,12 @@ class CaptureReader:
                                          "32-byte header; record skipped", no, ts)
                     no += 1
                     continue
-                if btype == _BT_EPB:
-                    intid, hi, lo, caplen, wirelen = self._epb_hdr.unpack_from(body)
+                if btype in (_BT_EPB, _BT_PB):
+                    # enhanced and obsolete packet blocks differ only in their fixed header
+                    if btype == _BT_EPB:
+                        intid, hi, lo, caplen, wirelen = self._epb_hdr.unpack_from(body)
+                    else:
+                        intid, _drops, hi, lo, caplen, wirelen = self._pb_hdr.unpack_from(body)
                     if 20 + caplen > blen - 12:
                         self._next_no = no
                         self._problem(ProblemKind.CAPTURE_UNREADABLE,
@@ -379,23 +383,6 @@ class CaptureReader:
                         caplen = min(caplen, snap)
                     # An SPB has no timestamp: keep the previous record's so time never jumps to 1970.
                     record = make((no, ts or 0, lt, caplen, wirelen, body[4:4 + caplen]))
-                elif btype == _BT_PB:
-                    intid, _drops, hi, lo, caplen, wirelen = self._pb_hdr.unpack_from(body)
-                    if 20 + caplen > blen - 12:
-                        self._next_no = no
-                        self._problem(ProblemKind.CAPTURE_UNREADABLE,
-                                      f"record {no}: packet block claims caplen={caplen} beyond its "
-                                      f"block length {blen}; reading stopped", ts)
-                        break
-                    try:
-                        lt, _snap, mul, div, off = self._ifaces[intid]
-                    except IndexError:
-                        self._bad_interface(intid, no, ts)
-                        no += 1
-                        continue
-                    ticks = (hi << 32) | lo
-                    ts = self._checked_ts((ticks * mul if div == 1 else ticks * mul // div) + off, ts, no)
-                    record = make((no, ts, lt, caplen, wirelen, body[20:20 + caplen]))
                 elif btype == _BT_IDB:
                     self._add_interface(body[:-4], no, ts)
                     continue
