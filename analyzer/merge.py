@@ -42,6 +42,14 @@ def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
     return parts
 
 
+def _categorical_again(column: pd.Series, dtype: str) -> pd.Series:
+    """A schema categorical whose parts had different categories comes out of pd.concat as
+    object: make it categorical again, with sorted categories as make_frame gives them."""
+    if dtype.startswith("cat") and not isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Series(pd.Categorical(column.astype("str")), index=column.index, name=column.name)
+    return column
+
+
 def _merge_table(dfs: list[pd.DataFrame], name: str, keys: list[str]) -> pd.DataFrame:
     """Concatenate one table's parts and sort them by `keys` (stable), column by column: each
     column is popped from the parts as it is merged, so the peak holds the table about once,
@@ -53,11 +61,7 @@ def _merge_table(dfs: list[pd.DataFrame], name: str, keys: list[str]) -> pd.Data
         return dfs[0]
     columns = {}
     for column, dtype, _ in SCHEMAS[name]:
-        merged = pd.concat([df.pop(column) for df in dfs], ignore_index=True)
-        if dtype.startswith("cat") and not isinstance(merged.dtype, pd.CategoricalDtype):
-            # parts with different categories: pandas fell back to object; sorted categories, as
-            # make_frame gives them
-            merged = pd.Series(pd.Categorical(merged.astype("str")))
+        merged = _categorical_again(pd.concat([df.pop(column) for df in dfs], ignore_index=True), dtype)
         columns[column] = merged.take(order).reset_index(drop=True)
     return pd.DataFrame(columns)
 
@@ -87,8 +91,7 @@ def _concat_small(dfs: list[pd.DataFrame], name: str) -> pd.DataFrame:
         return dfs[0]
     df = pd.concat(dfs, ignore_index=True)
     for column, dtype, _ in SCHEMAS[name]:
-        if dtype.startswith("cat") and not isinstance(df[column].dtype, pd.CategoricalDtype):
-            df[column] = pd.Categorical(df[column].astype("str"))
+        df[column] = _categorical_again(df[column], dtype)
     return df
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import struct
@@ -20,6 +19,7 @@ from analyzer.events import Frame, Problem
 from analyzer.frames import FrameDecoder, parse_close_payload
 from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import ProblemKind as K
+from tests.frame_helpers import frames_of, kinds, norm
 
 KEY = b"\x37\xfa\x21\x3d"   # the RFC 6455 Section 5.7 masking key
 
@@ -59,18 +59,6 @@ def decode_all(data: bytes, *, from_client: bool, cuts: list[int] | None = None,
     return events
 
 
-def norm(events: list) -> list:
-    """Events with record numbers and timestamps blanked (they depend on the cut points)."""
-    return [e._replace(record_no=0, ts_ns=0) if hasattr(e, "_replace")
-            else dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
-
-
-def frames_of(events: list) -> list[Frame]:
-    return [e for e in events if isinstance(e, Frame)]
-
-
-def kinds(events: list) -> list[K]:
-    return [e.kind for e in events if isinstance(e, Problem)]
 
 
 def ws_parse(data: bytes, *, mask: bool) -> WsFrame:

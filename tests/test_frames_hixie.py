@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +9,7 @@ from hypothesis import strategies as st
 from analyzer.events import Frame, Problem
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.protocol import ProblemKind as K
+from tests.frame_helpers import frames_of, kinds, norm
 
 
 def b128(n: int) -> bytes:
@@ -48,17 +47,6 @@ def run(data: bytes, cuts: list[int] | None = None, **kw) -> tuple[list, HixieFr
     return events, d
 
 
-def norm(events: list) -> list:
-    return [e._replace(record_no=0, ts_ns=0) if hasattr(e, "_replace")
-            else dataclasses.replace(e, record_no=0, ts_ns=0) for e in events]
-
-
-def frames_of(events: list) -> list[Frame]:
-    return [e for e in events if isinstance(e, Frame)]
-
-
-def kinds(events: list) -> list[K]:
-    return [e.kind for e in events if isinstance(e, Problem)]
 
 
 def test_b128_encoder_matches_the_draft_example():
