@@ -284,6 +284,23 @@ class FrameDecoder(BudgetedPayload):
             out.extend(self._run(data[pos:] if pos else data, record_no, ts_ns, False))
         return out
 
+    # --- for analyzer.fastlane: whole frames taken by the caller ---------------------------
+
+    def at_frame_start(self) -> bool:
+        """Nothing buffered, no frame streaming, not resynchronising: the next byte fed starts a
+        frame, so the caller may decode whole clean frames itself (and report them with `took`)."""
+        return not (self._buf or self._cur is not None or self._lost or self._probation or self.stopped)
+
+    def lane_params(self) -> tuple[tuple, int, int]:
+        """(first-byte table as in _tables, the mask bit this direction must carry, max payload)."""
+        return self._b0, self._expect_mask, self._max_payload
+
+    def took(self, frames: int, nbytes: int, record_no: int, ts_ns: int) -> None:
+        """The caller decoded `frames` whole frames, `nbytes` in all, from a frame start."""
+        self.frames_decoded += frames
+        self.bytes_consumed += nbytes
+        self._last = (record_no, ts_ns)
+
     def _run(self, data: bytes, record_no: int, ts_ns: int, final: bool) -> list[FrameEvent]:
         out: list[FrameEvent] = []
         buf = self._buf

@@ -284,13 +284,48 @@ class MessageAssembler:
 
     def _single(self, frame: Frame, payload: bytes, out: list[MessageEvent]) -> FrameInfo:
         """Fast path for the common case: an uncompressed one-frame message within the limit."""
+        record_no, ts_ns = frame.record_no, frame.ts_ns
+        message_id, size, preview, kept = self.single(frame.opcode, payload, record_no, ts_ns, out)
+        # positional: a NamedTuple is built twice as fast without keywords (fields as in events.Message)
+        out.append(_new(Message, (message_id, "text" if frame.opcode == 1 else "binary", ts_ns, ts_ns, 1,
+                                  frame.payload_len, size, False, preview, kept, True, record_no,
+                                  record_no)))
+        return _new(FrameInfo, (message_id, False, None, None))
+
+    def _single_compressed(self, frame: Frame, payload: bytes, out: list[MessageEvent]) -> FrameInfo:
+        """Fast path for a permessage-deflate message in one frame."""
+        record_no, ts_ns = frame.record_no, frame.ts_ns
+        message_id, size, preview, kept = self.single_compressed(frame.opcode, payload, record_no, ts_ns,
+                                                                 out)
+        out.append(_new(Message, (message_id, "text" if frame.opcode == 1 else "binary", ts_ns, ts_ns, 1,
+                                  frame.payload_len, size, True, preview, kept, True, record_no,
+                                  record_no)))
+        return _new(FrameInfo, (message_id, True, None, None))
+
+    # --- one-frame messages (also called by analyzer.fastlane) -------------------------------
+
+    def can_take_single(self) -> bool:
+        """No message is open and this sender has not closed: a whole one-frame data message may
+        skip the general bookkeeping (single / single_compressed)."""
+        return self._open is None and not self.sent_close
+
+    @property
+    def compresses_messages(self) -> bool:
+        """permessage-deflate is on for this sender (RSV1 on a first frame compresses the message)."""
+        return self._mode == "message" and self._inflater is not None
+
+    def single(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
+               problems: list) -> tuple[int, int, str, bytes | None]:
+        """An uncompressed text (opcode 1) or binary message in one frame, payload within the limit:
+        (message_id, size, preview, kept payload or None); problems are appended to `problems`.
+        The caller has checked `can_take_single()`."""
         self._after_gap = False
         self._orphan_run = False
         message_id = self._next_id()
         if type(payload) is not bytes:
             payload = bytes(payload)
         n = len(payload)
-        text = frame.opcode == 1
+        text = opcode == 1
         preview_len = self.preview_len
         if text and payload.isascii():
             # the common case: ASCII text is valid UTF-8 and one character a byte
@@ -308,24 +343,21 @@ class MessageAssembler:
                 else:
                     error = _Utf8Check().feed(payload, final=True)
                 if error is not None:
-                    out.append(self._problem(ProblemKind.INVALID_UTF8,
-                                             f"text message {message_id}: {error}", frame))
+                    problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
+                                            record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
-        record_no, ts_ns = frame.record_no, frame.ts_ns
-        # positional: a NamedTuple is built twice as fast without keywords (fields as in events.Message)
-        out.append(_new(Message, (message_id, "text" if text else "binary", ts_ns, ts_ns, 1,
-                                  frame.payload_len, n, False, preview,
-                                  payload if self._keeps(message_id) else None, True, record_no, record_no)))
-        return _new(FrameInfo, (message_id, False, None, None))
+        return message_id, n, preview, payload if self._keeps(message_id) else None
 
-    def _single_compressed(self, frame: Frame, payload: bytes, out: list[MessageEvent]) -> FrameInfo:
-        """Fast path for a permessage-deflate message in one frame: the same stream, limits and
-        problems as the general path (_start/_data/_end/_emit), without its bookkeeping."""
+    def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
+                          problems: list) -> tuple[int, int, str, bytes | None]:
+        """A permessage-deflate message in one frame: the same stream, limits and problems as the
+        general path (_start/_data/_end/_emit), without its bookkeeping. Returns as `single`; the
+        caller has checked `can_take_single()` and `compresses_messages`."""
         assert self._inflater is not None
         self._after_gap = False
         self._orphan_run = False
         message_id = self._next_id()
-        text = frame.opcode == 1
+        text = opcode == 1
         whole = self._inflater.inflate_whole(payload, self.max_message_bytes)
         if whole is not None:
             data, over_limit, failure = whole
@@ -347,27 +379,24 @@ class MessageAssembler:
             check = _Utf8Check()
             error = check.feed(data, final=failure is None and not over_limit)
             if error is not None:
-                out.append(self._problem(ProblemKind.INVALID_UTF8,
-                                         f"text message {message_id}: {error}", frame))
+                problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
+                                        record_no, ts_ns))
         if failure is not None:
-            out.append(self._problem(ProblemKind.DECOMPRESSION_FAILURE,
-                                     f"message {message_id}: {failure} (after {n} bytes inflated)", frame))
+            problems.append(Problem(ProblemKind.DECOMPRESSION_FAILURE,
+                                    f"message {message_id}: {failure} (after {n} bytes inflated)",
+                                    record_no, ts_ns))
         elif over_limit:
-            out.append(self._problem(ProblemKind.MESSAGE_OVER_LIMIT,
-                                     f"message {message_id}: more than max_message_bytes="
-                                     f"{self.max_message_bytes} after decompression; inflating stopped "
-                                     "there", frame))
+            problems.append(Problem(ProblemKind.MESSAGE_OVER_LIMIT,
+                                    f"message {message_id}: more than max_message_bytes="
+                                    f"{self.max_message_bytes} after decompression; inflating stopped "
+                                    "there", record_no, ts_ns))
         if text and data.isascii():
             preview = data[:self.preview_len].decode("ascii")
             if n > self.preview_len:
                 preview += "…"
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)
-        record_no, ts_ns = frame.record_no, frame.ts_ns
-        out.append(_new(Message, (message_id, "text" if text else "binary", ts_ns, ts_ns, 1,
-                                  frame.payload_len, n, True, preview,
-                                  data if self._keeps(message_id) else None, True, record_no, record_no)))
-        return _new(FrameInfo, (message_id, True, None, None))
+        return message_id, n, preview, data if self._keeps(message_id) else None
 
     def _keeps(self, message_id: int) -> bool:
         """Is this message's payload kept (all, none, or a sample by id)?"""

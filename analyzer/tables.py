@@ -219,46 +219,46 @@ class ProblemLimiter:
                 for kind, (count, first, last, ts) in self.over.items()]
 
 
-class FrameColumns:
-    """The frames table while it grows: one typed array per stored column."""
+# Frames and messages are collected row by row into one int64 array per table (one `extend` per
+# row instead of a call per column); at the end the columns are strided views of it, not copies.
+_FRAME_FIELDS = ("conn_id", "frame_no", "ts", "flags", "payload_len", "close_code", "message_id", "rtt_ns")
+_MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frames", "wire_bytes", "size",
+                   "first_frame_no", "last_frame_no")
 
-    __slots__ = ("close_code", "close_reason", "conn_id", "flags", "frame_no", "message_id",
-                 "payload_len", "rtt_ns", "ts")
+
+def _row_columns(data: array, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The int64 columns of a row-major array, as views."""
+    if not data:
+        return {name: np.zeros(0, np.int64) for name in fields}
+    matrix = np.frombuffer(data, dtype=np.int64).reshape(-1, len(fields))
+    return {name: matrix[:, i] for i, name in enumerate(fields)}
+
+
+class FrameColumns:
+    """The frames table while it grows: one int64 array of rows (fields as _FRAME_FIELDS) and the
+    close reasons by row (most frames have none)."""
+
+    __slots__ = ("close_reason", "data", "extend")
 
     def __init__(self) -> None:
-        self.conn_id = array("q")
-        self.frame_no = array("q")
-        self.ts = array("q")
-        self.flags = array("q")
-        self.payload_len = array("q")
-        self.close_code = array("q")
-        self.message_id = array("q")
-        self.rtt_ns = array("q")
-        self.close_reason: dict[int, str] = {}      # row → reason; most frames have none
+        self.data = array("q")
+        self.extend = self.data.extend      # a row as a tuple in _FRAME_FIELDS order (hot paths)
+        self.close_reason: dict[int, str] = {}
 
     def __len__(self) -> int:
-        return len(self.frame_no)
+        return len(self.data) // len(_FRAME_FIELDS)
 
     def add(self, conn_id: int, frame_no: int, ts_ns: int, flags: int, payload_len: int,
             close_code: int, message_id: int, rtt_ns: int, close_reason: str | None) -> None:
         """One frame; close_code, message_id and rtt_ns use -1 for null."""
         if close_reason is not None:
-            self.close_reason[len(self.frame_no)] = close_reason
-        self.conn_id.append(conn_id)
-        self.frame_no.append(frame_no)
-        self.ts.append(ts_ns)
-        self.flags.append(flags)
-        self.payload_len.append(payload_len)
-        self.close_code.append(close_code)
-        self.message_id.append(message_id)
-        self.rtt_ns.append(rtt_ns)
+            self.close_reason[len(self)] = close_reason
+        self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
     def to_frame(self, capture: str) -> pd.DataFrame:
         n = len(self)
-        flags = np.frombuffer(self.flags, dtype=np.int64) if n else np.zeros(0, np.int64)
-
-        def ints(col: array) -> np.ndarray:
-            return np.frombuffer(col, dtype=np.int64) if n else np.zeros(0, np.int64)
+        cols = _row_columns(self.data, _FRAME_FIELDS)
+        flags = cols["flags"]
 
         def bit(mask: int) -> np.ndarray:
             return (flags & mask) != 0
@@ -267,19 +267,19 @@ class FrameColumns:
         reasons = np.full(n, None, dtype=object)
         for row, reason in self.close_reason.items():
             reasons[row] = reason
-        close_code, message_id, rtt_ns = ints(self.close_code), ints(self.message_id), ints(self.rtt_ns)
+        close_code, message_id, rtt_ns = cols["close_code"], cols["message_id"], cols["rtt_ns"]
         data = {
             "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-            "conn_id": ints(self.conn_id),
-            "frame_no": ints(self.frame_no),
-            "ts": pd.to_datetime(ints(self.ts), utc=True, unit="ns"),
+            "conn_id": cols["conn_id"],
+            "frame_no": cols["frame_no"],
+            "ts": pd.to_datetime(cols["ts"], utc=True, unit="ns"),
             "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8),
                                                 categories=["client", "server"]),
             "opcode": opcode,
             "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
             "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
             "masked": bit(F_MASKED),
-            "payload_len": ints(self.payload_len),
+            "payload_len": cols["payload_len"],
             "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
             "compressed": bit(F_COMPRESSED),
             "close_code": pd.arrays.IntegerArray(close_code, close_code < 0),
@@ -287,75 +287,67 @@ class FrameColumns:
             "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
             "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
         }
-        # copy=False: the columns are views of the collected arrays, not a second copy of them
+        # copy=False: the columns are views of the collected array, not a second copy of it
         return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)
 
 
 class MessageColumns:
-    """The messages table while it grows."""
+    """The messages table while it grows: one int64 array of rows (fields as _MESSAGE_FIELDS),
+    the previews and the kept payloads by row."""
 
-    __slots__ = ("conn_id", "first_frame_no", "flags", "frames", "last_frame_no", "message_id",
-                 "payload", "preview_ends", "preview_utf8", "size", "ts_end", "ts_start", "wire_bytes")
+    __slots__ = ("data", "extend", "payload", "preview_ends", "preview_utf8")
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, array("q"))
+        self.data = array("q")
+        self.extend = self.data.extend
         # Previews are kept as one UTF-8 buffer plus end offsets (an Arrow string column's own
         # layout), not as a Python str each: a third of the memory, and no copy at the end.
         self.preview_utf8 = bytearray()
         self.preview_ends = array("q", [0])
-        self.payload: list[bytes | None] = []
+        self.payload: dict[int, bytes] = {}         # row → payload, for the messages that keep it
 
     def __len__(self) -> int:
-        return len(self.message_id)
+        return len(self.preview_ends) - 1
 
     def add(self, conn_id: int, message_id: int, flags: int, ts_start_ns: int, ts_end_ns: int,
             frames: int, wire_bytes: int, size: int, preview: str, payload: bytes | None,
             first_frame_no: int, last_frame_no: int) -> None:
-        self.conn_id.append(conn_id)
-        self.message_id.append(message_id)
-        self.flags.append(flags)
-        self.ts_start.append(ts_start_ns)
-        self.ts_end.append(ts_end_ns)
-        self.frames.append(frames)
-        self.wire_bytes.append(wire_bytes)
-        self.size.append(size)
-        self.preview_utf8 += preview.encode("utf-8", "surrogatepass")
-        self.preview_ends.append(len(self.preview_utf8))
-        self.payload.append(payload)
-        self.first_frame_no.append(first_frame_no)
-        self.last_frame_no.append(last_frame_no)
+        if payload is not None:
+            self.payload[len(self)] = payload
+        self.extend((conn_id, message_id, flags, ts_start_ns, ts_end_ns, frames, wire_bytes, size,
+                     first_frame_no, last_frame_no))
+        preview_utf8 = self.preview_utf8
+        preview_utf8 += preview.encode("utf-8", "surrogatepass")
+        self.preview_ends.append(len(preview_utf8))
 
     def to_frame(self, capture: str) -> pd.DataFrame:
         n = len(self)
-
-        def ints(col: array) -> np.ndarray:
-            return np.frombuffer(col, dtype=np.int64) if n else np.zeros(0, np.int64)
-
-        flags = ints(self.flags)
-        payload = np.empty(n, dtype=object)
-        payload[:] = self.payload
+        cols = _row_columns(self.data, _MESSAGE_FIELDS)
+        flags = cols["flags"]
+        payload = np.full(n, None, dtype=object)
+        for row, kept in self.payload.items():
+            payload[row] = kept
         data = {
             "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-            "conn_id": ints(self.conn_id),
-            "message_id": ints(self.message_id),
+            "conn_id": cols["conn_id"],
+            "message_id": cols["message_id"],
             "sender": pd.Categorical.from_codes((flags & M_SERVER != 0).astype(np.int8),
                                                 categories=["client", "server"]),
             "type": pd.Categorical.from_codes((flags & M_BINARY != 0).astype(np.int8),
                                               categories=["text", "binary"]),
-            "ts_start": pd.to_datetime(ints(self.ts_start), utc=True, unit="ns"),
-            "ts_end": pd.to_datetime(ints(self.ts_end), utc=True, unit="ns"),
-            "frames": ints(self.frames),
-            "wire_bytes": ints(self.wire_bytes),
-            "size": ints(self.size),
+            "ts_start": pd.to_datetime(cols["ts_start"], utc=True, unit="ns"),
+            "ts_end": pd.to_datetime(cols["ts_end"], utc=True, unit="ns"),
+            "frames": cols["frames"],
+            "wire_bytes": cols["wire_bytes"],
+            "size": cols["size"],
             "compressed": (flags & M_COMPRESSED) != 0,
             "complete": (flags & M_INCOMPLETE) == 0,
             "preview": pd.arrays.ArrowStringArray(pa.Array.from_buffers(
                 pa.large_string(), n,
                 [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])),
             "payload": payload,
-            "first_frame_no": ints(self.first_frame_no),
-            "last_frame_no": ints(self.last_frame_no),
+            "first_frame_no": cols["first_frame_no"],
+            "last_frame_no": cols["last_frame_no"],
         }
         return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
 
