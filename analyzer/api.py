@@ -10,14 +10,18 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from analyzer.capture import CaptureError
-from analyzer.merge import merge_captures, merge_shards
 from analyzer.pipeline import ProgressCallback, analyze_file
 from analyzer.session import Options
+from analyzer.tables import TableRows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported only where the DataFrames are made: worker processes never need it, and the
+# parent imports it while its workers already read the capture.
 
 PathLike = str | os.PathLike[str]
 SHARD_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
@@ -34,18 +38,19 @@ class CaptureInfo:
     bytes: int
 
 
+ShardResult = tuple[TableRows, "CaptureInfo"]
+
+
 def _analyze_shard(path: str, name: str, options: Options, shard: tuple[int, int] = (0, 1),
-                   progress: bool | ProgressCallback = False,
-                   ) -> tuple[dict[str, pd.DataFrame], CaptureInfo]:
-    """One capture (or one shard of it) to DataFrames; runs in a worker process when parallel."""
+                   progress: bool | ProgressCallback = False) -> ShardResult:
+    """One capture (or one shard of it) to table rows; runs in a worker process when parallel."""
     callback = _progress_callback(progress, name)
     try:
         rows = analyze_file(path, options, capture_name=name, progress=callback, shard=shard)
     finally:
         if callback is not None and hasattr(callback, "close"):
             callback.close()
-    info = CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
-    return rows.to_frames(), info
+    return rows, CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
@@ -165,8 +170,16 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
         results = [[_analyze_shard(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
     else:
         results = _run_parallel(path_list, names, per_file, options, workers, progress)
-    file_tables = [merge_shards([r[0] for r in shards]) for shards in results]
+    from analyzer.merge import merge_captures, merge_shards
     infos = [_merge_info(shards) for shards in results]
+    file_tables = []
+    for shards in results:
+        # each shard's rows are released as its DataFrames are made
+        frames = []
+        while shards:
+            rows, _ = shards.pop(0)
+            frames.append(rows.to_frames())
+        file_tables.append(merge_shards(frames))
     tables = merge_captures(file_tables, names)
     return Analysis(captures=infos, options=options, **tables)
 
@@ -181,8 +194,7 @@ def _shards_for(path: str, workers: int) -> int:
 
 
 def _run_parallel(paths: list[str], names: list[str], per_file: list[int], options: Options,
-                  workers: int, progress: bool | ProgressCallback,
-                  ) -> list[list[tuple[dict[str, pd.DataFrame], CaptureInfo]]]:
+                  workers: int, progress: bool | ProgressCallback) -> list[list[ShardResult]]:
     """Every (capture, shard) as a task for `python -m analyzer.worker`, `workers` at a time. A
     progress bar, if asked for, is drawn by the first shard of each capture."""
     bar = bool(progress) and not callable(progress)
@@ -194,14 +206,15 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
                                {"path": p, "name": n, "options": options, "shard": shard,
                                 "progress": bar and shard[0] == 0})
                    for t, (_, p, n, shard) in enumerate(tasks)]
+        import analyzer.merge  # noqa: F401  (pandas: loaded while the workers run)
         outputs = [f.result() for f in futures]
-    results: list[list[tuple[dict[str, pd.DataFrame], CaptureInfo]]] = [[] for _ in paths]
+    results: list[list[ShardResult]] = [[] for _ in paths]
     for (i, *_), output in zip(tasks, outputs):
         results[i].append(output)
     return results
 
 
-def _run_worker(result_path: str, task: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], CaptureInfo]:
+def _run_worker(result_path: str, task: dict[str, Any]) -> ShardResult:
     task["result"] = result_path
     env = dict(os.environ)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,7 +230,7 @@ def _run_worker(result_path: str, task: dict[str, Any]) -> tuple[dict[str, pd.Da
         return pickle.load(f)       # written by our own worker a moment ago
 
 
-def _merge_info(shards: list[tuple[dict[str, pd.DataFrame], CaptureInfo]]) -> CaptureInfo:
+def _merge_info(shards: list[ShardResult]) -> CaptureInfo:
     first = shards[0][1]
     return CaptureInfo(first.path, first.name, first.packets,
                        sum(info.tcp_connections for _, info in shards), first.bytes)

@@ -75,6 +75,7 @@ _TS_MAX = (1 << 63) - 1
 #: Reads of a record or block larger than this go in pieces, so a corrupt length in a short
 #: file (or a gzip stream) costs memory for the bytes really there, not for the length claimed.
 _READ_PIECE = 1 << 20
+_new_record = tuple.__new__     # PacketRecord(...) without the NamedTuple __new__ (hot path)
 _NO_LINKTYPE = _LINKTYPE_MASK   # for the packets of a malformed IDB: no decoder will claim it
 
 
@@ -268,42 +269,46 @@ class CaptureReader:
         unpack = self._rec_hdr.unpack
         frac = self._pcap_frac
         linktype = self._pcap_linktype
-        no = self._next_no
+        first = no = self._next_no
         ts = None
-        make = PacketRecord._make
+        new_record = _new_record
         try:
             while True:
                 hdr = read(16)
                 if len(hdr) < 16:
                     if hdr:
-                        self._next_no = no
+                        self._next_no, self.records_read = no, no - first
                         self._problem(ProblemKind.CAPTURE_TRUNCATED,
                                       f"file ends inside a record header ({len(hdr)} of 16 bytes) "
                                       f"after record {no - 1}", ts)
                     break
                 sec, frac_ts, caplen, wirelen = unpack(hdr)
-                if caplen > MAX_RECORD_BYTES:
-                    self._next_no = no
-                    self._problem(ProblemKind.CAPTURE_UNREADABLE,
-                                  f"record {no} header claims caplen={caplen} (limit {MAX_RECORD_BYTES}): "
-                                  "corrupt file, reading stopped", ts)
-                    break
-                data = _read_exact(read, caplen)
+                if caplen > _READ_PIECE:
+                    if caplen > MAX_RECORD_BYTES:
+                        self._next_no, self.records_read = no, no - first
+                        self._problem(ProblemKind.CAPTURE_UNREADABLE,
+                                      f"record {no} header claims caplen={caplen} "
+                                      f"(limit {MAX_RECORD_BYTES}): corrupt file, reading stopped", ts)
+                        break
+                    data = _read_exact(read, caplen)
+                else:
+                    data = read(caplen)
                 if len(data) < caplen:
-                    self._next_no = no
+                    self._next_no, self.records_read = no, no - first
                     self._problem(ProblemKind.CAPTURE_TRUNCATED,
                                   f"file ends inside record {no}: expected={caplen} bytes, "
                                   f"found={len(data)}", ts)
                     break
                 ts = sec * _NS + frac_ts * frac
-                record = make((no, ts, linktype, caplen, wirelen, data))
+                record = new_record(PacketRecord, (no, ts, linktype, caplen, wirelen, data))
                 no += 1
-                self.records_read += 1
                 yield record
         except (OSError, EOFError, zlib.error) as exc:
-            self._next_no = no
+            self._next_no, self.records_read = no, no - first
             self._read_failed(exc, ts)
-        self._next_no = no
+        finally:
+            # every record of a pcap file is numbered and yielded: the count follows the numbers
+            self._next_no, self.records_read = no, no - first
 
     # --- pcapng -------------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ _IP4 = struct.Struct("!BxHHHxB2x4s4s")            # ver/ihl, total length, id, f
 _IP6 = struct.Struct("!4xHB1x16s16s")             # payload length, next header, src, dst
 _IP6_FRAG = struct.Struct("!BxHI")                # next header, offset/flags, identification
 _TCP = struct.Struct("!HHIIBB")                   # sport, dport, seq, ack, data offset, flags
+_ETH_IP4_TCP = struct.Struct("!12xH" "BxH2xHxB2x4s4s" "HHIIBB")   # the three above in one, no IP options
 
 _new_segment = tuple.__new__                      # Segment(...) without the Python-level __new__
 _MISSING = object()
@@ -127,6 +128,20 @@ class PacketDecoder:
         data = rec.data
         lt = rec.linktype
         if lt == LINKTYPE_ETHERNET:
+            if len(data) >= 54:
+                # The commonest packet of all, Ethernet + IPv4 without options + TCP, unfragmented
+                # and captured whole, in one unpack; anything else takes the layer-by-layer path.
+                (et, vihl, tlen, frag, proto, src, dst, sport, dport, seq, ack, doff,
+                 flags) = _ETH_IP4_TCP.unpack_from(data)
+                if (et == _ETH_IPV4 and vihl == 0x45 and proto == _IPPROTO_TCP and not frag & 0x3FFF
+                        and 40 <= tlen <= len(data) - 14):
+                    p = 34 + ((doff >> 4) << 2)
+                    end = 14 + tlen
+                    if doff >= 0x50 and p <= end:
+                        if self._keep is not None and not self._keep(sport, dport):
+                            return None
+                        return _new_segment(Segment, (rec.record_no, rec.ts_ns, 4, src, dst, sport, dport,
+                                                      seq, ack, flags, data[p:end], False))
             if len(data) < 14:
                 return self._short(rec, "Ethernet header", 14)
             et = data[12] << 8 | data[13]

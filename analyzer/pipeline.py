@@ -23,6 +23,7 @@ from analyzer.events import (
 from analyzer.packets import PacketDecoder
 from analyzer.protocol import ProblemKind
 from analyzer.session import Budgets, Options, Session, problem_row
+from analyzer.sharding import ConnectionOwners
 from analyzer.streams import Reassembler
 from analyzer.tables import ProblemLimiter, TableRows
 
@@ -30,12 +31,6 @@ ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 _PROGRESS_EVERY = 4096                          # records between progress callbacks
 REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
-
-
-def _shard_of(sport: int, dport: int, shards: int) -> int:
-    """Which process looks at a connection: a mix of its two ports, the same both ways. (A plain
-    sum would not do: Linux gives connect() even ports, so the parity follows the server port.)"""
-    return ((((sport ^ dport) * 0x9E3779B1) & 0xFFFFFFFF) >> 16) % shards
 
 
 def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
@@ -59,8 +54,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     """Run one capture through every stage and return its table rows.
 
     Args:
-        shard: (k, n): look only at the TCP connections of shard k of n (by their ports), so n
-            processes can share one capture; capture-level problems are reported by shard 0.
+        shard: (k, n): look only at the TCP connections process k of n owns (analyzer.sharding),
+            so n processes can share one capture; capture-level problems are reported by shard 0.
 
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
@@ -69,8 +64,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
-    decoder = PacketDecoder(keep=None if shards == 1 else
-                            lambda sport, dport: _shard_of(sport, dport, shards) == shard_index)
+    decoder = PacketDecoder(keep=None if shards == 1 else ConnectionOwners(shards, shard_index).keep)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     budgets = Budgets.split(shards)

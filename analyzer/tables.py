@@ -12,12 +12,16 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from analyzer.protocol import OPCODE_NAMES
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# numpy, pandas and pyarrow are imported where the DataFrames are made, not at import: a worker
+# process collects rows without them and its parent makes the tables (analyzer.api).
 
 # (column, dtype, doc). dtypes: "ts" datetime64[ns, UTC] from int ns; "td" timedelta64[ns] from
 # int ns; "cat:a,b" a categorical with those categories; "cat" a categorical of what appears;
@@ -133,6 +137,8 @@ SCHEMAS = {
 
 
 def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.ndarray:
+    import numpy as np
+    import pandas as pd
     if dtype == "ts":
         arr = np.array([-(2**63) if v is None else v for v in values], dtype="int64")
         return pd.to_datetime(arr, utc=True, unit="ns").where(arr != -(2**63))  # NaT for None
@@ -154,6 +160,7 @@ def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.n
 
 def make_frame(schema: tuple[tuple[str, str, str], ...], rows: list[tuple]) -> pd.DataFrame:
     """One DataFrame from row tuples in schema order, converted column by column."""
+    import pandas as pd
     names = [c[0] for c in schema]
     columns = list(zip(*rows)) if rows else [()] * len(schema)
     data = {name: _column(col, dtype) for (name, dtype, _), col in zip(schema, columns)}
@@ -228,6 +235,7 @@ _MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "fram
 
 def _row_columns(data: array, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The int64 columns of a row-major array, as views."""
+    import numpy as np
     if not data:
         return {name: np.zeros(0, np.int64) for name in fields}
     matrix = np.frombuffer(data, dtype=np.int64).reshape(-1, len(fields))
@@ -256,6 +264,8 @@ class FrameColumns:
         self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
     def to_frame(self, capture: str) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
         n = len(self)
         cols = _row_columns(self.data, _FRAME_FIELDS)
         flags = cols["flags"]
@@ -321,6 +331,9 @@ class MessageColumns:
         self.preview_ends.append(len(preview_utf8))
 
     def to_frame(self, capture: str) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
         n = len(self)
         cols = _row_columns(self.data, _MESSAGE_FIELDS)
         flags = cols["flags"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -413,3 +414,54 @@ def test_real_loopback_capture_decodes_whole() -> None:
     assert {s.src for s in segs} == {bytes([127, 0, 0, 1])}
     assert segs[0].flags == 0x02                                        # SYN first
     assert [s.record_no for s in segs] == list(range(1, len(segs) + 1))
+
+
+_ETH_HEADER = bytes.fromhex("020000000002" "020000000001" "0800")
+_ETH_VLAN_HEADER = bytes.fromhex("020000000002" "020000000001" "8100" "0064" "0800")   # VLAN 100
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=st.binary(max_size=80),
+       edits=st.lists(st.tuples(st.integers(min_value=0, max_value=60), st.integers(0, 255)), max_size=4),
+       cut=st.integers(min_value=0, max_value=40), trailer=st.binary(max_size=6))
+def test_ethernet_ipv4_tcp_fast_path_agrees_with_the_layered_path(payload, edits, cut, trailer) -> None:
+    """decode() reads Ethernet + IPv4 + TCP in one unpack when it can. The same IP bytes behind a
+    VLAN tag take the layer-by-layer path: segments and problems must be the same, for
+    headers with random bytes changed (version, IHL, length, fragment bits, protocol, data
+    offset…), records cut short and trailers after the datagram."""
+    ip = bytearray(tcp4(payload))
+    for offset, value in edits:
+        if offset < len(ip):
+            ip[offset] = value
+    ip = bytes(ip[:len(ip) - cut] if cut < len(ip) else ip) + trailer
+    fast_seg, fast_problems = decode_one(rec(_ETH_HEADER + ip))
+    slow_seg, slow_problems = decode_one(rec(_ETH_VLAN_HEADER + ip))
+    assert fast_seg == slow_seg
+
+    def problems(found: list) -> list:   # record lengths and offsets differ by the 4-byte tag
+        return [(p.kind, re.sub(r"\d+", "N", p.detail)) for p in found]
+
+    assert problems(fast_problems) == problems(slow_problems)
+
+
+def test_ethernet_ipv4_tcp_fast_path_is_taken() -> None:
+    """The agreement above is between two paths: a clean packet must take the fast one."""
+    calls = []
+    decoder = PacketDecoder()
+    decoder._ipv4 = lambda *args: calls.append(args)   # the layered path would call this
+    seg = decoder.decode(rec(_ETH_HEADER + tcp4(b"fast")))
+    assert seg is not None and seg.payload == b"fast" and not calls
+
+
+@pytest.mark.parametrize("delta", [-30, -1, 0, 1, 2])
+@pytest.mark.parametrize("trailer", [b"", b"\x00" * 4])
+def test_ethernet_ipv4_tcp_fast_path_total_length_edges(delta, trailer) -> None:
+    """IPv4 total lengths around the captured size: shorter (padding follows), exact, longer
+    (the snap length cut the datagram: flagged truncated, as on the layered path)."""
+    ip = bytearray(tcp4(b"0123456789" * 5))
+    ip[2:4] = (len(ip) + delta).to_bytes(2, "big")
+    fast_seg, fast_problems = decode_one(rec(_ETH_HEADER + bytes(ip) + trailer))
+    slow_seg, slow_problems = decode_one(rec(_ETH_VLAN_HEADER + bytes(ip) + trailer))
+    assert fast_seg == slow_seg
+    assert [p.kind for p in fast_problems] == [p.kind for p in slow_problems]
+    assert fast_seg is not None and fast_seg.truncated == (len(ip) + delta > len(ip) + len(trailer))
