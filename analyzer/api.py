@@ -170,16 +170,10 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
         results = [[_analyze_shard(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
     else:
         results = _run_parallel(path_list, names, per_file, options, workers, progress)
-    from analyzer.merge import merge_captures, merge_shards
+    from analyzer.merge import merge_captures, tables_from_rows
     infos = [_merge_info(shards) for shards in results]
-    file_tables = []
-    for shards in results:
-        # each shard's rows are released as its DataFrames are made
-        frames = []
-        while shards:
-            rows, _ = shards.pop(0)
-            frames.append(rows.to_frames())
-        file_tables.append(merge_shards(frames))
+    file_tables = [tables_from_rows([rows for rows, _ in shards]) for shards in results]
+    del results
     tables = merge_captures(file_tables, names)
     return Analysis(captures=infos, options=options, **tables)
 
@@ -226,8 +220,8 @@ def _run_worker(result_path: str, task: dict[str, Any]) -> ShardResult:
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
         raise RuntimeError(f"worker for {task['name']} failed (exit {proc.returncode}): {tail[0]}")
-    with open(result_path, "rb") as f:
-        return pickle.load(f)       # written by our own worker a moment ago
+    from analyzer.worker import load_result
+    return load_result(result_path)
 
 
 def _merge_info(shards: list[ShardResult]) -> CaptureInfo:

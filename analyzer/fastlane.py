@@ -63,7 +63,7 @@ class FastLane:
     """
 
     __slots__ = ("_assembler", "_conn_id", "_counts", "_decoder", "_expect_mask", "_frames",
-                 "_max_payload", "_messages", "_problem", "_table")
+                 "_loop", "_max_payload", "_messages", "_problem", "_table")
 
     def __init__(self, decoder: FrameDecoder, assembler: MessageAssembler, frames: Any, messages: Any,
                  conn_id: int, frame_base: int, message_base: int, problem: Callable[[Any], None],
@@ -81,6 +81,10 @@ class FastLane:
         self._max_payload = min(max_payload, assembler.max_message_bytes)
         self._table = _lane_table(b0_table, assembler.compresses_messages, bool(expect_mask),
                                   frame_base, message_base)
+        # what the loop needs, unpacked in one step per call
+        self._loop = (self._table, expect_mask, self._max_payload, assembler.single,
+                      assembler.single_compressed, frames.extend, messages.extend, messages.preview_utf8,
+                      messages.preview_ends, messages.payload, conn_id)
 
     def take(self, data: bytes, record_no: int, ts_ns: int) -> int:
         """Write the rows of the whole one-frame messages at the start of `data`; return how many
@@ -89,14 +93,8 @@ class FastLane:
         assembler = self._assembler
         if type(data) is not bytes or not decoder.at_frame_start() or not assembler.can_take_single():
             return 0
-        table = self._table
-        expect_mask = self._expect_mask
-        max_payload = self._max_payload
-        single = assembler.single
-        single_compressed = assembler.single_compressed
-        add_frame = self._frames.add
-        add_message = self._messages.add
-        conn_id = self._conn_id
+        (table, expect_mask, max_payload, single, single_compressed, frame_row, message_row, previews,
+         preview_ends, payloads, conn_id) = self._loop
         problems: list = []
         end = len(data)
         pos = 0
@@ -135,14 +133,19 @@ class FastLane:
                                                                     problems)
             else:
                 message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, problems)
-            add_frame(conn_id, record_no, ts_ns, frame_flags | ((start - pos) << F_HEADER_SHIFT), length,
-                      -1, message_id, -1, None)
+            # the rows as FrameColumns.add / MessageColumns.add write them (no close reason here)
+            frame_row((conn_id, record_no, ts_ns, frame_flags | ((start - pos) << F_HEADER_SHIFT), length,
+                       -1, message_id, -1))
             if problems:
                 for problem in problems:
                     self._problem(problem)
                 problems.clear()
-            add_message(conn_id, message_id, message_flags, ts_ns, ts_ns, 1, length, size, preview, kept,
-                        record_no, record_no)
+            if kept is not None:
+                payloads[len(preview_ends) - 1] = kept     # by row, as MessageColumns.add
+            message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, length, size, record_no,
+                         record_no))
+            previews += preview.encode("utf-8", "surrogatepass")
+            preview_ends.append(len(previews))
             taken += 1
             pos = stop
         if taken:

@@ -1,4 +1,4 @@
-"""Putting tables together: the shards of one capture, then several captures, into one set.
+"""Putting tables together: the rows of one capture's processes, then several captures, into one set.
 
 conn_id is renumbered here so that it never depends on how the work was split: within a capture,
 WebSocket connections are numbered 1, 2, 3… in the order of their first packet, and the
@@ -9,10 +9,140 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from analyzer.tables import SCHEMAS, empty_tables
+from analyzer.tables import (
+    CONNECTION_COLUMNS,
+    FRAME_FIELDS,
+    MESSAGE_FIELDS,
+    PROBLEM_COLUMNS,
+    SCHEMAS,
+    TableRows,
+    empty_tables,
+    frames_frame,
+    make_frame,
+    messages_frame,
+)
 
 Tables = dict[str, pd.DataFrame]
+
+# positions in the collected rows (tables.py): connections and problems rows are tuples in schema
+# order; frames and messages rows are int64 matrices (tables.FRAME_FIELDS / MESSAGE_FIELDS)
+_CONN_ID, _FIRST_PACKET = 1, 7
+_PROBLEM_CONN_ID, _PROBLEM_FRAME_NO = 1, 2
+_FRAME_NO_FIELD = 1
+_MESSAGE_ID_FIELD = 1
+
+
+def tables_from_rows(parts: list[TableRows]) -> Tables:
+    """One capture's four DataFrames from the rows collected by the processes that shared it
+    (or by the only one): connections numbered 1, 2, 3… by first packet, frames in frame_no order,
+    messages by (conn_id, message_id), problems by frame_no. The sorting and merging is done on the
+    collected arrays, each part released once merged, and every table is made once."""
+    capture = parts[0].capture
+    lookups = _lookups(parts)
+    connections = [(row[0], int(lut[row[_CONN_ID]]), *row[2:])
+                   for part, lut in zip(parts, lookups) for row in part.connections]
+    connections.sort(key=lambda row: row[_CONN_ID])
+    problems = [row if row[_PROBLEM_CONN_ID] is None
+                else (row[0], _new_id(lut, row[_PROBLEM_CONN_ID]), *row[2:])
+                for part, lut in zip(parts, lookups) for row in part.problems]
+    problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0))
+
+    # frames: merged in frame_no order; each part's arrays are let go as soon as they are copied
+    frame_parts = [part.frames.matrix() for part in parts]
+    for matrix, lut in zip(frame_parts, lookups):
+        matrix[:, 0] = lut[matrix[:, 0]]
+    frame_order = np.argsort(_stack_column(frame_parts, _FRAME_NO_FIELD), kind="stable")
+    reasons_by_part = [part.frames.close_reason for part in parts]
+    for part in parts:
+        part.frames = type(part.frames)()
+    frame_columns, frame_rows = _gather(frame_parts, frame_order, FRAME_FIELDS)
+    reasons = {int(frame_rows[i][row]): reason for i, part_reasons in enumerate(reasons_by_part)
+               for row, reason in part_reasons.items()}
+    frames = frames_frame(frame_columns, reasons, capture)
+    del frame_columns, frame_order, frame_rows
+
+    # messages: by (conn_id, message_id), previews and kept payloads moved with their rows
+    message_parts = [part.messages.matrix() for part in parts]
+    for matrix, lut in zip(message_parts, lookups):
+        matrix[:, 0] = lut[matrix[:, 0]]
+    message_order = np.lexsort((_stack_column(message_parts, _MESSAGE_ID_FIELD),
+                                _stack_column(message_parts, 0)))
+    previews_by_part = [part.messages.previews() for part in parts]
+    payload_by_part = [part.messages.payload for part in parts]
+    for part in parts:
+        part.messages = type(part.messages)()
+    message_columns, message_rows = _gather(message_parts, message_order, MESSAGE_FIELDS)
+    previews = pa.concat_arrays(previews_by_part) if len(previews_by_part) > 1 else previews_by_part[0]
+    del previews_by_part
+    if not _is_identity(message_order):
+        previews = previews.take(pa.array(message_order))
+    payload = {int(message_rows[i][row]): kept for i, part_payload in enumerate(payload_by_part)
+               for row, kept in part_payload.items()}
+    messages = messages_frame(message_columns, previews, payload, capture)
+    return {
+        "frames": frames,
+        "messages": messages,
+        "connections": make_frame(CONNECTION_COLUMNS, connections),
+        "problems": make_frame(PROBLEM_COLUMNS, problems),
+    }
+
+
+def _new_id(lut: np.ndarray, old: int) -> int | None:
+    new = int(lut[old])
+    return None if new < 0 else new
+
+
+def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
+    """Per part, old conn_id → new one (by first packet, then part, then old id); -1 unknown."""
+    starts = sorted((row[_FIRST_PACKET], i, row[_CONN_ID])
+                    for i, part in enumerate(parts) for row in part.connections)
+    lookups = []
+    for part in parts:
+        ids = [row[_CONN_ID] for row in part.connections]
+        ids += [row[_PROBLEM_CONN_ID] for row in part.problems if row[_PROBLEM_CONN_ID] is not None]
+        top = max(ids, default=0)
+        for matrix in (part.frames.matrix(), part.messages.matrix()):
+            if len(matrix):
+                top = max(top, int(matrix[:, 0].max()))
+        lookups.append(np.full(top + 1, -1, dtype=np.int64))
+    for new_id, (_, i, old) in enumerate(starts, start=1):
+        lookups[i][old] = new_id
+    return lookups
+
+
+def _stack_column(matrices: list[np.ndarray], column: int) -> np.ndarray:
+    return np.concatenate([m[:, column] for m in matrices])
+
+
+def _is_identity(order: np.ndarray) -> bool:
+    return bool((order == np.arange(len(order))).all())
+
+
+def _gather(matrices: list[np.ndarray], order: np.ndarray,
+            fields: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """The columns of the stacked row matrices in `order`, and where each part's rows went. One
+    part already in order comes back as views (no copy); otherwise each column is copied on its
+    own, so that the parts and the result are never both held whole in a second layout. The list
+    is emptied: the parts are freed when the caller's last reference goes."""
+    if len(matrices) == 1 and _is_identity(order):
+        from analyzer.tables import matrix_columns
+        return matrix_columns(matrices.pop(), fields), [order]
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))
+    rows, offset = [], 0
+    for matrix in matrices:
+        rows.append(where[offset:offset + len(matrix)])
+        offset += len(matrix)
+    columns = {}
+    for i, name in enumerate(fields):
+        column = np.empty(len(order), dtype=np.int64)
+        for matrix, dest in zip(matrices, rows):
+            column[dest] = matrix[:, i]
+        columns[name] = column
+    matrices.clear()
+    return columns, rows
 
 
 def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
@@ -95,17 +225,12 @@ def _concat_small(dfs: list[pd.DataFrame], name: str) -> pd.DataFrame:
     return df
 
 
-def merge_shards(parts: list[Tables]) -> Tables:
-    """One capture's tables from the tables of its shards (each shard saw different connections)."""
-    if not parts:
-        return empty_tables()
-    return _merge(_renumber(parts, 1))
-
-
 def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
     """Several captures' tables, one after the other, with conn_id unique across them."""
     if not parts:
         tables = empty_tables()
+    elif len(parts) == 1:
+        tables = parts[0]           # numbered from 1 already (tables_from_rows)
     else:
         shifted = []
         next_id = 1
@@ -114,5 +239,9 @@ def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
             next_id += len(part["connections"])
         tables = _merge(shifted)
     for df in tables.values():
-        df["capture"] = pd.Categorical(df["capture"].astype("object"), categories=names)
+        column = df["capture"]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            df["capture"] = column.cat.set_categories(names)
+        else:
+            df["capture"] = pd.Categorical(column.astype("object"), categories=names)
     return tables

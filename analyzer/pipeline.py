@@ -125,7 +125,14 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             if segment is not None:
                 events = reassembler.feed(segment)
                 if events:
-                    dispatch(events)
+                    if len(events) == 1 and type(events[0]) is StreamData:
+                        # the common case, in order data, without the dispatch loop
+                        conn_id, direction, data, record_no, ts_ns = events[0]
+                        session = sessions.get(conn_id)
+                        if session is not None and session.state != "ignored":
+                            session.on_data(direction, data, record_no, ts_ns)
+                    else:
+                        dispatch(events)
             if progress is not None and records % _PROGRESS_EVERY == 0:
                 progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems

@@ -160,6 +160,16 @@ class Session:
         self.last_ts = ts_ns
         state = self.state
         if state is FRAMES:
+            side = self.sides[direction]  # type: ignore[index]
+            lane = side.lane
+            if lane is not None:
+                # whole one-frame messages straight to the rows; the rest to the general path
+                taken = lane.take(data, record_no, ts_ns)
+                if taken:
+                    side.bytes += taken
+                    if taken == len(data):
+                        return
+                    data = data[taken:]
             self._frames(direction, data, record_no, ts_ns)
         elif state is HANDSHAKE:
             if (self.forced and not self.request_seen and not self.replay
@@ -328,13 +338,6 @@ class Session:
         assert self.sides is not None
         side = self.sides[direction]
         side.bytes += len(data)
-        lane = side.lane
-        if lane is not None:
-            taken = lane.take(data, record_no, ts_ns)
-            if taken:
-                if taken == len(data):
-                    return
-                data = data[taken:]
         events = side.decoder.feed(data, record_no, ts_ns)
         if events:
             self._frame_events(direction, side, events)

@@ -78,6 +78,7 @@ _BYTES_PER_CHUNK = 256
 #: An ACK further than this past the next expected byte is not believed (bogus, or a wrong base).
 _ACK_SANITY = 1 << 30
 
+_new_event = tuple.__new__        # StreamData(...) without the NamedTuple __new__ (hot path)
 _NO_EVENTS = cast("list[StreamEvent]", ())   # shared, immutable: callers only iterate
 
 
@@ -188,42 +189,40 @@ class Reassembler:
 
     def feed(self, seg: Segment) -> list[StreamEvent]:
         """Process one segment (in capture record order) and return what it made happen."""
-        ts = seg.ts_ns
+        record_no, ts, _ver, src, dst, sport, dport, seq, ack, flags, payload, _cut = seg
         out: list[StreamEvent] | None = None
         if ts >= self._next_check:
             out = self._expire(ts)
-        h = self._table.get((seg.src, seg.sport, seg.dst, seg.dport))
+        h = self._table.get((src, sport, dst, dport))
         if h is not None:
             flow = h.flow
             flow.last_ts = ts
-            flow.last_rec = seg.record_no
+            flow.last_rec = record_no
             self._lru.move_to_end(flow.conn_id)
             if flow.bare:
-                if seg.payload:
+                if payload:
                     flow.bare = False
                     del self._bare[flow.conn_id]
                 else:
                     self._bare.move_to_end(flow.conn_id)
-            flags = seg.flags
             fast = not flags & _CONTROL
-            if fast and flags & ACK and seg.ack != h.ack_out:
+            if fast and flags & ACK and ack != h.ack_out:
                 # An ACK at or behind the peer's next byte tells nothing new (no hole can be
                 # behind it); one ahead of it may declare a gap: that takes the slow path.
                 p = h.peer
-                if p.nxt_abs >= 0 and 0 < ((seg.ack - p.nxt_abs) & _MASK) < _HALF:
+                if p.nxt_abs >= 0 and 0 < ((ack - p.nxt_abs) & _MASK) < _HALF:
                     fast = False
                 else:
-                    h.ack_out = seg.ack
+                    h.ack_out = ack
             if fast:
-                payload = seg.payload
                 if not payload:                           # duplicate pure ACK / window update
                     return out or _NO_EVENTS
-                if seg.seq == h.nxt_abs and not h.starts and h.fin_off is None:
+                if seq == h.nxt_abs and not h.starts and h.fin_off is None:
                     # The hot path: in-order data, no hole, nothing new acknowledged.
                     n = len(payload)
                     h.nxt += n
                     h.nxt_abs = (h.nxt_abs + n) & _MASK
-                    ev = StreamData(flow.conn_id, h.dir, payload, seg.record_no, ts)
+                    ev = _new_event(StreamData, (flow.conn_id, h.dir, payload, record_no, ts))
                     if out:
                         out.append(ev)
                         return out

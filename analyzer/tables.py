@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from analyzer.protocol import OPCODE_NAMES
 
@@ -228,33 +228,109 @@ class ProblemLimiter:
 
 # Frames and messages are collected row by row into one int64 array per table (one `extend` per
 # row instead of a call per column); at the end the columns are strided views of it, not copies.
-_FRAME_FIELDS = ("conn_id", "frame_no", "ts", "flags", "payload_len", "close_code", "message_id", "rtt_ns")
-_MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frames", "wire_bytes", "size",
+FRAME_FIELDS = ("conn_id", "frame_no", "ts", "flags", "payload_len", "close_code", "message_id", "rtt_ns")
+MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frames", "wire_bytes", "size",
                    "first_frame_no", "last_frame_no")
 
 
-def _row_columns(data: array, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The int64 columns of a row-major array, as views."""
+def row_matrix(data: array, width: int) -> np.ndarray:
+    """A row-major int64 array as an (n, width) matrix view (writable: the arrays are ours)."""
     import numpy as np
-    if not data:
-        return {name: np.zeros(0, np.int64) for name in fields}
-    matrix = np.frombuffer(data, dtype=np.int64).reshape(-1, len(fields))
+    if len(data) == 0:
+        return np.zeros((0, width), np.int64)
+    return np.frombuffer(data, dtype=np.int64).reshape(-1, width)
+
+
+def matrix_columns(matrix: np.ndarray, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The columns of a row matrix, as views."""
     return {name: matrix[:, i] for i, name in enumerate(fields)}
 
 
+def frames_frame(cols: dict[str, np.ndarray], close_reason: dict[int, str], capture: str) -> pd.DataFrame:
+    """The frames DataFrame from its int64 columns (FRAME_FIELDS) and close reasons by row; the
+    columns are used as they are (views stay views, not copies)."""
+    import numpy as np
+    import pandas as pd
+    n = len(cols["frame_no"])
+    flags = cols["flags"]
+
+    def bit(mask: int) -> np.ndarray:
+        return (flags & mask) != 0
+
+    opcode = (flags & F_OPCODE).astype(np.int8)
+    reasons = np.full(n, None, dtype=object)
+    for row, reason in close_reason.items():
+        reasons[row] = reason
+    close_code, message_id, rtt_ns = cols["close_code"], cols["message_id"], cols["rtt_ns"]
+    data = {
+        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+        "conn_id": cols["conn_id"],
+        "frame_no": cols["frame_no"],
+        "ts": pd.to_datetime(cols["ts"], utc=True, unit="ns"),
+        "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8), categories=["client", "server"]),
+        "opcode": opcode,
+        "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
+        "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
+        "masked": bit(F_MASKED),
+        "payload_len": cols["payload_len"],
+        "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
+        "compressed": bit(F_COMPRESSED),
+        "close_code": pd.arrays.IntegerArray(close_code, close_code < 0),
+        "close_reason": pd.array(reasons, dtype="string"),
+        "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
+        "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
+    }
+    # copy=False: the columns are views of the collected rows, not a second copy of them
+    return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)
+
+
+def messages_frame(cols: dict[str, np.ndarray], previews: Any, payload: dict[int, bytes],
+                   capture: str) -> pd.DataFrame:
+    """The messages DataFrame from its int64 columns (MESSAGE_FIELDS), the previews as a pyarrow
+    large_string array and the kept payloads by row."""
+    import numpy as np
+    import pandas as pd
+    n = len(cols["message_id"])
+    flags = cols["flags"]
+    payloads = np.full(n, None, dtype=object)
+    for row, kept in payload.items():
+        payloads[row] = kept
+    data = {
+        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+        "conn_id": cols["conn_id"],
+        "message_id": cols["message_id"],
+        "sender": pd.Categorical.from_codes((flags & M_SERVER != 0).astype(np.int8),
+                                            categories=["client", "server"]),
+        "type": pd.Categorical.from_codes((flags & M_BINARY != 0).astype(np.int8),
+                                          categories=["text", "binary"]),
+        "ts_start": pd.to_datetime(cols["ts_start"], utc=True, unit="ns"),
+        "ts_end": pd.to_datetime(cols["ts_end"], utc=True, unit="ns"),
+        "frames": cols["frames"],
+        "wire_bytes": cols["wire_bytes"],
+        "size": cols["size"],
+        "compressed": (flags & M_COMPRESSED) != 0,
+        "complete": (flags & M_INCOMPLETE) == 0,
+        "preview": pd.arrays.ArrowStringArray(previews),
+        "payload": payloads,
+        "first_frame_no": cols["first_frame_no"],
+        "last_frame_no": cols["last_frame_no"],
+    }
+    return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
+
+
 class FrameColumns:
-    """The frames table while it grows: one int64 array of rows (fields as _FRAME_FIELDS) and the
+    """The frames table while it grows: one int64 array of rows (fields as FRAME_FIELDS) and the
     close reasons by row (most frames have none)."""
 
     __slots__ = ("close_reason", "data", "extend")
 
     def __init__(self) -> None:
         self.data = array("q")
-        self.extend = self.data.extend      # a row as a tuple in _FRAME_FIELDS order (hot paths)
+        self.extend = self.data.extend      # a row as a tuple in FRAME_FIELDS order (hot paths)
         self.close_reason: dict[int, str] = {}
 
     def __len__(self) -> int:
-        return len(self.data) // len(_FRAME_FIELDS)
+        return len(self.data) // len(FRAME_FIELDS)
 
     def add(self, conn_id: int, frame_no: int, ts_ns: int, flags: int, payload_len: int,
             close_code: int, message_id: int, rtt_ns: int, close_reason: str | None) -> None:
@@ -263,46 +339,22 @@ class FrameColumns:
             self.close_reason[len(self)] = close_reason
         self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
+    def matrix(self) -> np.ndarray:
+        return row_matrix(self.data, len(FRAME_FIELDS))
+
     def to_frame(self, capture: str) -> pd.DataFrame:
-        import numpy as np
-        import pandas as pd
-        n = len(self)
-        cols = _row_columns(self.data, _FRAME_FIELDS)
-        flags = cols["flags"]
+        return frames_frame(matrix_columns(self.matrix(), FRAME_FIELDS), self.close_reason, capture)
 
-        def bit(mask: int) -> np.ndarray:
-            return (flags & mask) != 0
+    def __getstate__(self) -> tuple:
+        return self.data, self.close_reason
 
-        opcode = (flags & F_OPCODE).astype(np.int8)
-        reasons = np.full(n, None, dtype=object)
-        for row, reason in self.close_reason.items():
-            reasons[row] = reason
-        close_code, message_id, rtt_ns = cols["close_code"], cols["message_id"], cols["rtt_ns"]
-        data = {
-            "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-            "conn_id": cols["conn_id"],
-            "frame_no": cols["frame_no"],
-            "ts": pd.to_datetime(cols["ts"], utc=True, unit="ns"),
-            "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8),
-                                                categories=["client", "server"]),
-            "opcode": opcode,
-            "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
-            "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
-            "masked": bit(F_MASKED),
-            "payload_len": cols["payload_len"],
-            "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
-            "compressed": bit(F_COMPRESSED),
-            "close_code": pd.arrays.IntegerArray(close_code, close_code < 0),
-            "close_reason": pd.array(reasons, dtype="string"),
-            "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
-            "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
-        }
-        # copy=False: the columns are views of the collected array, not a second copy of it
-        return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)
+    def __setstate__(self, state: tuple) -> None:
+        self.data, self.close_reason = state
+        self.extend = self.data.extend
 
 
 class MessageColumns:
-    """The messages table while it grows: one int64 array of rows (fields as _MESSAGE_FIELDS),
+    """The messages table while it grows: one int64 array of rows (fields as MESSAGE_FIELDS),
     the previews and the kept payloads by row."""
 
     __slots__ = ("data", "extend", "payload", "preview_ends", "preview_utf8")
@@ -330,39 +382,25 @@ class MessageColumns:
         preview_utf8 += preview.encode("utf-8", "surrogatepass")
         self.preview_ends.append(len(preview_utf8))
 
-    def to_frame(self, capture: str) -> pd.DataFrame:
-        import numpy as np
-        import pandas as pd
+    def matrix(self) -> np.ndarray:
+        return row_matrix(self.data, len(MESSAGE_FIELDS))
+
+    def previews(self) -> Any:
+        """The previews as a pyarrow large_string array over the collected buffers (no copy)."""
         import pyarrow as pa
-        n = len(self)
-        cols = _row_columns(self.data, _MESSAGE_FIELDS)
-        flags = cols["flags"]
-        payload = np.full(n, None, dtype=object)
-        for row, kept in self.payload.items():
-            payload[row] = kept
-        data = {
-            "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-            "conn_id": cols["conn_id"],
-            "message_id": cols["message_id"],
-            "sender": pd.Categorical.from_codes((flags & M_SERVER != 0).astype(np.int8),
-                                                categories=["client", "server"]),
-            "type": pd.Categorical.from_codes((flags & M_BINARY != 0).astype(np.int8),
-                                              categories=["text", "binary"]),
-            "ts_start": pd.to_datetime(cols["ts_start"], utc=True, unit="ns"),
-            "ts_end": pd.to_datetime(cols["ts_end"], utc=True, unit="ns"),
-            "frames": cols["frames"],
-            "wire_bytes": cols["wire_bytes"],
-            "size": cols["size"],
-            "compressed": (flags & M_COMPRESSED) != 0,
-            "complete": (flags & M_INCOMPLETE) == 0,
-            "preview": pd.arrays.ArrowStringArray(pa.Array.from_buffers(
-                pa.large_string(), n,
-                [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])),
-            "payload": payload,
-            "first_frame_no": cols["first_frame_no"],
-            "last_frame_no": cols["last_frame_no"],
-        }
-        return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
+        return pa.Array.from_buffers(pa.large_string(), len(self),
+                                     [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])
+
+    def to_frame(self, capture: str) -> pd.DataFrame:
+        return messages_frame(matrix_columns(self.matrix(), MESSAGE_FIELDS), self.previews(), self.payload,
+                              capture)
+
+    def __getstate__(self) -> tuple:
+        return self.data, self.preview_utf8, self.preview_ends, self.payload
+
+    def __setstate__(self, state: tuple) -> None:
+        self.data, self.preview_utf8, self.preview_ends, self.payload = state
+        self.extend = self.data.extend
 
 
 @dataclass
