@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -189,22 +191,46 @@ def _shards_for(path: str, workers: int) -> int:
 
 def _run_parallel(paths: list[str], names: list[str], per_file: list[int], options: Options,
                   workers: int, progress: bool | ProgressCallback) -> list[list[ShardResult]]:
-    """Every (capture, shard) as a task for `python -m analyzer.worker`, `workers` at a time. A
-    progress bar, if asked for, is drawn by the first shard of each capture."""
-    bar = bool(progress) and not callable(progress)
-    tasks = [(i, p, n, (k, shards)) for i, (p, n, shards) in enumerate(zip(paths, names, per_file))
-             for k in range(shards)]
+    """Every (capture, shard) as a task, `workers` at a time: this process takes tasks from the
+    front of the queue itself (its imports are done and its rows need no passing on), while
+    `workers - 1` threads hand tasks from the back to `python -m analyzer.worker` subprocesses.
+    Progress (a bar, or the callback) is shown for the shards this process analyses."""
+    flat = [(i, p, n, (k, shards)) for i, (p, n, shards) in enumerate(zip(paths, names, per_file))
+            for k in range(shards)]
+    tasks = collections.deque((t, *task) for t, task in enumerate(flat))
+    outputs: dict[int, ShardResult] = {}
+    lock = threading.Lock()
+
+    def take(front: bool) -> tuple | None:
+        with lock:
+            if not tasks:
+                return None
+            return tasks.popleft() if front else tasks.pop()
+
+    def helper(tmp: str) -> None:
+        while (task := take(front=False)) is not None:
+            t, _, p, n, shard = task
+            outputs[t] = _run_worker(os.path.join(tmp, f"{t}.pickle"),
+                                     {"path": p, "name": n, "options": options, "shard": shard,
+                                      "progress": False})
+
     with tempfile.TemporaryDirectory(prefix="ws-analyzer-") as tmp, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run_worker, os.path.join(tmp, f"{t}.pickle"),
-                               {"path": p, "name": n, "options": options, "shard": shard,
-                                "progress": bar and shard[0] == 0})
-                   for t, (_, p, n, shard) in enumerate(tasks)]
-        import analyzer.merge  # noqa: F401  (pandas: loaded while the workers run)
-        outputs = [f.result() for f in futures]
+            ThreadPoolExecutor(max_workers=workers - 1) as pool:
+        helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)]
+        try:
+            while (task := take(front=True)) is not None:
+                t, _, p, n, shard = task
+                outputs[t] = _analyze_shard(p, n, options, shard, progress)
+            import analyzer.merge  # noqa: F401  (pandas: loaded while the workers may still run)
+        except BaseException:
+            with lock:
+                tasks.clear()               # an error here: start nothing more
+            raise
+        for future in helpers:
+            future.result()
     results: list[list[ShardResult]] = [[] for _ in paths]
-    for (i, *_), output in zip(tasks, outputs):
-        results[i].append(output)
+    for t in sorted(outputs):
+        results[flat[t][0]].append(outputs[t])
     return results
 
 

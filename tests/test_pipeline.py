@@ -347,3 +347,31 @@ def test_payload_sampling_keeps_a_stable_fraction():
     assert list(sample.messages.payload[kept]) == list(full.messages.payload[kept])
     again = analyzer.analyze("captures/demo.pcapng", payloads=0.25, jobs=1)
     assert list(again.messages.payload.notna()) == list(kept)
+
+
+def test_several_captures_in_parallel_give_the_same_tables(monkeypatch, tmp_path):
+    """Several captures (one split into shards too) share the processes: this one takes tasks
+    itself while helper threads run worker subprocesses; the tables are those of one process."""
+    import analyzer.api
+
+    paths = ["captures/demo.pcapng", "captures/node_ws.pcap", "captures/incident.pcapng",
+             "captures/ipv6.pcap"]
+    one = analyzer.analyze(paths, jobs=1, payloads=True)
+    monkeypatch.setattr(analyzer.api, "SHARD_MIN_BYTES", 400_000)   # demo.pcapng (480 kB) is split
+    seen = []
+    original = analyzer.api._run_worker
+    monkeypatch.setattr(analyzer.api, "_run_worker", lambda *a: seen.append(a) or original(*a))
+    for jobs in (2, 3):
+        seen.clear()
+        many = analyzer.analyze(paths, jobs=jobs, payloads=True)
+        assert seen, "no worker subprocess ran: nothing was compared"
+        for name in ("connections", "frames", "messages", "problems"):
+            pd.testing.assert_frame_equal(getattr(one, name), getattr(many, name), check_exact=True)
+        assert [c.packets for c in one.captures] == [c.packets for c in many.captures]
+
+
+def test_a_bad_capture_among_several_in_parallel_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a capture")
+    with pytest.raises(analyzer.CaptureError, match=r"notes\.txt"):
+        analyzer.analyze(["captures/demo.pcapng", str(bad), "captures/node_ws.pcap"], jobs=2)
