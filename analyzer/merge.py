@@ -7,14 +7,15 @@ captures follow one another in the order they were given.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.tables import (
     CONNECTION_COLUMNS,
-    FRAME_FIELDS,
-    MESSAGE_FIELDS,
     PROBLEM_COLUMNS,
     SCHEMAS,
     TableRows,
@@ -38,7 +39,8 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     """One capture's four DataFrames from the rows collected by the processes that shared it
     (or by the only one): connections numbered 1, 2, 3… by first packet, frames in frame_no order,
     messages by (conn_id, message_id), problems by frame_no. The sorting and merging is done on the
-    collected arrays, each part released once merged, and every table is made once."""
+    collected columns, one column at a time (each part's copy of it let go as soon as it is
+    placed), and every table is made once."""
     capture = parts[0].capture
     lookups = _lookups(parts)
     connections = [(row[0], int(lut[row[_CONN_ID]]), *row[2:])
@@ -49,38 +51,37 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
                 for part, lut in zip(parts, lookups) for row in part.problems]
     problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0))
 
-    # frames: merged in frame_no order; each part's arrays are let go as soon as they are copied
-    frame_parts = [part.frames.matrix() for part in parts]
-    for matrix, lut in zip(frame_parts, lookups):
-        matrix[:, 0] = lut[matrix[:, 0]]
-    frame_order = np.argsort(_stack_column(frame_parts, _FRAME_NO_FIELD), kind="stable")
-    reasons_by_part = [part.frames.close_reason for part in parts]
+    # frames in frame_no order
+    frame_tables = [part.frames for part in parts]
+    order = np.argsort(np.concatenate([t.column("frame_no") for t in frame_tables]), kind="stable")
+    where = _placement(order, [len(t) for t in frame_tables])
+    reasons = _moved([t.close_reason for t in frame_tables], where, [len(t) for t in frame_tables])
+    columns = _gather(frame_tables, where, lookups)
     for part in parts:
         part.frames = type(part.frames)()
-    frame_columns, frame_rows = _gather(frame_parts, frame_order, FRAME_FIELDS)
-    reasons = {int(frame_rows[i][row]): reason for i, part_reasons in enumerate(reasons_by_part)
-               for row, reason in part_reasons.items()}
-    frames = frames_frame(frame_columns, reasons, capture)
-    del frame_columns, frame_order, frame_rows
+    del frame_tables
+    frames = frames_frame(columns, reasons, capture)
+    del columns
 
-    # messages: by (conn_id, message_id), previews and kept payloads moved with their rows
-    message_parts = [part.messages.matrix() for part in parts]
-    for matrix, lut in zip(message_parts, lookups):
-        matrix[:, 0] = lut[matrix[:, 0]]
-    message_order = np.lexsort((_stack_column(message_parts, _MESSAGE_ID_FIELD),
-                                _stack_column(message_parts, 0)))
-    previews_by_part = [part.messages.previews() for part in parts]
-    payload_by_part = [part.messages.payload for part in parts]
+    # messages by (conn_id, message_id), previews and kept payloads moved with their rows
+    message_tables = [part.messages for part in parts]
+    conn_ids = np.concatenate([lut[t.column("conn_id")] for t, lut in zip(message_tables, lookups)])
+    order = np.lexsort((np.concatenate([t.column("message_id") for t in message_tables]), conn_ids))
+    del conn_ids
+    where = _placement(order, [len(t) for t in message_tables])
+    payload = _moved([t.payload for t in message_tables], where, [len(t) for t in message_tables])
+    columns = _gather(message_tables, where, lookups)
+    previews = [t.previews() for t in message_tables]
     for part in parts:
         part.messages = type(part.messages)()
-    message_columns, message_rows = _gather(message_parts, message_order, MESSAGE_FIELDS)
-    previews = pa.concat_arrays(previews_by_part) if len(previews_by_part) > 1 else previews_by_part[0]
-    del previews_by_part
-    if not _is_identity(message_order):
-        previews = previews.take(pa.array(message_order))
-    payload = {int(message_rows[i][row]): kept for i, part_payload in enumerate(payload_by_part)
-               for row, kept in part_payload.items()}
-    messages = messages_frame(message_columns, previews, payload, capture)
+    del message_tables
+    # Arrow's own pool (mimalloc) would keep the freed concatenation for later: the system pool
+    # gives it back, so the process's peak is what the tables need
+    pool = pa.system_memory_pool()
+    previews = pa.concat_arrays(previews, memory_pool=pool) if len(previews) > 1 else previews[0]
+    if not _is_identity(order):
+        previews = pc.take(previews, pa.array(order), memory_pool=pool)
+    messages = messages_frame(columns, previews, payload, capture)
     return {
         "frames": frames,
         "messages": messages,
@@ -103,46 +104,59 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
         ids = [row[_CONN_ID] for row in part.connections]
         ids += [row[_PROBLEM_CONN_ID] for row in part.problems if row[_PROBLEM_CONN_ID] is not None]
         top = max(ids, default=0)
-        for matrix in (part.frames.matrix(), part.messages.matrix()):
-            if len(matrix):
-                top = max(top, int(matrix[:, 0].max()))
+        for table in (part.frames, part.messages):
+            if len(table):
+                top = max(top, int(table.column("conn_id").max()))
         lookups.append(np.full(top + 1, -1, dtype=np.int64))
     for new_id, (_, i, old) in enumerate(starts, start=1):
         lookups[i][old] = new_id
     return lookups
 
 
-def _stack_column(matrices: list[np.ndarray], column: int) -> np.ndarray:
-    return np.concatenate([m[:, column] for m in matrices])
-
-
 def _is_identity(order: np.ndarray) -> bool:
     return bool((order == np.arange(len(order))).all())
 
 
-def _gather(matrices: list[np.ndarray], order: np.ndarray,
-            fields: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """The columns of the stacked row matrices in `order`, and where each part's rows went. One
-    part already in order comes back as views (no copy); otherwise each column is copied on its
-    own, so that the parts and the result are never both held whole in a second layout. The list
-    is emptied: the parts are freed when the caller's last reference goes."""
-    if len(matrices) == 1 and _is_identity(order):
-        from analyzer.tables import matrix_columns
-        return matrix_columns(matrices.pop(), fields), [order]
+def _placement(order: np.ndarray, sizes: list[int]) -> list[np.ndarray] | None:
+    """Where each part's rows go in the merged table; None when the parts stacked are in order."""
+    if _is_identity(order):
+        return None
     where = np.empty(len(order), dtype=np.int64)
     where[order] = np.arange(len(order))
-    rows, offset = [], 0
-    for matrix in matrices:
-        rows.append(where[offset:offset + len(matrix)])
-        offset += len(matrix)
+    return np.split(where, np.cumsum(sizes)[:-1])
+
+
+def _moved(by_row: list[dict[int, Any]], where: list[np.ndarray] | None,
+           sizes: list[int]) -> dict[int, Any]:
+    """Per-row values of each part (close reasons, payloads) keyed by their merged rows."""
+    moved = {}
+    offset = 0
+    for i, values in enumerate(by_row):
+        for row, value in values.items():
+            moved[offset + row if where is None else int(where[i][row])] = value
+        offset += sizes[i]
+    return moved
+
+
+def _gather(tables: list, where: list[np.ndarray] | None,
+            lookups: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every int64 field of the parts' tables merged into one column, field by field: each part's
+    piece is taken out of it (and freed) as soon as it is placed; conn_id is renumbered."""
+    total = sum(len(t) for t in tables)
     columns = {}
-    for i, name in enumerate(fields):
-        column = np.empty(len(order), dtype=np.int64)
-        for matrix, dest in zip(matrices, rows):
-            column[dest] = matrix[:, i]
+    for name in tables[0].FIELDS:
+        pieces = [t.column(name, take=True) for t in tables]
+        if name == "conn_id":
+            pieces = [lut[piece] for piece, lut in zip(pieces, lookups)]
+        if where is None:
+            column = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        else:
+            column = np.empty(total, dtype=np.int64)
+            for piece, dest in zip(pieces, where):
+                column[dest] = piece
+        del pieces
         columns[name] = column
-    matrices.clear()
-    return columns, rows
+    return columns
 
 
 def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:

@@ -28,7 +28,7 @@ from analyzer.streams import Reassembler
 from analyzer.tables import ProblemLimiter, TableRows
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
-_PROGRESS_EVERY = 4096                          # records between progress callbacks
+_COMPACT_MASK = (1 << 14) - 1     # every 16,384 records: rows into columns, a progress callback
 REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
 
@@ -133,8 +133,10 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                             session.on_data(direction, data, record_no, ts_ns)
                     else:
                         dispatch(events)
-            if progress is not None and records % _PROGRESS_EVERY == 0:
-                progress(reader.position(), reader.size)
+            if not records & _COMPACT_MASK:
+                rows.compact()
+                if progress is not None:
+                    progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
         if shard_index == 0:
             capture_problems(decoder.problems)

@@ -233,19 +233,6 @@ MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frame
                    "first_frame_no", "last_frame_no")
 
 
-def row_matrix(data: array, width: int) -> np.ndarray:
-    """A row-major int64 array as an (n, width) matrix view (writable: the arrays are ours)."""
-    import numpy as np
-    if len(data) == 0:
-        return np.zeros((0, width), np.int64)
-    return np.frombuffer(data, dtype=np.int64).reshape(-1, width)
-
-
-def matrix_columns(matrix: np.ndarray, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The columns of a row matrix, as views."""
-    return {name: matrix[:, i] for i, name in enumerate(fields)}
-
-
 def frames_frame(cols: dict[str, np.ndarray], close_reason: dict[int, str], capture: str) -> pd.DataFrame:
     """The frames DataFrame from its int64 columns (FRAME_FIELDS) and close reasons by row; the
     columns are used as they are (views stay views, not copies)."""
@@ -318,19 +305,79 @@ def messages_frame(cols: dict[str, np.ndarray], previews: Any, payload: dict[int
     return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
 
 
-class FrameColumns:
-    """The frames table while it grows: one int64 array of rows (fields as FRAME_FIELDS) and the
-    close reasons by row (most frames have none)."""
+class _IntRows:
+    """Rows of int64 fields while a table grows. A row is appended to one row-major array with one
+    `extend` call (the hot paths write through the bound `extend` directly); `compact()`, called
+    every few thousand records and at the end, moves those rows into per-field column pieces, so
+    that the columns can be taken out (and freed) one at a time when the tables are made."""
 
-    __slots__ = ("close_reason", "data", "extend")
+    __slots__ = ("_pieces", "_stored", "data", "extend")
+    FIELDS: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.data = array("q")
-        self.extend = self.data.extend      # a row as a tuple in FRAME_FIELDS order (hot paths)
-        self.close_reason: dict[int, str] = {}
+        self.extend = self.data.extend      # a row as a tuple in FIELDS order
+        self._pieces: list[list[Any]] = [[] for _ in self.FIELDS]
+        self._stored = 0                    # rows already moved into _pieces
 
     def __len__(self) -> int:
-        return len(self.data) // len(FRAME_FIELDS)
+        return self._stored + len(self.data) // len(self.FIELDS)
+
+    def compact(self) -> None:
+        width = len(self.FIELDS)
+        rows = len(self.data) // width
+        if rows:
+            for i, pieces in enumerate(self._pieces):
+                pieces.append(self.data[i::width])
+            del self.data[:]                # the same array (and bound `extend`), emptied
+            self._stored += rows
+
+    def column(self, name: str, *, take: bool = False) -> np.ndarray:
+        """One field as a contiguous int64 array; take=True lets go of it here."""
+        import numpy as np
+        self.compact()
+        i = self.FIELDS.index(name)
+        pieces = self._pieces[i]
+        if take:
+            self._pieces[i] = []
+        if not pieces:
+            return np.zeros(0, np.int64)
+        if len(pieces) == 1:
+            return np.frombuffer(pieces[0], dtype=np.int64)
+        return np.concatenate([np.frombuffer(p, dtype=np.int64) for p in pieces])
+
+    def set_columns(self, columns: dict[str, Any], rows: int) -> None:
+        """Replace the content with whole columns (a worker's result read back)."""
+        self._pieces = [[columns[name]] for name in self.FIELDS]
+        self._stored = rows
+        del self.data[:]
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.compact()
+        state = {name: getattr(self, name) for name in self._state_names()}
+        state["_pieces"], state["_stored"] = self._pieces, self._stored
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.data = array("q")
+        self.extend = self.data.extend
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _state_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class FrameColumns(_IntRows):
+    """The frames table while it grows: int64 rows (FRAME_FIELDS) and close reasons by row (most
+    frames have none)."""
+
+    __slots__ = ("close_reason",)
+    FIELDS = FRAME_FIELDS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.close_reason: dict[int, str] = {}
 
     def add(self, conn_id: int, frame_no: int, ts_ns: int, flags: int, payload_len: int,
             close_code: int, message_id: int, rtt_ns: int, close_reason: str | None) -> None:
@@ -339,37 +386,28 @@ class FrameColumns:
             self.close_reason[len(self)] = close_reason
         self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
-    def matrix(self) -> np.ndarray:
-        return row_matrix(self.data, len(FRAME_FIELDS))
-
     def to_frame(self, capture: str) -> pd.DataFrame:
-        return frames_frame(matrix_columns(self.matrix(), FRAME_FIELDS), self.close_reason, capture)
+        return frames_frame({name: self.column(name, take=True) for name in self.FIELDS},
+                            self.close_reason, capture)
 
-    def __getstate__(self) -> tuple:
-        return self.data, self.close_reason
-
-    def __setstate__(self, state: tuple) -> None:
-        self.data, self.close_reason = state
-        self.extend = self.data.extend
+    def _state_names(self) -> tuple[str, ...]:
+        return ("close_reason",)
 
 
-class MessageColumns:
-    """The messages table while it grows: one int64 array of rows (fields as MESSAGE_FIELDS),
-    the previews and the kept payloads by row."""
+class MessageColumns(_IntRows):
+    """The messages table while it grows: int64 rows (MESSAGE_FIELDS), the previews and the kept
+    payloads by row."""
 
-    __slots__ = ("data", "extend", "payload", "preview_ends", "preview_utf8")
+    __slots__ = ("payload", "preview_ends", "preview_utf8")
+    FIELDS = MESSAGE_FIELDS
 
     def __init__(self) -> None:
-        self.data = array("q")
-        self.extend = self.data.extend
+        super().__init__()
         # Previews are kept as one UTF-8 buffer plus end offsets (an Arrow string column's own
         # layout), not as a Python str each: a third of the memory, and no copy at the end.
         self.preview_utf8 = bytearray()
         self.preview_ends = array("q", [0])
         self.payload: dict[int, bytes] = {}         # row → payload, for the messages that keep it
-
-    def __len__(self) -> int:
-        return len(self.preview_ends) - 1
 
     def add(self, conn_id: int, message_id: int, flags: int, ts_start_ns: int, ts_end_ns: int,
             frames: int, wire_bytes: int, size: int, preview: str, payload: bytes | None,
@@ -382,25 +420,18 @@ class MessageColumns:
         preview_utf8 += preview.encode("utf-8", "surrogatepass")
         self.preview_ends.append(len(preview_utf8))
 
-    def matrix(self) -> np.ndarray:
-        return row_matrix(self.data, len(MESSAGE_FIELDS))
-
     def previews(self) -> Any:
         """The previews as a pyarrow large_string array over the collected buffers (no copy)."""
         import pyarrow as pa
-        return pa.Array.from_buffers(pa.large_string(), len(self),
+        return pa.Array.from_buffers(pa.large_string(), len(self.preview_ends) - 1,
                                      [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])
 
     def to_frame(self, capture: str) -> pd.DataFrame:
-        return messages_frame(matrix_columns(self.matrix(), MESSAGE_FIELDS), self.previews(), self.payload,
-                              capture)
+        return messages_frame({name: self.column(name, take=True) for name in self.FIELDS},
+                              self.previews(), self.payload, capture)
 
-    def __getstate__(self) -> tuple:
-        return self.data, self.preview_utf8, self.preview_ends, self.payload
-
-    def __setstate__(self, state: tuple) -> None:
-        self.data, self.preview_utf8, self.preview_ends, self.payload = state
-        self.extend = self.data.extend
+    def _state_names(self) -> tuple[str, ...]:
+        return ("payload", "preview_ends", "preview_utf8")
 
 
 @dataclass
@@ -416,6 +447,11 @@ class TableRows:
     packets: int = 0
     tcp_connections: int = 0
     bytes_read: int = 0
+
+    def compact(self) -> None:
+        """Move the newest frame and message rows into their column pieces (see _IntRows)."""
+        self.frames.compact()
+        self.messages.compact()
 
     def to_frames(self) -> dict[str, pd.DataFrame]:
         """The four DataFrames, in the order rows were collected (analyzer.merge renumbers and

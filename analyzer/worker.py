@@ -7,8 +7,9 @@ multiprocessing), so a user's script is never re-imported in a child and needs n
 Exit status: 0 done, 2 the capture could not be read (the message on stderr), 1 anything else.
 
 The result is the collected rows (analyzer.tables.TableRows), not DataFrames: a worker never
-imports pandas. The big row arrays go to raw files beside the pickle of the rest, so that the
-parent reads each into one allocation (unpickling them would hold every byte twice for a while).
+imports pandas. The columns go to raw files beside the pickle of the rest, so that the parent
+reads each into one allocation (unpickling them would hold every byte twice for a while) and can
+let go of them one by one while it merges.
 """
 
 from __future__ import annotations
@@ -18,35 +19,40 @@ import sys
 from array import array
 from typing import Any
 
-# (file suffix, owner attribute, array attribute, numpy dtype)
-_RAW_ARRAYS = (
-    (".frames", "frames", "data", "int64"),
-    (".messages", "messages", "data", "int64"),
-    (".preview_ends", "messages", "preview_ends", "int64"),
-    (".previews", "messages", "preview_utf8", "uint8"),
-)
-
 
 def save_result(result: tuple[Any, Any], path: str) -> None:
-    """Write (TableRows, CaptureInfo) as `path` (pickle) plus one raw file per row array."""
+    """Write (TableRows, CaptureInfo) as `path` (pickle) plus one raw file per int64 column of
+    frames and messages and two for the previews."""
     rows = result[0]
-    for suffix, owner, name, _ in _RAW_ARRAYS:
-        holder = getattr(rows, owner)
-        with open(path + suffix, "wb") as f:
-            f.write(getattr(holder, name))
-        setattr(holder, name, array("q") if name != "preview_utf8" else bytearray())
+    sizes = {}
+    for table in ("frames", "messages"):
+        columns = getattr(rows, table)
+        sizes[table] = len(columns)
+        for name in columns.FIELDS:
+            with open(f"{path}.{table}.{name}", "wb") as f:
+                f.write(columns.column(name, take=True))
+    messages = rows.messages
+    for name in ("preview_ends", "preview_utf8"):
+        with open(f"{path}.{name}", "wb") as f:
+            f.write(getattr(messages, name))
+    messages.preview_ends, messages.preview_utf8 = array("q", [0]), bytearray()
     with open(path, "wb") as f:
-        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((result, sizes), f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_result(path: str) -> tuple[Any, Any]:
-    """Read what `save_result` wrote; the row arrays come back as numpy arrays."""
+    """Read what `save_result` wrote; the columns come back as numpy arrays, one allocation each."""
     import numpy as np
     with open(path, "rb") as f:
-        rows, info = pickle.load(f)     # written by our own worker a moment ago
-    for suffix, owner, name, dtype in _RAW_ARRAYS:
-        setattr(getattr(rows, owner), name, np.fromfile(path + suffix, dtype=dtype))
-    return rows, info
+        result, sizes = pickle.load(f)      # written by our own worker a moment ago
+    rows = result[0]
+    for table in ("frames", "messages"):
+        columns = getattr(rows, table)
+        columns.set_columns({name: np.fromfile(f"{path}.{table}.{name}", dtype=np.int64)
+                             for name in columns.FIELDS}, sizes[table])
+    rows.messages.preview_ends = np.fromfile(f"{path}.preview_ends", dtype=np.int64)
+    rows.messages.preview_utf8 = np.fromfile(f"{path}.preview_utf8", dtype=np.uint8)
+    return result
 
 
 def main() -> int:

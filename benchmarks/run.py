@@ -23,6 +23,7 @@ functions by cumulative and by own time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -47,11 +48,11 @@ TSHARK_FIELDS = ["frame.number", "websocket.opcode", "websocket.fin", "websocket
                  "websocket.mask"]
 
 ANALYZER_CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 t0 = time.perf_counter()
 import analyzer
-analyze = analyzer.analyze   # the package loads its API lazily: pay for the imports here
-import pandas
+analyze = analyzer.analyze   # the package loads its API lazily: pay for those imports here
+# (pandas is left to analyze(), which loads it while its worker processes already read the file)
 t1 = time.perf_counter()
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -66,6 +67,7 @@ tables = {n: getattr(a, n) for n in ("connections", "frames", "messages", "probl
 out = {"frames": len(a.frames), "messages": len(a.messages), "connections": len(a.connections),
        "problems": len(a.problems), "import_s": t1 - t0, "analyze_s": t2 - t1,
        "rss_after_import_mb": rss_imports, "rss_end_mb": rss_mb(),
+       "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
        "packets": sum(getattr(c, "packets", 0) for c in getattr(a, "captures", []) or [])}
 print("BENCH " + json.dumps(out), flush=True)
 out["tables_mb"] = sum(int(df.memory_usage(deep=True).sum()) for df in tables.values()) / 1e6
@@ -192,6 +194,25 @@ def run_python(script: str, capture: Path, tmpdir: Path) -> Run:
     return run
 
 
+IMPORTS_CHILD = r"""
+import analyzer.api, analyzer.merge, pandas, pyarrow   # everything analyze() loads
+with open("/proc/self/status") as f:
+    print([int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")][0])
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def imports_rss_mb() -> float:
+    """RSS of a process that has loaded what analyze() needs (analyze() itself loads pandas while
+    its workers run, so the analyzer child cannot measure this before it starts)."""
+    out = subprocess.run([sys.executable, "-c", IMPORTS_CHILD], capture_output=True, text=True,
+                         env=child_env(), check=False)
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        return 0.0
+
+
 def tshark_cmd(capture: Path, ports: list[int]) -> list[str]:
     cmd = ["tshark", "-r", str(capture), "-o", "tcp.reassemble_out_of_order:TRUE"]
     for port in ports:
@@ -314,13 +335,19 @@ def report(capture: Path, results: dict[str, Result], packets: int) -> str:
                  + fmt_ratio(a.rss / t.rss if a_ok and t_ok else None, GOAL_RSS, False))
     if a_ok:
         i = a.info
-        work = a.rss - i.get("rss_after_import_mb", 0) - i.get("tables_mb", 0)
+        imports_mb = imports_rss_mb()
+        work = a.rss - imports_mb - i.get("tables_mb", 0)
         lines += ["", "analyzer detail:",
                   f"  interpreter start + imports {i.get('import_s', 0):.2f} s, "
                   f"analyze() {i.get('analyze_s', 0):.2f} s",
-                  f"  RSS after imports {i.get('rss_after_import_mb', 0):.0f} MB; "
+                  f"  RSS after imports {imports_mb:.0f} MB (separate process); "
                   f"four DataFrames {i.get('tables_mb', 0):.0f} MB (deep); "
                   f"peak beyond both ≈ {work:.0f} MB (should not grow with the file)"]
+        if i.get("worker_rss_mb"):
+            both = a.rss + i["worker_rss_mb"]
+            lines.append(f"  worker process peak RSS {i['worker_rss_mb']:.0f} MB (the table's figure is the "
+                         f"calling process, the larger one); both together {both:,.0f} MB"
+                         + (f" = {both / t.rss:.2f} of tshark's" if t_ok else ""))
         if i.get("problem_kinds"):
             lines.append("  problem kinds: " + ", ".join(f"{k} {v:,}" for k, v in i["problem_kinds"].items()))
     if a_ok and t_ok:

@@ -375,3 +375,32 @@ def test_a_bad_capture_among_several_in_parallel_is_a_clear_error(tmp_path):
     bad.write_text("not a capture")
     with pytest.raises(analyzer.CaptureError, match=r"notes\.txt"):
         analyzer.analyze(["captures/demo.pcapng", str(bad), "captures/node_ws.pcap"], jobs=2)
+
+
+def test_rows_moved_into_columns_often_change_nothing(monkeypatch):
+    """Collected rows are moved into column pieces every so many records (and read back from a
+    worker's files): compacting after every 8 records gives the same tables as at the end only."""
+    import analyzer.pipeline
+
+    once = analyzer.analyze("captures/demo.pcapng", jobs=1, payloads=True)
+    monkeypatch.setattr(analyzer.pipeline, "_COMPACT_MASK", 7)
+    often = analyzer.analyze("captures/demo.pcapng", jobs=1, payloads=True)
+    for name in ("connections", "frames", "messages", "problems"):
+        pd.testing.assert_frame_equal(getattr(once, name), getattr(often, name), check_exact=True)
+
+
+def test_worker_result_files_round_trip(tmp_path):
+    """What a worker writes (a pickle plus raw columns) reads back to the same tables."""
+    from analyzer.api import _analyze_shard
+    from analyzer.merge import tables_from_rows
+    from analyzer.session import Options
+    from analyzer.worker import load_result, save_result
+
+    path = "captures/incident.pcapng"
+    direct = tables_from_rows([_analyze_shard(path, "incident.pcapng", Options(payloads=True))[0]])
+    save_result(_analyze_shard(path, "incident.pcapng", Options(payloads=True)), str(tmp_path / "r"))
+    rows, info = load_result(str(tmp_path / "r"))
+    assert info.packets > 0
+    again = tables_from_rows([rows])
+    for name in ("connections", "frames", "messages", "problems"):
+        pd.testing.assert_frame_equal(direct[name], again[name], check_exact=True)
