@@ -308,54 +308,51 @@ def messages_frame(cols: dict[str, np.ndarray], previews: Any, payload: dict[int
 class _IntRows:
     """Rows of int64 fields while a table grows. A row is appended to one row-major array with one
     `extend` call (the hot paths write through the bound `extend` directly); `compact()`, called
-    every few thousand records and at the end, moves those rows into per-field column pieces, so
-    that the columns can be taken out (and freed) one at a time when the tables are made."""
+    every few thousand records and at the end, moves those rows to the end of one array per field,
+    so that the columns can be taken out (and freed) one at a time when the tables are made. The
+    column arrays grow by reallocation: large blocks the allocator gives back whole when freed,
+    where many small pieces would leave the heap fragmented."""
 
-    __slots__ = ("_pieces", "_stored", "data", "extend")
+    __slots__ = ("_columns", "data", "extend")
     FIELDS: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.data = array("q")
         self.extend = self.data.extend      # a row as a tuple in FIELDS order
-        self._pieces: list[list[Any]] = [[] for _ in self.FIELDS]
-        self._stored = 0                    # rows already moved into _pieces
+        self._columns: list[Any] = [array("q") for _ in self.FIELDS]
 
     def __len__(self) -> int:
-        return self._stored + len(self.data) // len(self.FIELDS)
+        return len(self._columns[0]) + len(self.data) // len(self.FIELDS)
 
     def compact(self) -> None:
         width = len(self.FIELDS)
-        rows = len(self.data) // width
-        if rows:
-            for i, pieces in enumerate(self._pieces):
-                pieces.append(self.data[i::width])
+        if len(self.data) >= width:
+            for i, column in enumerate(self._columns):
+                column.extend(self.data[i::width])
             del self.data[:]                # the same array (and bound `extend`), emptied
-            self._stored += rows
 
     def column(self, name: str, *, take: bool = False) -> np.ndarray:
-        """One field as a contiguous int64 array; take=True lets go of it here."""
+        """One field as an int64 array (a view of the collected column); take=True lets go of it
+        here, so that it is freed with the caller's last reference."""
         import numpy as np
         self.compact()
         i = self.FIELDS.index(name)
-        pieces = self._pieces[i]
+        column = self._columns[i]
         if take:
-            self._pieces[i] = []
-        if not pieces:
+            self._columns[i] = array("q")
+        if len(column) == 0:
             return np.zeros(0, np.int64)
-        if len(pieces) == 1:
-            return np.frombuffer(pieces[0], dtype=np.int64)
-        return np.concatenate([np.frombuffer(p, dtype=np.int64) for p in pieces])
+        return np.frombuffer(column, dtype=np.int64)
 
-    def set_columns(self, columns: dict[str, Any], rows: int) -> None:
+    def set_columns(self, columns: dict[str, Any]) -> None:
         """Replace the content with whole columns (a worker's result read back)."""
-        self._pieces = [[columns[name]] for name in self.FIELDS]
-        self._stored = rows
+        self._columns = [columns[name] for name in self.FIELDS]
         del self.data[:]
 
     def __getstate__(self) -> dict[str, Any]:
         self.compact()
         state = {name: getattr(self, name) for name in self._state_names()}
-        state["_pieces"], state["_stored"] = self._pieces, self._stored
+        state["_columns"] = self._columns
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

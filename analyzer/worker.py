@@ -49,7 +49,8 @@ def load_result(path: str) -> tuple[Any, Any]:
     for table in ("frames", "messages"):
         columns = getattr(rows, table)
         columns.set_columns({name: np.fromfile(f"{path}.{table}.{name}", dtype=np.int64)
-                             for name in columns.FIELDS}, sizes[table])
+                             for name in columns.FIELDS})
+        assert len(columns) == sizes[table]
     rows.messages.preview_ends = np.fromfile(f"{path}.preview_ends", dtype=np.int64)
     rows.messages.preview_utf8 = np.fromfile(f"{path}.preview_utf8", dtype=np.uint8)
     return result
