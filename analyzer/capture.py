@@ -75,6 +75,7 @@ _TS_MAX = (1 << 63) - 1
 #: Reads of a record or block larger than this go in pieces, so a corrupt length in a short
 #: file (or a gzip stream) costs memory for the bytes really there, not for the length claimed.
 _READ_PIECE = 1 << 20
+_READ_BUFFER = 256 << 10
 _new_record = tuple.__new__     # PacketRecord(...) without the NamedTuple __new__ (hot path)
 _NO_LINKTYPE = _LINKTYPE_MASK   # for the packets of a malformed IDB: no decoder will claim it
 
@@ -132,7 +133,8 @@ class CaptureReader:
         self._started = False
         name = os.path.basename(self.path) or self.path
         try:
-            raw = open(self.path, "rb")  # noqa: SIM115 (kept open while iterating; closed in close())
+            # a 256 KiB buffer: the records are read 16 bytes and a payload at a time
+            raw = open(self.path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 (closed in close())
         except FileNotFoundError:
             raise CaptureError(f"{name}: no such file") from None
         except IsADirectoryError:

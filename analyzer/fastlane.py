@@ -59,15 +59,16 @@ class FastLane:
         conn_id: the connection's id in the tables.
         frame_base, message_base: the sender's bits of the row flags (F_SERVER / M_SERVER or 0).
         problem: called with each Problem a message raises (invalid UTF-8, inflation failures).
-        counts: called with (frames, messages) taken, for the connection's counters.
+        counters: the sender's counters (`frames`, `messages` attributes), each one-frame message
+            adds one to both.
     """
 
-    __slots__ = ("_assembler", "_conn_id", "_counts", "_decoder", "_expect_mask", "_frames",
+    __slots__ = ("_assembler", "_conn_id", "_counters", "_decoder", "_expect_mask", "_frames",
                  "_loop", "_max_payload", "_messages", "_problem", "_table")
 
     def __init__(self, decoder: FrameDecoder, assembler: MessageAssembler, frames: Any, messages: Any,
                  conn_id: int, frame_base: int, message_base: int, problem: Callable[[Any], None],
-                 counts: Callable[[int], None]) -> None:
+                 counters: Any) -> None:
         b0_table, expect_mask, max_payload = decoder.lane_params()
         self._decoder = decoder
         self._assembler = assembler
@@ -75,7 +76,7 @@ class FastLane:
         self._messages = messages
         self._conn_id = conn_id
         self._problem = problem
-        self._counts = counts
+        self._counters = counters
         self._expect_mask = expect_mask
         # the general path treats a longer uncompressed payload as over the message limit
         self._max_payload = min(max_payload, assembler.max_message_bytes)
@@ -150,5 +151,7 @@ class FastLane:
             pos = stop
         if taken:
             decoder.took(taken, pos, record_no, ts_ns)
-            self._counts(taken)
+            counters = self._counters
+            counters.frames += taken
+            counters.messages += taken
         return pos

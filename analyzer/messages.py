@@ -330,10 +330,17 @@ class MessageAssembler:
         if text and payload.isascii():
             # the common case: ASCII text is valid UTF-8 and one character a byte
             preview = payload[:preview_len].decode("ascii")
-            if n > preview_len:
+            if n > preview_len and self._head_cap:    # preview_len=0: no preview at all
                 preview += "…"
+        elif not text:
+            # as _preview_of gives it for binary, without the call
+            shown = preview_len // 2
+            if n and self._head_cap:
+                preview = payload[:shown].hex() + "…" if n > shown else payload.hex()
+            else:
+                preview = ""
         else:
-            if text and self.validate_utf8:
+            if self.validate_utf8:
                 if n <= _UTF8_SLICE:
                     try:
                         payload.decode("utf-8")
@@ -346,6 +353,8 @@ class MessageAssembler:
                     problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
                                             record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
+        if self._sample_below is None:
+            return message_id, n, preview, payload if self.keep_payload else None
         return message_id, n, preview, payload if self._keeps(message_id) else None
 
     def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
@@ -392,7 +401,7 @@ class MessageAssembler:
                                     "there", record_no, ts_ns))
         if text and data.isascii():
             preview = data[:self.preview_len].decode("ascii")
-            if n > self.preview_len:
+            if n > self.preview_len and self._head_cap:
                 preview += "…"
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)

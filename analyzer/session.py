@@ -119,11 +119,6 @@ class Side:
         self.pings: dict[bytes, int] = {}
         self.lane: FastLane | None = None
 
-    def took(self, messages: int) -> None:
-        """The fast lane wrote this many one-frame messages (a frame each)."""
-        self.frames += messages
-        self.messages += messages
-
 
 class Session:
     """Fed a connection's stream events by the pipeline; writes rows into `rows`."""
@@ -301,7 +296,7 @@ class Session:
             if FAST_LANE and type(decoder) is FrameDecoder:
                 side.lane = FastLane(decoder, assembler, self.rows.frames, self.rows.messages, self.conn_id,
                                      side.frame_flags, side.message_flags,
-                                     functools.partial(self._problem, side.sender), side.took)
+                                     functools.partial(self._problem, side.sender), side)
             sides.append(side)
         self.sides = sides
 

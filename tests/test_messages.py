@@ -591,10 +591,12 @@ def test_inflater_bfinal_stream() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=100).map(str.encode)),
-       st.lists(st.integers(0, 300), max_size=5), st.sampled_from([1, 2]), st.booleans())
+       st.lists(st.integers(0, 300), max_size=5), st.sampled_from([1, 2]), st.booleans(),
+       st.sampled_from([0, 1, 2, 10]))
 def test_fragmenting_a_message_changes_nothing_but_frame_counts(data: bytes, cuts: list[int], opcode: int,
-                                                                compress: bool) -> None:
-    """One frame (the fast path) and the same bytes in fragments give the same message and problems."""
+                                                                compress: bool, preview_len: int) -> None:
+    """One frame (the fast path) and the same bytes in fragments give the same message, preview
+    (preview_len=0: none at all) and problems."""
     bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     pieces = [data[a:b] for a, b in itertools.pairwise(bounds)] or [b""]
 
@@ -605,7 +607,7 @@ def test_fragmenting_a_message_changes_nothing_but_frame_counts(data: bytes, cut
             frames = ws_frames(encoded, opcode=opcode)
         else:
             frames = [fr(opcode if i == 0 else 0, p, fin=i == len(parts) - 1) for i, p in enumerate(parts)]
-        _, events = feed_all(assembler(deflate=deflate, keep_payload=True, preview_len=10,
+        _, events = feed_all(assembler(deflate=deflate, keep_payload=True, preview_len=preview_len,
                                        max_message_bytes=200), frames)
         (m,) = messages(events)
         return ([m.type, m.size, m.preview, m.payload, m.compressed, m.complete],
