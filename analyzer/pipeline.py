@@ -23,7 +23,7 @@ from analyzer.events import (
 from analyzer.packets import PacketDecoder
 from analyzer.protocol import ProblemKind
 from analyzer.session import Budgets, Options, Session, problem_row
-from analyzer.sharding import ConnectionOwners
+from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
 from analyzer.tables import ProblemLimiter, TableRows
 
@@ -64,7 +64,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
-    decoder = PacketDecoder(keep=None if shards == 1 else ConnectionOwners(shards, shard_index).keep)
+    decoder = PacketDecoder(keep=None if shards == 1 else
+                            ConnectionOwners(shards, shard_index, process_weights(shards)).keep)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     budgets = Budgets.split(shards)
