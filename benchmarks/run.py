@@ -6,8 +6,9 @@ Each tool runs in a fresh subprocess; its wall time is measured around it and it
 child's `ru_maxrss` from wait4(2), so every figure belongs to that one tool:
 
 * analyzer: `analyzer.analyze(FILE)` end to end, file → four DataFrames (interpreter start and
-  imports included; the child also reports its own import and analyze() times, the RSS after
-  imports and the deep size of the four DataFrames);
+  imports included; the child also reports its own import and analyze() times, the peak RSS of
+  its worker process and the deep size of the four DataFrames; the RSS of the imports alone is
+  measured in a separate process);
 * tshark:   `tshark -r FILE -o tcp.reassemble_out_of_order:TRUE -Y websocket -T fields -e …`,
   with `-d tcp.port==P,http` for the ports named in FILE's make_capture.py sidecar (`FILE.json`);
 * floor:    scapy `RawPcapReader` asked for whole records, `struct` decoding of Ethernet/IPv4/TCP
