@@ -236,11 +236,16 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
 
 def _run_worker(result_path: str, task: dict[str, Any]) -> ShardResult:
     task["result"] = result_path
+    task["path"] = os.path.abspath(task["path"])
     env = dict(os.environ)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    # `python -m` puts the working directory first on sys.path: run the worker from the
+    # directory that holds this package, so that a user's own analyzer.py or analyzer/ in theirs
+    # cannot stand in for it
     proc = subprocess.run([sys.executable, "-m", "analyzer.worker"], input=pickle.dumps(task),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env,
+                          cwd=package_root)
     if proc.returncode == 2:
         raise CaptureError(proc.stderr.decode("utf-8", "replace").strip())
     if proc.returncode != 0:

@@ -32,16 +32,17 @@ __all__ = ["FastLane"]
 _LaneEntry = tuple[int, bool, int, int] | None
 
 
-def _lane_table(b0_table: tuple, compresses: bool, masked: bool, frame_base: int,
+def _lane_table(b0_table: tuple, compression: str | None, masked: bool, frame_base: int,
                 message_base: int) -> tuple[_LaneEntry, ...]:
     table: list[_LaneEntry] = []
     for opcode, fin, rsv1, rsv2, rsv3, _raw, clean in b0_table:
-        if not (clean and fin and opcode in (1, 2)):
+        # RSV1 compresses the message under permessage-deflate ("message"); under deflate-frame
+        # ("frame") it compresses the frame, which the general path inflates; allowed without an
+        # extension (ports= mode allows every RSV bit) it is only a flag, as on the general path
+        if not (clean and fin and opcode in (1, 2)) or (rsv1 and compression == "frame"):
             table.append(None)
             continue
-        # RSV1 compresses the message under permessage-deflate; allowed without an extension
-        # (ports= mode allows every RSV bit) it is only a flag, as on the general path
-        compressed = rsv1 and compresses
+        compressed = rsv1 and compression == "message"
         frame_flags = (frame_base | opcode | (1 << 4) | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
                        | (F_MASKED if masked else 0) | (F_COMPRESSED if compressed else 0))
         message_flags = message_base | (M_BINARY if opcode == 2 else 0) | (M_COMPRESSED if compressed else 0)
@@ -80,7 +81,7 @@ class FastLane:
         self._expect_mask = expect_mask
         # the general path treats a longer uncompressed payload as over the message limit
         self._max_payload = min(max_payload, assembler.max_message_bytes)
-        self._table = _lane_table(b0_table, assembler.compresses_messages, bool(expect_mask),
+        self._table = _lane_table(b0_table, assembler.compression, bool(expect_mask),
                                   frame_base, message_base)
         # what the loop needs, unpacked in one step per call
         self._loop = (self._table, expect_mask, self._max_payload, assembler.single,
@@ -129,11 +130,17 @@ class FastLane:
                     break
                 payload = data[start:stop]
             opcode, compressed, frame_flags, message_flags = entry
-            if compressed:
-                message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
-                                                                    problems)
-            else:
-                message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, problems)
+            try:
+                if compressed:
+                    message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
+                                                                        problems)
+                else:
+                    message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, problems)
+            except Exception:
+                # never expected; the general path (whose assembler turns an internal error into
+                # a problem row) takes the frame from here
+                problems.clear()
+                break
             # the rows as FrameColumns.add / MessageColumns.add write them (no close reason here)
             frame_row((conn_id, record_no, ts_ns, frame_flags | ((start - pos) << F_HEADER_SHIFT), length,
                        -1, message_id, -1))

@@ -38,7 +38,7 @@ _MESSAGE_ID_FIELD = 1
 def tables_from_rows(parts: list[TableRows]) -> Tables:
     """One capture's four DataFrames from the rows collected by the processes that shared it
     (or by the only one): connections numbered 1, 2, 3… by first packet, frames in frame_no order,
-    messages by (conn_id, message_id), problems by frame_no. The sorting and merging is done on the
+    messages by (conn_id, message_id), problems by (frame_no, conn_id). The sorting and merging is done on the
     collected columns, one column at a time (each part's copy of it let go as soon as it is
     placed), and every table is made once."""
     capture = parts[0].capture
@@ -49,7 +49,10 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     problems = [row if row[_PROBLEM_CONN_ID] is None
                 else (row[0], _new_id(lut, row[_PROBLEM_CONN_ID]), *row[2:])
                 for part, lut in zip(parts, lookups) for row in part.problems]
-    problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0))
+    # by frame_no (none first), then connection (capture-level first): within one connection the
+    # collection order is the same however the work was split, across connections it is not
+    problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0,
+                                   row[_PROBLEM_CONN_ID] is not None, row[_PROBLEM_CONN_ID] or 0))
 
     # frames in frame_no order
     frame_tables = [part.frames for part in parts]

@@ -310,9 +310,11 @@ class MessageAssembler:
         return self._open is None and not self.sent_close
 
     @property
-    def compresses_messages(self) -> bool:
-        """permessage-deflate is on for this sender (RSV1 on a first frame compresses the message)."""
-        return self._mode == "message" and self._inflater is not None
+    def compression(self) -> str | None:
+        """What RSV1 means for this sender: "message" (permessage-deflate: the first frame of a
+        compressed message, inflated by single_compressed), "frame" (deflate-frame: each frame
+        compressed on its own, the general path's work) or None (no extension: only a flag)."""
+        return self._mode
 
     def single(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
                problems: list) -> tuple[int, int, str, bytes | None]:

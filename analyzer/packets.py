@@ -111,6 +111,9 @@ class PacketDecoder:
         is built (processes sharing a capture each keep their own connections); defects of
         every packet are still reported."""
         self._keep = keep
+        # the time of the last segment `keep` dropped (None once the caller has used it): time
+        # passes for this process's connections too (idle timeouts), whoever owns the packet
+        self.dropped_ts: int | None = None
         self.problems: list[Problem] = []
         self._frags: dict[tuple[Any, ...], _Datagram] = {}
         self._frag_deadline = 0
@@ -139,6 +142,7 @@ class PacketDecoder:
                     end = 14 + tlen
                     if doff >= 0x50 and p <= end:
                         if self._keep is not None and not self._keep(sport, dport):
+                            self.dropped_ts = rec.ts_ns
                             return None
                         return _new_segment(Segment, (rec.record_no, rec.ts_ns, 4, src, dst, sport, dport,
                                                       seq, ack, flags, data[p:end], False))
@@ -295,6 +299,7 @@ class PacketDecoder:
             self._truncated(rec, f"TCP payload cut by the snap length (caplen={rec.caplen}, "
                                  f"wirelen={rec.wirelen})")
         if self._keep is not None and not self._keep(sport, dport):
+            self.dropped_ts = rec.ts_ns
             return None
         return _new_segment(Segment, (rec.record_no, rec.ts_ns, ver, src, dst, sport, dport, seq, ack,
                                       flags, data[p:end], truncated))

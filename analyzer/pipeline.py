@@ -31,6 +31,7 @@ ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 _COMPACT_MASK = (1 << 14) - 1     # every 16,384 records: rows into columns, a progress callback
 REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
+MAX_HALF_OPEN = 20_000                          # flows without payload yet (SYN floods, scans)
 
 
 def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
@@ -70,7 +71,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     budgets = Budgets.split(shards)
     reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,
-                              max_flows=max(1000, MAX_FLOWS // shards))
+                              max_flows=max(1000, MAX_FLOWS // shards),
+                              max_half_open=max(1000, MAX_HALF_OPEN // shards))
     sessions: dict[int, Session] = {}
     conn_offset = first_conn_id - 1
     limiter = ProblemLimiter()
@@ -134,6 +136,12 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                             session.on_data(direction, data, record_no, ts_ns)
                     else:
                         dispatch(events)
+            elif decoder.dropped_ts is not None:
+                # another process's segment: the idle checks run as if this one had seen it
+                events = reassembler.tick(decoder.dropped_ts)
+                decoder.dropped_ts = None
+                if events:
+                    dispatch(events)
             if not records & _COMPACT_MASK:
                 rows.compact()
                 if progress is not None:

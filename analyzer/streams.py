@@ -232,6 +232,13 @@ class Reassembler:
         self._slow(seg, h, out)
         return out or _NO_EVENTS
 
+    def tick(self, ts: int) -> list[StreamEvent]:
+        """A TCP segment of a connection analysed elsewhere (another process's share) was seen at
+        `ts`: run the idle and half-open checks exactly when `feed` would have run them."""
+        if ts >= self._next_check:
+            return self._expire(ts)
+        return _NO_EVENTS
+
     def finish(self) -> list[StreamEvent]:
         """End of capture: give up on every hole, deliver what is buffered, release every flow."""
         out: list[StreamEvent] = []

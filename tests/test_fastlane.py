@@ -130,9 +130,12 @@ def _encode(kind: str, payload: bytes, from_client: bool, compressor) -> bytes:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(specs=st.lists(st.tuples(st.booleans(), _frame_specs), min_size=1, max_size=25),
        cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=30),
-       deflate=st.booleans(), limit=st.sampled_from([16 << 20, 200]))
+       deflate=st.sampled_from([None, "permessage-deflate", "x-webkit-deflate-frame"]),
+       limit=st.sampled_from([16 << 20, 200]))
 def test_generated_streams(tmp_path_factory, monkeypatch, lane_counter, specs, cuts, deflate, limit):
-    extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
+    """With permessage-deflate the lane inflates one-frame messages; with deflate-frame (each
+    frame compressed on its own) it must leave every RSV1 frame to the general path."""
+    extension = f"Sec-WebSocket-Extensions: {deflate}\r\n" if deflate else ""
     conv = Conversation(client_port=50123, server_port=8765)
     conv.handshake()
     conv.send(0, upgrade_request(extra=extension))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -404,3 +406,72 @@ def test_worker_result_files_round_trip(tmp_path):
     again = tables_from_rows([rows])
     for name in ("connections", "frames", "messages", "problems"):
         pd.testing.assert_frame_equal(direct[name], again[name], check_exact=True)
+
+
+def _jobs_one_and_two(monkeypatch, path):
+    import analyzer.api
+
+    one = analyzer.analyze(path, jobs=1)
+    monkeypatch.setattr(analyzer.api, "SHARD_MIN_BYTES", 0)
+    two = analyzer.analyze(path, jobs=2)
+    for name in ("connections", "frames", "messages", "problems"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name), check_exact=True)
+    return one
+
+
+def test_idle_checks_see_every_process_s_time(monkeypatch, tmp_path):
+    """A connection pauses 1 h 10 s (past the 1 h idle timeout, but the check made at another
+    connection's packet 15 s before its deadline is not due again when it resumes). The process
+    that owns it under jobs=2 never sees that other packet: its checks must still run at the same
+    moments, or it would release the connection and cut it in two. (Found in review.)"""
+    t0 = 1_700_000_000.0
+    other = Conversation(client_port=50001, server_port=9000, t=t0)      # first SYN: process 0
+    other.handshake()
+    paused = Conversation(client_port=50002, server_port=9001, t=t0 + 0.5)
+    paused.handshake()
+    paused.send(0, upgrade_request())
+    paused.send(1, upgrade_response())
+    paused.send(1, frame(0x1, b"before the pause"))
+    last = paused.t - paused.step
+    other.t = last + 3595
+    other.send(0, b"x")
+    paused.t = last + 3610
+    paused.send(1, frame(0x1, b"after the pause"))
+    paused.fin(0)
+    paused.fin(1)
+    write_pcap(tmp_path / "idle.pcap", sorted(other.packets + paused.packets, key=lambda p: p[0]))
+    one = _jobs_one_and_two(monkeypatch, tmp_path / "idle.pcap")
+    assert list(one.messages.preview) == ["before the pause", "after the pause"]
+    assert list(one.connections.tcp_end) == ["fin"]
+
+
+def test_problems_without_a_frame_are_in_connection_order(monkeypatch, tmp_path):
+    """Two connections end inside a frame (capture-ends-mid-frame has no frame_no): their rows
+    come by connection, whichever process collected them. (Found in review.)"""
+    a = Conversation(client_port=50001, server_port=9000, t=1.7e9)
+    b = Conversation(client_port=50002, server_port=9001, t=1.7e9 + 0.01)
+    for conv in (a, b):
+        conv.handshake()
+        conv.send(0, upgrade_request())
+        conv.send(1, upgrade_response())
+    b.send(1, frame(0x2, b"x" * 100)[:20])          # b ends mid-frame first
+    a.t = 1.7e9 + 1
+    a.send(1, frame(0x2, b"y" * 100)[:20])
+    write_pcap(tmp_path / "cut.pcap", sorted(a.packets + b.packets, key=lambda p: p[0]))
+    one = _jobs_one_and_two(monkeypatch, tmp_path / "cut.pcap")
+    cut = one.problems[one.problems.kind == "capture-ends-mid-frame"]
+    assert list(cut.conn_id) == [1, 2]
+
+
+def test_workers_ignore_an_analyzer_module_in_the_working_directory(monkeypatch, tmp_path):
+    """`python -m` would import ./analyzer.py before the package: workers run from the package's
+    own directory, so a user's file of that name changes nothing. (Found in review.)"""
+    import analyzer.api
+
+    (tmp_path / "analyzer.py").write_text("raise SystemExit('the wrong analyzer')\n")
+    capture = os.path.abspath("captures/demo.pcapng")
+    one = analyzer.analyze(capture, jobs=1)
+    monkeypatch.setattr(analyzer.api, "SHARD_MIN_BYTES", 0)
+    monkeypatch.chdir(tmp_path)
+    two = analyzer.analyze(capture, jobs=2)
+    pd.testing.assert_frame_equal(one.frames, two.frames, check_exact=True)
