@@ -309,6 +309,19 @@ class MessageAssembler:
         skip the general bookkeeping (single / single_compressed)."""
         return self._open is None and not self.sent_close
 
+    def ascii_text_preview(self) -> tuple[Callable[[], int], int, bool] | None:
+        """For a caller that writes one-frame ASCII text messages itself (analyzer.fastlane): the
+        message id counter, the preview length and whether a longer text gets "…"; None when
+        payloads are kept (then `single` must decide). The caller must call `took_single()`."""
+        if self.keep_payload or self._sample_below is not None:
+            return None
+        return self._next_id, self.preview_len, self._head_cap > 0
+
+    def took_single(self) -> None:
+        """A caller wrote one-frame messages itself: the same state `single` leaves."""
+        self._after_gap = False
+        self._orphan_run = False
+
     @property
     def compression(self) -> str | None:
         """What RSV1 means for this sender: "message" (permessage-deflate: the first frame of a

@@ -62,11 +62,13 @@ def test_corpus_tables_are_the_same_with_and_without_the_lane(monkeypatch, lane_
         assert lane_counter[0] > 0, "the lane took nothing: the comparison proves nothing"
 
 
-def test_small_limits_and_no_previews(monkeypatch, lane_counter):
-    """Limits below many message sizes, no UTF-8 check, no previews, a payload sample."""
+@pytest.mark.parametrize(("preview_len", "payloads"), [(0, 0.3), (0, False), (3, False), (3, True)])
+def test_small_limits_and_short_previews(monkeypatch, lane_counter, preview_len, payloads):
+    """Limits below many message sizes, no UTF-8 check, no or short previews, payloads kept, not
+    kept or sampled (the lane writes ASCII text itself only when no payload is kept)."""
     path = Path(__file__).parent.parent / "captures" / "demo.pcapng"
     fast, general = _both_ways(monkeypatch, path, max_message_bytes=300, validate_utf8=False,
-                               preview_len=0, payloads=0.3)
+                               preview_len=preview_len, payloads=payloads)
     _assert_same(fast, general)
     assert lane_counter[0] > 0
 
