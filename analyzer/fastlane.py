@@ -28,8 +28,6 @@ from analyzer.tables import F_COMPRESSED, F_HEADER_SHIFT, F_MASKED, M_BINARY, M_
 
 __all__ = ["FastLane"]
 
-_ELLIPSIS = "…".encode()         # a preview cut short ends with it (as MessageAssembler's)
-
 # Per first byte: None (not for the lane) or (opcode, compressed, frame-row flags, message-row flags).
 _LaneEntry = tuple[int, bool, int, int] | None
 
@@ -66,8 +64,7 @@ class FastLane:
             adds one to both.
     """
 
-    __slots__ = ("_ascii", "_assembler", "_conn_id", "_counters", "_decoder", "_expect_mask", "_frames",
-                 "_loop", "_max_payload", "_messages", "_problem", "_table")
+    __slots__ = ("_assembler", "_counters", "_decoder", "_loop", "_problem")
 
     def __init__(self, decoder: FrameDecoder, assembler: MessageAssembler, frames: Any, messages: Any,
                  conn_id: int, frame_base: int, message_base: int, problem: Callable[[Any], None],
@@ -75,23 +72,14 @@ class FastLane:
         b0_table, expect_mask, max_payload = decoder.lane_params()
         self._decoder = decoder
         self._assembler = assembler
-        self._frames = frames
-        self._messages = messages
-        self._conn_id = conn_id
         self._problem = problem
         self._counters = counters
-        self._expect_mask = expect_mask
-        # the general path treats a longer uncompressed payload as over the message limit
-        self._max_payload = min(max_payload, assembler.max_message_bytes)
-        self._table = _lane_table(b0_table, assembler.compression, bool(expect_mask),
-                                  frame_base, message_base)
-        # what the loop needs, unpacked in one step per call
-        self._loop = (self._table, expect_mask, self._max_payload, assembler.single,
+        table = _lane_table(b0_table, assembler.compression, bool(expect_mask), frame_base, message_base)
+        # what the loop needs, unpacked in one step per call; the general path treats a longer
+        # uncompressed payload as over the message limit
+        self._loop = (table, expect_mask, min(max_payload, assembler.max_message_bytes), assembler.single,
                       assembler.single_compressed, frames.extend, messages.extend, messages.preview_utf8,
                       messages.preview_ends, messages.payload, conn_id)
-        # ASCII text (most text) is written here without the call to `single`: its preview is its
-        # first bytes, it is valid UTF-8, nothing to keep (None when payloads are kept)
-        self._ascii = assembler.ascii_text_preview()
 
     def take(self, data: bytes, record_no: int, ts_ns: int) -> int:
         """Write the rows of the whole one-frame messages at the start of `data`; return how many
@@ -102,7 +90,6 @@ class FastLane:
             return 0
         (table, expect_mask, max_payload, single, single_compressed, frame_row, message_row, previews,
          preview_ends, payloads, conn_id) = self._loop
-        ascii = self._ascii
         problems: list = []
         end = len(data)
         pos = 0
@@ -129,33 +116,13 @@ class FastLane:
                 stop = start + length
                 if stop > end:
                     break
-                if length < 512:
-                    # masking.unmask's big-int XOR, without the call
-                    key = data[start - 4:start]
-                    payload = (int.from_bytes(data[start:stop], "little")
-                               ^ int.from_bytes((key * ((length + 3) >> 2))[:length], "little")
-                               ).to_bytes(length, "little")
-                else:
-                    payload = unmask(data[start:stop], data[start - 4:start])
+                payload = unmask(data[start:stop], data[start - 4:start])
             else:
                 stop = start + length
                 if stop > end:
                     break
                 payload = data[start:stop]
             opcode, compressed, frame_flags, message_flags = entry
-            if ascii is not None and opcode == 1 and not compressed and payload.isascii():
-                message_id = ascii[0]()
-                frame_row((conn_id, record_no, ts_ns, frame_flags | ((start - pos) << F_HEADER_SHIFT), length,
-                           -1, message_id, -1))
-                message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, length, length, record_no,
-                             record_no))
-                previews += payload[:ascii[1]]
-                if length > ascii[1] and ascii[2]:
-                    previews += _ELLIPSIS
-                preview_ends.append(len(previews))
-                taken += 1
-                pos = stop
-                continue
             try:
                 if compressed:
                     message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
@@ -183,7 +150,6 @@ class FastLane:
             taken += 1
             pos = stop
         if taken:
-            assembler.took_single()
             decoder.took(taken, pos, record_no, ts_ns)
             counters = self._counters
             counters.frames += taken

@@ -309,19 +309,6 @@ class MessageAssembler:
         skip the general bookkeeping (single / single_compressed)."""
         return self._open is None and not self.sent_close
 
-    def ascii_text_preview(self) -> tuple[Callable[[], int], int, bool] | None:
-        """For a caller that writes one-frame ASCII text messages itself (analyzer.fastlane): the
-        message id counter, the preview length and whether a longer text gets "…"; None when
-        payloads are kept (then `single` must decide). The caller must call `took_single()`."""
-        if self.keep_payload or self._sample_below is not None:
-            return None
-        return self._next_id, self.preview_len, self._head_cap > 0
-
-    def took_single(self) -> None:
-        """A caller wrote one-frame messages itself: the same state `single` leaves."""
-        self._after_gap = False
-        self._orphan_run = False
-
     @property
     def compression(self) -> str | None:
         """What RSV1 means for this sender: "message" (permessage-deflate: the first frame of a
@@ -347,15 +334,8 @@ class MessageAssembler:
             preview = payload[:preview_len].decode("ascii")
             if n > preview_len and self._head_cap:    # preview_len=0: no preview at all
                 preview += "…"
-        elif not text:
-            # as _preview_of gives it for binary, without the call
-            shown = preview_len // 2
-            if n and self._head_cap:
-                preview = payload[:shown].hex() + "…" if n > shown else payload.hex()
-            else:
-                preview = ""
         else:
-            if self.validate_utf8:
+            if text and self.validate_utf8:
                 if n <= _UTF8_SLICE:
                     try:
                         payload.decode("utf-8")
@@ -368,15 +348,13 @@ class MessageAssembler:
                     problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
                                             record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
-        if self._sample_below is None:
-            return message_id, n, preview, payload if self.keep_payload else None
         return message_id, n, preview, payload if self._keeps(message_id) else None
 
     def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
                           problems: list) -> tuple[int, int, str, bytes | None]:
         """A permessage-deflate message in one frame: the same stream, limits and problems as the
         general path (_start/_data/_end/_emit), without its bookkeeping. Returns as `single`; the
-        caller has checked `can_take_single()` and `compresses_messages`."""
+        caller has checked `can_take_single()` and that `compression` is "message"."""
         assert self._inflater is not None
         self._after_gap = False
         self._orphan_run = False
