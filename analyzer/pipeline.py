@@ -138,9 +138,10 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                         dispatch(events)
             elif decoder.dropped_ts is not None:
                 # another process's segment: the idle checks run as if this one had seen it
-                if decoder.dropped_ts >= reassembler.next_check:
-                    dispatch(reassembler.tick(decoder.dropped_ts))
+                events = reassembler.tick(decoder.dropped_ts)
                 decoder.dropped_ts = None
+                if events:
+                    dispatch(events)
             if not records & _COMPACT_MASK:
                 rows.compact()
                 if progress is not None:

@@ -174,7 +174,7 @@ class Reassembler:
         self._total_chunks = 0
         self._next_id = 1
         self._check_every = max(1, min(idle_timeout_ns // 16, half_open_timeout_ns // 2, 60 * 10**9))
-        self.next_check = -(1 << 62)
+        self._next_check = -(1 << 62)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class Reassembler:
         """Process one segment (in capture record order) and return what it made happen."""
         record_no, ts, _ver, src, dst, sport, dport, seq, ack, flags, payload, _cut = seg
         out: list[StreamEvent] | None = None
-        if ts >= self.next_check:
+        if ts >= self._next_check:
             out = self._expire(ts)
         h = self._table.get((src, sport, dst, dport))
         if h is not None:
@@ -235,9 +235,9 @@ class Reassembler:
     def tick(self, ts: int) -> list[StreamEvent]:
         """A TCP segment of a connection analysed elsewhere (another process's share) was seen at
         `ts`: run the idle and half-open checks exactly when `feed` would have run them."""
-        if ts >= self.next_check:
+        if ts >= self._next_check:
             return self._expire(ts)
-        return _NO_EVENTS         # (callers may compare with `next_check` first and skip the call)
+        return _NO_EVENTS
 
     def finish(self) -> list[StreamEvent]:
         """End of capture: give up on every hole, deliver what is buffered, release every flow."""
@@ -598,7 +598,7 @@ class Reassembler:
 
     def _expire(self, ts: int) -> list[StreamEvent]:
         """Release the flows idle for longer than the timeout, least recently active first."""
-        self.next_check = ts + self._check_every
+        self._next_check = ts + self._check_every
         out: list[StreamEvent] = []
         limit = ts - self.idle_timeout_ns
         lru = self._lru

@@ -226,8 +226,9 @@ class ProblemLimiter:
                 for kind, (count, first, last, ts) in self.over.items()]
 
 
-# Frames and messages are collected row by row into one int64 array per table (one `extend` per
-# row instead of a call per column); at the end the columns are strided views of it, not copies.
+# Frames and messages are collected as int64 rows of these fields (one `extend` per row instead of
+# a call per column) and kept as one array per field (_IntRows.compact); analyzer.merge makes the
+# DataFrames from those columns (frames_frame, messages_frame).
 FRAME_FIELDS = ("conn_id", "frame_no", "ts", "flags", "payload_len", "close_code", "message_id", "rtt_ns")
 MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frames", "wire_bytes", "size",
                    "first_frame_no", "last_frame_no")
@@ -383,10 +384,6 @@ class FrameColumns(_IntRows):
             self.close_reason[len(self)] = close_reason
         self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
-    def to_frame(self, capture: str) -> pd.DataFrame:
-        return frames_frame({name: self.column(name, take=True) for name in self.FIELDS},
-                            self.close_reason, capture)
-
     def _state_names(self) -> tuple[str, ...]:
         return ("close_reason",)
 
@@ -423,10 +420,6 @@ class MessageColumns(_IntRows):
         return pa.Array.from_buffers(pa.large_string(), len(self.preview_ends) - 1,
                                      [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])
 
-    def to_frame(self, capture: str) -> pd.DataFrame:
-        return messages_frame({name: self.column(name, take=True) for name in self.FIELDS},
-                              self.previews(), self.payload, capture)
-
     def _state_names(self) -> tuple[str, ...]:
         return ("payload", "preview_ends", "preview_utf8")
 
@@ -446,21 +439,6 @@ class TableRows:
     bytes_read: int = 0
 
     def compact(self) -> None:
-        """Move the newest frame and message rows into their column pieces (see _IntRows)."""
+        """Move the newest frame and message rows into their columns (see _IntRows)."""
         self.frames.compact()
         self.messages.compact()
-
-    def to_frames(self) -> dict[str, pd.DataFrame]:
-        """The four DataFrames, in the order rows were collected (analyzer.merge renumbers and
-        sorts them). The collected columns are released as each table is made, so the peak
-        holds one table twice at most, not all of them."""
-        frames = self.frames.to_frame(self.capture)
-        self.frames = FrameColumns()
-        messages = self.messages.to_frame(self.capture)
-        self.messages = MessageColumns()
-        return {
-            "frames": frames,
-            "messages": messages,
-            "connections": make_frame(CONNECTION_COLUMNS, self.connections),
-            "problems": make_frame(PROBLEM_COLUMNS, self.problems),
-        }
