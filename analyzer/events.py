@@ -177,6 +177,9 @@ class Handshake:
     request_ts_ns: int | None = None
     response_record_no: int | None = None
     response_ts_ns: int | None = None
+    # The server answered 101 with Upgrade: websocket and Connection: Upgrade (hixie-75/76: the
+    # 101 with its upgrade headers): WebSocket frames follow, whatever the verdict in `ok`.
+    upgraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

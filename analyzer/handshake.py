@@ -781,14 +781,15 @@ class HandshakeParser:
         assert response is not None
         self._response = None
         self._exchanges += 1
-        ok, accept_valid, reasons, problems = self._judge(request, response)
+        upgraded, ok, accept_valid, reasons, problems = self._judge(request, response)
         for kind, detail in problems:
             self._problem(kind, detail)
-        self._emit_done(request, response, ok=ok, accept_valid=accept_valid, reasons=reasons)
+        self._emit_done(request, response, ok=ok, accept_valid=accept_valid, reasons=reasons,
+                        upgraded=upgraded)
         if response.status == 101:
             # Whatever follows a 101 is no longer HTTP (Rule 4).
             self._finished = True
-            if not ok:
+            if not upgraded:
                 self._out.append(NotWebSocket("101 without a valid WebSocket upgrade"))
             return False
         # Failed: the held client bytes may hold another request; skip the response body.
@@ -799,7 +800,8 @@ class HandshakeParser:
         return self._start_response_body(self._sides[1 - self._client], request, response)
 
     def _judge(self, request: _Request, response: _Response
-               ) -> tuple[bool, bool | None, list[str], list[tuple[ProblemKind, str]]]:
+               ) -> tuple[bool, bool, bool | None, list[str], list[tuple[ProblemKind, str]]]:
+        """(upgraded, ok, accept_valid, failure reasons, problems) for an upgrade's response."""
         req, resp = request.headers, response.headers
         reasons: list[str] = []
         problems: list[tuple[ProblemKind, str]] = []
@@ -811,7 +813,7 @@ class HandshakeParser:
                 reason += f" (server supports versions {versions})"
             reasons.append(reason)
             problems.append((ProblemKind.HANDSHAKE_FAILED, reason))
-            return False, None, reasons, problems
+            return False, False, None, reasons, problems
         ok = True
         if "websocket" not in _tokens(resp.get("upgrade")):
             ok = False
@@ -861,7 +863,7 @@ class HandshakeParser:
                 problems.append((ProblemKind.EXTENSION_NOT_OFFERED,
                                  f"expected one of {sorted(offered_ext)}, found={name}"))
                 reasons.append(f"extension {name!r} was not offered")
-        return ok, accept_valid, reasons, problems
+        return ok, ok, accept_valid, reasons, problems
 
     @staticmethod
     def _subprotocols(req: Mapping[str, str], resp: Mapping[str, str]
@@ -879,7 +881,7 @@ class HandshakeParser:
         return offered, chosen
 
     def _emit_done(self, request: _Request, response: _Response | None, *, ok: bool,
-                   accept_valid: bool | None, reasons: list[str]) -> None:
+                   accept_valid: bool | None, reasons: list[str], upgraded: bool = False) -> None:
         req = request.headers
         resp = response.headers if response is not None else {}
         version, draft = classify(req, resp)
@@ -916,6 +918,7 @@ class HandshakeParser:
             request_ts_ns=request.ts_ns,
             response_record_no=response.record_no if response is not None else None,
             response_ts_ns=response.ts_ns if response is not None else None,
+            upgraded=upgraded,
         )
         assert self._client is not None
         client_bytes = bytes(self._sides[self._client].buf)
