@@ -155,7 +155,7 @@ class Handshake:
 
     version: int                         # -1, 0, 4, 5, 6, 7, 8, 13 or an unknown number as sent
     draft: str                           # "hixie-75", "hixie-76", "hybi-00".."hybi-17"-family names
-    ok: bool                             # 101 with a valid upgrade: frames follow
+    ok: bool                             # RFC 6455 §4.1 verdict: a client would not fail it
     http_status: int | None              # None: no response seen
     accept_valid: bool | None            # None: nothing to check (no response, hixie-75)
     host: str | None = None
@@ -185,7 +185,7 @@ class Handshake:
 @dataclass(frozen=True, slots=True)
 class HandshakeDone:
     """The handshake finished (well or not). `trailing` holds, per direction, the bytes that
-    followed it in the same stream data: the first WebSocket frames when handshake.ok."""
+    followed it in the same stream data: the first WebSocket frames when handshake.upgraded."""
 
     handshake: Handshake
     client_direction: int                # which stream direction sent the request (0 or 1)

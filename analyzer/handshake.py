@@ -20,10 +20,12 @@ Rule 2: the client side is parsed request by request (bodies skipped by Content-
 Rule 3: the server side parses one response per outstanding request (1xx other than 101 do not
         consume a request; HEAD/204/304 have no body). A response framed "until close" means no
         further request can follow: NotWebSocket.
-Rule 4: the response to the upgrade request ends the handshake: HandshakeDone. A 101 with a
-        valid upgrade is ``ok`` and the parser stops (the caller hands later bytes to the frame
-        decoder). Any other answer is a failed handshake; parsing then goes on with the held
-        client bytes, as another request may follow on the same keep-alive connection.
+Rule 4: the response to the upgrade request ends the handshake: HandshakeDone. A 101 with its
+        upgrade headers is ``upgraded`` and the parser stops (the caller hands later bytes to the
+        frame decoder); ``ok`` is the RFC 6455 §4.1 verdict on top (accept key or hixie-76 answer,
+        subprotocol and extensions as offered), so an upgraded handshake may still have failed.
+        Any other answer is a failed handshake; parsing then goes on with the held client bytes,
+        as another request may follow on the same keep-alive connection.
 Rule 5: nothing is buffered without a bound (max_header_bytes for a header block, MAX_LINE for a
         start line, max_hold for client bytes waiting for a response, and HANDSHAKE_BUDGET for
         the bytes all parsers hold together). Over a bound, or on any malformed input:
@@ -479,7 +481,8 @@ class HandshakeParser:
     Events: HandshakeDone once per upgrade request answered (a failed one may be followed by
     another on the same keep-alive connection), NotWebSocket when the connection cannot carry
     (or no longer can carry) a WebSocket upgrade, and Problem for what is wrong on the way. After
-    HandshakeDone(ok=True) or NotWebSocket the parser is finished and returns [] to every call.
+    HandshakeDone(upgraded=True) or NotWebSocket the parser is finished and returns [] to every
+    call.
     A NotWebSocket after a failed HandshakeDone only means "stop feeding".
 
     Order within one returned list: Problems first, then HandshakeDone, then NotWebSocket, so a
@@ -814,14 +817,14 @@ class HandshakeParser:
             reasons.append(reason)
             problems.append((ProblemKind.HANDSHAKE_FAILED, reason))
             return False, False, None, reasons, problems
-        ok = True
+        upgraded = True
         if "websocket" not in _tokens(resp.get("upgrade")):
-            ok = False
+            upgraded = False
             reasons.append(f"101 without Upgrade: websocket (Upgrade: {resp.get('upgrade')!r})")
         if "upgrade" not in _tokens(resp.get("connection")):
-            ok = False
+            upgraded = False
             reasons.append(f"101 without Connection: Upgrade (Connection: {resp.get('connection')!r})")
-        if not ok:
+        if not upgraded:
             problems.append((ProblemKind.HANDSHAKE_FAILED, "; ".join(reasons)))
         accept_valid: bool | None = None
         if request.hixie76:
@@ -863,7 +866,9 @@ class HandshakeParser:
                 problems.append((ProblemKind.EXTENSION_NOT_OFFERED,
                                  f"expected one of {sorted(offered_ext)}, found={name}"))
                 reasons.append(f"extension {name!r} was not offered")
-        return ok, ok, accept_valid, reasons, problems
+        # RFC 6455 §4.1: each reason above makes the client _Fail the WebSocket Connection_; the
+        # frames that follow an upgraded 101 are still decoded (the verdict is the client's).
+        return upgraded, upgraded and not reasons, accept_valid, reasons, problems
 
     @staticmethod
     def _subprotocols(req: Mapping[str, str], resp: Mapping[str, str]

@@ -107,7 +107,7 @@ VECTORS = [
 # --- a caller model: what the pipeline does with the events ---------------------------------------
 
 class Run:
-    """Feeds a parser like the pipeline: after HandshakeDone(ok=True) bytes go to the frames."""
+    """Feeds a parser like the pipeline: after HandshakeDone(upgraded=True) bytes go to the frames."""
 
     def __init__(self, **kwargs: int) -> None:
         self.parser = HandshakeParser(**kwargs)
@@ -121,7 +121,7 @@ class Run:
             return
         for event in self.parser.feed(direction, data, record_no, ts_ns):
             self.events.append(event)
-            if isinstance(event, HandshakeDone) and event.handshake.ok:
+            if isinstance(event, HandshakeDone) and event.handshake.upgraded:
                 self.done = True
 
     def finish(self) -> None:
@@ -138,7 +138,7 @@ class Run:
 
     def frames(self, direction: int) -> bytes:
         """The bytes the frame decoder of this direction gets: trailing + what came later."""
-        done = [h for h in self.handshakes if h.handshake.ok]
+        done = [h for h in self.handshakes if h.handshake.upgraded]
         assert done, self.events
         return done[0].trailing[direction] + bytes(self.after[direction])
 
@@ -216,7 +216,7 @@ def test_draft_vector_whole(vec: tuple) -> None:
     assert len(r.handshakes) == 1, r.events
     done = r.handshakes[0]
     hs = done.handshake
-    assert (hs.version, hs.draft, hs.ok, hs.http_status) == (version, draft, True, 101)
+    assert (hs.version, hs.draft, hs.ok, hs.upgraded, hs.http_status) == (version, draft, True, True, 101)
     assert hs.accept_valid is accept_valid
     assert hs.subprotocol == subprotocol
     assert done.client_direction == 0
@@ -274,7 +274,7 @@ def test_hybi04_draft_printed_accept_is_flagged() -> None:
     resp = HYBI04_RESP.replace(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", b"me89jWimTRKTWwrS3aRrL53YZSo=")
     r = run([hybi_req(4)], [resp])
     hs = r.handshakes[0].handshake
-    assert (hs.version, hs.draft, hs.ok, hs.accept_valid) == (4, "hybi-04", True, False)
+    assert (hs.version, hs.draft, hs.ok, hs.upgraded, hs.accept_valid) == (4, "hybi-04", False, True, False)
     assert r.kinds == [ProblemKind.ACCEPT_KEY_MISMATCH]
 
 
@@ -414,7 +414,7 @@ def test_wrong_accept() -> None:
     r = run([rfc_request()], [rfc_response(accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA=") + b"\x81\x00"])
     (done,) = r.handshakes
     hs = done.handshake
-    assert (hs.ok, hs.accept_valid) == (True, False)
+    assert (hs.ok, hs.upgraded, hs.accept_valid) == (False, True, False)
     assert "Sec-WebSocket-Accept mismatch" in (hs.failure_reason or "")
     (problem,) = [e for e in r.events if isinstance(e, Problem)]
     assert problem.kind == ProblemKind.ACCEPT_KEY_MISMATCH
@@ -447,7 +447,7 @@ def test_missing_accept() -> None:
 def test_hixie76_wrong_answer() -> None:
     r = run([HIXIE76_REQ], [HIXIE76_RESP[:-16] + b"0123456789abcdef"])
     hs = r.handshakes[0].handshake
-    assert (hs.ok, hs.accept_valid) == (True, False)
+    assert (hs.ok, hs.upgraded, hs.accept_valid) == (False, True, False)
     assert r.kinds == [ProblemKind.ACCEPT_KEY_MISMATCH]
 
 
@@ -469,10 +469,11 @@ def test_truncated_response_at_finish() -> None:
     assert r.kinds == [ProblemKind.HANDSHAKE_NO_RESPONSE]
 
 
-def test_subprotocol_not_selected_keeps_ok() -> None:
+def test_subprotocol_not_selected_fails_but_stays_upgraded() -> None:
     r = run([rfc_request("Sec-WebSocket-Protocol: chat, superchat")], [rfc_response()])
     hs = r.handshakes[0].handshake
-    assert (hs.ok, hs.subprotocol, hs.subprotocols_offered) == (True, None, ("chat", "superchat"))
+    assert (hs.ok, hs.upgraded, hs.subprotocol, hs.subprotocols_offered) == (
+        False, True, None, ("chat", "superchat"))
     assert "no subprotocol selected" in (hs.failure_reason or "")
     assert r.kinds == [ProblemKind.SUBPROTOCOL_NOT_SELECTED]
 
@@ -481,14 +482,14 @@ def test_subprotocol_and_extension_not_offered() -> None:
     r = run([rfc_request("Sec-WebSocket-Protocol: chat")],
             [rfc_response("Sec-WebSocket-Protocol: mqtt", "Sec-WebSocket-Extensions: permessage-deflate")])
     hs = r.handshakes[0].handshake
-    assert hs.ok is True and hs.subprotocol == "mqtt"
+    assert (hs.ok, hs.upgraded, hs.subprotocol) == (False, True, "mqtt")
     assert r.kinds == [ProblemKind.SUBPROTOCOL_NOT_OFFERED, ProblemKind.EXTENSION_NOT_OFFERED]
 
 
 def test_101_without_upgrade_headers() -> None:
     r = run([rfc_request()], [rfc_response(upgrade=False)])
     hs = r.handshakes[0].handshake
-    assert (hs.ok, hs.http_status) == (False, 101)
+    assert (hs.ok, hs.upgraded, hs.http_status) == (False, False, 101)
     assert "without Upgrade: websocket" in (hs.failure_reason or "")
     assert r.kinds == [ProblemKind.HANDSHAKE_FAILED]
     assert isinstance(r.events[-1], NotWebSocket)
