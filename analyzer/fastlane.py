@@ -18,7 +18,6 @@ tables of the lane equal to those of the general path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from analyzer.frames import FrameDecoder
@@ -59,21 +58,26 @@ class FastLane:
         frames, messages: the FrameColumns / MessageColumns the rows go to.
         conn_id: the connection's id in the tables.
         frame_base, message_base: the sender's bits of the row flags (F_SERVER / M_SERVER or 0).
-        problem: called with each Problem a message raises (invalid UTF-8, inflation failures).
-        counters: the sender's counters (`frames`, `messages` attributes), each one-frame message
-            adds one to both.
+
+    The lane holds no reference back to its session or side (`problems` and `taken` are read by
+    the caller): the pipeline runs with the cyclic GC off, so a cycle would keep every closed
+    connection alive until the end of the capture.
+
+    Attributes:
+        problems: the Problems the messages raised (invalid UTF-8, inflation failures), in order;
+            the caller takes them after each `take`.
+        taken: one-frame messages taken so far (each is one frame and one message).
     """
 
-    __slots__ = ("_assembler", "_counters", "_decoder", "_loop", "_problem")
+    __slots__ = ("_assembler", "_decoder", "_loop", "problems", "taken")
 
     def __init__(self, decoder: FrameDecoder, assembler: MessageAssembler, frames: Any, messages: Any,
-                 conn_id: int, frame_base: int, message_base: int, problem: Callable[[Any], None],
-                 counters: Any) -> None:
+                 conn_id: int, frame_base: int, message_base: int) -> None:
         b0_table, expect_mask, max_payload = decoder.lane_params()
         self._decoder = decoder
         self._assembler = assembler
-        self._problem = problem
-        self._counters = counters
+        self.problems: list[Any] = []
+        self.taken = 0
         table = _lane_table(b0_table, assembler.compression, bool(expect_mask), frame_base, message_base)
         # what the loop needs, unpacked in one step per call; the general path treats a longer
         # uncompressed payload as over the message limit
@@ -90,7 +94,8 @@ class FastLane:
             return 0
         (table, expect_mask, max_payload, single, single_compressed, frame_row, message_row, previews,
          preview_ends, payloads, conn_id) = self._loop
-        problems: list = []
+        problems = self.problems
+        mark = len(problems)
         end = len(data)
         pos = 0
         taken = 0
@@ -132,15 +137,12 @@ class FastLane:
             except Exception:
                 # never expected; the general path (whose assembler turns an internal error into
                 # a problem row) takes the frame from here
-                problems.clear()
+                del problems[mark:]
                 break
             # the rows as FrameColumns.add / MessageColumns.add write them (no close reason here)
             frame_row((conn_id, record_no, ts_ns, frame_flags | ((start - pos) << F_HEADER_SHIFT), length,
                        -1, message_id, -1))
-            if problems:
-                for problem in problems:
-                    self._problem(problem)
-                problems.clear()
+            mark = len(problems)
             if kept is not None:
                 payloads[len(preview_ends) - 1] = kept     # by row, as MessageColumns.add
             message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, length, size, record_no,
@@ -151,7 +153,5 @@ class FastLane:
             pos = stop
         if taken:
             decoder.took(taken, pos, record_no, ts_ns)
-            counters = self._counters
-            counters.frames += taken
-            counters.messages += taken
+            self.taken += taken
         return pos

@@ -14,7 +14,6 @@ Rules of the state machine (one place, h11-style):
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import itertools
 from dataclasses import dataclass, field
@@ -119,6 +118,11 @@ class Side:
         self.pings: dict[bytes, int] = {}
         self.lane: FastLane | None = None
 
+    def sent(self) -> tuple[int, int]:
+        """(frames, messages) this sender sent, the fast lane's one-frame messages included."""
+        taken = self.lane.taken if self.lane is not None else 0
+        return self.frames + taken, self.messages + taken
+
 
 class Session:
     """Fed a connection's stream events by the pipeline; writes rows into `rows`."""
@@ -162,6 +166,8 @@ class Session:
                 taken = lane.take(data, record_no, ts_ns)
                 if taken:
                     side.bytes += taken
+                    if lane.problems:
+                        self._lane_problems(side, lane)
                     if taken == len(data):
                         return
                     data = data[taken:]
@@ -295,8 +301,7 @@ class Session:
             side = Side(decoder, assembler, "client" if from_client else "server")
             if FAST_LANE and type(decoder) is FrameDecoder:
                 side.lane = FastLane(decoder, assembler, self.rows.frames, self.rows.messages, self.conn_id,
-                                     side.frame_flags, side.message_flags,
-                                     functools.partial(self._problem, side.sender), side)
+                                     side.frame_flags, side.message_flags)
             sides.append(side)
         self.sides = sides
 
@@ -380,6 +385,12 @@ class Session:
                 return ts_ns - sent
         return -1
 
+    def _lane_problems(self, side: Side, lane: FastLane) -> None:
+        problems = lane.problems
+        lane.problems = []
+        for problem in problems:
+            self._problem(side.sender, problem)
+
     def _message_event(self, side: Side, ev: Message | Problem) -> None:
         if type(ev) is not Message:
             self._problem(side.sender, ev)  # type: ignore[arg-type]
@@ -462,6 +473,9 @@ class Session:
         def val(side: Side | None, attr: str, default: object = 0) -> object:
             return default if side is None else getattr(side, attr)
 
+        cframes, cmessages = cside.sent() if cside is not None else (0, 0)
+        sframes, smessages = sside.sent() if sside is not None else (0, 0)
+
         version, draft = (hs.version, hs.draft) if hs is not None else (-1, "unknown")
         self.rows.connections.append((
             self.capture, self.conn_id, _address(client), client_port, _address(server), server_port,
@@ -482,7 +496,7 @@ class Session:
             sside.close_reason if sside and sside.sent_close else None,
             self.first_close[0] if self.first_close else None,
             code, status, self.tcp_end,
-            val(cside, "frames"), val(sside, "frames"), val(cside, "messages"), val(sside, "messages"),
+            cframes, sframes, cmessages, smessages,
             val(cside, "bytes"), val(sside, "bytes"), rtt, self.tcp_gaps,
         ))
 
