@@ -27,9 +27,11 @@ Rule 4: the response to the upgrade request ends the handshake: HandshakeDone. A
         Any other answer is a failed handshake; parsing then goes on with the held client bytes,
         as another request may follow on the same keep-alive connection.
 Rule 5: nothing is buffered without a bound (max_header_bytes for a header block, MAX_LINE for a
-        start line, max_hold for client bytes waiting for a response, and HANDSHAKE_BUDGET for
-        the bytes all parsers hold together). Over a bound, or on any malformed input:
-        Problem(HTTP_MALFORMED) (or HANDSHAKE_FAILED for a budget) and NotWebSocket. No input raises.
+        start line, MAX_PENDING parsed requests waiting for responses, max_hold for client bytes
+        waiting for a response, and HANDSHAKE_BUDGET for what all parsers hold together: their
+        raw bytes and their parsed, unanswered requests and responses). Over a bound, or on any
+        malformed input: Problem(HTTP_MALFORMED) (or HANDSHAKE_FAILED for a budget,
+        HTTP_PIPELINE_LIMIT for pipelining) and NotWebSocket. No input raises.
 Rule 6: after NotWebSocket, or after a successful HandshakeDone, the parser is finished: every
         later call returns [].
 
@@ -76,8 +78,12 @@ MAX_HEADERS = 256
 #: Longest chunk-size line (with extensions) and the most trailer bytes of a chunked body.
 MAX_CHUNK_LINE = 1024
 MAX_TRAILER_BYTES = 16384
-#: Most requests (pipelined) waiting for their responses.
-MAX_PENDING = 64
+#: Most requests (pipelined) parsed and waiting for their responses; the client's later bytes
+#: wait unparsed (and counted) until a response frees a place, up to max_hold of them.
+MAX_PENDING = 16
+#: What a parsed plain request waiting for its response is charged against the budget: its
+#: headers are not kept (only an upgrade request keeps them), this is the object's size.
+_PLAIN_REQUEST_COST = 256
 #: Most plain (non-upgrade) HTTP exchanges followed before giving up on a connection.
 MAX_EXCHANGES = 1000
 #: A method token longer than this is not taken for an HTTP request.
@@ -338,22 +344,27 @@ def _parse_fields(lines: list[bytes]) -> dict[str, str]:
     return {k: ", ".join(v for v in vs if v) if len(vs) > 1 else vs[0] for k, vs in fields.items()}
 
 
+def _closes(headers: Mapping[str, str], http_version: tuple[int, int]) -> bool:
+    """The message ends the connection after its exchange (RFC 7230 §6.3)."""
+    conn = _tokens(headers.get("connection"))
+    return "close" in conn or (http_version < (1, 1) and "keep-alive" not in conn)
+
+
 @dataclass(slots=True)
 class _Request:
+    """A parsed request waiting for its response. A plain one keeps only what the response's
+    framing needs (method, close): its target and headers are dropped (headers={}, target="")."""
+
     method: str
     target: str
-    http_version: tuple[int, int]
     headers: dict[str, str]
     record_no: int
     ts_ns: int
+    close: bool
+    cost: int                     # bytes charged against the budget while it waits
     upgrade: bool = False
     hixie76: bool = False
     key3: bytes = b""
-
-    @property
-    def close(self) -> bool:
-        conn = _tokens(self.headers.get("connection"))
-        return "close" in conn or (self.http_version < (1, 1) and "keep-alive" not in conn)
 
 
 @dataclass(slots=True)
@@ -365,11 +376,11 @@ class _Response:
     record_no: int
     ts_ns: int
     answer: bytes = b""
+    cost: int = 0                 # bytes charged against the budget while it is held
 
     @property
     def close(self) -> bool:
-        conn = _tokens(self.headers.get("connection"))
-        return "close" in conn or (self.http_version < (1, 1) and "keep-alive" not in conn)
+        return _closes(self.headers, self.http_version)
 
 
 @dataclass(slots=True)
@@ -492,6 +503,7 @@ class HandshakeParser:
     def __init__(self, *, max_header_bytes: int = 65536, budget: PayloadBudget | None = None) -> None:
         self._budget = HANDSHAKE_BUDGET if budget is None else budget
         self._held = 0                # bytes of the budget this parser holds
+        self._parsed = 0              # the cost of the parsed requests and response it holds
         self.max_header_bytes = max(256, int(max_header_bytes))
         self.max_hold = max(4 * self.max_header_bytes, 1 << 20)
         self._sides = (_Side(), _Side())
@@ -564,9 +576,12 @@ class HandshakeParser:
         if self._finished:
             for side in sides:
                 side.buf.clear()
+            self._pending.clear()
+            self._response = None
+            self._parsed = 0
             held = 0
         else:
-            held = len(sides[0].buf) + len(sides[1].buf)
+            held = len(sides[0].buf) + len(sides[1].buf) + self._parsed
             if held > self._held and not self._budget.take(held - self._held):
                 self._give_up(f"the handshake buffers of all connections are over their shared budget of "
                               f"{self._budget.limit} bytes ({held} bytes held here)", malformed=False)
@@ -654,19 +669,31 @@ class HandshakeParser:
             self._cstate = "hold"
             return True
         # head
-        if side.buf and len(self._pending) >= MAX_PENDING:
-            self._give_up(f"more than {MAX_PENDING} requests without a response", malformed=False)
+        if len(self._pending) >= MAX_PENDING:
+            # Pipelined past the limit: the bytes wait unparsed (and counted) for responses.
+            if len(side.buf) > self.max_hold:
+                self._problem(ProblemKind.HTTP_PIPELINE_LIMIT,
+                              f"{MAX_PENDING} pipelined requests without a response and "
+                              f"{len(side.buf)} bytes more from the client")
+                self._give_up(f"{MAX_PENDING} pipelined requests without a response", malformed=False)
             return False
+        size = len(side.buf)
         parsed = self._read_head(side, is_request=True)
         if parsed is None:
             return False
         start, fields = parsed
         method, target, major, minor = start
         rec, ts = self._record
-        request = _Request(method=method, target=target, http_version=(major, minor),
-                           headers=fields, record_no=rec, ts_ns=ts)
-        request.upgrade = "websocket" in _tokens(fields.get("upgrade"))
+        upgrade = "websocket" in _tokens(fields.get("upgrade"))
+        close = _closes(fields, (major, minor))
+        if upgrade:
+            cost = size - len(side.buf)           # the header block it was parsed from
+        else:
+            target, cost = "", _PLAIN_REQUEST_COST
+        request = _Request(method=method, target=target, headers=fields if upgrade else {},
+                           record_no=rec, ts_ns=ts, close=close, cost=cost, upgrade=upgrade)
         self._pending.append(request)
+        self._parsed += cost
         if request.upgrade:
             request.hixie76 = ("sec-websocket-key1" in fields and "sec-websocket-key2" in fields
                                and "sec-websocket-key" not in fields
@@ -720,6 +747,7 @@ class HandshakeParser:
                 self._give_up("server sent data with no request outstanding", malformed=False)
             return False
         was_first = side.first_record
+        size = len(side.buf)
         parsed = self._read_head(side, is_request=False)
         if parsed is None:
             return False
@@ -736,12 +764,14 @@ class HandshakeParser:
             return False
         if request.upgrade:
             self._response = response
+            response.cost = size - len(side.buf)
+            self._parsed += response.cost
             if status == 101 and request.hixie76:
                 self._sstate = "answer"
                 return True
             return self._maybe_conclude()
         # A plain exchange: skip the response body.
-        self._pending.pop(0)
+        self._parsed -= self._pending.pop(0).cost
         self._exchanges += 1
         return self._start_response_body(side, request, response)
 
@@ -783,6 +813,7 @@ class HandshakeParser:
         response = self._response
         assert response is not None
         self._response = None
+        self._parsed -= request.cost + response.cost
         self._exchanges += 1
         upgraded, ok, accept_valid, reasons, problems = self._judge(request, response)
         for kind, detail in problems:

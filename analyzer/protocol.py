@@ -202,6 +202,7 @@ class ProblemKind(str, Enum):
     FLOW_LIMIT = "flow-limit"                        # flows dropped at the flow-table cap
     # handshake
     HTTP_MALFORMED = "http-malformed"
+    HTTP_PIPELINE_LIMIT = "http-pipeline-limit"      # too many pipelined requests unanswered
     HANDSHAKE_FAILED = "handshake-failed"
     HANDSHAKE_NO_RESPONSE = "handshake-no-response"
     ACCEPT_KEY_MISMATCH = "accept-key-mismatch"
