@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,13 +27,26 @@ CLOSE_SENDERS = ("client", "server", "none")
 
 # C0 and C1 control characters, DEL: shown as \xNN so captured text cannot drive a terminal; the
 # Unicode bidi controls as \uNNNN so captured text cannot reorder what is shown around it.
+# U+2028/2029 too: str.splitlines() and some viewers break lines there.
+_BIDI = (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_CONTROL.update({c: f"\\u{c:04x}" for c in _BIDI})
+# What JSON leaves raw (json.dumps escapes only C0, quotes and backslashes): DEL, C1 and the bidi
+# controls, written as \uNNNN escapes so the JSON stays the same data but is safe on a terminal.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f" + "".join(chr(c) for c in _BIDI) + "]")
+
+#: Message rates are only stated over at least this many seconds (shorter spans give absurd rates).
+MIN_RATE_SPAN_S = 1.0
 
 
 def printable(text: object) -> str:
     """`text` with control characters escaped (\\xNN): safe to print on a terminal."""
     return str(text).translate(_CONTROL)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with DEL, C1 and bidi control characters written as \\uNNNN escapes (same data)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -259,7 +273,9 @@ class Summary:
             ("Message size", _fmt_pct(d["message_size"], "B", 0)),
             ("Ping RTT", _fmt_pct(d["ping_rtt_ms"], "ms", 3)),
             ("Handshake RTT", _fmt_pct(d["handshake_rtt_ms"], "ms", 3)),
-            ("Message rate", "-" if d["messages_per_second"] is None
+            ("Message rate", f"n/a (messages span under {MIN_RATE_SPAN_S:g} s)"
+             if d["messages_per_second"] is None and d["messages"]
+             else "-" if d["messages_per_second"] is None
              else f"{d['messages_per_second']:,.2f} messages/s"),
         ]
         return rows
@@ -292,7 +308,8 @@ def summary(a: Analysis) -> Summary:
     close_codes (what applications saw: connections.close_code), close_status, close_initiator,
     subprotocols, extensions, compression, problems, problems_by_kind, message_size (bytes),
     ping_rtt_ms, handshake_rtt_ms (n/p50/p90/p99/max), messages_per_second (messages over the
-    time from the first message's start to the last one's end).
+    time from the first message's start to the last one's end; None when that span is under
+    MIN_RATE_SPAN_S, where a rate would be an artefact of two timestamps).
     """
     c, f, m, p = a.connections, a.frames, a.messages, a.problems
     caps = [{"name": str(ci.name), "path": str(ci.path), "packets": int(ci.packets),
@@ -315,7 +332,7 @@ def summary(a: Analysis) -> Summary:
 
     if len(m):
         span = (m["ts_end"].max() - m["ts_start"].min()).total_seconds()
-        rate = len(m) / span if span > 0 else None
+        rate = len(m) / span if span >= MIN_RATE_SPAN_S else None
     else:
         rate = None
 
@@ -359,4 +376,5 @@ def summary(a: Analysis) -> Summary:
     return Summary(data)
 
 
-__all__ = ["CLOSE_SENDERS", "Summary", "close_codes", "printable", "summary", "timeline", "versions"]
+__all__ = ["CLOSE_SENDERS", "MIN_RATE_SPAN_S", "Summary", "close_codes", "json_safe", "printable", "summary",
+           "timeline", "versions"]

@@ -160,14 +160,27 @@ def test_summary_counts_small() -> None:
     assert d["ping_rtt_ms"]["n"] == 1 and d["ping_rtt_ms"]["p50"] == pytest.approx(2.0)
     assert d["handshake_rtt_ms"]["max"] == pytest.approx(6.0)
     assert d["handshake_rtt_ms"]["p50"] == pytest.approx(3.0)
-    # two messages between ts_start 5 ms and ts_end 7 ms
-    assert d["messages_per_second"] == pytest.approx(2 / 0.002)
+    # two messages between ts_start 5 ms and ts_end 7 ms: no rate from a 2 ms span (issue 13, item 23)
+    assert d["messages_per_second"] is None
     assert d["duration_s"] == pytest.approx(2.0)
     json.dumps(d)  # serialisable
     text = str(s)
     assert "WebSocket connections  4 (rfc6455 3, hixie-76 1); 1 failed handshake" in text
     assert "1006 Abnormal closure (not-sent-on-wire) ×1" in text
+    assert "Message rate           n/a (messages span under 1 s)" in text
     assert "<th" in s._repr_html_()
+
+
+def test_message_rate_needs_a_span_of_a_second() -> None:
+    """Issue 13, item 23: 2 messages 57 µs apart gave "35,087.72 messages/s"; 3 over 1.5 s is a rate."""
+    quick = [dict(message_id=i, ts_start=T0 + i * 57_000, ts_end=T0 + i * 57_000) for i in (1, 2)]
+    s = build([dict()], [], quick).summary()
+    assert s["messages_per_second"] is None
+    assert "messages/s" not in str(s) and "n/a" in dict(s.rows())["Message rate"]
+    slow = [dict(message_id=i, ts_start=T0 + i * 750 * MS, ts_end=T0 + i * 750 * MS) for i in (0, 1, 2)]
+    s = build([dict()], [], slow).summary()
+    assert s["messages_per_second"] == pytest.approx(3 / 1.5)
+    assert dict(s.rows())["Message rate"] == "2.00 messages/s"
 
 
 def test_summary_empty() -> None:
