@@ -38,7 +38,7 @@ Rules (one place, h11-style):
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import OrderedDict
 from typing import cast
 
@@ -168,7 +168,8 @@ class Reassembler:
         self._table: dict[tuple, _Half] = {}                   # directional 4-tuple → sender's half
         self._lru: OrderedDict[int, _Flow] = OrderedDict()     # conn_id → flow, least recent first
         self._recent: OrderedDict[tuple, tuple[int, int]] = OrderedDict()  # key → (closed ts, isn)
-        self._buffering: dict[_Flow, None] = {}                # flows holding out-of-order data
+        self._buffering: OrderedDict[_Flow, None] = OrderedDict()  # flows holding out-of-order data,
+        #                                                        oldest first
         self._bare: OrderedDict[int, _Flow] = OrderedDict()    # flows with no payload yet, LRU
         self._total_bytes = 0
         self._total_chunks = 0
@@ -498,56 +499,74 @@ class Reassembler:
     def _insert(self, h: _Half, off: int, data: bytes, rec: int, ts: int,
                 out: list[StreamEvent]) -> None:
         """Buffer [off, off+len) keeping the bytes already buffered (the first copy) where they
-        overlap; report overlapping bytes that differ."""
+        overlap; report overlapping bytes that differ (one problem per segment at most).
+
+        The chunks lying wholly inside the segment are merged with its new bytes into one chunk,
+        so a segment costs O(1 + chunks it merges away): a retransmission over many small pieces
+        pays for them once, and the next one compares a single chunk (C-speed slices, no loop)."""
         starts, chunks = h.starts, h.chunks
         end = off + len(data)
         base = off                                        # data[i] is the byte at offset base + i
-        i = bisect_right(starts, off) - 1
+        differ: list[tuple[int, int]] = []                # overlapping ranges whose copies differ
+        i = bisect_left(starts, off) - 1                  # the last chunk starting before `off`
         if i >= 0:
             ps = starts[i]
-            pe = ps + len(chunks[i])
-            if pe > off:                                  # overlaps the chunk before it
+            c = chunks[i]
+            pe = ps + len(c)
+            if pe > off:                                  # overlaps it
                 ov = min(pe, end)
-                if chunks[i][off - ps:ov - ps] != data[:ov - off]:
-                    self._conflict(h, off, ov - off, rec, ts, out)
-                if end <= pe:
-                    return
+                if c[off - ps:ov - ps] != data[:ov - off]:
+                    differ.append((off, ov - off))
                 off = pe
         i += 1
-        added = 0
-        new = 0
-        n = len(starts)
-        while off < end:
-            if i < n and starts[i] < end:
-                cs = starts[i]
-                c = chunks[i]
-                if cs > off:
-                    starts.insert(i, off)
-                    chunks.insert(i, data[off - base:cs - base])
-                    added += cs - off
-                    new += 1
-                    i += 1
-                    n += 1
-                ce = cs + len(c)
-                ov = min(ce, end)
-                if c[:ov - cs] != data[cs - base:ov - base]:
-                    self._conflict(h, cs, ov - cs, rec, ts, out)
-                off = ce
-                i += 1
-            else:
+        j = bisect_left(starts, end, i)                   # chunks i..j-1 start inside [off, end)
+        stop = end
+        if j > i:
+            ls = starts[j - 1]
+            c = chunks[j - 1]
+            if ls + len(c) > end:                         # the last runs past the segment: kept apart
+                if c[:end - ls] != data[ls - base:]:
+                    differ.append((ls, end - ls))
+                j -= 1
+                stop = ls
+        if off < stop:
+            if j == i:                                    # nothing buffered inside: one new chunk
                 starts.insert(i, off)
-                chunks.insert(i, data if off == base else data[off - base:])
-                added += end - off
-                new += 1
-                break
-        self._account(h, added, new)
+                chunks.insert(i, data if off == base and stop == end else data[off - base:stop - base])
+                self._account(h, stop - off, 1)
+            else:
+                pieces = []
+                pos = off
+                held = 0
+                for k in range(i, j):
+                    cs = starts[k]
+                    c = chunks[k]
+                    if cs > pos:
+                        pieces.append(data[pos - base:cs - base])
+                    ce = cs + len(c)
+                    if c != data[cs - base:ce - base]:
+                        differ.append((cs, ce - cs))
+                    pieces.append(c)
+                    held += ce - cs
+                    pos = ce
+                if pos < stop:
+                    pieces.append(data[pos - base:stop - base])
+                starts[i:j] = [off]
+                chunks[i:j] = [b"".join(pieces)]
+                self._account(h, stop - off - held, 1 - (j - i))
+        if differ:
+            self._conflict(h, differ, rec, ts, out)
 
-    def _conflict(self, h: _Half, off: int, length: int, rec: int, ts: int,
+    def _conflict(self, h: _Half, differ: list[tuple[int, int]], rec: int, ts: int,
                   out: list[StreamEvent]) -> None:
+        off, length = differ[0]
+        where = f"{length} bytes at relative seq {off + h.bias}"
+        if len(differ) > 1:
+            where = (f"{sum(n for _, n in differ)} bytes in {len(differ)} places from relative seq "
+                     f"{off + h.bias}")
         out.append(StreamProblem(h.flow.conn_id, h.dir, Problem(
-            ProblemKind.TCP_OVERLAP_CONFLICT,
-            f"overlapping copies differ: {length} bytes at relative seq {off + h.bias} "
-            f"(first copy kept)", rec, ts)))
+            ProblemKind.TCP_OVERLAP_CONFLICT, f"overlapping copies differ: {where} (first copy kept)",
+            rec, ts)))
 
     def _account(self, h: _Half, nbytes: int, nchunks: int) -> None:
         h.nbytes += nbytes
@@ -571,19 +590,22 @@ class Reassembler:
             while half.starts and (a.nbytes + b.nbytes > per_flow
                                    or len(a.starts) + len(b.starts) > self._max_chunks_flow):
                 self._force(half, f"flow buffer over its cap of {per_flow} bytes", rec, ts, out)
-        if self._total_bytes > self.max_buffered_total or self._total_chunks > self._max_chunks_total:
-            victims = [flow] + [f for f in self._buffering if f is not flow]
-            for victim in victims:
-                for half in victim.halves:
-                    while half.starts and (self._total_bytes > self.max_buffered_total
-                                           or self._total_chunks > self._max_chunks_total):
-                        self._force(half, f"total buffer over its cap of {self.max_buffered_total} bytes",
-                                    rec, ts, out)
-                if victim is not flow and victim.halves[0].ended and victim.halves[1].ended:
-                    self._release(victim, "closed", victim.last_rec, victim.last_ts, out)
-                if self._total_bytes <= self.max_buffered_total \
-                        and self._total_chunks <= self._max_chunks_total:
-                    break
+        # Over the total cap: this flow first, then the flows that have buffered longest, taken one
+        # at a time from the front of _buffering (a flow leaves it when its buffer empties): O(1)
+        # per flow given up on, however many flows are buffering.
+        buffering = self._buffering
+        victim = flow
+        while self._total_bytes > self.max_buffered_total or self._total_chunks > self._max_chunks_total:
+            for half in victim.halves:
+                while half.starts and (self._total_bytes > self.max_buffered_total
+                                       or self._total_chunks > self._max_chunks_total):
+                    self._force(half, f"total buffer over its cap of {self.max_buffered_total} bytes",
+                                rec, ts, out)
+            if victim is not flow and victim.halves[0].ended and victim.halves[1].ended:
+                self._release(victim, "closed", victim.last_rec, victim.last_ts, out)
+            if not buffering or next(iter(buffering)) is victim:
+                break                                     # nothing left to give up
+            victim = next(iter(buffering))
 
     def _force(self, h: _Half, why: str, rec: int, ts: int, out: list[StreamEvent]) -> None:
         size = h.starts[0] - h.nxt
