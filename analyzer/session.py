@@ -2,10 +2,13 @@
 
 Rules of the state machine (one place, h11-style):
   Rule 1: a connection starts in HANDSHAKE (or, when its port is in `ports=` and its first bytes are
-          not HTTP, in FRAMES with roles taken from the port and the masking).
+          not HTTP, in FRAMES with roles taken from the port and the masking). On a `ports=` port,
+          bytes that begin with an HTTP request or status line (either direction, whichever comes
+          first) are HTTP: only the handshake parser sees them, never the frame decoders.
   Rule 2: HandshakeDone(ok) → FRAMES, with the bytes that followed the handshake fed first;
           a failed handshake stays in HANDSHAKE (keep-alive: another request may follow);
-          NotWebSocket → IGNORED, and nothing more of the connection is looked at.
+          NotWebSocket → IGNORED, and nothing more of the connection is looked at (on a `ports=`
+          port whose bytes looked like HTTP only at first sight: replayed as frames instead).
   Rule 3: in FRAMES each side has its own frame decoder and message assembler; the close handshake
           (who closed first, codes, echo) and ping/pong pairing are tracked here across both sides.
   Rule 4: the connections row is written when the reassembler releases the flow, and only for a
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from analyzer.events import (
@@ -49,6 +53,8 @@ from analyzer.tables import (
     M_COMPRESSED,
     M_INCOMPLETE,
     M_SERVER,
+    MAX_KEPT_PAYLOAD_BYTES,
+    KeptPayloads,
     ProblemLimiter,
     TableRows,
 )
@@ -58,7 +64,13 @@ assert tuple(1 << i for i in range(4, 10)) == (F_FIN, F_RSV1, F_RSV2, F_RSV3, F_
 
 HANDSHAKE, FRAMES, IGNORED = "handshake", "frames", "ignored"
 SENDERS = ("client", "server")
-_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC", b"HTTP")
+# ports= mode (Rule 1): bytes that may begin an HTTP message (a method token and a space, "HTTP/",
+# or too few bytes to tell) go to the handshake parser; a complete request or status line makes
+# the connection HTTP for good (RFC 9112 §3, §4: the grammar the handshake parser reads).
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_HTTP_HEAD = re.compile(rb"[\r\n]*(?:HTTP/|[A-Za-z][" + _TCHAR + rb"]{0,23}(?: |\Z))")
+_HTTP_START_LINE = re.compile(rb"[\r\n]*(?:[A-Za-z][" + _TCHAR + rb"]{0,23} +[^ \t\r\n]+ +HTTP/\d\.\d"
+                              rb"|HTTP/\d\.\d +\d{3}(?:[ \t][^\r\n]*)?)[ \t]*\r?\n")
 _REPLAY_LIMIT = 64 * 1024
 PAYLOAD_BUDGET = 64 << 20       # partial frame payloads held by all decoders of an analysis
 HANDSHAKE_BUDGET = 64 << 20     # bytes held by all handshake parsers of an analysis
@@ -75,10 +87,17 @@ class Budgets:
 
     payload: PayloadBudget = field(default_factory=lambda: PayloadBudget(PAYLOAD_BUDGET))
     handshake: PayloadBudget = field(default_factory=lambda: PayloadBudget(HANDSHAKE_BUDGET))
+    parts: int = 1
 
     @classmethod
     def split(cls, parts: int) -> Budgets:
-        return cls(PayloadBudget(PAYLOAD_BUDGET // parts), PayloadBudget(HANDSHAKE_BUDGET // parts))
+        return cls(PayloadBudget(PAYLOAD_BUDGET // parts), PayloadBudget(HANDSHAKE_BUDGET // parts), parts)
+
+    def of_rows(self, rows: TableRows, options: Options) -> KeptPayloads:
+        """This process's share of the caps kept with the rows (the problem rows listed, the bytes
+        of kept payloads: options.max_payload_bytes); returns the kept-payload budget."""
+        rows.problems.limit_to_share(self.parts)
+        return rows.kept.limit_to(options.max_payload_bytes // self.parts)
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,7 @@ class Options:
     payloads: bool | float = False
     preview_len: int = 64
     validate_utf8: bool = True
+    max_payload_bytes: int = MAX_KEPT_PAYLOAD_BYTES
 
 
 def _address(raw: bytes) -> str:
@@ -144,6 +164,8 @@ class Session:
         self.forced = bool(options.ports) and (opened.server_port in options.ports
                                                or opened.client_port in options.ports)
         self.replay: list[tuple[int, bytes, int, int]] = []
+        self.replay_dirs = 0                # bit per direction with bytes in the replay
+        self.http_seen = False              # ports= mode: an HTTP start line began a direction
         self.pending_problems: list[tuple[str | None, Problem]] = []  # until we know it is WebSocket
         self.limiter = ProblemLimiter()
         self.replay_bytes = 0
@@ -173,14 +195,9 @@ class Session:
                     data = data[taken:]
             self._frames(direction, data, record_no, ts_ns)
         elif state is HANDSHAKE:
-            if (self.forced and not self.request_seen and not self.replay
-                    and not data.startswith(_HTTP_METHODS)):
-                self._start_frames_without_handshake(direction, data)
-                self._frames(direction, data, record_no, ts_ns)
+            if self.forced and not self.request_seen and not self.http_seen and self._forced_bytes(
+                    direction, data, record_no, ts_ns):
                 return
-            if self.forced and self.replay_bytes < _REPLAY_LIMIT:
-                self.replay.append((direction, data, record_no, ts_ns))
-                self.replay_bytes += len(data)
             parser = self.parser
             if parser is None:
                 parser = self.parser = HandshakeParser(budget=self.budgets.handshake)
@@ -254,7 +271,8 @@ class Session:
                             self._frames(direction, trailing, rec, ts)
                     return
             elif isinstance(ev, NotWebSocket):
-                if self.forced and not self.request_seen:
+                if (self.forced and not self.request_seen and not self.http_seen
+                        and not self._replay_is_http()):
                     self._replay_as_frames()
                 else:
                     self.state = IGNORED
@@ -297,7 +315,8 @@ class Session:
             assembler = MessageAssembler(
                 next_message_id=self.next_message_id, from_client=from_client, deflate=deflate,
                 max_message_bytes=opts.max_message_bytes, keep_payload=opts.payloads,
-                preview_len=opts.preview_len, validate_utf8=opts.validate_utf8)
+                preview_len=opts.preview_len, validate_utf8=opts.validate_utf8,
+                kept=self.budgets.of_rows(self.rows, opts))
             side = Side(decoder, assembler, "client" if from_client else "server")
             if FAST_LANE and type(decoder) is FrameDecoder:
                 side.lane = FastLane(decoder, assembler, self.rows.frames, self.rows.messages, self.conn_id,
@@ -317,6 +336,35 @@ class Session:
             masked = len(data) >= 2 and bool(data[1] & 0x80)
             self.client_dir = direction if masked else 1 - direction
         self._start_frames(None)
+
+    def _forced_bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> bool:
+        """ports= mode before any handshake (Rule 1): True when `data` was taken as frames. The
+        first bytes decide: not HTTP → frames; a request or status line → HTTP for good, through
+        the handshake parser only (a plain exchange is ignored, never replayed as frames); else
+        the bytes are kept to be replayed as frames if the parser finds they are not HTTP."""
+        if not self.replay and not _HTTP_HEAD.match(data):
+            self._start_frames_without_handshake(direction, data)
+            self._frames(direction, data, record_no, ts_ns)
+            return True
+        bit = 1 << direction
+        if not self.replay_dirs & bit and _HTTP_START_LINE.match(data):
+            self.http_seen = True
+            self.replay = []
+            return False
+        self.replay_dirs |= bit
+        if self.replay_bytes < _REPLAY_LIMIT:
+            self.replay.append((direction, data, record_no, ts_ns))
+            self.replay_bytes += len(data)
+        return False
+
+    def _replay_is_http(self) -> bool:
+        """Does a direction's replayed bytes begin with an HTTP request or status line (one whose
+        first packet was too short to tell)?"""
+        for direction in (0, 1):
+            head = b"".join(data for d, data, _r, _t in self.replay if d == direction)
+            if _HTTP_START_LINE.match(head):
+                return True
+        return False
 
     def _replay_as_frames(self) -> None:
         replay = self.replay

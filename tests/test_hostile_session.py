@@ -69,3 +69,77 @@ def test_connection_counts_with_and_without_the_lane(tmp_path, monkeypatch, fast
     assert list(conns.frames_client) == [2] * 10 and list(conns.frames_server) == [2] * 10
     assert list(conns.messages_client) == [1] * 10 and list(conns.messages_server) == [1] * 10
     assert (conns.close_status == "clean").all()
+
+
+# --- item 13: HTTP on a decode-as port is HTTP, not frames --------------------------------------
+
+def _cells(a: analyzer.Analysis) -> str:
+    """Every cell of every table, as text."""
+    return "\n".join(getattr(a, t).astype(str).to_csv() for t in ("connections", "frames", "messages",
+                                                                 "problems"))
+
+
+@pytest.mark.parametrize("segment", [None, 1, 7])
+def test_http_on_a_decode_as_port_is_not_decoded_as_frames(tmp_path, segment):
+    """A GET without Upgrade and a 302 with Set-Cookie on the port given with ports=: with the TCP
+    handshake, mid-stream starting with the response, mid-stream starting with the request; whole
+    or cut into tiny segments. No frames, no connection, and the cookie in no table."""
+    path = shapes.http_on_decode_as_port(tmp_path, 1.0, segment)
+    a = analyzer.analyze(path, ports=[shapes.DECODE_AS_PORT], jobs=1)
+    assert a.frames.empty and a.messages.empty
+    assert a.connections.empty
+    assert a.frames.close_reason.isna().all()
+    assert shapes.COOKIE_VALUE not in _cells(a)
+    assert "session=" not in _cells(a)
+    # without ports= it is plain HTTP too (the control: same tables)
+    b = analyzer.analyze(path, jobs=1)
+    assert b.frames.empty and b.connections.empty
+
+
+def test_http_on_a_decode_as_port_in_the_cli_outputs(tmp_path, capsys):
+    """frames, the CSV and the Parquet export of the same capture never show the cookie."""
+    from analyzer import cli
+
+    path = shapes.http_on_decode_as_port(tmp_path, 1.0)
+    port = str(shapes.DECODE_AS_PORT)
+    cli.main(["frames", str(path), "--port", port, "--no-progress"])
+    for fmt in ("csv", "parquet"):
+        cli.main(["export", str(path), "--port", port, "--format", fmt, "-o", str(tmp_path / fmt),
+                  "--no-progress"])
+    printed = capsys.readouterr()
+    assert shapes.COOKIE_VALUE not in printed.out + printed.err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".csv", ".parquet")]
+    assert written
+    for p in written:
+        assert shapes.COOKIE_VALUE.encode() not in p.read_bytes(), p
+
+
+def _mid_stream(tmp_path, first: bytes, then: list[tuple[int, bytes]]):
+    from tests.pcapgen import Conversation, write_pcap
+
+    conv = Conversation(server_port=shapes.DECODE_AS_PORT)
+    conv.send(1, first)
+    for direction, data in then:
+        conv.send(direction, data)
+    path = tmp_path / "mid.pcap"
+    write_pcap(path, conv.packets)
+    return path
+
+
+def test_frames_on_a_decode_as_port_are_still_decoded(tmp_path):
+    """The other side of the rule: non-HTTP bytes on the port are frames, also when the first
+    bytes look like the start of a request line (a deflate first fragment "A " of 32 bytes) and
+    are replayed once the parser finds they are not HTTP."""
+    from tests.pcapgen import frame
+
+    text = frame(1, b"hello")
+    a = analyzer.analyze(_mid_stream(tmp_path, text, [(0, frame(1, b"hi", mask=shapes.MASK))]),
+                         ports=[shapes.DECODE_AS_PORT], jobs=1)
+    assert list(a.frames.payload_len) == [5, 2]
+    # 0x41 0x20: text, RSV1, not final, 32 bytes - "A " as a method and a space
+    fragment = bytes([0x41, 32]) + bytes(range(100, 132))
+    b = analyzer.analyze(_mid_stream(tmp_path, fragment, [(1, frame(0, b"end"))]),
+                         ports=[shapes.DECODE_AS_PORT], jobs=1)
+    assert list(b.frames.opcode) == [1, 0]
+    assert list(b.frames.payload_len) == [32, 3]
+    assert list(b.messages.frames) == [2]

@@ -77,33 +77,42 @@ def short_connections(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Pa
 short_connections.command = ["summary", "{capture}", "--jobs", "1"]  # type: ignore[attr-defined]
 
 
-def _http_exchange(conv: Conversation, i: int) -> None:
-    conv.send(0, (f"GET /login?n={i} HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n").encode())
-    conv.send(1, (f"HTTP/1.1 302 Found\r\nLocation: /home\r\n"
-                  f"Set-Cookie: session={COOKIE_VALUE}; Path=/; HttpOnly\r\nContent-Length: 0\r\n\r\n"
-                  ).encode())
+def _send(conv: Conversation, direction: int, data: bytes, segment: int | None) -> None:
+    step = segment or len(data)
+    for i in range(0, len(data), step):
+        conv.send(direction, data[i:i + step])
 
 
-def http_on_decode_as_port(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
+def _http_exchange(conv: Conversation, i: int, segment: int | None) -> None:
+    _send(conv, 0, f"GET /login?n={i} HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n".encode(),
+          segment)
+    _send(conv, 1, (f"HTTP/1.1 302 Found\r\nLocation: /home\r\n"
+                    f"Set-Cookie: session={COOKIE_VALUE}; Path=/; HttpOnly\r\nContent-Length: 0\r\n\r\n"
+                    ).encode(), segment)
+
+
+def http_on_decode_as_port(directory: pathlib.Path, scale: float = 1.0,
+                           segment: int | None = None) -> pathlib.Path:
     """Item 13: plain HTTP (a GET without Upgrade, a 302 with Set-Cookie) on the port given with
     --port: one connection with its TCP handshake, one picked up mid-stream that starts with the
-    response, and one picked up mid-stream that starts with the request; scale repeats them."""
+    response, and one picked up mid-stream that starts with the request; scale repeats them.
+    `segment`: cut every message into TCP segments of this many bytes (1: byte by byte)."""
     conv = Conversation(server_port=DECODE_AS_PORT)
     for i in range(max(1, round(scale))):
         conv.client_port = 41000 + 3 * i
         conv.handshake()
-        _http_exchange(conv, i)
+        _http_exchange(conv, i, segment)
         conv.fin(0)
         conv.fin(1)
         # mid-stream, the response first (the capture began after the request)
         conv.client_port += 1
-        conv.send(1, (f"HTTP/1.1 302 Found\r\nSet-Cookie: session={COOKIE_VALUE}\r\n"
-                      "Content-Length: 0\r\n\r\n").encode())
-        _http_exchange(conv, i)
+        _send(conv, 1, (f"HTTP/1.1 302 Found\r\nSet-Cookie: session={COOKIE_VALUE}\r\n"
+                        "Content-Length: 0\r\n\r\n").encode(), segment)
+        _http_exchange(conv, i, segment)
         # mid-stream, a request first
         conv.client_port += 1
-        _http_exchange(conv, i)
-    path = directory / "http-on-decode-as-port.pcap"
+        _http_exchange(conv, i, segment)
+    path = directory / f"http-on-decode-as-port{segment or ''}.pcap"
     write_pcap(path, conv.packets)
     return path
 
