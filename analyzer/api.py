@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import contextlib
 import os
-import pickle
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 PathLike = str | os.PathLike[str]
 SHARD_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
+TEMP_PREFIX = "ws-analyzer-"  # the temporary folder of a parallel analysis (analyzer.worker removes
+                              # only folders named so)
 
 
 @dataclass
@@ -135,7 +139,7 @@ class Analysis:
 def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None = None,
             max_message_bytes: int = 16 << 20, payloads: bool | float = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
-            jobs: int | None = None) -> Analysis:
+            jobs: int | None = None, max_payload_bytes: int = 256 << 20) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
 
     Args:
@@ -146,6 +150,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             ones are counted and reported in `problems`, never held in memory.
         payloads: keep every message's whole payload in `messages.payload` (default: a preview
             only); a fraction such as 0.01 keeps a sample of the messages, chosen by message id.
+        max_payload_bytes: the most payload bytes kept in all (with payloads): past it a message's
+            payload is null, and one `kept-payload-limit` problem row says how many were not kept.
         preview_len: characters (text) or bytes (binary, as hex) of the preview.
         validate_utf8: check text messages and close reasons for valid UTF-8.
         progress: True for a progress bar on stderr, or a callback (bytes read, file size).
@@ -164,7 +170,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
     options = Options(ports=frozenset(int(p) for p in ports or ()),
                       max_message_bytes=int(max_message_bytes),
                       payloads=payloads if sample else bool(payloads),
-                      preview_len=int(preview_len), validate_utf8=bool(validate_utf8))
+                      preview_len=int(preview_len), validate_utf8=bool(validate_utf8),
+                      max_payload_bytes=int(max_payload_bytes))
     names = _unique_names(path_list)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     per_file = [_shards_for(p, workers) for p in path_list]
@@ -194,12 +201,16 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
     """Every (capture, shard) as a task, `workers` at a time: this process takes tasks from the
     front of the queue itself (its imports are done and its rows need no passing on), while
     `workers - 1` threads hand tasks from the back to `python -m analyzer.worker` subprocesses.
-    Progress (a bar, or the callback) is shown for the shards this process analyses."""
+    Progress (a bar, or the callback) is shown for the shards this process analyses.
+
+    Any way out but success (an error here or in a worker, Ctrl-C, SIGTERM) starts no more tasks,
+    kills the running workers at once and removes the temporary folder (0700) with their files."""
     flat = [(i, p, n, (k, shards)) for i, (p, n, shards) in enumerate(zip(paths, names, per_file))
             for k in range(shards)]
     tasks = collections.deque((t, *task) for t, task in enumerate(flat))
     outputs: dict[int, ShardResult] = {}
     lock = threading.Lock()
+    pool_of_workers = _Workers()
 
     def take(front: bool) -> tuple | None:
         with lock:
@@ -207,52 +218,136 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
                 return None
             return tasks.popleft() if front else tasks.pop()
 
-    def helper(tmp: str) -> None:
-        while (task := take(front=False)) is not None:
-            t, _, p, n, shard = task
-            outputs[t] = _run_worker(os.path.join(tmp, f"{t}.pickle"),
-                                     {"path": p, "name": n, "options": options, "shard": shard,
-                                      "progress": False})
+    def stop() -> None:
+        with lock:
+            tasks.clear()               # start nothing more
+        pool_of_workers.kill_all()
 
-    with tempfile.TemporaryDirectory(prefix="ws-analyzer-") as tmp, \
-            ThreadPoolExecutor(max_workers=workers - 1) as pool:
-        helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)]
+    def helper(tmp: str) -> None:
         try:
+            while (task := take(front=False)) is not None:
+                t, _, p, n, shard = task
+                outputs[t] = _run_worker(os.path.join(tmp, f"{t}.pickle"),
+                                         {"path": p, "name": n, "options": options, "shard": shard,
+                                          "progress": False}, pool_of_workers)
+        except BaseException:
+            stop()                      # the analysis has failed: the other workers' work is lost
+            raise
+
+    with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp, \
+            ThreadPoolExecutor(max_workers=workers - 1) as pool:
+        try:
+            helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)]
             while (task := take(front=True)) is not None:
                 t, _, p, n, shard = task
                 outputs[t] = _analyze_shard(p, n, options, shard, progress)
             import analyzer.merge  # noqa: F401  (pandas: loaded while the workers may still run)
+            concurrent.futures.wait(helpers)
+            errors = [f.exception() for f in helpers if f.exception() is not None]
+            if errors:      # the first real one: the others were stopped because of it
+                raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
         except BaseException:
-            with lock:
-                tasks.clear()               # an error here: start nothing more
+            stop()
             raise
-        for future in helpers:
-            future.result()
     results: list[list[ShardResult]] = [[] for _ in paths]
     for t in sorted(outputs):
         results[flat[t][0]].append(outputs[t])
     return results
 
 
-def _run_worker(result_path: str, task: dict[str, Any]) -> ShardResult:
-    task["result"] = result_path
-    task["path"] = os.path.abspath(task["path"])
-    env = dict(os.environ)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    # `python -m` puts the working directory first on sys.path: run the worker from the
-    # directory that holds this package, so that a user's own analyzer.py or analyzer/ in theirs
-    # cannot stand in for it
-    proc = subprocess.run([sys.executable, "-m", "analyzer.worker"], input=pickle.dumps(task),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env,
-                          cwd=package_root)
-    if proc.returncode == 2:
-        raise CaptureError(proc.stderr.decode("utf-8", "replace").strip())
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-        raise RuntimeError(f"worker for {task['name']} failed (exit {proc.returncode}): {tail[0]}")
-    from analyzer.worker import load_result
-    return load_result(result_path)
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during a parallel analysis: unwinds like Ctrl-C, so that the workers are killed and
+    the temporary folder removed (the default action would end this process on the spot)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into `_Terminated` while the block runs, when this is the main thread and
+    nobody else handles SIGTERM (a notebook kernel's or an application's own handler is left as is)."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)      # another one must not cut the clean-up short
+        raise _Terminated("terminated")
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _Workers:
+    """The worker subprocesses running now, so that they can all be killed at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def kill_all(self) -> None:
+        with self._lock:
+            self._stopped = True
+            for proc in self._live:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+
+    def run(self, result_path: str, task: dict[str, Any]) -> ShardResult:
+        """One task in a `python -m analyzer.worker` subprocess; its rows, or its error raised here."""
+        from analyzer.worker import PARENT_ENV, create_private, encode_task, load_result
+
+        task["path"] = os.path.abspath(task["path"])
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        env[PARENT_ENV] = str(os.getpid())
+        # `python -m` puts the working directory first on sys.path: run the worker from the
+        # directory that holds this package, so that a user's own analyzer.py or analyzer/ in theirs
+        # cannot stand in for it
+        with create_private(result_path + ".stderr") as stderr, self._lock:
+            if self._stopped:
+                raise _Stopped
+            proc = subprocess.Popen([sys.executable, "-m", "analyzer.worker", result_path],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    env=env, cwd=package_root)
+            self._live.add(proc)
+        try:
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(encode_task(task))
+                proc.stdin.flush()
+            except OSError:
+                pass                    # the worker is gone already: its status says why
+            status = proc.wait()        # stdin stays open meanwhile: its end tells the worker we died
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        if self._stopped:
+            raise _Stopped
+        if status == 2 and os.path.exists(result_path + ".error"):
+            with open(result_path + ".error", "rb") as f:
+                raise CaptureError(f.read().decode("utf-8", "replace"))
+        if status != 0:
+            with open(result_path + ".stderr", "rb") as f:
+                lines = f.read().decode("utf-8", "replace").strip().splitlines()
+            reason = lines[-1] if lines else "no message"
+            raise RuntimeError(f"worker for {task['name']} failed (exit {status}): {reason}")
+        return load_result(result_path)
+
+
+class _Stopped(Exception):
+    """A worker's task was abandoned because the analysis stopped (the cause is raised elsewhere)."""
+
+
+def _run_worker(result_path: str, task: dict[str, Any], workers: _Workers | None = None) -> ShardResult:
+    """One task in a worker subprocess, one of `workers` (the tests count the calls here)."""
+    return (workers or _Workers()).run(result_path, task)
 
 
 def _merge_info(shards: list[ShardResult]) -> CaptureInfo:
