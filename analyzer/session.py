@@ -5,8 +5,10 @@ Rules of the state machine (one place, h11-style):
           not HTTP, in FRAMES with roles taken from the port and the masking). On a `ports=` port,
           bytes that begin with an HTTP request or status line (either direction, whichever comes
           first) are HTTP: only the handshake parser sees them, never the frame decoders.
-  Rule 2: HandshakeDone(ok) → FRAMES, with the bytes that followed the handshake fed first;
-          a failed handshake stays in HANDSHAKE (keep-alive: another request may follow);
+  Rule 2: HandshakeDone(upgraded) → FRAMES, with the bytes that followed the handshake fed first,
+          whatever the verdict (`ok`: a wrong accept key still has its frames decoded, and its
+          close_status is "handshake-failed" as for every handshake that is not ok); a handshake
+          that did not upgrade stays in HANDSHAKE (keep-alive: another request may follow);
           NotWebSocket → IGNORED, and nothing more of the connection is looked at (on a `ports=`
           port whose bytes looked like HTTP only at first sight: replayed as frames instead).
   Rule 3: in FRAMES each side has its own frame decoder and message assembler; the close handshake
@@ -262,7 +264,9 @@ class Session:
                 self.handshake = ev.handshake
                 self.client_dir = ev.client_direction
                 self._flush_pending_problems()
-                if ev.handshake.ok:
+                if ev.handshake.upgraded:
+                    # frames follow a 101 with its upgrade headers even when the RFC 6455 §4.1
+                    # verdict (ok) is a failure: they are decoded and listed all the same
                     self._start_frames(ev.handshake)
                     for direction in (self.client_dir, 1 - self.client_dir):
                         trailing = ev.trailing[direction]
@@ -487,6 +491,8 @@ class Session:
     # --- the connections row -------------------------------------------------------------------
 
     def _close_status(self, hs: Handshake | None) -> tuple[str, int | None]:
+        # handshake_ok False ⇔ "handshake-failed" (the summary counts failed handshakes by either);
+        # its close_code stays null: no WebSocket connection was established for the application
         if hs is not None and not hs.ok:
             return "handshake-failed", None
         sides = self.sides or []

@@ -143,3 +143,27 @@ def test_frames_on_a_decode_as_port_are_still_decoded(tmp_path):
     assert list(b.frames.opcode) == [1, 0]
     assert list(b.frames.payload_len) == [32, 3]
     assert list(b.messages.frames) == [2]
+
+
+# --- item 20: frames after an upgrade whose verdict failed ---------------------------------------
+
+def test_frames_after_a_failed_verdict_are_decoded_and_the_connection_failed(tmp_path):
+    """A 101 with its upgrade headers but a wrong Sec-WebSocket-Accept (and a hixie-76 101 with a
+    wrong answer): handshake_ok False, close_status "handshake-failed", its frames decoded and
+    listed; the summary's failed-handshake count and close status agree with the table."""
+    a = analyzer.analyze(shapes.wrong_accept(tmp_path, 1.0), jobs=1)
+    c = a.connections
+    assert list(c.draft.astype(str)) == ["rfc6455", "hixie-76"]
+    assert list(c.handshake_ok) == [False, False]
+    assert list(c.accept_valid) == [False, False]
+    assert list(c.close_status.astype(str)) == ["handshake-failed", "handshake-failed"]
+    assert list(c.frames_client) == [2, 2] and list(c.frames_server) == [2, 2]
+    assert list(c.close_code_client) == [1000, 1005] and list(c.close_code_server) == [1000, 1005]
+    assert list(a.messages.preview) == ["client after a wrong accept", "server after a wrong accept",
+                                        "client after a wrong answer", "server after a wrong answer"]
+    assert list(a.frames.opcode) == [1, 1, 8, 8, 1, 1, 8, 8]
+    kinds = set(a.problems.kind.astype(str))
+    assert "accept-key-mismatch" in kinds
+    d = a.summary().to_dict()
+    assert d["failed_handshakes"] == 2
+    assert d["close_status"]["handshake-failed"] == 2

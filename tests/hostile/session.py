@@ -1,5 +1,5 @@
 """Hostile captures for the session (connection state machine, frame decoders): issue 13 items
-10, 13, 19 and 20.
+10, 13, 19 and 20 (its session side).
 
 Each shape writes one pcap with `tests.pcapgen` and returns its path; scale 1.0 is what the
 regression tests use, larger scales are for the benchmark (`benchmarks/hostile.py`).
@@ -171,9 +171,41 @@ def cut_mid_frame_hixie(directory: pathlib.Path, scale: float = 1.0) -> pathlib.
     return path
 
 
+def wrong_accept(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
+    """Item 20: an RFC 6455 upgrade answered 101 with a wrong Sec-WebSocket-Accept, then a message
+    each way and a clean close; and a hixie-76 upgrade whose 16-byte answer is wrong, then a
+    message each way and the closing frames; scale repeats the pair."""
+    conv = Conversation()
+    for i in range(max(1, round(scale))):
+        conv.client_port = 44000 + 2 * i
+        conv.handshake()
+        conv.send(0, upgrade_request())
+        conv.send(1, upgrade_response(accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+        conv.send(0, frame(1, b"client after a wrong accept", mask=MASK))
+        conv.send(1, frame(1, b"server after a wrong accept"))
+        conv.send(0, frame(8, close_payload(1000), mask=MASK))
+        conv.send(1, frame(8, close_payload(1000)))
+        conv.fin(0)
+        conv.fin(1)
+        conv.client_port += 1
+        conv.handshake()
+        conv.send(0, _hixie76_request())
+        conv.send(1, _hixie76_response()[:-16] + b"0123456789abcdef")
+        conv.send(0, b"\x00client after a wrong answer\xff")
+        conv.send(1, b"\x00server after a wrong answer\xff")
+        conv.send(0, b"\xff\x00")
+        conv.send(1, b"\xff\x00")
+        conv.fin(0)
+        conv.fin(1)
+    path = directory / "wrong-accept.pcap"
+    write_pcap(path, conv.packets)
+    return path
+
+
 SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "short-connections": short_connections,
     "http-on-decode-as-port": http_on_decode_as_port,
     "cut-mid-frame": cut_mid_frame,
     "cut-mid-frame-hixie": cut_mid_frame_hixie,
+    "wrong-accept": wrong_accept,
 }
