@@ -48,6 +48,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 from analyzer.events import (
     DeflateParams,
@@ -61,12 +62,15 @@ from analyzer.frames import PayloadBudget
 from analyzer.protocol import DRAFT_OF_VERSION, WEBSOCKET_GUID, ProblemKind
 
 __all__ = [
+    "REDACTED",
     "HandshakeParser",
     "accept_key",
     "classify",
     "deflate_params",
     "hixie76_answer",
     "parse_extensions",
+    "redact_subprotocols",
+    "redact_target",
 ]
 
 # --- limits (websockets http11.py style: named constants) -------------------------------------
@@ -291,6 +295,138 @@ def deflate_params(accepted: str | None) -> DeflateParams | None:
 
 def _tokens(value: str | None) -> set[str]:
     return {t.lower() for t in _split_commas(value)}
+
+
+# --- credentials (README: cookie and authorization values never reach an output) ----------------
+# Browsers cannot set an Authorization header on a WebSocket upgrade, so applications put their
+# credentials in the request target's query string (OAuth's access_token, SignalR, presigned AWS
+# URLs) or in Sec-WebSocket-Protocol (Kubernetes' base64url.bearer.authorization.k8s.io.<token>,
+# Jupyter Server's v1.token.websocket.jupyter.org.<token>, ["access_token", <token>] pairs, JWTs).
+# They are redacted where the Handshake is made, so no table, file or report can show them. All
+# checks are regular expressions over strings the header bounds already limit (no per-byte loop,
+# nothing that backtracks over a whole value more than a constant number of times).
+
+REDACTED = "<redacted>"
+
+#: Query parameter names whose values are credentials (matched whole, case-insensitively, after
+#: percent-decoding): token, access_token, X-Amz-Security-Token, client_secret, password,
+#: signature, X-Amz-Signature, X-Amz-Credential, api_key, apikey, Ocp-Apim-Subscription-Key,
+#: key, sig, auth, jwt, session, sessionid, jsessionid, PHPSESSID, …
+_SECRET_PARAM = re.compile(
+    r".*(?:token|secret|passw(?:or)?d|passphrase|signature|credentials?|api[-_]?key|sess(?:ion)?[-_]?id)"
+    r"|(?:.*[-_.])?(?:auth|authorization|jwt|sig|key|pwd|pass|session|hmac)", re.IGNORECASE)
+#: name=value pairs of a query string or fragment, and path parameters (/p;jsessionid=…)
+_QUERY_PAIR = re.compile(r"([?&;#])([^=&;#]*)=([^&;#]*)")
+_PATH_PAIR = re.compile(r"(;)([^=;/#]*)=([^;/#]*)")
+_QUERY_START = re.compile(r"[?#]")
+#: userinfo of an absolute-form request target (ws://user:password@host/)
+_USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
+
+#: Subprotocol prefixes that carry a credential after them, kept as the scheme
+_SUBPROTOCOL_SCHEMES = re.compile(
+    r"(base64url\.bearer\.authorization\.k8s\.io\.|base64\.bearer\.authorization\.|"
+    r"v1\.token\.websocket\.jupyter\.org\.)(.+)", re.IGNORECASE)
+#: generic: <anything><sep>bearer|token|…<sep><value>; the value is redacted if it looks secret
+_SUBPROTOCOL_MARKER = re.compile(
+    r"((?:.*?[-_.])?(?:bearer|token|access[-_]?token|auth|authorization|jwt|api[-_]?key|secret|"
+    r"password)[-_.:=])(.+)", re.IGNORECASE)
+#: a subprotocol that is only a marker: the next offered subprotocol is the credential
+_SUBPROTOCOL_PAIR_MARKERS = frozenset({"access_token", "accesstoken", "access-token", "bearer", "token",
+                                       "authorization", "auth", "jwt", "auth_token", "auth-token",
+                                       "x-auth-token", "apikey", "api_key", "api-key"})
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/=_\-]{20,}")
+_HEXISH = re.compile(r"[0-9A-Fa-f\-]{32,}")
+_SECRETISH = re.compile(r"[0-9A-Z+/=_]")
+_RUN = re.compile(r"[A-Za-z0-9+/=_\-]{8,}")
+
+
+def _looks_secret(value: str) -> bool:
+    """A value after a credential marker: a run of 8+ base64 characters that is not a lower-case
+    word (it has a digit, a capital or one of +/=_): "websocket.jupyter.org" is not."""
+    return any(_SECRETISH.search(run) for run in _RUN.findall(value))
+
+
+def _looks_random(part: str) -> bool:
+    """A dot-separated piece that is a token by its shape alone: a JWT's first segment, 20+
+    base64 characters mixing digits, upper and lower case, or 32+ hex digits (a UUID too)."""
+    if part.startswith("eyJ") and len(part) >= 8:
+        return True
+    if _HEXISH.fullmatch(part):
+        return len(part.replace("-", "")) >= 32
+    if _BASE64ISH.fullmatch(part):
+        return (re.search(r"[0-9]", part) is not None and re.search(r"[A-Z]", part) is not None
+                and re.search(r"[a-z]", part) is not None)
+    return False
+
+
+def _redact_subprotocol(token: str) -> str:
+    """One Sec-WebSocket-Protocol token with its credential, if any, replaced by REDACTED."""
+    m = _SUBPROTOCOL_SCHEMES.match(token)
+    if m is not None:
+        return m.group(1) + REDACTED
+    m = _SUBPROTOCOL_MARKER.match(token)
+    if m is not None and _looks_secret(m.group(2)):
+        return m.group(1) + REDACTED
+    parts = token.split(".")
+    if not any(_looks_random(p) for p in parts):
+        return token
+    kept: list[str] = []
+    jwt_left = 0                 # the JWT's payload and signature segments after its header
+    for p in parts:
+        if jwt_left:
+            jwt_left -= 1
+            continue
+        if _looks_random(p):
+            jwt_left = 2 if p.startswith("eyJ") else 0
+            if not kept or kept[-1] != REDACTED:
+                kept.append(REDACTED)
+        else:
+            kept.append(p)
+    return ".".join(kept)
+
+
+def redact_subprotocols(offered: tuple[str, ...], chosen: str | None
+                        ) -> tuple[tuple[str, ...], str | None]:
+    """The offered and chosen subprotocols with credentials redacted (the scheme kept): the value
+    after a known scheme (``base64url.bearer.authorization.k8s.io.<token>``), after a marker
+    (``bearer.``, ``token-`` …) when it looks secret, a JWT or a random-looking token anywhere,
+    and the token that follows a bare marker (``access_token, <token>``). The chosen one is
+    redacted as the offered one it repeats."""
+    shown: list[str] = []
+    mapping: dict[str, str] = {}
+    after_marker = False
+    for token in offered:
+        red = REDACTED if after_marker and _looks_secret(token) else _redact_subprotocol(token)
+        after_marker = token.lower() in _SUBPROTOCOL_PAIR_MARKERS
+        mapping[token] = red
+        shown.append(red)
+    if chosen is not None:
+        chosen = mapping.get(chosen) or _redact_subprotocol(chosen)
+    return tuple(shown), chosen
+
+
+def _redact_pair(m: re.Match[str]) -> str:
+    name, value = m.group(2), m.group(3)
+    if not value or value == REDACTED:
+        return m.group(0)
+    if _SECRET_PARAM.fullmatch(unquote_plus(name).strip()) or (value.startswith("eyJ") and "." in value):
+        return f"{m.group(1)}{name}={REDACTED}"
+    return m.group(0)
+
+
+def redact_target(target: str) -> str:
+    """A request target with the values of credential query parameters (``token=<redacted>``;
+    the other parameters as they are; JWT-looking values whatever their name) and the userinfo
+    of an absolute-form target (``ws://<redacted>@host/``) redacted."""
+    if "=" in target:
+        m = _QUERY_START.search(target)
+        path, query = (target[:m.start()], target[m.start():]) if m else (target, "")
+        if ";" in path:
+            path = _PATH_PAIR.sub(_redact_pair, path)
+        target = path + _QUERY_PAIR.sub(_redact_pair, query)
+    if "@" in target:
+        target = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", target, count=1)
+    return target
 
 
 # --- parser internals --------------------------------------------------------------------------
@@ -551,7 +687,8 @@ class HandshakeParser:
         upgrade = self._pending[-1] if self._pending and self._pending[-1].upgrade else None
         if upgrade is not None and self._response is None and not self._server_started():
             self._problem(ProblemKind.HANDSHAKE_NO_RESPONSE,
-                          f"{upgrade.method} {upgrade.target[:200]}: upgrade request without response")
+                          f"{upgrade.method} {redact_target(upgrade.target)[:200]}: upgrade request "
+                          "without response")
             self._emit_done(upgrade, None, ok=False, accept_valid=None, reasons=["no response"])
             self._finished = True
         elif upgrade is not None:
@@ -882,13 +1019,14 @@ class HandshakeParser:
                            if request.hixie76 else
                            "Sec-WebSocket-Accept mismatch (a browser would fail the connection)")
         offered, chosen = self._subprotocols(req, resp)
+        shown, shown_chosen = redact_subprotocols(offered, chosen)
         if chosen is not None and chosen not in offered:
             problems.append((ProblemKind.SUBPROTOCOL_NOT_OFFERED,
-                             f"expected one of {list(offered)}, found={chosen}"))
-            reasons.append(f"subprotocol {chosen!r} was not offered")
+                             f"expected one of {list(shown)}, found={shown_chosen}"))
+            reasons.append(f"subprotocol {shown_chosen!r} was not offered")
         elif chosen is None and offered:
             problems.append((ProblemKind.SUBPROTOCOL_NOT_SELECTED,
-                             f"expected one of {list(offered)}, found=(none)"))
+                             f"expected one of {list(shown)}, found=(none)"))
             reasons.append("no subprotocol selected although the client offered some "
                            "(a browser would fail the connection)")
         offered_ext = {name for name, _ in parse_extensions(req.get("sec-websocket-extensions"))}
@@ -904,7 +1042,8 @@ class HandshakeParser:
     @staticmethod
     def _subprotocols(req: Mapping[str, str], resp: Mapping[str, str]
                       ) -> tuple[tuple[str, ...], str | None]:
-        """(offered, chosen); hixie-75 spells the field WebSocket-Protocol."""
+        """(offered, chosen) as sent (see redact_subprotocols); hixie-75 spells the field
+        WebSocket-Protocol."""
         raw = req.get("sec-websocket-protocol", req.get("websocket-protocol"))
         if raw is None:
             offered: tuple[str, ...] = ()
@@ -921,7 +1060,7 @@ class HandshakeParser:
         req = request.headers
         resp = response.headers if response is not None else {}
         version, draft = classify(req, resp)
-        offered, chosen = self._subprotocols(req, resp)
+        offered, chosen = redact_subprotocols(*self._subprotocols(req, resp))
         accepted_ext = resp.get("sec-websocket-extensions") or None
         versions: tuple[int, ...] = ()
         if response is not None and response.status != 101:
@@ -933,7 +1072,7 @@ class HandshakeParser:
             http_status=response.status if response is not None else None,
             accept_valid=accept_valid,
             host=req.get("host"),
-            path=request.target,
+            path=redact_target(request.target),
             origin=req.get("origin", req.get("sec-websocket-origin")),
             user_agent=req.get("user-agent"),
             server=resp.get("server"),
@@ -1005,7 +1144,8 @@ class HandshakeParser:
                     # "EHLO x", "AUTH …": another line-based protocol, not broken HTTP.
                     self._not_websocket("not HTTP: the client's first line is not a request line")
                     return None
-                self._give_up(f"bad {'request' if is_request else 'status'} line {line[:80]!r}",
+                shown = redact_target(line.decode("latin-1"))[:80]
+                self._give_up(f"bad {'request' if is_request else 'status'} line {shown!r}",
                               malformed=True)
                 return None
             side.line_checked = True

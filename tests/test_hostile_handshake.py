@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from pathlib import Path
 
+import pandas as pd
+import pytest
+
+import analyzer
 from analyzer.events import HandshakeDone, NotWebSocket, Problem
+from analyzer.export import export
 from analyzer.frames import PayloadBudget
-from analyzer.handshake import HandshakeParser
+from analyzer.handshake import HandshakeParser, redact_subprotocols, redact_target
 from analyzer.protocol import ProblemKind
 from tests.hostile.handshake import (
+    JWT,
+    K8S_TOKEN,
     PIPELINED,
     REQUEST_BYTES,
+    SECRETS,
     WRONG_ACCEPT,
     WRONG_ACCEPT_RESPONSE,
     pipelined_request,
+    secrets,
 )
 from tests.pcapgen import SAMPLE_KEY, frame, upgrade_request, upgrade_response
 
@@ -123,3 +133,119 @@ def test_wrong_accept_byte_by_byte_fails_the_handshake_but_frames_follow() -> No
     assert problem.detail.endswith(f"found={WRONG_ACCEPT}")
     assert not any(isinstance(e, NotWebSocket) for e in events)   # the caller decodes the frames
     assert done.trailing[1] + rest == frame(1, b"server text")
+
+
+# --- items 11 and 12: credentials in subprotocols and request targets -------------------------------
+
+@pytest.mark.parametrize(("offered", "chosen", "shown", "shown_chosen"), [
+    # Kubernetes (kubernetes/kubernetes#47740) and OpenShift: the scheme stays, the token goes
+    ((f"base64url.bearer.authorization.k8s.io.{K8S_TOKEN}", "base64.binary.k8s.io"), "base64.binary.k8s.io",
+     ("base64url.bearer.authorization.k8s.io.<redacted>", "base64.binary.k8s.io"), "base64.binary.k8s.io"),
+    (("base64.bearer.authorization.bXl0b2tlbg",), None, ("base64.bearer.authorization.<redacted>",), None),
+    # Jupyter Server's token subprotocol next to its plain name
+    (("v1.token.websocket.jupyter.org", "v1.token.websocket.jupyter.org.abc123def"),
+     "v1.token.websocket.jupyter.org",
+     ("v1.token.websocket.jupyter.org", "v1.token.websocket.jupyter.org.<redacted>"),
+     "v1.token.websocket.jupyter.org"),
+    # a JWT offered beside graphql-transport-ws; a JWT inside a dotted name
+    (("graphql-transport-ws", JWT), "graphql-transport-ws", ("graphql-transport-ws", "<redacted>"),
+     "graphql-transport-ws"),
+    ((f"app.{JWT}.v2",), None, ("app.<redacted>.v2",), None),
+    # ["access_token", <token>] (and Bearer) pairs; a server that echoes the token back
+    (("access_token", "3gn11Ft0Me8lkqqW2/5uFQ="), "access_token", ("access_token", "<redacted>"),
+     "access_token"),
+    (("Bearer", "s3cr3t-T0ken-value"), "s3cr3t-T0ken-value", ("Bearer", "<redacted>"), "<redacted>"),
+    # <name>-bearer.<token> / token-<token>
+    (("feldera-bearer.ZmVsZGVyYS10b2tlbi0x",), None, ("feldera-bearer.<redacted>",), None),
+    (("token-9f8e7d6c5b4a",), None, ("token-<redacted>",), None),
+])
+def test_credential_subprotocols_are_redacted(offered, chosen, shown, shown_chosen) -> None:
+    assert redact_subprotocols(offered, chosen) == (shown, shown_chosen)
+
+
+def test_ordinary_subprotocols_are_kept() -> None:
+    names = ("v4.channel.k8s.io", "base64.binary.k8s.io", "graphql-ws", "graphql-transport-ws", "mqtt",
+             "wamp.2.json", "v12.stomp", "ocpp2.0.1", "actioncable-v1-json", "soap", "access_token",
+             "v1.token.websocket.jupyter.org", "auth.v1.example")
+    assert redact_subprotocols(names, "mqtt") == (names, "mqtt")
+    assert redact_subprotocols(("token", "graphql-transport-ws"), "graphql-transport-ws") == (
+        ("token", "graphql-transport-ws"), "graphql-transport-ws")
+
+
+@pytest.mark.parametrize(("target", "shown"), [
+    ("/chat?token=abc&room=1", "/chat?token=<redacted>&room=1"),
+    ("/c?ACCESS_TOKEN=a&Auth=b&jwt=c&signature=d&password=e&key=f&sig=g&secret=h&apikey=i&api_key=j"
+     "&session=k&monkey=l",
+     "/c?ACCESS_TOKEN=<redacted>&Auth=<redacted>&jwt=<redacted>&signature=<redacted>&password=<redacted>"
+     "&key=<redacted>&sig=<redacted>&secret=<redacted>&apikey=<redacted>&api_key=<redacted>"
+     "&session=<redacted>&monkey=l"),
+    ("/hub?id=x&access_token=eyJ0eXAi.eyJzdWIi.c2ln", "/hub?id=x&access_token=<redacted>"),      # SignalR
+    ("/p?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1&X-Amz-Date=20260101T000000Z"
+     "&X-Amz-Security-Token=FQo&X-Amz-Signature=8a1f",
+     "/p?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=<redacted>&X-Amz-Date=20260101T000000Z"
+     "&X-Amz-Security-Token=<redacted>&X-Amz-Signature=<redacted>"),
+    ("/q?t=eyJhbGciOi.eyJzdWIi.sig&access%5Ftoken=1", "/q?t=<redacted>&access%5Ftoken=<redacted>"),
+    ("/app;jsessionid=ABC123?x=1", "/app;jsessionid=<redacted>?x=1"),
+    ("/cb#access_token=abc&state=1", "/cb#access_token=<redacted>&state=1"),
+    ("ws://alice:pw@chat.example:8080/room?user=alice", "ws://<redacted>@chat.example:8080/room?user=alice"),
+    ("/plain/path?room=lobby&n=2", "/plain/path?room=lobby&n=2"),
+    ("/x?token=", "/x?token="),
+])
+def test_credential_query_parameters_and_userinfo_are_redacted(target: str, shown: str) -> None:
+    assert redact_target(target) == shown
+
+
+def _text_of(path: Path) -> str:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).astype(str).to_csv()
+    return path.read_text("utf-8", errors="replace")
+
+
+def test_no_secret_reaches_any_output(tmp_path: Path) -> None:
+    """Tables, CSV, Parquet, JSON, the report and the summary: the secrets of the hostile
+    capture appear nowhere, their schemes and the other parameters do."""
+    a = analyzer.analyze(secrets(tmp_path, 1.0), progress=False)
+    conns = a.connections
+    assert len(conns) == 6 and set(conns.close_status) != {"handshake-failed"}
+    outputs: dict[str, str] = {name: df.astype(str).to_csv() for name, df in
+                               [("connections", conns), ("frames", a.frames), ("messages", a.messages),
+                                ("problems", a.problems)]}
+    outputs["summary"] = str(a.summary())
+    written = [Path(p) for fmt in ("csv", "parquet", "json") for p in export(a, tmp_path / fmt, fmt)]
+    written += [Path(p) for p in export(a, tmp_path / "all.json", "json")]
+    a.report(tmp_path / "report")
+    written += [p for p in (tmp_path / "report").rglob("*")
+                if p.suffix in (".html", ".csv", ".json", ".parquet")]
+    for path in written:
+        outputs[str(path)] = _text_of(path)
+    for name, text in outputs.items():
+        for secret in SECRETS:
+            assert secret not in text, (name, secret)
+    offered = set(conns.subprotocols_offered.dropna())
+    assert offered == {"v4.channel.k8s.io, base64url.bearer.authorization.k8s.io.<redacted>",
+                       "graphql-transport-ws, <redacted>", "graphql-ws, access_token, <redacted>"}
+    paths = set(conns.path)
+    assert "/graphql?token=<redacted>&room=lobby" in paths
+    assert "ws://<redacted>@chat.example/room?user=alice" in paths
+    assert ("/prod?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=<redacted>"
+            "&X-Amz-Signature=<redacted>") in paths
+    assert set(conns.subprotocol.dropna()) == {"v4.channel.k8s.io", "graphql-transport-ws", "graphql-ws"}
+
+
+def test_secrets_in_problem_details_are_redacted() -> None:
+    """A subprotocol the client did not offer and an unanswered upgrade quote what was sent."""
+    token = "base64url.bearer.authorization.k8s.io." + K8S_TOKEN
+    parser = HandshakeParser()
+    events = parser.feed(0, upgrade_request(path="/x?token=qs-secret-1",
+                                            extra=f"Sec-WebSocket-Protocol: chat, {token}\r\n"), 1, 1)
+    events += parser.feed(1, upgrade_response(extra=f"Sec-WebSocket-Protocol: {token}x\r\n"), 2, 2)
+    details = " ".join(e.detail for e in events if isinstance(e, Problem))
+    assert kinds(events) == [ProblemKind.SUBPROTOCOL_NOT_OFFERED]
+    assert K8S_TOKEN not in details and "<redacted>" in details
+    (done,) = [e for e in events if isinstance(e, HandshakeDone)]
+    assert K8S_TOKEN not in (done.handshake.failure_reason or "")
+    assert done.handshake.path == "/x?token=<redacted>"
+    parser = HandshakeParser()
+    events = parser.feed(0, upgrade_request(path="/x?token=qs-secret-1"), 1, 1) + parser.finish()
+    assert kinds(events) == [ProblemKind.HANDSHAKE_NO_RESPONSE]
+    assert all("qs-secret-1" not in e.detail for e in events if isinstance(e, Problem))
