@@ -27,6 +27,7 @@ from tests.hostile.handshake import (
     WRONG_ACCEPT_RESPONSE,
     pipelined_request,
     secrets,
+    wrong_accept,
 )
 from tests.pcapgen import SAMPLE_KEY, frame, upgrade_request, upgrade_response
 
@@ -134,6 +135,18 @@ def test_wrong_accept_byte_by_byte_fails_the_handshake_but_frames_follow() -> No
     assert not any(isinstance(e, NotWebSocket) for e in events)   # the caller decodes the frames
     assert done.trailing[1] + rest == frame(1, b"server text")
 
+
+def test_wrong_accept_capture_fails_the_verdict_and_keeps_its_messages(tmp_path: Path) -> None:
+    """Through analyze(): handshake_ok False with accept_valid False, close_status and the summary
+    agree, and the messages after the 101 are still listed."""
+    a = analyzer.analyze(wrong_accept(tmp_path, 2.0), progress=False)
+    conns = a.connections
+    assert len(conns) == 2
+    assert list(conns.handshake_ok) == [False, False] and list(conns.accept_valid) == [False, False]
+    assert list(conns.close_status) == ["handshake-failed"] * 2
+    assert a.summary()["failed_handshakes"] == 2
+    assert list(a.messages.preview) == ["client text", "server text"] * 2
+    assert list(a.problems.kind.astype(str)) == ["accept-key-mismatch"] * 2
 
 # --- items 11 and 12: credentials in subprotocols and request targets -------------------------------
 
