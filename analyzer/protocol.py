@@ -200,6 +200,7 @@ class ProblemKind(str, Enum):
     TCP_OVERLAP_CONFLICT = "tcp-overlap-conflict"
     TCP_BUFFER_LIMIT = "tcp-buffer-limit"            # out-of-order bytes dropped at a memory cap
     FLOW_LIMIT = "flow-limit"                        # flows dropped at the flow-table cap
+    FLOW_IDLE_RELEASED = "flow-released-idle"        # a flow let go after the idle timeout
     # handshake
     HTTP_MALFORMED = "http-malformed"
     HTTP_PIPELINE_LIMIT = "http-pipeline-limit"      # too many pipelined requests unanswered

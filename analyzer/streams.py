@@ -26,9 +26,13 @@ Rules (one place, h11-style):
           stray retransmissions do not open bogus connections. A SYN with a new ISN starts a new
           connection (port reuse), closing a still-open predecessor (reason "idle": its end was
           not seen).
-  Rule 6: flows idle longer than idle_timeout_ns (capture time) are released ("idle"), checked
-          from the least recently active end of an LRU list every so often; at max_flows the
-          least recently active flow is released with a FLOW_LIMIT problem.
+  Rule 6: flows idle longer than idle_timeout_ns (capture time) are released ("idle", with a
+          FLOW_IDLE_RELEASED problem when they carried data), checked from the least recently
+          active end of an LRU list every so often; at max_flows the least recently active flow
+          is released with a FLOW_LIMIT problem. Idleness is judged against an idle clock that
+          follows the packets' timestamps but believes a jump forward (more than two check
+          intervals) only once _JUMP_CONFIRMATIONS checks in a row saw it: one packet stamped
+          hours ahead does not end every open flow.
   Rule 7: a half-open flow (no payload byte seen yet in either direction: a SYN flood, a port
           scan) costs memory and holds nothing: at most max_half_open of them are kept, and one
           idle for half_open_timeout_ns is released. Releasing one loses nothing: if its data
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import cast
 
 from analyzer.events import (
@@ -74,6 +79,9 @@ _RECENT_TTL_NS = 300 * 10**9
 _RECENT_MAX = 1 << 16
 #: Out-of-order chunks allowed per this many bytes of buffer cap (bounds per-chunk overhead).
 _BYTES_PER_CHUNK = 256
+
+#: Checks in a row that must see a jump of the capture clock before the idle clock follows it.
+_JUMP_CONFIRMATIONS = 4
 
 #: An ACK further than this past the next expected byte is not believed (bogus, or a wrong base).
 _ACK_SANITY = 1 << 30
@@ -176,6 +184,9 @@ class Reassembler:
         self._next_id = 1
         self._check_every = max(1, min(idle_timeout_ns // 16, half_open_timeout_ns // 2, 60 * 10**9))
         self._next_check = -(1 << 62)
+        self._clock: int | None = None                         # the idle clock (Rule 6)
+        self._jumps = 0                                        # checks in a row that saw a jump
+        self._jump_low = 0                                     # the earliest time they saw
 
     # --- public ------------------------------------------------------------------------------
 
@@ -620,24 +631,51 @@ class Reassembler:
 
     def _expire(self, ts: int) -> list[StreamEvent]:
         """Release the flows idle for longer than the timeout, least recently active first."""
-        self._next_check = ts + self._check_every
         out: list[StreamEvent] = []
-        limit = ts - self.idle_timeout_ns
-        lru = self._lru
-        while lru:
-            flow = next(iter(lru.values()))
-            if flow.last_ts >= limit:
-                break
+        clock = self._clock
+        if clock is not None and ts - clock > 2 * self._check_every:
+            # A jump: believed once several checks in a row saw it. Until then _next_check stays
+            # where it is, so the next packets check again; a packet back on time (at the next
+            # regular check) ends the run.
+            self._jumps += 1
+            if self._jumps == 1 or ts < self._jump_low:
+                self._jump_low = ts
+            if self._jumps < _JUMP_CONFIRMATIONS:
+                return out
+            ts = self._jump_low
+        self._jumps = 0
+        self._clock = ts
+        self._next_check = ts + self._check_every
+        for flow in self._idle(self._lru, ts - self.idle_timeout_ns, ts):
+            if not flow.bare:
+                out.append(StreamProblem(flow.conn_id, None, Problem(
+                    ProblemKind.FLOW_IDLE_RELEASED,
+                    f"no packet for {(ts - flow.last_ts) / 1e9:.0f} s (idle timeout "
+                    f"{self.idle_timeout_ns / 1e9:.0f} s): released; a later packet of it starts a "
+                    "new connection", flow.last_rec, flow.last_ts)))
             self._flush_and_release(flow, "idle", flow.last_rec, flow.last_ts, out)
-        limit = ts - self.half_open_timeout_ns
-        bare = self._bare
-        while bare:
-            flow = next(iter(bare.values()))
-            if flow.last_ts >= limit:
-                break
+        for flow in self._idle(self._bare, ts - self.half_open_timeout_ns, ts):
             self.half_open_released += 1
             self._flush_and_release(flow, "idle", flow.last_rec, flow.last_ts, out)
         return out
+
+    @staticmethod
+    def _idle(flows: OrderedDict[int, _Flow], limit: int, now: int) -> Iterator[_Flow]:
+        """The flows of `flows` (least recently active first) with no packet since before `limit`;
+        the caller releases each one it is given. A flow stamped after `now` (a timestamp ahead of
+        the idle clock) is out of order in the list: it is moved to the end, so it does not hide
+        the idle flows behind it."""
+        moved = None
+        while flows:
+            flow = next(iter(flows.values()))
+            if flow.last_ts < limit:
+                yield flow
+            elif flow.last_ts <= now or flow is moved:
+                return
+            else:
+                if moved is None:
+                    moved = flow
+                flows.move_to_end(flow.conn_id)
 
     def _flush_and_release(self, flow: _Flow, reason: str, rec: int, ts: int,
                            out: list[StreamEvent]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import analyzer
 import analyzer.streams
 from analyzer.capture import CaptureReader
 from analyzer.events import Segment, StreamData, StreamEvent, StreamProblem
@@ -23,6 +24,7 @@ from analyzer.session import Options
 from analyzer.streams import Reassembler
 from analyzer.tables import PROBLEM_COLUMNS
 from tests.hostile import streams as shapes
+from tests.pcapgen import frame, write_pcap
 
 
 def segments_of(path: pathlib.Path) -> list[Segment]:
@@ -184,3 +186,81 @@ def test_overlap_shapes_through_the_pipeline(tmp_path: pathlib.Path, name: str) 
     conflicts = kinds.count("tcp-overlap-conflict")
     assert conflicts == (2 * shapes.OVERLAP_REPEATS if name == "overlap-conflict" else 0)
     assert "internal-error" not in kinds
+
+
+# --- item 18: one timestamp far ahead, and flows released for idleness --------------------------
+
+def test_one_syn_two_hours_ahead_loses_no_frame(tmp_path: pathlib.Path) -> None:
+    """The issue's shape: 100 frames over two connections, one unrelated SYN stamped 2 h ahead
+    halfway: every frame is decoded, nothing is released for idleness."""
+    rows = analyze_file(shapes.time_jump(tmp_path, 1.0), Options())
+    kind = [name for name, _, _ in PROBLEM_COLUMNS].index("kind")
+    assert [row[kind] for row in rows.problems] == []
+    a = analyzer.analyze(shapes.time_jump(tmp_path, 1.0))
+    assert len(a.frames) == 2 * shapes.JUMP_FRAMES
+    texts = [(shapes.JUMP_TEXT % i).decode() for i in range(2 * shapes.JUMP_FRAMES)]
+    assert sorted(a.messages["preview"]) == sorted(texts)
+    assert list(a.connections["close_status"]) == ["open-at-end", "open-at-end"]
+
+
+def test_idle_flow_that_resumes_is_said(tmp_path: pathlib.Path) -> None:
+    """A WebSocket connection silent for longer than the idle timeout (1 h) while another one
+    keeps the clock going: released with a flow-released-idle row; its later frame belongs to a
+    new connection picked up mid-stream."""
+    idle = shapes._websocket(1, 1_700_000_000.0)
+    idle.send(1, frame(1, b"before"))
+    busy = shapes._websocket(2, idle.t + 1)
+    for _ in range(75):                                  # a frame a minute for 75 minutes
+        busy.t += 60
+        busy.send(1, frame(1, b"tick"))
+    idle.t = busy.t + 1
+    idle.send(1, frame(1, b"after"))
+    path = tmp_path / "idle.pcap"
+    write_pcap(path, idle.packets[:-1] + busy.packets + idle.packets[-1:])
+    a = analyzer.analyze(path)
+    released = a.problems[a.problems["kind"] == "flow-released-idle"]
+    assert list(released["conn_id"]) == [1]
+    assert "no packet for" in released["detail"].iloc[0] and "idle timeout 3600 s" in \
+        released["detail"].iloc[0]
+    first = a.frames[a.frames["conn_id"] == 1]
+    assert len(first) == 1 and len(a.frames[a.frames["conn_id"] == 2]) == 75
+
+
+def _segment(n: int, ts: int, flags: int = 0x18, payload: bytes = b"x", seq: int = 1) -> Segment:
+    client = bytes([10, 0, n >> 8, n & 255])
+    return Segment(0, ts, 4, client, b"\xc0\xa8\x00\x01", 40000, 80, seq, 0, flags, payload, False)
+
+
+def test_idle_clock_believes_a_jump_only_when_confirmed() -> None:
+    s = 10**9
+    t0 = 1_700_000_000 * s
+    r = Reassembler(idle_timeout_ns=3600 * s, half_open_timeout_ns=10**6 * s)   # checks every 60 s
+    events: list[StreamEvent] = []
+
+    def closed(evs: list[StreamEvent]) -> list[int]:
+        return sorted(e.conn_id for e in evs if type(e).__name__ == "StreamClosed")
+
+    for n in range(10):                                  # conns 1-10 carry data, 11 is bare
+        events += r.feed(_segment(n, t0 + n * s, seq=1))
+    events += r.feed(_segment(99, t0 + 10 * s, flags=0x02, payload=b""))
+    for k in range(3):                                   # three SYNs in a row 2 h ahead: 12-14
+        events += r.feed(_segment(200 + k, t0 + 7200 * s, flags=0x02, payload=b""))
+    assert closed(events) == []
+    for m in range(1, 71):                               # 70 minutes go by: conn 1 talks
+        events += r.feed(_segment(0, t0 + 60 * m * s, seq=1 + m))
+        if m == 1:
+            events += r.feed(_segment(5, t0 + 60 * s, seq=2))   # conn 6, behind the SYNs ahead
+        if m == 10:                                      # three more ahead (15-17): each run of
+            for k in range(3):                           # them ended by the next regular check
+                events += r.feed(_segment(300 + k, t0 + 7200 * s, flags=0x02, payload=b""))
+    # Released on schedule, an hour after their last packet: the flows with data said so (the
+    # SYNs stamped ahead do not hide conn 6), the bare one silently; the clock did not jump.
+    assert sorted(p.conn_id for p in of_kind(events, ProblemKind.FLOW_IDLE_RELEASED)) == list(range(2, 11))
+    assert closed(events) == list(range(2, 12))
+    assert r.flows_open == 7
+    # The capture really jumps: four packets in a row at the new time confirm it.
+    jump = [r.feed(_segment(400 + k, t0 + 11_000 * s + k, flags=0x02, payload=b"")) for k in range(4)]
+    assert [closed(ev) for ev in jump] == [[], [], [], [1, *range(12, 18)]]
+    released = of_kind(jump[3], ProblemKind.FLOW_IDLE_RELEASED)
+    assert [p.conn_id for p in released] == [1]
+    assert "no packet for 6800 s (idle timeout 3600 s)" in released[0].problem.detail

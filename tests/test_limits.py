@@ -309,8 +309,9 @@ def test_half_open_flows_idle_past_the_timeout_are_released() -> None:
     t = 10**18
     for i in range(100):
         r.feed(_syn(i, t))
-    r.feed(_syn(1000, t + 60 * 10**9))
-    assert r.flows_open == 1 and r.half_open_released == 100
+    for i in range(1000, 1004):    # the clock's jump is believed at its 4th packet (issue 13, 18)
+        r.feed(_syn(i, t + 60 * 10**9))
+    assert r.flows_open == 4 and r.half_open_released == 100
 
 
 def test_endless_out_of_order_segments_on_one_flow_stay_under_the_flow_cap() -> None:

@@ -507,13 +507,20 @@ def test_idle_flows_are_released() -> None:
     ev = run(r, [*a.handshake(), a.c(0, b"a")], finish=False)
     last_a, last_a_ts = a.rec, a.ts_ns
     b.rec = a.rec
-    ev = run(r, b.handshake(), finish=False)                       # t = 25 s: a has been idle 25 s
+    # t = 25 s: a has been idle 25 s. The clock's jump is believed at the 4th packet after it.
+    ev = run(r, b.handshake(), finish=False)
+    assert not of_type(ev, StreamClosed)
+    ev = r.feed(b.c(0, b"b"))
     closed = of_type(ev, StreamClosed)
     assert [(c.conn_id, c.reason, c.record_no, c.ts_ns) for c in closed] == [
         (1, "idle", last_a, last_a_ts)]                            # dated by a's last packet
+    idle = problems(ev, ProblemKind.FLOW_IDLE_RELEASED)            # and said, before the release
+    assert [(p.conn_id, p.direction, p.problem.record_no) for p in idle] == [(1, None, last_a)]
+    assert "no packet for 25 s (idle timeout 10 s)" in idle[0].problem.detail
+    assert ev.index(idle[0]) < ev.index(closed[0])
     assert r.flows_open == 1
     b.ts_ns = 30 * second
-    ev = r.feed(b.c(0, b"b"))                                      # b idle for 5 s only: kept
+    ev = r.feed(b.c(1, b"b"))                                      # b idle for 5 s only: kept
     assert kinds(ev) == ["StreamData"] and ev[0].conn_id == 2
     # An idle-released flow that speaks again is picked up as a new (mid-stream) connection.
     a.rec = b.rec
