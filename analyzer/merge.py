@@ -19,8 +19,10 @@ from analyzer.tables import (
     PROBLEM_COLUMNS,
     SCHEMAS,
     TableRows,
+    analysis_cap_rows,
     empty_tables,
     frames_frame,
+    kept_payloads_rows,
     make_frame,
     messages_frame,
 )
@@ -49,6 +51,9 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     problems = [row if row[_PROBLEM_CONN_ID] is None
                 else (row[0], _new_id(lut, row[_PROBLEM_CONN_ID]), *row[2:])
                 for part, lut in zip(parts, lookups) for row in part.problems]
+    # what the caps of the whole analysis left out (each process kept its share of them)
+    problems += analysis_cap_rows(capture, [part.problems for part in parts])
+    problems += kept_payloads_rows(capture, [part.kept for part in parts])
     # by frame_no (none first), then connection (capture-level first): within one connection the
     # collection order is the same however the work was split, across connections it is not
     problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0,

@@ -40,6 +40,7 @@ from analyzer.events import DeflateParams, Frame, FrameInfo, Message, MessageEve
 from analyzer.frames import parse_close_payload
 from analyzer.inflate import InflateError, Inflater, InflateStream
 from analyzer.protocol import ProblemKind
+from analyzer.tables import KeptPayloads
 
 # UTF-8 validation decodes at most this many bytes at a time, so the temporary str stays small.
 _UTF8_SLICE = 64 * 1024
@@ -104,6 +105,7 @@ class _Open:
         "frames",
         "head",
         "inflate",
+        "kept_refused",
         "last_record_no",
         "lost",
         "message_id",
@@ -130,6 +132,7 @@ class _Open:
         self.compressed = False
         self.head = bytearray()               # the first bytes, for the preview
         self.payload: bytearray | None = None
+        self.kept_refused = False             # its payload was to be kept, but the budget had no room
         self.utf8: _Utf8Check | None = None
         self.inflate: InflateStream | None = None   # permessage-deflate stream of this message
         self.over_limit = False
@@ -150,17 +153,20 @@ class MessageAssembler:
             on every run).
         preview_len: characters of a text preview; a binary preview shows preview_len // 2 bytes.
         validate_utf8: check text messages for valid UTF-8.
+        kept: the budget of kept payloads shared by the whole analysis (a payload past it is not
+            kept: None, and counted there); None: a budget of this assembler's own.
     """
 
     def __init__(self, *, next_message_id: Callable[[], int], from_client: bool,
                  deflate: DeflateParams | None = None, max_message_bytes: int = 16 << 20,
                  keep_payload: bool | float = False, preview_len: int = 64,
-                 validate_utf8: bool = True) -> None:
+                 validate_utf8: bool = True, kept: KeptPayloads | None = None) -> None:
         self._next_id = next_message_id
         self.from_client = from_client
         self.deflate = deflate
         self.max_message_bytes = max(0, max_message_bytes)
         self.keep_payload = bool(keep_payload)
+        self.kept = kept if kept is not None else KeptPayloads()
         # a sample: keep the payload of a message when the hash of its id falls below this
         self._sample_below = (int(float(keep_payload) * 2**32)
                               if not isinstance(keep_payload, bool) and 0 < keep_payload < 1 else None)
@@ -348,7 +354,8 @@ class MessageAssembler:
                     problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
                                             record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
-        return message_id, n, preview, payload if self._keeps(message_id) else None
+        return message_id, n, preview, (payload if self._keeps(message_id)
+                                        and self.kept.admit(n, record_no, ts_ns) else None)
 
     def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
                           problems: list) -> tuple[int, int, str, bytes | None]:
@@ -398,7 +405,8 @@ class MessageAssembler:
                 preview += "…"
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)
-        return message_id, n, preview, data if self._keeps(message_id) else None
+        return message_id, n, preview, (data if self._keeps(message_id)
+                                        and self.kept.admit(n, record_no, ts_ns) else None)
 
     def _keeps(self, message_id: int) -> bool:
         """Is this message's payload kept (all, none, or a sample by id)?"""
@@ -423,7 +431,10 @@ class MessageAssembler:
         if text and self.validate_utf8:
             msg.utf8 = _Utf8Check()
         if self._keeps(msg.message_id):
-            msg.payload = bytearray()
+            if self.kept.room > 0:
+                msg.payload = bytearray()
+            else:
+                msg.kept_refused = True
         if self._mode == "message" and frame.rsv1 and self._inflater is not None:
             msg.compressed = True
             msg.inflate = self._inflater.stream(self.max_message_bytes)
@@ -551,8 +562,12 @@ class MessageAssembler:
         room = self._head_cap - len(msg.head)
         if room > 0:
             msg.head += data[:room]
-        if msg.payload is not None:
-            msg.payload += data
+        payload = msg.payload
+        if payload is not None:
+            payload += data
+            if len(payload) > self.kept.room:     # it cannot be kept: hold no more of it
+                msg.payload = None
+                msg.kept_refused = True
         self._validate(msg, frame, data, out)
 
     def _validate(self, msg: _Open, frame: Frame, data: bytes | memoryview, out: list[MessageEvent]) -> None:
@@ -577,10 +592,15 @@ class MessageAssembler:
         if msg.inflate is not None:
             msg.inflate.abandon(f"message {msg.message_id} was cut by {reason}")
             msg.inflate = None
+        payload = None
+        if msg.payload is not None and self.kept.admit(len(msg.payload), msg.last_record_no, msg.ts_end):
+            payload = bytes(msg.payload)
+        elif msg.kept_refused:
+            self.kept.refuse(min(msg.size, self.max_message_bytes), msg.last_record_no, msg.ts_end)
         return Message(
             message_id=msg.message_id, type=msg.type, ts_start_ns=msg.ts_start, ts_end_ns=msg.ts_end,
             frames=msg.frames, wire_bytes=msg.wire_bytes, size=msg.size, compressed=msg.compressed,
-            preview=self._preview(msg), payload=bytes(msg.payload) if msg.payload is not None else None,
+            preview=self._preview(msg), payload=payload,
             complete=complete, first_record_no=msg.first_record_no, last_record_no=msg.last_record_no)
 
     def _preview(self, msg: _Open) -> str:

@@ -237,6 +237,8 @@ class ProblemKind(str, Enum):
     ONE_BYTE_CLOSE_PAYLOAD = "one-byte-close-payload"
     DATA_AFTER_CLOSE = "data-after-close"
     CLOSE_NOT_ECHOED = "close-not-echoed"
+    # limits of the whole analysis
+    KEPT_PAYLOAD_LIMIT = "kept-payload-limit"        # payloads=True: payloads past the budget not kept
 
     def __str__(self) -> str:
         return self.value

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from analyzer.protocol import OPCODE_NAMES
+from analyzer.protocol import OPCODE_NAMES, ProblemKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,6 +193,12 @@ _NULL = -1                  # null in columns whose values are never negative
 #: Rows of one problem kind listed per connection (or per capture for capture-level problems);
 #: past it, one summary row says how many more there were and where.
 MAX_PROBLEMS_PER_KIND = 1000
+#: Problem rows listed per analysis, of one kind and in all (ProblemRows); past them, one summary
+#: row per kind says how many more there were. Processes that share a capture share these too.
+MAX_ANALYSIS_PROBLEMS_PER_KIND = 10_000
+MAX_ANALYSIS_PROBLEMS = 100_000
+#: Bytes of message payloads kept by one analysis with payloads=True (KeptPayloads).
+MAX_KEPT_PAYLOAD_BYTES = 256 << 20
 
 
 class ProblemLimiter:
@@ -220,10 +226,160 @@ class ProblemLimiter:
 
     def summary_rows(self, capture: str, conn_id: int | None, where: str) -> list[tuple]:
         """One problems row per kind that went over the limit."""
-        return [(capture, conn_id, last, ts, None, kind,
-                 f"{count} more {kind} problems {where} not listed (records {first} to {last}); "
-                 f"the first {MAX_PROBLEMS_PER_KIND} are")
+        return [_Summary((capture, conn_id, last, ts, None, kind,
+                          f"{count} more {kind} problems {where} not listed (records {first} to {last}); "
+                          f"the first {MAX_PROBLEMS_PER_KIND} are"), count)
                 for kind, (count, first, last, ts) in self.over.items()]
+
+
+class _Summary(tuple):
+    """A problems row that stands for `problems` problems not listed (ProblemLimiter.summary_rows)."""
+
+    problems: int
+
+    def __new__(cls, row: tuple, problems: int) -> _Summary:
+        self = super().__new__(cls, row)
+        self.problems = problems
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _Summary, (tuple(self), self.problems)
+
+
+_KIND, _DETAIL = 5, 6       # positions in a problems row (PROBLEM_COLUMNS)
+
+
+class ProblemRows(list):
+    """The problems rows of one analysis (TableRows.problems), with a cap on the whole analysis on
+    top of the per-connection ProblemLimiter: a flood spread over many connections (each under its
+    own cap) would otherwise grow without bound. Past MAX_ANALYSIS_PROBLEMS_PER_KIND rows of one
+    kind or MAX_ANALYSIS_PROBLEMS in all, rows are counted, not kept; `summary_rows` says how many.
+    A summary row of a connection's limiter (it stands for `count` problems) of a kind that has
+    reached the cap is added to that kind's count instead. Callers append and extend as on a list."""
+
+    def __init__(self, rows: list[tuple] | None = None, *, share: int = 1) -> None:
+        super().__init__(rows or ())
+        self.share = share          # processes sharing the capture (each keeps 1/share)
+        self.counts: dict[str, int] = {}
+        self.over: dict[str, list[int | None]] = {}   # kind → [count, first rec, last rec, last ts]
+
+    def limit_to_share(self, share: int) -> None:
+        self.share = max(1, share)
+
+    def append(self, row: tuple) -> None:
+        kind = row[_KIND]
+        n = self.counts.get(kind, 0) + 1
+        if (n <= MAX_ANALYSIS_PROBLEMS_PER_KIND // self.share and kind not in self.over
+                and len(self) < MAX_ANALYSIS_PROBLEMS // self.share):
+            self.counts[kind] = n
+            super().append(row)
+            return
+        self._count(kind, row.problems if type(row) is _Summary else 1, row[2], row[3])
+
+    def extend(self, rows: Any) -> None:
+        for row in rows:
+            self.append(row)
+
+    def _count(self, kind: str, count: int, record_no: int | None, ts_ns: int | None) -> None:
+        over = self.over.get(kind)
+        if over is None:
+            self.over[kind] = [count, record_no, record_no, ts_ns]
+        else:
+            over[0] = over[0] + count  # type: ignore[operator]
+            if record_no is not None:       # summary rows may come later than their records
+                if over[1] is None or record_no < over[1]:  # type: ignore[operator]
+                    over[1] = record_no
+                if over[2] is None or record_no > over[2]:  # type: ignore[operator]
+                    over[2], over[3] = record_no, ts_ns
+
+    def __reduce__(self) -> tuple:
+        return _problem_rows, (list(self), self.share, self.counts, self.over)
+
+
+def _problem_rows(rows: list[tuple], share: int, counts: dict[str, int],
+                  over: dict[str, list[int | None]]) -> ProblemRows:
+    table = ProblemRows(rows, share=share)
+    table.counts, table.over = counts, over
+    return table
+
+
+def analysis_cap_rows(capture: str, parts: list[ProblemRows]) -> list[tuple]:
+    """One problems row per kind over the analysis cap, counting over all the parts (processes)."""
+    over: dict[str, list[int | None]] = {}
+    for part in parts:
+        for kind, (count, first, last, ts) in getattr(part, "over", {}).items():
+            mine = over.setdefault(kind, [0, first, last, ts])
+            mine[0] = mine[0] + count  # type: ignore[operator]
+            if first is not None and (mine[1] is None or first < mine[1]):  # type: ignore[operator]
+                mine[1] = first
+            if last is not None and (mine[2] is None or last > mine[2]):  # type: ignore[operator]
+                mine[2], mine[3] = last, ts
+    return [(capture, None, last, ts, None, kind,
+             f"{count} more {kind} problems in this analysis not listed"
+             + ("" if first is None else f" (records {first} to {last})")
+             + f": at most {MAX_ANALYSIS_PROBLEMS_PER_KIND} of one kind and {MAX_ANALYSIS_PROBLEMS} "
+             "in all are listed per analysis")
+            for kind, (count, first, last, ts) in over.items()]
+
+
+class KeptPayloads:
+    """The budget of message payloads kept with analyze(payloads=True), shared by every message of
+    one analysis (analyzer.messages.MessageAssembler asks it): a capture full of deflate bombs
+    would otherwise keep max_message_bytes for each. Past the budget a message's payload is null
+    and counted here; analyzer.merge writes one problems row with the counts."""
+
+    __slots__ = ("first_record_no", "first_ts_ns", "kept_bytes", "limit", "refused", "refused_bytes")
+
+    def __init__(self, limit: int = MAX_KEPT_PAYLOAD_BYTES) -> None:
+        self.limit = max(0, limit)
+        self.kept_bytes = 0
+        self.refused = 0                    # payloads not kept
+        self.refused_bytes = 0              # and their bytes (each up to max_message_bytes)
+        self.first_record_no: int | None = None
+        self.first_ts_ns: int | None = None
+
+    def limit_to(self, limit: int) -> KeptPayloads:
+        self.limit = max(0, limit)
+        return self
+
+    @property
+    def room(self) -> int:
+        return self.limit - self.kept_bytes
+
+    def admit(self, size: int, record_no: int | None, ts_ns: int | None) -> bool:
+        """Keep a payload of `size` bytes? Counted as kept, or as refused."""
+        if size <= self.limit - self.kept_bytes:
+            self.kept_bytes += size
+            return True
+        self.refuse(size, record_no, ts_ns)
+        return False
+
+    def refuse(self, size: int, record_no: int | None, ts_ns: int | None) -> None:
+        if not self.refused:
+            self.first_record_no, self.first_ts_ns = record_no, ts_ns
+        self.refused += 1
+        self.refused_bytes += size
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+
+def kept_payloads_rows(capture: str, parts: list[KeptPayloads]) -> list[tuple]:
+    """The problems row saying how many payloads the budget did not keep (none when all were)."""
+    refused = [part for part in parts if part.refused]
+    if not refused:
+        return []
+    first = min(refused, key=lambda part: part.first_record_no or 0)
+    count, size = sum(p.refused for p in refused), sum(p.refused_bytes for p in refused)
+    limit = sum(p.limit for p in parts)
+    kind = str(ProblemKind.KEPT_PAYLOAD_LIMIT)
+    return [(capture, None, first.first_record_no, first.first_ts_ns, None, kind,
+             f"{count} message payloads ({size} bytes) not kept: the budget of kept payloads "
+             f"(max_payload_bytes={limit}) was used up; their payload is null (size, preview kept)")]
 
 
 # Frames and messages are collected as int64 rows of these fields (one `extend` per row instead of
@@ -433,7 +589,8 @@ class TableRows:
     frames: FrameColumns = field(default_factory=FrameColumns)
     messages: MessageColumns = field(default_factory=MessageColumns)
     connections: list[tuple] = field(default_factory=list)
-    problems: list[tuple] = field(default_factory=list)
+    problems: ProblemRows = field(default_factory=ProblemRows)
+    kept: KeptPayloads = field(default_factory=KeptPayloads)
     packets: int = 0
     tcp_connections: int = 0
     bytes_read: int = 0
