@@ -319,6 +319,9 @@ _SECRET_PARAM = re.compile(
 _QUERY_PAIR = re.compile(r"([?&;#])([^=&;#]*)=([^&;#]*)")
 _PATH_PAIR = re.compile(r"(;)([^=;/#]*)=([^;/#]*)")
 _QUERY_START = re.compile(r"[?#]")
+#: a piece every name _SECRET_PARAM matches contains (or %: a percent-encoded name), or a JWT;
+#: searched in the lower-cased target (IGNORECASE would make this quick check slow)
+_PARAM_HINT = re.compile(r"tok|secret|pass|pwd|sig|credential|key|sess|auth|jwt|hmac|eyj|%")
 #: userinfo of an absolute-form request target (ws://user:password@host/)
 _USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
 
@@ -337,13 +340,15 @@ _SUBPROTOCOL_PAIR_MARKERS = frozenset({"access_token", "accesstoken", "access-to
 _BASE64ISH = re.compile(r"[A-Za-z0-9+/=_\-]{20,}")
 _HEXISH = re.compile(r"[0-9A-Fa-f\-]{32,}")
 _SECRETISH = re.compile(r"[0-9A-Z+/=_]")
+_SHORTEST_SCHEME = len("base64.bearer.authorization.")
 _RUN = re.compile(r"[A-Za-z0-9+/=_\-]{8,}")
 
 
 def _looks_secret(value: str) -> bool:
     """A value after a credential marker: a run of 8+ base64 characters that is not a lower-case
     word (it has a digit, a capital or one of +/=_): "websocket.jupyter.org" is not."""
-    return any(_SECRETISH.search(run) for run in _RUN.findall(value))
+    return (_SECRETISH.search(value) is not None
+            and any(_SECRETISH.search(run) for run in _RUN.findall(value)))
 
 
 def _looks_random(part: str) -> bool:
@@ -361,6 +366,8 @@ def _looks_random(part: str) -> bool:
 
 def _redact_subprotocol(token: str) -> str:
     """One Sec-WebSocket-Protocol token with its credential, if any, replaced by REDACTED."""
+    if len(token) <= _SHORTEST_SCHEME and not _looks_secret(token):
+        return token                          # no rule below could redact anything in it
     m = _SUBPROTOCOL_SCHEMES.match(token)
     if m is not None:
         return m.group(1) + REDACTED
@@ -418,7 +425,7 @@ def redact_target(target: str) -> str:
     """A request target with the values of credential query parameters (``token=<redacted>``;
     the other parameters as they are; JWT-looking values whatever their name) and the userinfo
     of an absolute-form target (``ws://<redacted>@host/``) redacted."""
-    if "=" in target:
+    if "=" in target and _PARAM_HINT.search(target.lower()) is not None:
         m = _QUERY_START.search(target)
         path, query = (target[:m.start()], target[m.start():]) if m else (target, "")
         if ";" in path:
@@ -1019,12 +1026,13 @@ class HandshakeParser:
                            if request.hixie76 else
                            "Sec-WebSocket-Accept mismatch (a browser would fail the connection)")
         offered, chosen = self._subprotocols(req, resp)
-        shown, shown_chosen = redact_subprotocols(offered, chosen)
         if chosen is not None and chosen not in offered:
+            shown, shown_chosen = redact_subprotocols(offered, chosen)
             problems.append((ProblemKind.SUBPROTOCOL_NOT_OFFERED,
                              f"expected one of {list(shown)}, found={shown_chosen}"))
             reasons.append(f"subprotocol {shown_chosen!r} was not offered")
         elif chosen is None and offered:
+            shown, _ = redact_subprotocols(offered, chosen)
             problems.append((ProblemKind.SUBPROTOCOL_NOT_SELECTED,
                              f"expected one of {list(shown)}, found=(none)"))
             reasons.append("no subprotocol selected although the client offered some "
