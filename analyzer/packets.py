@@ -34,6 +34,7 @@ from typing import Any
 
 from analyzer.events import PacketRecord, Problem, Segment
 from analyzer.protocol import ProblemKind
+from analyzer.scapy_quiet import quiet_scapy
 
 __all__ = [
     "FRAG_TIMEOUT_RECORDS",
@@ -414,7 +415,8 @@ class PacketDecoder:
         assert self._ip_classes is not None
         data = rec.data
         try:
-            pkt = layer_cls(data)
+            with quiet_scapy():    # and log warnings to stderr
+                pkt = layer_cls(data)
         except Exception as exc:   # scapy dissectors may raise anything on garbage
             return self._malformed(rec, f"link type {lt}: scapy could not dissect the record ({exc})")
         layer = pkt
@@ -439,7 +441,8 @@ class PacketDecoder:
         """Find scapy's layer for a link type (importing scapy's layers the first time: ~0.5 s)."""
         lt = rec.linktype
         try:
-            import scapy.layers.all  # noqa: F401  (registers every layer in conf.l2types)
+            with quiet_scapy():
+                import scapy.layers.all  # noqa: F401  (registers every layer in conf.l2types)
             from scapy.config import conf
             from scapy.layers.inet import IP
             from scapy.layers.inet6 import IPv6
