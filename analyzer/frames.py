@@ -21,6 +21,9 @@ Rules of the decoder (one instance per direction of one connection):
    for a plausible header whose frame is followed by another plausible header or ends exactly
    on a feed boundary, and reports FRAMES_LOST_AFTER_GAP with the bytes skipped. When nothing
    is found within `RESYNC_GIVE_UP` bytes the direction stops (`stopped`) and only counts bytes.
+5. `finish` reports a frame the capture ended inside: CAPTURE_ENDS_MID_FRAME, then, when its header
+   was read, a `CutFrame` (payload_len as declared, payload None) so that it is listed as tshark
+   lists it; a partial header is only the problem.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
 
 __all__ = [
-    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "SHARED_BUDGET", "FrameDecoder",
-    "PayloadBudget", "parse_close_payload",
+    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "SHARED_BUDGET", "CutFrame",
+    "FrameDecoder", "PayloadBudget", "parse_close_payload",
 ]
 
 # RFC 6455, Section 5.2 - Base Framing Protocol
@@ -66,6 +69,15 @@ RESYNC_PROBATION = 16
 RESYNC_GIVE_UP = 4 << 20
 
 _KNOWN_OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
+
+
+class CutFrame(Frame):
+    """A frame the capture ended inside (header read, payload incomplete), reported by `finish`
+    after its CAPTURE_ENDS_MID_FRAME problem: payload_len as the header declared it (for a hixie
+    text frame, which declares none, the bytes seen), payload None, record_no/ts_ns of the last
+    packet that carried its bytes. Its message, if any, stays incomplete."""
+
+    __slots__ = ()
 
 
 class PayloadBudget:
@@ -472,7 +484,8 @@ class FrameDecoder(BudgetedPayload):
         return out
 
     def finish(self) -> list[FrameEvent]:
-        """End of the stream: report a partial frame or an unfinished resynchronisation."""
+        """End of the stream: report a partial frame (and list it as a CutFrame when its header
+        was read) or an unfinished resynchronisation."""
         out: list[FrameEvent] = []
         if self.stopped:
             return out
@@ -490,11 +503,14 @@ class FrameDecoder(BudgetedPayload):
             self._skipped = 0
             self._lost = False
         elif self._cur is not None:
-            opcode, _fin, _r1, _r2, _r3, _m, length, _h, _raw, _k = self._cur
+            opcode, fin, rsv1, rsv2, rsv3, masked, length, hlen, raw, _k = self._cur
             out.append(Problem(
                 ProblemKind.CAPTURE_ENDS_MID_FRAME,
                 f"expected={length} payload bytes ({opcode_name(opcode)}), "
                 f"found={length - self._remaining}, missing={self._remaining}", None, None))
+            record_no, ts_ns = self._last
+            out.append(CutFrame(record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, masked, length, None, hlen,
+                                raw))
             self._cur = None
             self._drop_payload()
             self._remaining = 0

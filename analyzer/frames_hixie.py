@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.frames import SHARED_BUDGET, BudgetedPayload, PayloadBudget
+from analyzer.frames import SHARED_BUDGET, BudgetedPayload, CutFrame, PayloadBudget
 from analyzer.protocol import ProblemKind
 
 __all__ = ["HixieFrameDecoder"]
@@ -54,8 +54,9 @@ class HixieFrameDecoder(BudgetedPayload):
     """
 
     __slots__ = (
-        "_budget", "_buf", "_count", "_dropped", "_fresh", "_held", "_hlen", "_length", "_lost_cause",
-        "_lost_record", "_max_payload", "_payload", "_remaining", "_skipped", "_state", "_ttype",
+        "_budget", "_buf", "_count", "_dropped", "_fresh", "_held", "_hlen", "_last", "_length",
+        "_lost_cause", "_lost_record", "_max_payload", "_payload", "_remaining", "_skipped", "_state",
+        "_ttype",
         "bytes_consumed", "frames_decoded", "from_client", "stopped",
     )
 
@@ -71,6 +72,7 @@ class HixieFrameDecoder(BudgetedPayload):
         self._ttype = 0                  # frame type byte of the current frame
         self._payload: bytearray | None = None
         self._count = 0                  # text: payload bytes seen so far
+        self._last = (0, 0)              # record_no, ts_ns of the last feed
         self._remaining = 0              # binary: payload bytes still to come
         self._length = 0                 # binary: payload length
         self._hlen = 0
@@ -89,6 +91,7 @@ class HixieFrameDecoder(BudgetedPayload):
             return out
         if type(data) is not bytes:
             data = bytes(data)
+        self._last = (record_no, ts_ns)
         src: bytes = data
         if self._buf:
             # an incomplete length header is waiting: it is a few bytes at most
@@ -265,19 +268,26 @@ class HixieFrameDecoder(BudgetedPayload):
         return out
 
     def finish(self) -> list[FrameEvent]:
-        """End of the stream: report a partial frame or an unfinished resynchronisation."""
+        """End of the stream: report a partial frame (and list it as a CutFrame once its type, and
+        for a binary frame its length, were read) or an unfinished resynchronisation."""
         out: list[FrameEvent] = []
         state = self._state
+        record_no, ts_ns = self._last
         if state == _TEXT:
             out.append(Problem(
                 ProblemKind.CAPTURE_ENDS_MID_FRAME,
                 f"expected=0xFF after text frame type 0x{self._ttype:02X}, "
                 f"found={self._count} payload bytes and no 0xFF, missing>=1", None, None))
+            if self._ttype == 0:        # (0x01-0x7F frames are discarded, never frames)
+                out.append(CutFrame(record_no, ts_ns, 1, True, False, False, False, False, self._count,
+                                    None, 1, None))
         elif state == _BINARY:
             out.append(Problem(
                 ProblemKind.CAPTURE_ENDS_MID_FRAME,
                 f"expected={self._length} payload bytes (binary), "
                 f"found={self._length - self._remaining}, missing={self._remaining}", None, None))
+            out.append(CutFrame(record_no, ts_ns, 2, True, False, False, False, False, self._length, None,
+                                self._hlen, None))
         elif state == _LOST:
             out.append(Problem(
                 ProblemKind.FRAMES_LOST_AFTER_GAP,

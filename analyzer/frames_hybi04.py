@@ -143,7 +143,7 @@ class PrefixMaskedFrameDecoder:
 
     @staticmethod
     def _as_client_frame(ev: FrameEvent) -> FrameEvent:
-        if type(ev) is Frame:
+        if isinstance(ev, Frame):               # a CutFrame too
             return ev._replace(masked=True, header_len=ev.header_len + _NONCE_LEN)  # type: ignore[union-attr]
         return ev
 

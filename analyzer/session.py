@@ -36,7 +36,7 @@ from analyzer.events import (
     StreamOpened,
 )
 from analyzer.fastlane import FastLane
-from analyzer.frames import FrameDecoder, PayloadBudget
+from analyzer.frames import CutFrame, FrameDecoder, PayloadBudget
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.handshake import HandshakeParser
@@ -46,6 +46,7 @@ from analyzer.tables import (
     F_COMPRESSED,
     F_FIN,
     F_HEADER_SHIFT,
+    F_INCOMPLETE,
     F_MASKED,
     F_RSV1,
     F_RSV2,
@@ -401,7 +402,10 @@ class Session:
         base = side.frame_flags
         for ev in events:
             if type(ev) is not Frame:
-                self._problem(side.sender, ev)  # type: ignore[arg-type]
+                if type(ev) is CutFrame:
+                    self._cut_frame(side, ev)
+                else:
+                    self._problem(side.sender, ev)  # type: ignore[arg-type]
                 continue
             info, message_events = feed(ev)
             side.frames += 1
@@ -417,6 +421,27 @@ class Session:
                       -1 if message_id is None else message_id, rtt_ns, close_reason)
             for mev in message_events:
                 self._message_event(side, mev)
+
+    def _cut_frame(self, side: Side, ev: CutFrame) -> None:
+        """A frame the capture ended inside: a row (complete False, payload_len as declared). A data
+        frame joins its message as a non-final fragment with an unknown payload, so the message
+        stays open and the assembler's finish emits it incomplete; a control frame's payload (the
+        close code, the ping data) is unknown, so it takes no part in the close and ping books."""
+        (frame_no, frame_ts, opcode, fin, rsv1, rsv2, rsv3, masked, payload_len, _payload, header_len,
+         raw) = ev
+        message_id = -1
+        compressed = False
+        if opcode < 8:
+            fragment = Frame(frame_no, frame_ts, opcode, False, rsv1, rsv2, rsv3, masked, payload_len, None,
+                             header_len, raw)
+            (mid, compressed, _code, _reason), message_events = side.assembler.feed(fragment)
+            message_id = -1 if mid is None else mid
+            for mev in message_events:
+                self._message_event(side, mev)
+        side.frames += 1
+        flags = (side.frame_flags | opcode | (fin << 4) | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
+                 | (masked << 8) | (compressed << 9) | F_INCOMPLETE | (header_len << F_HEADER_SHIFT))
+        self.rows.frames.add(self.conn_id, frame_no, frame_ts, flags, payload_len, -1, message_id, -1, None)
 
     def _control(self, direction: int, side: Side, opcode: int, payload: bytes | None, ts_ns: int,
                  close_code: int | None, close_reason: str | None) -> int:

@@ -47,6 +47,7 @@ FRAME_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("close_reason", "string", "reason text of a close frame"),
     ("message_id", "Int64", "the data message this frame belongs to; null for control frames"),
     ("rtt", "float64", "for a pong answering an earlier ping with the same payload: seconds since the ping"),
+    ("complete", "bool", "False when the capture ended inside the frame (payload_len as declared)"),
 )
 
 MESSAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -180,7 +181,8 @@ F_RSV3 = 1 << 7
 F_MASKED = 1 << 8
 F_COMPRESSED = 1 << 9
 F_SERVER = 1 << 10
-F_HEADER_SHIFT = 11         # header length (0..18) in the bits above
+F_INCOMPLETE = 1 << 11      # the capture ended inside the frame
+F_HEADER_SHIFT = 12         # header length (0..18) in the bits above
 
 # Bits of the packed `flags` value of a message row.
 M_SERVER = 1
@@ -423,6 +425,7 @@ def frames_frame(cols: dict[str, np.ndarray], close_reason: dict[int, str], capt
         "close_reason": pd.array(reasons, dtype="string"),
         "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
         "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
+        "complete": ~bit(F_INCOMPLETE),
     }
     # copy=False: the columns are views of the collected rows, not a second copy of them
     return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)

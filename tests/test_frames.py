@@ -16,7 +16,7 @@ from websockets.streams import StreamReader
 
 from analyzer import frames as frames_mod
 from analyzer.events import Frame, Problem
-from analyzer.frames import FrameDecoder, parse_close_payload
+from analyzer.frames import CutFrame, FrameDecoder, parse_close_payload
 from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import ProblemKind as K
 from tests.frame_helpers import frames_of, kinds, norm
@@ -358,9 +358,11 @@ def test_huge_length_allocates_nothing():
         tracemalloc.stop()
     assert peak < 64 * 1024, peak
     assert d.bytes_consumed == 14 + 64 * 65536
-    (p,) = d.finish()
+    p, cut = d.finish()
     assert p.kind is K.CAPTURE_ENDS_MID_FRAME
     assert f"missing={(1 << 63) - 1 - 64 * 65536}" in p.detail
+    assert type(cut) is CutFrame
+    assert (cut.payload_len, cut.payload, cut.record_no) == ((1 << 63) - 1, None, 65)
 
 
 # --- end of stream ----------------------------------------------------------------------------
@@ -368,15 +370,35 @@ def test_huge_length_allocates_nothing():
 def test_finish_mid_payload_and_mid_header():
     d = FrameDecoder(from_client=False)
     d.feed(encode(2, b"q" * 300)[:104], 1, 0)
-    (p,) = d.finish()
+    p, cut = d.finish()
     assert p.kind is K.CAPTURE_ENDS_MID_FRAME and "found=100, missing=200" in p.detail
+    assert type(cut) is CutFrame
     d = FrameDecoder(from_client=True)
-    d.feed(b"\x81\xfe\x01", 1, 0)               # needs 2 + 2 + 4 header bytes
+    d.feed(b"\x81\xfe\x01", 1, 0)               # needs 2 + 2 + 4 header bytes: no frame row
     (p,) = d.finish()
     assert p.kind is K.CAPTURE_ENDS_MID_FRAME and "expected=8 header bytes, found=3" in p.detail
     assert d.bytes_consumed == 3
     d = FrameDecoder(from_client=False)
     d.feed(encode(1, b"ok"), 1, 0)
+    assert d.finish() == []
+
+
+@pytest.mark.parametrize("from_client", [True, False])
+def test_a_frame_cut_by_the_end_of_the_capture_is_a_cut_frame(from_client):
+    """Header read, payload incomplete at the end: after the problem, a CutFrame with the header's
+    fields, the declared payload_len, no payload, and the record of the last packet with its bytes."""
+    key = KEY if from_client else None
+    wire = encode(1, b"whole", key=key) + encode(2, b"q" * 300, fin=False, rsv=4, key=key)[:60]
+    d = FrameDecoder(from_client=from_client, allowed_rsv=4)
+    events = d.feed(wire[:30], 7, 700) + d.feed(wire[30:], 8, 800)
+    assert [f.payload for f in frames_of(events)] == [b"whole"]
+    end = d.finish()
+    assert kinds(end) == [K.CAPTURE_ENDS_MID_FRAME]
+    (cut,) = frames_of(end)
+    assert type(cut) is CutFrame and isinstance(cut, Frame)
+    assert (cut.record_no, cut.ts_ns, cut.opcode, cut.fin, cut.rsv1, cut.masked, cut.payload_len,
+            cut.payload, cut.header_len) == (8, 800, 2, False, True, from_client, 300, None,
+                                            8 if from_client else 4)
     assert d.finish() == []
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.events import Frame, Problem
+from analyzer.frames import CutFrame
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.protocol import ProblemKind as K
 from tests.frame_helpers import frames_of, kinds, norm
@@ -143,8 +144,9 @@ def test_too_large_text_never_buffers():
         ev += d.feed(chunk, i, 0)
     assert kinds(ev) == [K.FRAME_TOO_LARGE]
     assert d._payload is None
-    (p,) = d.finish()
+    p, cut = d.finish()
     assert p.kind is K.CAPTURE_ENDS_MID_FRAME and f"found={20 * 65536}" in p.detail
+    assert type(cut) is CutFrame and (cut.opcode, cut.payload_len, cut.payload) == (1, 20 * 65536, None)
 
 
 def test_too_large_binary():
@@ -170,6 +172,26 @@ def test_finish_mid_frame():
         assert kinds(events) == [K.CAPTURE_ENDS_MID_FRAME]
         assert found in events[0].detail
         assert d.bytes_consumed == len(wire)
+
+
+def test_a_frame_cut_by_the_end_of_the_capture_is_a_cut_frame():
+    """A text frame without its 0xFF (payload_len: the bytes seen) and a length-prefixed frame
+    whose payload is short (payload_len: as declared) end as CutFrames with the record of the last
+    packet; an unfinished length, or a discarded 0x01-0x7F frame, is no frame."""
+    for wire, opcode, length, hlen in ((text(b"whole") + b"\x00abc", 1, 3, 1),
+                                       (text(b"whole") + binary(b"x" * 300)[:50], 2, 300, 3)):
+        d = HixieFrameDecoder(from_client=False)
+        events = d.feed(wire[:9], 4, 400) + d.feed(wire[9:], 5, 500)
+        assert [f.payload for f in frames_of(events)] == [b"whole"]
+        end = d.finish()
+        assert kinds(end) == [K.CAPTURE_ENDS_MID_FRAME]
+        (cut,) = frames_of(end)
+        assert type(cut) is CutFrame
+        assert (cut.record_no, cut.ts_ns, cut.opcode, cut.fin, cut.payload_len, cut.payload,
+                cut.header_len) == (5, 500, opcode, True, length, None, hlen)
+    for wire in (b"\x80\x81", b"\x01discarded"):
+        events, d = run(wire)
+        assert not frames_of(events + d.finish())
 
 
 def test_gap_inside_binary_payload_keeps_sync():

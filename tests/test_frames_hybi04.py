@@ -6,6 +6,7 @@ import hashlib
 import struct
 
 from analyzer.events import Frame, Problem
+from analyzer.frames import CutFrame
 from analyzer.frames_hybi04 import MASKING_GUID_04, PrefixMaskedFrameDecoder, connection_masking_key_04
 from analyzer.protocol import ProblemKind
 
@@ -102,3 +103,15 @@ def test_capture_ending_inside_a_nonce_is_reported():
     events += dec.finish()
     assert len(frames(events)) == 1
     assert [e.kind for e in events if isinstance(e, Problem)] == [ProblemKind.CAPTURE_ENDS_MID_FRAME]
+
+
+def test_capture_ending_inside_a_payload_is_a_cut_client_frame():
+    """The inner decoder's CutFrame comes out as a client frame too (masked, nonce in header_len)."""
+    dec = PrefixMaskedFrameDecoder()
+    wire = hybi05_client_frame(b"\x01\x02\x03\x04", BINARY04, bytes(300))[:60]
+    events = dec.feed(wire, 3, 30) + dec.finish()
+    assert [e.kind for e in events if isinstance(e, Problem)] == [ProblemKind.CAPTURE_ENDS_MID_FRAME]
+    (cut,) = frames(events)
+    assert type(cut) is CutFrame
+    assert (cut.record_no, cut.opcode, cut.raw_opcode, cut.masked, cut.payload_len, cut.payload,
+            cut.header_len) == (3, 0x2, BINARY04, True, 300, None, 8)

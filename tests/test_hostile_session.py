@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pandas as pd
 import pytest
 
 import analyzer
@@ -167,3 +168,107 @@ def test_frames_after_a_failed_verdict_are_decoded_and_the_connection_failed(tmp
     d = a.summary().to_dict()
     assert d["failed_handshakes"] == 2
     assert d["close_status"]["handshake-failed"] == 2
+
+
+# --- item 19: a frame cut by the end of the capture is a row -------------------------------------
+
+def _cut_rows(a: analyzer.Analysis):
+    return a.frames[~a.frames.complete]
+
+
+def test_a_frame_cut_by_the_end_of_the_capture_is_listed(tmp_path):
+    """RFC 6455: the last frame of each side has its header but not its payload when the capture
+    ends: a frames row each (declared payload_len, complete False, the record of the packet that
+    carried its bytes), a capture-ends-mid-frame problem each, and their messages incomplete."""
+    a = analyzer.analyze(shapes.cut_mid_frame(tmp_path, 1.0), jobs=1)
+    f = a.frames
+    assert list(f.complete) == [True, True, False, False]
+    cut = _cut_rows(a)
+    assert list(cut.frame_no) == [8, 9]
+    assert list(cut.sender.astype(str)) == ["client", "server"]
+    assert list(cut.opcode) == [2, 1] and list(cut.masked) == [True, False] and cut.fin.all()
+    assert list(cut.payload_len) == [shapes.CUT_DECLARED] * 2
+    assert list(cut.header_len) == [8, 4]
+    assert cut.close_code.isna().all() and cut.close_reason.isna().all()
+    m = a.messages.set_index("message_id")
+    assert list(m.loc[list(cut.message_id), "complete"]) == [False, False]
+    assert list(m.loc[list(cut.message_id), "wire_bytes"]) == [shapes.CUT_DECLARED] * 2
+    assert m.complete.sum() == 2
+    p = a.problems[a.problems.kind == "capture-ends-mid-frame"]
+    assert list(p.sender.astype(str)) == ["client", "server"]
+    assert all(f"found={shapes.CUT_CAPTURED}" in d for d in p.detail)
+    c = a.connections.iloc[0]
+    assert (c.frames_client, c.frames_server, c.messages_client, c.messages_server) == (2, 2, 2, 2)
+
+
+def test_a_hixie_frame_cut_by_the_end_of_the_capture_is_listed(tmp_path):
+    """hixie-76: a text frame without its 0xFF (payload_len: the bytes captured) and a
+    length-prefixed frame cut short (payload_len: as declared)."""
+    a = analyzer.analyze(shapes.cut_mid_frame_hixie(tmp_path, 1.0), jobs=1)
+    assert list(a.connections.draft.astype(str)) == ["hixie-76"]
+    assert list(a.frames.complete) == [True, True, False, False]
+    cut = _cut_rows(a)
+    assert list(cut.frame_no) == [8, 9]
+    assert list(cut.opcode) == [1, 2]
+    assert list(cut.payload_len) == [shapes.CUT_CAPTURED, shapes.CUT_DECLARED]
+    assert list(cut.header_len) == [1, 3]
+    m = a.messages.set_index("message_id")
+    assert list(m.loc[list(cut.message_id), "complete"]) == [False, False]
+    assert (a.problems.kind == "capture-ends-mid-frame").sum() == 2
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_cut_frames_inside_fragmented_and_control_frames(tmp_path, monkeypatch, fast_lane):
+    """A cut continuation joins its open message (incomplete, one more frame); a cut close frame
+    is listed but closes nothing (its code is unknown)."""
+    from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response, write_pcap
+
+    monkeypatch.setattr(session, "FAST_LANE", fast_lane)
+    conv = Conversation()
+    conv.handshake()
+    conv.send(0, upgrade_request())
+    conv.send(1, upgrade_response())
+    conv.send(1, frame(1, b"first ", fin=False))
+    conv.send(1, frame(0, b"x" * 200)[:50])
+    conv.send(0, frame(8, b"\x03\xe8" + b"r" * 100, mask=shapes.MASK)[:20])
+    write_pcap(tmp_path / "cut.pcap", conv.packets)
+    a = analyzer.analyze(tmp_path / "cut.pcap", jobs=1)
+    f = a.frames
+    assert list(f.opcode) == [1, 0, 8]
+    assert list(f.complete) == [True, False, False]
+    assert list(f.payload_len) == [6, 200, 102]
+    assert f.message_id.iloc[0] == f.message_id.iloc[1] and pd.isna(f.message_id.iloc[2])
+    assert f.close_code.isna().all()
+    (m,) = a.messages.itertuples()
+    assert (m.frames, m.wire_bytes, m.complete) == (2, 206, False)
+    c = a.connections.iloc[0]
+    assert pd.isna(c.close_code_client) and pd.isna(c.close_initiator)
+    assert c.close_status == "open-at-end"
+
+
+@pytest.mark.tshark
+def test_tshark_lists_the_cut_frames_as_we_do(tmp_path, monkeypatch):
+    """tshark without TCP desegmentation dissects the header of the frame the capture cut (with
+    "Unreassembled fragment"): the same frame numbers, opcodes, mask bits and declared lengths."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "capture_tshark_frames", Path(__file__).resolve().parent.parent / "captures" / "tshark_frames.py")
+    assert spec is not None and spec.loader is not None
+    tshark_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tshark_mod)
+    if not tshark_mod.tshark_available():
+        pytest.skip("tshark is not installed")
+    command = tshark_mod.tshark_command
+    monkeypatch.setattr(tshark_mod, "tshark_command", lambda path, ports: [
+        "tcp.desegment_tcp_streams:FALSE" if arg == "tcp.desegment_tcp_streams:TRUE" else arg
+        for arg in command(path, ports)])
+    path = shapes.cut_mid_frame(tmp_path, 1.0)
+    theirs = [(t["frame_no"], t["opcode"], t["fin"], t["masked"], t["payload_len"])
+              for t in tshark_mod.tshark_frames(path, {9000})]
+    a = analyzer.analyze(path, jobs=1)
+    ours = [(int(r.frame_no), int(r.opcode), bool(r.fin), bool(r.masked), int(r.payload_len))
+            for r in a.frames.itertuples()]
+    assert ours == theirs
+    assert len(theirs) == 4
