@@ -159,11 +159,11 @@ class Handshake:
     http_status: int | None              # None: no response seen
     accept_valid: bool | None            # None: nothing to check (no response, hixie-75)
     host: str | None = None
-    path: str | None = None
+    path: str | None = None              # request target, credentials redacted (handshake.redact_target)
     origin: str | None = None
     user_agent: str | None = None
     server: str | None = None
-    subprotocols_offered: tuple[str, ...] = ()
+    subprotocols_offered: tuple[str, ...] = ()   # bearer tokens in them redacted (redact_subprotocols)
     subprotocol: str | None = None
     extensions_offered: str | None = None
     extensions: str | None = None        # the accepted Sec-WebSocket-Extensions value
