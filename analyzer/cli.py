@@ -1,15 +1,25 @@
 """The `ws-analyzer` command: report, summary, frames and export subcommands over analyzer.analyze().
 
-Exit status: 0 on success (also when a reader such as `head` closes our stdout early), 2 on bad
-usage or input that cannot be read as a capture (one `ws-analyzer: error: …` line on stderr, never
-a traceback), 130 when interrupted, 1 on an internal error (one line; the traceback only with
-WS_ANALYZER_DEBUG=1). Heavy modules (pandas, matplotlib, the pipeline) are imported
-inside the command functions so that `--help` stays quick.
+Exit status:
+  0    success, also when a reader such as `head` closes our stdout early, and also when a capture
+       is damaged but partly readable (cut short, a corrupt record): the output of what was read,
+       then one `ws-analyzer: warning: CAPTURE: damaged: …` line on stderr per damaged capture;
+  2    bad usage, or a capture with nothing readable (not a capture, empty, missing): one
+       `ws-analyzer: error: …` line on stderr, never a traceback;
+  1    out of memory (one `ws-analyzer: error: out of memory while …` line), or an internal error
+       (one line; the traceback only with WS_ANALYZER_DEBUG=1);
+  130  interrupted.
+Every message on stderr is one line: control characters and newlines (from file names, captured
+text) are shown escaped. Output degrades on a terminal that is not UTF-8: what its encoding cannot
+show is written as backslash escapes, the tool's own arrows, quotes and dashes as ASCII.
+Heavy modules (pandas, matplotlib, the pipeline) are imported inside the command functions so that
+`--help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +38,13 @@ examples:
 
 Frame flags: F = FIN, 1 2 3 = RSV1-3, M = MASK ('-' where the bit is clear).
 """
+
+
+#: problem kinds that mean the capture file itself is damaged (the reader's, not the traffic's)
+DAMAGE_KINDS = ("capture-truncated", "capture-unreadable")
+
+#: ASCII stand-ins for the symbols our own text uses, where stdout's encoding lacks them
+_SYMBOLS = {"→": "->", "“": '"', "”": '"', "…": "...", "—": "-", "×": "x"}
 
 
 class UsageError(Exception):
@@ -129,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
     from analyzer.api import analyze
+    from analyzer.stats import printable
 
     seen: set[str] = set()
     captures = []
@@ -136,19 +154,49 @@ def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
         key = os.path.realpath(path)
         if key in seen:
             if not args.quiet:
-                sys.stderr.write(f"{PROG}: note: {path} given more than once; reading it once\n")
+                sys.stderr.write(f"{PROG}: note: {printable(path)} given more than once; reading it once\n")
             continue
         seen.add(key)
         captures.append(path)
-    return analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
-                   payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
-                   validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars))
+    a = analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
+                payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
+                validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars))
+    args.warnings = damage_warnings(a)
+    return a
+
+
+def damage_warnings(a: Any) -> list[str]:
+    """One `warning: CAPTURE: damaged: …` line per capture with DAMAGE_KINDS problem rows."""
+    from analyzer.stats import printable
+
+    p = a.problems
+    damaged = p[p["kind"].astype("object").isin(DAMAGE_KINDS)]
+    lines = []
+    for capture, rows in damaged.groupby(damaged["capture"].astype("object"), sort=False):
+        more = len(rows) - 1
+        detail = str(rows["detail"].iloc[0]).removeprefix(f"{capture}: ")
+        lines.append(f"{PROG}: warning: {printable(capture)}: damaged: {printable(detail)}"
+                     + (f" (and {more:,} more such problem{'s' if more > 1 else ''})" if more else ""))
+    return lines
+
+
+def _symbols(text: str) -> str:
+    """`text` with the symbols stdout's encoding cannot show replaced by ASCII (see _SYMBOLS)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    missing = {}
+    for char, ascii_text in _SYMBOLS.items():
+        try:
+            char.encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            missing[ord(char)] = ascii_text
+    return text.translate(missing) if missing else text
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from analyzer.report import write_report
 
     a = _analyze(args)
+    args.doing = "writing the report"
     index = write_report(a, args.output)
     if not args.quiet:
         print(index)
@@ -158,15 +206,29 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     import json
 
-    s = _analyze(args).summary()
-    print(json.dumps(s.to_dict(), indent=2, ensure_ascii=False) if args.json else str(s))
+    from analyzer.stats import json_safe
+
+    a = _analyze(args)
+    args.doing = "computing the summary"
+    s = a.summary()
+    if not args.json:
+        print(_symbols(str(s)))
+        return 0
+    text = json_safe(json.dumps(s.to_dict(), indent=2, ensure_ascii=False))
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(s.to_dict(), indent=2)  # every non-ASCII character as \uNNNN
+    print(text)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from analyzer.export import export
 
-    paths = export(_analyze(args, payloads=args.payloads), args.output, args.format)
+    a = _analyze(args, payloads=args.payloads)
+    args.doing = "writing the tables"
+    paths = export(a, args.output, args.format)
     if not args.quiet:
         print("\n".join(paths))
     return 0
@@ -174,14 +236,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_frames(args: argparse.Namespace) -> int:
     a = _analyze(args)
+    args.doing = "listing the frames"
     out = sys.stdout
-    for chunk in frame_lines(a, conns=args.conn):
-        out.write(chunk)
+    for chunk in frame_lines(a, conns=args.conn, arrow=_symbols("→")):
+        out.write(_symbols(chunk))
     return 0
 
 
-def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000) -> Any:
-    """The `frames` listing as text chunks (header first), columns aligned, control characters escaped."""
+def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000, arrow: str = "→") -> Any:
+    """The `frames` listing as text chunks (header first), columns aligned, control characters escaped.
+
+    `arrow` joins the two ends in the direction column ("->" for a terminal without "→").
+    """
     import pandas as pd
 
     from analyzer.protocol import close_code_name
@@ -202,6 +268,12 @@ def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000) -> Any:
     def text(s: pd.Series) -> pd.Series:
         return s.astype("string").fillna("").str.translate(_CONTROL)
 
+    def shortened(s: pd.Series, limit: int, more: str = "") -> pd.Series:
+        """The first `limit` characters (cut before escaping, so no escape is cut), `more` if cut."""
+        raw = s.astype("string").fillna("")
+        short = raw.str.slice(0, limit).str.translate(_CONTROL)
+        return short.where(raw.str.len() <= limit, short + more)
+
     def bit(s: pd.Series, char: str) -> pd.Series:
         return s.map({True: char, False: "-"}).astype("string")
 
@@ -211,8 +283,8 @@ def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000) -> Any:
     cols["frame"] = f["frame_no"].astype("string")
     cols["time"] = (f["ts"] - t0).dt.total_seconds().map("{:.6f}".format).astype("string")
     cols["conn"] = f["conn_id"].astype("string")
-    cols["direction"] = f["sender"].astype("object").map({"client": "client→server",
-                                                          "server": "server→client"}).astype("string")
+    cols["direction"] = f["sender"].astype("object").map({"client": f"client{arrow}server",
+                                                          "server": f"server{arrow}client"}).astype("string")
     cols["opcode"] = f["opcode_name"].astype("string")
     cols["flags"] = bit(f["fin"], "F") + bit(f["rsv1"], "1") + bit(f["rsv2"], "2") + bit(f["rsv3"], "3") \
         + bit(f["masked"], "M")
@@ -223,15 +295,13 @@ def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000) -> Any:
     if is_close.any():
         code = f["close_code"]
         names = code.map(lambda c: close_code_name(int(c)) if pd.notna(c) else "").astype("string")
-        reason = text(f["close_reason"]).str.slice(0, 60)
+        reason = shortened(f["close_reason"], 60)
         close_txt = (code.astype("string").fillna("no status code") + " " + names).str.strip()
         close_txt = close_txt + reason.where(reason == "", " “" + reason + "”")
         info = info.mask(is_close, close_txt)
     completes = (j["last_frame_no"] == j["frame_no"]).fillna(False).to_numpy(dtype=bool)
     if completes.any():
-        prev = text(j["preview"])
-        short = prev.str.slice(0, 48)
-        short = short.where(prev.str.len() <= 48, short + "…")
+        short = shortened(j["preview"], 48, "…")
         msg = (j["type"].astype("string") + " message, " + j["size"].astype("Int64").astype("string") + " B: "
                + short.where(j["type"] != "text", "“" + short + "”"))
         info = info.mask(completes, msg)
@@ -266,24 +336,42 @@ def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000) -> Any:
 
 # --- entry point --------------------------------------------------------------------------------
 
-def _error(message: str) -> int:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    return 2
+def _error(message: str, status: int = 2) -> int:
+    """One `ws-analyzer: error:` line; control characters and newlines in `message` are escaped."""
+    from analyzer.stats import printable
+
+    sys.stderr.write(f"{PROG}: error: {printable(message)}\n")
+    return status
+
+
+def _tolerant_streams() -> None:
+    """Let stdout and stderr write what their encoding cannot show as backslash escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a stream that cannot change
+                reconfigure(errors="backslashreplace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
+    _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.doing, args.warnings = "analysing the captures", []
     try:
         from analyzer.capture import CaptureError
 
         try:
             status = args.func(args)
             sys.stdout.flush()
+            for line in args.warnings:
+                sys.stderr.write(line + "\n")
             return status
         except CaptureError as exc:
             return _error(str(exc))
+        except MemoryError:
+            return _error(f"out of memory while {args.doing}", 1)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise

@@ -1,18 +1,31 @@
 """Writing the four DataFrames to CSV, Parquet or JSON, safely.
 
-CSV is opened by spreadsheets, so a text cell that starts like a formula (=, +, -, @, tab, CR) gets
-a leading apostrophe, the usual neutralisation (OWASP "CSV injection"); numeric columns are left
-as numbers. In CSV and JSON, bytes payloads become hex and durations become seconds (float).
-Parquet keeps the native types. File names are fixed (connections.csv…), never captured values.
+CSV is opened by spreadsheets, so a text cell in which any line starts like a formula (=, +, -, @,
+tab, CR) gets an apostrophe before that line, the usual neutralisation (OWASP "CSV injection");
+numeric columns are left as numbers. Rows end in CRLF (RFC 4180), so a cell holding a CR or LF is
+always quoted and stays one cell. In CSV and JSON, bytes payloads become hex, durations seconds
+(float) and times ISO 8601 UTC text; JSON escapes C1 and bidi control characters. Parquet keeps
+the native types.
+
+Tables are written CHUNK_ROWS rows at a time, so writing adds memory bounded by a chunk, not a
+multiple of the table. Files are created under a temporary name (O_EXCL, O_NOFOLLOW) and renamed
+into place: a symbolic link already at the destination is replaced, never followed. File names
+are fixed (connections.csv…), never captured values.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from typing import TYPE_CHECKING
+import secrets
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
+from analyzer.stats import json_safe
 from analyzer.tables import SCHEMAS
 
 if TYPE_CHECKING:
@@ -21,61 +34,191 @@ if TYPE_CHECKING:
 FORMATS = ("csv", "parquet", "json")
 TABLES = tuple(SCHEMAS)  # frames, messages, connections, problems
 
-_FORMULA_START = r"^[=+\-@\t\r]"
+#: rows converted and written at a time
+CHUNK_ROWS = 100_000
 
+_FORMULA_CHARS = "=+\\-@\\t\\r"
+_RISKY_LINE = f"(?:^|[\\r\\n])[{_FORMULA_CHARS}]"          # some line of the cell starts a formula
+_LINE_START = f"(?:^|(?<=[\\r\\n]))(?=[{_FORMULA_CHARS}])"  # where the apostrophes go
+
+
+# --- files that do not follow links ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open `path` for writing as a brand-new file; on success it is renamed over `path`.
+
+    The data goes to a temporary file beside it, created with O_CREAT|O_EXCL|O_NOFOLLOW, so a
+    symbolic link (or anything else) already at `path` is replaced, never written through. On an
+    exception the temporary file is removed and `path` is untouched. `kwargs` go to open()
+    (encoding, newline).
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def make_subdir(path: str | os.PathLike[str]) -> str:
+    """Create directory `path` (and parents) if missing; refuse it if it is a symbolic link.
+
+    For the directories the tool names itself (tables/, figures/): a link planted there would
+    send our files somewhere else.
+    """
+    path = os.fspath(path)
+    if os.path.islink(path):
+        raise OSError(errno.ELOOP, "is a symbolic link; refusing to write through it", path)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+# --- conversions -------------------------------------------------------------------------------
 
 def _is_text(s: pd.Series) -> bool:
     return (pd.api.types.is_string_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype)
             or s.dtype == object)
 
 
+def _iso_text(s: pd.Series) -> pd.Series:
+    """Datetimes as ISO 8601 text with nanoseconds ('…T22:13:20.005000000Z' when tz-aware).
+
+    numpy does it in C; pandas' own CSV/JSON writers format tz-aware times ~10x slower.
+    """
+    aware = getattr(s.dtype, "tz", None) is not None
+    values = s.to_numpy(dtype="datetime64[ns]")
+    text = np.datetime_as_string(values, unit="ns", timezone="UTC" if aware else "naive")
+    return pd.Series(pd.array(text, dtype="string"), index=s.index).mask(s.isna())
+
+
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
-    """Text-format friendly copy: bytes → hex, timedelta → seconds."""
-    out = df.copy()
+    """Text-format friendly copy: bytes → hex, timedelta → seconds, datetimes → ISO text."""
+    out = df.copy(deep=False)
     for name in out.columns:
         s = out[name]
         if pd.api.types.is_timedelta64_dtype(s.dtype):
             out[name] = s.dt.total_seconds()
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+            out[name] = _iso_text(s)
         elif s.dtype == object:
-            out[name] = s.map(lambda v: bytes(v).hex() if isinstance(v, (bytes, bytearray, memoryview))
-                              else v)
+            present = s.notna()
+            if present.any():
+                out[name] = s.where(~present, s[present].map(
+                    lambda v: bytes(v).hex() if isinstance(v, (bytes, bytearray, memoryview)) else v))
     return out
 
 
-def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy in which every text cell starting with =, +, -, @, tab or CR is prefixed with `'`.
+def _neutralise_text(text: pd.Series) -> pd.Series:
+    risky = text.str.contains(_RISKY_LINE, regex=True, na=False)
+    if not risky.any():
+        return text
+    return text.mask(risky, text[risky].str.replace(_LINE_START, "'", regex=True))
 
-    Numeric, boolean and datetime columns are untouched (a negative number stays a number).
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy in which every line of a text cell that starts with =, +, -, @, tab or CR gets a `'`.
+
+    A line starts at the start of the cell and after each CR or LF. Numeric, boolean and
+    datetime columns are untouched (a negative number stays a number). Categorical columns are
+    neutralised through their categories, not row by row.
     """
-    out = df.copy()
+    out = df.copy(deep=False)
     for name in out.columns:
         s = out[name]
         if not _is_text(s):
             continue
-        text = s.astype("string")
-        risky = text.str.contains(_FORMULA_START, regex=True, na=False)
-        if risky.any():
-            out[name] = text.mask(risky, "'" + text)
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            cats = pd.Series(s.cat.categories.astype("string"))
+            safe = _neutralise_text(cats)
+            if safe is cats:
+                continue
+            if safe.is_unique:
+                out[name] = s.cat.rename_categories(safe.tolist())
+                continue
+        out[name] = _neutralise_text(s.astype("string"))
     return out
+
+
+def _chunks(df: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """df in slices of CHUNK_ROWS rows (one empty slice for an empty table)."""
+    yield df.iloc[:CHUNK_ROWS]
+    for start in range(CHUNK_ROWS, len(df), CHUNK_ROWS):
+        yield df.iloc[start:start + CHUNK_ROWS]
+
+
+# --- writers -----------------------------------------------------------------------------------
+
+def _write_csv(df: pd.DataFrame, fh: IO[str]) -> None:
+    for i, part in enumerate(_chunks(df)):
+        neutralise_formulas(_plain(part)).to_csv(fh, index=False, header=i == 0,
+                                                                 lineterminator="\r\n")
+
+
+def _write_json_records(df: pd.DataFrame, fh: IO[str]) -> None:
+    """df as a JSON array of row objects, chunk by chunk."""
+    fh.write("[")
+    first = True
+    for part in _chunks(df):
+        body = _plain(part).to_json(orient="records", force_ascii=False)[1:-1]
+        if body:
+            fh.write(("" if first else ",") + json_safe(body))
+            first = False
+    fh.write("]")
+
+
+def _arrow_schema(df: pd.DataFrame) -> Any:
+    """The Arrow schema of the whole table, from its dtypes (object columns: from a first value)."""
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(df.iloc[:0], preserve_index=False)
+    for name in df.columns:
+        s = df[name]
+        if s.dtype == object:
+            first = s.first_valid_index()
+            if first is not None:
+                i = schema.get_field_index(name)
+                schema = schema.set(i, schema.field(i).with_type(pa.infer_type([s.loc[first]])))
+    return schema
+
+
+def _write_parquet(df: pd.DataFrame, fh: IO[bytes]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema(df)
+    with pq.ParquetWriter(fh, schema) as writer:
+        for part in _chunks(df):
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], fmt: str) -> str:
     """Write one DataFrame as `fmt` to `path` (CSV neutralised, see the module doc); returns the path."""
     path = os.fspath(path)
     if fmt == "csv":
-        neutralise_formulas(_plain(df)).to_csv(path, index=False)
+        with open_output(path, "w", encoding="utf-8", newline="") as fh:
+            _write_csv(df, fh)
     elif fmt == "parquet":
-        df.to_parquet(path, index=False)
+        with open_output(path, "wb") as fh:
+            _write_parquet(df, fh)
     elif fmt == "json":
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(_to_json(df))
+        with open_output(path, "w", encoding="utf-8") as fh:
+            _write_json_records(df, fh)
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return path
-
-
-def _to_json(df: pd.DataFrame) -> str:
-    return _plain(df).to_json(orient="records", date_format="iso", date_unit="ns", force_ascii=False)
 
 
 def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "csv") -> list[str]:
@@ -104,15 +247,16 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
         parent = os.path.dirname(target)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        with open(target, "w", encoding="utf-8") as fh:
+        with open_output(target, "w", encoding="utf-8") as fh:
             fh.write("{")
             for i, (name, df) in enumerate(tables.items()):
-                fh.write(f'{"," if i else ""}"{name}":{_to_json(df)}')
+                fh.write(f'{"," if i else ""}"{name}":')
+                _write_json_records(df, fh)
             fh.write("}")
         return [target]
     os.makedirs(target, exist_ok=True)
-    ext = {"csv": "csv", "parquet": "parquet", "json": "json"}[fmt]
-    return [write_table(df, os.path.join(target, f"{name}.{ext}"), fmt) for name, df in tables.items()]
+    return [write_table(df, os.path.join(target, f"{name}.{fmt}"), fmt) for name, df in tables.items()]
 
 
-__all__ = ["FORMATS", "export", "neutralise_formulas", "write_table"]
+__all__ = ["CHUNK_ROWS", "FORMATS", "export", "make_subdir", "neutralise_formulas", "open_output",
+           "write_table"]

@@ -4,7 +4,9 @@ PNG and SVG files and the tables as CSV and Parquet; and the compact HTML summar
 Every captured string is escaped: the template is rendered by jinja2 with autoescape on, text is
 passed through `stats.printable` (control and bidi characters shown as escapes), and the page
 carries a Content-Security-Policy that allows no script at all. File names are fixed
-(figures/close_codes.png, tables/frames.csv…): no captured value ever becomes a path.
+(figures/close_codes.png, tables/frames.csv…): no captured value ever becomes a path. Files are
+written through `export.open_output` (a link already in the directory is replaced, never followed)
+and the HTML tables show at most MAX_ROWS rows each, so the page stays small for any capture.
 """
 
 from __future__ import annotations
@@ -74,8 +76,7 @@ def _display_table(df: pd.DataFrame, columns: list[str] | None, limit: int,
 
 
 def _save_figures(a: Analysis, directory: str) -> list[dict[str, Any]]:
-    figdir = os.path.join(directory, "figures")
-    os.makedirs(figdir, exist_ok=True)
+    figdir = export.make_subdir(os.path.join(directory, "figures"))
     out = []
     with plots.offscreen():
         for name in plots.PLOTS:
@@ -87,10 +88,11 @@ def _save_figures(a: Analysis, directory: str) -> list[dict[str, Any]]:
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=_FIGURE_DPI)
             png = buf.getvalue()
-            with open(png_path, "wb") as fh:
+            with export.open_output(png_path, "wb") as fh:
                 fh.write(png)
             fig.set_layout_engine("none")  # keep the layout the PNG got; saves a second layout pass
-            fig.savefig(svg_path, format="svg")
+            with export.open_output(svg_path, "wb") as fh:
+                fig.savefig(fh, format="svg")
             width, height = (round(v * _FIGURE_DPI) for v in fig.get_size_inches())
             out.append({"name": name, "title": title, "png": f"figures/{name}.png",
                         "svg": f"figures/{name}.svg", "png_b64": base64.b64encode(png).decode("ascii"),
@@ -115,8 +117,7 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
 
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    tabdir = os.path.join(directory, "tables")
-    os.makedirs(tabdir, exist_ok=True)
+    tabdir = export.make_subdir(os.path.join(directory, "tables"))
     files: list[str] = []
     for fmt in ("csv", "parquet"):
         files += [os.path.relpath(p, directory) for p in export.export(a, tabdir, fmt)]
@@ -125,7 +126,7 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
     version_table = stats.versions(a)
     export.write_table(close_table, os.path.join(tabdir, "close_codes.csv"), "csv")
     export.write_table(version_table, os.path.join(tabdir, "versions.csv"), "csv")
-    with open(os.path.join(tabdir, "summary.json"), "w", encoding="utf-8") as fh:
+    with export.open_output(os.path.join(tabdir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(summary.to_dict(), fh, indent=1)
     files += ["tables/close_codes.csv", "tables/versions.csv", "tables/summary.json"]
 
@@ -150,7 +151,7 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
         files=sorted(files),
     )
     index = os.path.join(directory, "index.html")
-    with open(index, "w", encoding="utf-8") as fh:
+    with export.open_output(index, "w", encoding="utf-8") as fh:
         fh.write(page)
     return index
 

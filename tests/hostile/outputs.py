@@ -87,7 +87,7 @@ def tiny_frames(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     rest = total % per_packet
     if rest:
         conv.send(1, frame(1, b"") * rest)
-    path = directory / "tiny-frames.pcap"
+    path = directory / "report-tiny-frames.pcap"
     write_pcap(path, conv.packets)
     return path
 
@@ -96,7 +96,7 @@ SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "csv-splitters": csv_splitters,
     "control-chars": control_chars,
     "two-quick-messages": two_quick_messages,
-    "tiny-frames": tiny_frames,
+    "report-tiny-frames": tiny_frames,
 }
 
 __all__ = ["CONTROL_TEXT", "CSV_SPLITTERS", "SHAPES"]
