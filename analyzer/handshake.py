@@ -106,9 +106,11 @@ _BLANKS = re.compile(rb"[\r\n]*")     # blank lines before a message are skipped
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
 
-# Header values never kept, only their presence (cookies_present).
+# Header values never kept, only their presence (cookies_present); a malformed line that starts
+# with one of these names is quoted without its value.
 _SENSITIVE = frozenset({"cookie", "cookie2", "set-cookie", "set-cookie2", "authorization",
                         "proxy-authorization"})
+_SENSITIVE_LINE = re.compile(r"[ \t]*(?:proxy-)?(?:set-)?(?:cookie2?|authorization)", re.IGNORECASE)
 
 _HIXIE_KEY3_LEN = 8       # draft-hixie-thewebsocketprotocol-76 §4.1 step 40: 8 random bytes
 _HIXIE_ANSWER_LEN = 16    # draft-hixie-thewebsocketprotocol-76 §5.2 step 11: 16-byte MD5 digest
@@ -461,6 +463,7 @@ def _parse_fields(lines: list[bytes]) -> dict[str, str]:
     """Header lines → {lower-case name: value}; obs-fold unfolded, repeats joined with ", "."""
     fields: dict[str, list[str]] = {}
     last: list[str] | None = None
+    sensitive = False
     count = 0
     for raw in lines:
         line = raw.decode("latin-1")
@@ -471,19 +474,23 @@ def _parse_fields(lines: list[bytes]) -> dict[str, str]:
         if line[0] in " \t":                         # obs-fold (RFC 7230 §3.2.4)
             if last is None:
                 raise _Malformed("continuation line before any header field")
-            folded = line.strip(" \t")
-            last[-1] = f"{last[-1]} {folded}".strip()
+            if not sensitive:                        # a cookie's folded lines are not kept either
+                folded = line.strip(" \t")
+                last[-1] = f"{last[-1]} {folded}".strip()
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not _FIELD_NAME.fullmatch(name):
-            raise _Malformed(f"bad header line {line[:60]!r}")
+            sensitive_start = _SENSITIVE_LINE.match(line)
+            shown = f"{sensitive_start.group()} {REDACTED}" if sensitive_start else line[:60]
+            raise _Malformed(f"bad header line {shown!r}")
         count += 1
         if count > MAX_HEADERS:
             raise _Malformed(f"more than {MAX_HEADERS} header fields")
         key = name.lower()
+        sensitive = key in _SENSITIVE
         last = fields.setdefault(key, [])
-        last.append("" if key in _SENSITIVE else value.strip(" \t"))
+        last.append("" if sensitive else value.strip(" \t"))
     return {k: ", ".join(v for v in vs if v) if len(vs) > 1 else vs[0] for k, vs in fields.items()}
 
 

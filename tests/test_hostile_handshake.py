@@ -263,3 +263,17 @@ def test_secrets_in_problem_details_are_redacted() -> None:
     events = parser.feed(0, upgrade_request(path="/x?token=qs-secret-1"), 1, 1) + parser.finish()
     assert kinds(events) == [ProblemKind.HANDSHAKE_NO_RESPONSE]
     assert all("qs-secret-1" not in e.detail for e in events if isinstance(e, Problem))
+
+
+def test_a_malformed_cookie_or_authorization_line_is_quoted_without_its_value() -> None:
+    """A 101 whose Set-Cookie line lacks its colon fails the handshake; the problem rows quote
+    the header's name, never the cookie."""
+    for line in (b"Set-Cookie session=s3cr3t-cookie", b"Authorization Bearer s3cr3t-cookie"):
+        parser = HandshakeParser()
+        response = upgrade_response().replace(b"Connection:", line + b"\r\nConnection:")
+        events = parser.feed(0, upgrade_request(), 1, 1) + parser.feed(1, response, 2, 2)
+        details = [e.detail for e in events if isinstance(e, Problem)]
+        assert ProblemKind.HTTP_MALFORMED in kinds(events)
+        assert details and all("s3cr3t" not in d and "<redacted>" in d for d in details), details
+        (done,) = [e for e in events if isinstance(e, HandshakeDone)]
+        assert "s3cr3t" not in (done.handshake.failure_reason or "")
