@@ -133,24 +133,25 @@ _FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block dev
                (stat.S_ISSOCK, "a socket"))
 
 
+def _check_kind(mode: int, path: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "Is a directory", path)
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise _NotAFile(next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file"))
+
+
 def _opener(path: str, flags: int) -> int:
     """Open a regular file or a FIFO without ever blocking, and refuse anything else unopened
     (opening a device can have side effects; a FIFO opened blocking waits for a writer forever)."""
-    st = os.stat(path)
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(21, "Is a directory", path)
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-        raise _NotAFile(next((what for test, what in _FILE_KINDS if test(st.st_mode)), "not a regular file"))
-    fd = os.open(path, flags | os.O_NONBLOCK)
+    _check_kind(os.stat(path).st_mode, path)
+    nonblock = getattr(os, "O_NONBLOCK", 0)        # POSIX; Windows has no FIFOs to wait on
+    fd = os.open(path, flags | nonblock)
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", path)
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise _NotAFile("not a regular file")
+        _check_kind(os.fstat(fd).st_mode, path)     # what was opened, if the path changed since
         # a FIFO with no writer now reads as empty (EOF) rather than waiting; one with a writer is
         # read as a stream, blocking like any pipe
-        os.set_blocking(fd, True)
+        if nonblock:
+            os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
