@@ -104,6 +104,9 @@ _TS_MAX = (1 << 63) - 1
 _READ_PIECE = 1 << 20
 _READ_BUFFER = 256 << 10
 _SKIP_PIECE = 64 << 10
+#: A non-packet block (or an empty packet block) up to this size is read, and its exact copies
+#: right after it skipped in bulk.
+_SMALL_BLOCK = 256
 _new_record = tuple.__new__     # PacketRecord(...) without the NamedTuple __new__ (hot path)
 _NO_LINKTYPE = _LINKTYPE_MASK   # for the packets of a malformed IDB: no decoder will claim it
 
@@ -187,7 +190,11 @@ def _describe_start(head: bytes) -> str:
     return f"starts with bytes {head[:8].hex(' ')}"
 
 
-def _interface(linktype: int, snaplen: int, tsresol: int, tsoffset_s: int) -> tuple[int, int, int, int, int]:
+#: an interface: (linktype, snaplen, multiplier, divisor, offset_ns)
+_Iface = tuple[int, int, int, int, int]
+
+
+def _interface(linktype: int, snaplen: int, tsresol: int, tsoffset_s: int) -> _Iface:
     """(linktype, snaplen, multiplier, divisor, offset_ns): ts_ns = ticks * mul // div + offset_ns,
     exact in integers for any resolution (10^-n or 2^-n)."""
     if tsresol <= 0:
@@ -317,8 +324,8 @@ class CaptureReader:
         self._pb_hdr = struct.Struct(endian + "HHIIII")
         self._idb_hdr = struct.Struct(endian + "HHI")
         self._opt_hdr = struct.Struct(endian + "HH")
-        self._ifaces: list[tuple[int, int, int, int, int]] = []
-        self._iface_ids: dict[tuple[int, int, int, int, int], tuple[int, int, int, int, int]] = {}
+        self._ifaces: list[_Iface] = []
+        self._iface_ids: dict[_Iface, _Iface] = {}
 
     # --- public -------------------------------------------------------------------------------
 
@@ -390,7 +397,7 @@ class CaptureReader:
             self.problems.append(Problem(
                 ProblemKind.CAPTURE_UNREADABLE,
                 f"{self._name}: {self._empty} records with no captured bytes (caplen 0) skipped, "
-                f"records {self._empty_first}..{self._empty_last}"
+                f"from record {self._empty_first} to record {self._empty_last}"
                 + (" (a zero-filled stretch of a pcap file reads as such records)" if self._pcap else ""),
                 self._empty_first, None))
         if self._ifaces_over:
@@ -513,7 +520,7 @@ class CaptureReader:
                 if btype != _BT_EPB and btype != _BT_PB and btype != _BT_SPB:
                     # not a packet: an IDB is read in part, anything else (NRB, ISB, DSB,
                     # custom…) skipped unread; not numbered
-                    if not self._other_block(btype, blen, no, ts):
+                    if not self._other_block(hdr, btype, blen, no, ts):
                         break
                     continue
                 body = _read_exact(read, blen - 8)
@@ -558,8 +565,9 @@ class CaptureReader:
                                    f"block length {blen}; reading stopped", ts)
                         break
                     if not caplen:
-                        self._note_empty(no, 1)
-                        no += 1
+                        copies = 1 + (self._skip_copies(hdr + body) if blen <= _SMALL_BLOCK else 0)
+                        self._note_empty(no, copies)
+                        no += copies
                         continue
                     try:
                         lt, _snap, mul, div, off = self._ifaces[intid]
@@ -579,12 +587,14 @@ class CaptureReader:
         self._next_no = no
         self._finish(first, no)
 
-    def _other_block(self, btype: int, blen: int, no: int, ts: int | None) -> bool:
+    def _other_block(self, hdr: bytes, btype: int, blen: int, no: int, ts: int | None) -> bool:
         """A block that is not a packet: an IDB's first _IDB_READ bytes are read and parsed, the
-        rest of it (and of any other block) skipped unread. False when the file ends inside it."""
+        rest of it (and of any other block) skipped unread; a small block's exact copies right
+        after it are skipped in bulk. False when the file ends inside it."""
         f = self._f
         want = blen - 8
-        take = min(want, _IDB_READ) if btype == _BT_IDB and len(self._ifaces) < MAX_INTERFACES else 0
+        parse = btype == _BT_IDB and len(self._ifaces) < MAX_INTERFACES
+        take = min(want, _IDB_READ) if parse else want if blen <= _SMALL_BLOCK else 0
         body = _read_exact(f.read, take) if take else b""
         got = len(body) + (_skip(f, want - take) if len(body) == take else 0)
         if got < want:
@@ -593,13 +603,44 @@ class CaptureReader:
                        f"file ends inside a pcapng block (type=0x{btype:08x}) {_after(no)}: "
                        f"expected={blen} bytes, found={got + 8}", ts)
             return False
+        copies = self._skip_copies(hdr + body) if blen <= _SMALL_BLOCK else 0
         if btype == _BT_IDB:
-            if take:
+            if parse:
                 # the block's last 4 bytes repeat its length: not options
-                self._add_interface(body, len(body) - 4 if take == want else len(body), no, ts)
+                entry = self._add_interface(body, len(body) - 4 if take == want else len(body), no, ts)
+                room = min(copies, MAX_INTERFACES - len(self._ifaces))
+                self._ifaces.extend([entry] * room)
+                self._ifaces_over += copies - room
             else:
-                self._ifaces_over += 1
+                self._ifaces_over += 1 + copies
         return True
+
+    def _skip_copies(self, block: bytes) -> int:
+        """Skip the exact copies of `block` that follow it, a buffer at a time (one small block
+        repeated millions of times is the cheapest bomb a gzip stream holds); returns how many."""
+        f = self._f
+        size = len(block)
+        count = 0
+        while True:
+            buf = f.peek(_READ_BUFFER)
+            if not buf.startswith(block):
+                return count            # the usual case: one look at the next bytes
+            n = len(buf) // size
+            if buf.startswith(block * n):
+                k = n
+            else:
+                lo, hi = 1, n           # block * lo is there, block * hi is not
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if buf.startswith(block * mid):
+                        lo = mid
+                    else:
+                        hi = mid
+                k = lo
+            f.read(k * size)
+            count += k
+            if k < n:
+                return count
 
     def _record_problem(self, detail: str, no: int, ts: int | None) -> None:
         self.problems.append(Problem(ProblemKind.CAPTURE_UNREADABLE, f"{self._name}: record {no}: {detail}",
@@ -620,7 +661,7 @@ class CaptureReader:
             f"{self._name}: record {no} names interface {intid} but only "
             f"{len(self._ifaces)} are described; record skipped", no, ts))
 
-    def _add_interface(self, body: bytes, end: int, no: int, ts: int | None) -> None:
+    def _add_interface(self, body: bytes, end: int, no: int, ts: int | None) -> _Iface:
         """Link type, snap length, if_tsresol and if_tsoffset of an IDB (options up to `end`)."""
         if end < 8:
             self._problem(ProblemKind.CAPTURE_UNREADABLE,
@@ -646,7 +687,9 @@ class CaptureReader:
                 pos += (length + 3) & ~3
             entry = _interface(linktype, snaplen, tsresol, tsoffset)
         # many interfaces are alike: the table holds one tuple for each kind
-        self._ifaces.append(self._iface_ids.setdefault(entry, entry))
+        entry = self._iface_ids.setdefault(entry, entry)
+        self._ifaces.append(entry)
+        return entry
 
     def _section_header(self, length: bytes) -> tuple[ProblemKind, str] | None:
         """Read the rest of a Section Header Block (its type and the 4 bytes of `length` are read):

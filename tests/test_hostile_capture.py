@@ -76,7 +76,7 @@ def test_zero_filled_pcap_is_skipped_in_bulk_and_reported_once(tmp_path: Path) -
     assert len(r.problems) == 1
     detail = r.problems[0].detail
     assert f"{zeros} records with no captured bytes (caplen 0)" in detail
-    assert f"records {packets + 1}..{packets + zeros}" in detail
+    assert f"from record {packets + 1} to record {packets + zeros} (a zero-filled stretch" in detail
     assert r.problems[0].record_no == packets + 1
 
 
@@ -109,8 +109,9 @@ def test_empty_pcapng_packet_blocks_are_counted_not_yielded(tmp_path: Path) -> N
     packets = len(conversation())
     assert len(recs) == 2 * packets
     assert recs[packets].record_no == packets + 65_536 + 1
-    assert [p.detail.split(": ", 1)[1][:60] for p in r.problems] == [
-        "65536 records with no captured bytes (caplen 0) skipped, rec"]
+    assert [p.detail.split(": ", 1)[1] for p in r.problems] == [
+        f"65536 records with no captured bytes (caplen 0) skipped, from record {packets + 1} to record "
+        f"{packets + 65_536}"]
 
 
 def test_idb_full_of_options_is_read_in_part(tmp_path: Path) -> None:
@@ -131,6 +132,34 @@ def test_idb_full_of_options_is_read_in_part(tmp_path: Path) -> None:
     a = analyzer.analyze(path)
     assert ws_text_frames(a) == list(range(6, 6 + FRAMES))
     assert a.problems.empty
+
+
+def test_repeated_small_blocks_are_skipped_in_bulk(tmp_path: Path) -> None:
+    recs, r, calls = read_counting(SHAPES["tiny-blocks"](tmp_path, 1.0))
+    packets = len(conversation())
+    # not packets, not numbered: the second conversation follows the first
+    assert [x.record_no for x in recs] == list(range(1, 2 * packets + 1))
+    assert r.problems == []
+    assert calls < 4 * packets + 200, calls          # 200,000 blocks, not 2 reads each
+
+
+def test_copies_are_counted_exactly_around_other_blocks(tmp_path: Path) -> None:
+    """Runs of one block broken by others (and by an empty packet block between copies of
+    another) are skipped exactly: every packet after them arrives with its own number."""
+    from tests.helpers.pcapgen_link import ng_block, ng_epb, ng_idb, ng_shb
+
+    a, b = ng_block(0x0BAD, b"A" * 4), ng_block(0x0BAD, b"B" * 8)
+    empty = ng_epb(0, 7, b"")
+    pkt = ng_epb(0, 9, b"\x00" * 60)
+    data = (ng_shb() + ng_idb(1) + a * 1000 + b + a * 5 + pkt + empty * 3 + b + empty * 20_001 + pkt
+            + a * 70_000 + b * 3 + pkt)
+    path = tmp_path / "runs.pcapng"
+    path.write_bytes(data)
+    with CaptureReader(path) as r:
+        recs = list(r)
+    assert [x.record_no for x in recs] == [1, 1 + 3 + 20_001 + 1, 1 + 3 + 20_001 + 2]
+    assert [p.detail.split(": ", 1)[1] for p in r.problems] == [
+        "20004 records with no captured bytes (caplen 0) skipped, from record 2 to record 20005"]
 
 
 # --- item 7: interface tables --------------------------------------------------------------------

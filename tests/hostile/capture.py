@@ -10,6 +10,9 @@
   followed by megabytes of empty if_description options, then a WebSocket conversation stamped in
   nanoseconds, gzipped. Scale 1.0: 4 MiB of options; scale 32: the issue's 128 MiB (124 KB of
   gzip, 94 s before the fix).
+- tiny-blocks (item 2, the cheapest bomb in pcapng): one 12-byte block of an unknown type repeated
+  (200,000 at scale 1.0, 2.4 MB; at scale 10, 24 MB in 47 KB of gzip), between two WebSocket
+  conversations, gzipped.
 - many-interfaces (item 7): MAX_INTERFACES + 4,464 IDBs (70,000 at scale 1.0; scale 15, 30, 60:
   the issue's ~1M, 2M, 4M), then a WebSocket conversation on interface 0 and one packet naming
   the last interface, gzipped.
@@ -25,7 +28,7 @@ import pathlib
 import struct
 from collections.abc import Callable
 
-from tests.helpers.pcapgen_link import ng_epb, ng_idb, ng_options, ng_shb, pcap_header, pcap_record
+from tests.helpers.pcapgen_link import ng_block, ng_epb, ng_idb, ng_options, ng_shb, pcap_header, pcap_record
 from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response
 
 #: number of WebSocket text frames in each conversation the shapes carry
@@ -101,6 +104,20 @@ def idb_options(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     return path
 
 
+def tiny_blocks(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
+    path = directory / "tiny-blocks.pcapng.gz"
+    block = ng_block(0x0BAD, b"")
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(ng_shb() + ng_idb(1) + _epbs(conversation(50000)))
+        left = max(1, int(scale * 200_000))
+        while left:
+            n = min(left, 1 << 16)
+            f.write(block * n)
+            left -= n
+        f.write(_epbs(conversation(50001, start=1_700_000_100.0)))
+    return path
+
+
 #: interface blocks beyond the cap at scale 1.0
 OVER_CAP = 70_000 - 65_536
 
@@ -149,6 +166,7 @@ SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "gzip-zeros": gzip_zeros,
     "pcapng-empty-packets": pcapng_empty_packets,
     "idb-options": idb_options,
+    "tiny-blocks": tiny_blocks,
     "many-interfaces": many_interfaces,
     "first-record-caplen-2g": first_record_caplen_2g,
     "truncated-pcapng": truncated_pcapng,
