@@ -393,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bug, not bad input: one line, unless WS_ANALYZER_DEBUG asks for the traceback.
         if os.environ.get("WS_ANALYZER_DEBUG"):
             raise
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+        from analyzer.stats import printable
+
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {printable(exc)} "
                          "(set WS_ANALYZER_DEBUG=1 for the traceback)\n")
         return 1
 

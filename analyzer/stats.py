@@ -326,7 +326,7 @@ def summary(a: Analysis) -> Summary:
     initiator.update(_counts(c["close_initiator"], all_categories=True))
     initiator["none"] = int(c["close_initiator"].isna().sum())
 
-    comp = m.loc[m["compressed"]]
+    comp = m.loc[m["compressed"], ["wire_bytes", "size"]]  # two columns, not a copy of the table
     comp_wire = _int_sum(comp["wire_bytes"])
     ratio = _int_sum(comp["size"]) / comp_wire if comp_wire else None
 
