@@ -104,6 +104,8 @@ _TS_MAX = (1 << 63) - 1
 _READ_PIECE = 1 << 20
 _READ_BUFFER = 256 << 10
 _SKIP_PIECE = 64 << 10
+#: How long a FIFO with no writer yet is given for one to come before it reads as empty.
+FIFO_WAIT_S = 2.0
 #: A non-packet block (or an empty packet block) up to this size is read, and its exact copies
 #: right after it skipped in bulk.
 _SMALL_BLOCK = 256
@@ -159,6 +161,20 @@ def _opener(path: str, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _wait_for_writer(fd: int, seconds: float = FIFO_WAIT_S) -> None:
+    """A FIFO opened with no writer reads as empty at once: give a writer that is about to come
+    (`mkfifo f; ws-analyzer summary f & cat x.pcap > f`) a moment. On Linux, poll() on such a
+    FIFO waits until a writer has written something or come and gone, or the time is up."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(int(seconds * 1000))
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 class _Reads(io.RawIOBase):
@@ -270,6 +286,8 @@ class CaptureReader:
         st = os.fstat(raw.fileno())
         self.size = st.st_size
         self._fifo = stat.S_ISFIFO(st.st_mode)
+        if self._fifo:
+            _wait_for_writer(raw.fileno())
         head = raw.read(4)
         if not head:
             if self._fifo:

@@ -334,6 +334,25 @@ def test_fifo_with_a_writer_is_read_as_a_stream(tmp_path: Path, compressed: bool
     assert out.stdout.strip() == f"frames {FRAMES}", out
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="poll() on a FIFO as Linux does it")
+def test_fifo_whose_writer_comes_after_the_reader_opened(tmp_path: Path) -> None:
+    """`mkfifo f; ws-analyzer summary f & cat x.pcap > f`: the writer opens once the reader has."""
+    source = tmp_path / "source.pcap"
+    write_pcap(source, conversation())
+    fifo = tmp_path / "late.pcap"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "wb") as f:    # blocks until the reader has opened the FIFO
+            f.write(source.read_bytes())
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    out = analyze_in_subprocess(fifo)
+    writer.join(SUBPROCESS_TIMEOUT)
+    assert out.stdout.strip() == f"frames {FRAMES}", out
+
+
 def test_devices_and_sockets_are_refused_unopened(tmp_path: Path) -> None:
     if os.path.exists("/dev/null"):
         with pytest.raises(CaptureError, match=r"^null: is a character device, not a capture file$"):
