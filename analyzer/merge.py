@@ -61,10 +61,12 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
 
     # frames in frame_no order
     frame_tables = [part.frames for part in parts]
-    order = np.argsort(np.concatenate([t.column("frame_no") for t in frame_tables]), kind="stable")
-    where = _placement(order, [len(t) for t in frame_tables])
-    reasons = _moved([t.close_reason for t in frame_tables], where, [len(t) for t in frame_tables])
-    columns = _gather(frame_tables, where, lookups)
+    sizes = [len(t) for t in frame_tables]
+    order = _order([t.column("frame_no") for t in frame_tables])
+    reasons_by_part = [t.close_reason for t in frame_tables]
+    where = _placement(order, sizes, needed=len(parts) > 1 or any(reasons_by_part))
+    reasons = _moved(reasons_by_part, where, sizes)
+    columns = _gather(frame_tables, order, where, lookups)
     for part in parts:
         part.frames = type(part.frames)()
     del frame_tables
@@ -73,12 +75,12 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
 
     # messages by (conn_id, message_id), previews and kept payloads moved with their rows
     message_tables = [part.messages for part in parts]
-    conn_ids = np.concatenate([lut[t.column("conn_id")] for t, lut in zip(message_tables, lookups)])
-    order = np.lexsort((np.concatenate([t.column("message_id") for t in message_tables]), conn_ids))
-    del conn_ids
-    where = _placement(order, [len(t) for t in message_tables])
-    payload = _moved([t.payload for t in message_tables], where, [len(t) for t in message_tables])
-    columns = _gather(message_tables, where, lookups)
+    sizes = [len(t) for t in message_tables]
+    order = _order(_message_keys(message_tables, lookups))
+    payload_by_part = [t.payload for t in message_tables]
+    where = _placement(order, sizes, needed=len(parts) > 1 or any(payload_by_part))
+    payload = _moved(payload_by_part, where, sizes)
+    columns = _gather(message_tables, order, where, lookups)
     previews = [t.previews() for t in message_tables]
     for part in parts:
         part.messages = type(part.messages)()
@@ -87,8 +89,9 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     # gives it back, so the process's peak is what the tables need
     pool = pa.system_memory_pool()
     previews = pa.concat_arrays(previews, memory_pool=pool) if len(previews) > 1 else previews[0]
-    if not _is_identity(order):
+    if order is not None:
         previews = pc.take(previews, pa.array(order), memory_pool=pool)
+    del order, where
     messages = messages_frame(columns, previews, payload, capture)
     return {
         "frames": frames,
@@ -121,13 +124,51 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     return lookups
 
 
-def _is_identity(order: np.ndarray) -> bool:
-    return bool((order == np.arange(len(order))).all())
+def _ascending(key: np.ndarray) -> bool:
+    if key.dtype.names:                     # (conn_id, message_id) pairs: no ordering operators
+        return False
+    return len(key) < 2 or bool((key[1:] >= key[:-1]).all())
 
 
-def _placement(order: np.ndarray, sizes: list[int]) -> list[np.ndarray] | None:
-    """Where each part's rows go in the merged table; None when the parts stacked are in order."""
-    if _is_identity(order):
+def _order(keys: list[np.ndarray]) -> np.ndarray | None:
+    """The stable order of the parts' keys stacked; None when they are in order already (the
+    common case: checked with a byte a row, where sorting would take 8 or more)."""
+    key = keys[0] if len(keys) == 1 else np.concatenate(keys)
+    del keys
+    return None if _ascending(key) else np.argsort(key, kind="stable")
+
+
+def _message_keys(tables: list, lookups: list[np.ndarray]) -> list[np.ndarray]:
+    """Per part, the sort key of its messages: (new conn_id, message_id) packed in one int64
+    (conn_id << 32 | message_id: one array, not two and a lexsort), or that pair stacked as
+    a record array on the rare capture whose ids do not fit."""
+    keys = []
+    for t, lut in zip(tables, lookups):
+        key = lut[t.column("conn_id")]
+        message_id = t.column("message_id")
+        if len(key) and (int(key.max()) >= 1 << 31 or int(message_id.max()) >= 1 << 32):
+            pairs = np.empty(len(key), dtype=[("conn", "i8"), ("message", "i8")])
+            pairs["conn"], pairs["message"] = key, message_id
+            keys.append(pairs)
+            continue
+        key <<= 32
+        key |= message_id
+        keys.append(key)
+    if len({k.dtype for k in keys}) > 1:       # some packed, some not: all as pairs
+        keys = [k if k.dtype.names else _unpacked(k) for k in keys]
+    return keys
+
+
+def _unpacked(key: np.ndarray) -> np.ndarray:
+    pairs = np.empty(len(key), dtype=[("conn", "i8"), ("message", "i8")])
+    pairs["conn"], pairs["message"] = key >> 32, key & 0xFFFFFFFF
+    return pairs
+
+
+def _placement(order: np.ndarray | None, sizes: list[int], *, needed: bool) -> list[np.ndarray] | None:
+    """Where each part's rows go in the merged table; None when the parts stacked are in order
+    or nobody needs it (one part is gathered with `order` itself)."""
+    if order is None or not needed:
         return None
     where = np.empty(len(order), dtype=np.int64)
     where[order] = np.arange(len(order))
@@ -146,7 +187,7 @@ def _moved(by_row: list[dict[int, Any]], where: list[np.ndarray] | None,
     return moved
 
 
-def _gather(tables: list, where: list[np.ndarray] | None,
+def _gather(tables: list, order: np.ndarray | None, where: list[np.ndarray] | None,
             lookups: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Every int64 field of the parts' tables merged into one column, field by field: each part's
     piece is taken out of it (and freed) as soon as it is placed; conn_id is renumbered."""
@@ -156,8 +197,10 @@ def _gather(tables: list, where: list[np.ndarray] | None,
         pieces = [t.column(name, take=True) for t in tables]
         if name == "conn_id":
             pieces = [lut[piece] for piece, lut in zip(pieces, lookups)]
-        if where is None:
+        if order is None:
             column = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        elif where is None:                 # one part
+            column = pieces[0].take(order)
         else:
             column = np.empty(total, dtype=np.int64)
             for piece, dest in zip(pieces, where):

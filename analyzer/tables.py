@@ -392,76 +392,152 @@ MESSAGE_FIELDS = ("conn_id", "message_id", "flags", "ts_start", "ts_end", "frame
                    "first_frame_no", "last_frame_no")
 
 
+def _utc(ns: np.ndarray) -> Any:
+    """int64 ns since the epoch as a datetime64[ns, UTC] array over the same memory (pd.to_datetime
+    would copy it: 8 bytes a row more at the peak)."""
+    import numpy as np
+    import pandas as pd
+    try:
+        return pd.arrays.DatetimeArray._simple_new(ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype(tz="UTC"))
+    except (AttributeError, TypeError):         # a pandas without it: the copy
+        return pd.to_datetime(np.asarray(ns), utc=True, unit="ns")
+
+
+class _Flags:
+    """Bits of a packed int64 flags column, each read from the one byte that holds it: a bool
+    column costs one byte a row of temporary memory, where `flags & mask` would cost eight."""
+
+    def __init__(self, flags: np.ndarray) -> None:
+        import sys
+        self.flags = flags
+        self.bytes = flags.view("u1").reshape(-1, 8) if sys.byteorder == "little" and len(flags) else None
+
+    def low(self, mask: int, byte: int = 0) -> np.ndarray:
+        """(flags >> 8*byte) & mask, mask < 256, as uint8."""
+        if self.bytes is None:
+            return ((self.flags >> (8 * byte)) & mask).astype("u1")
+        return self.bytes[:, byte] & mask
+
+    def bit(self, mask: int) -> np.ndarray:
+        byte = (mask.bit_length() - 1) >> 3
+        return self.low(mask >> (8 * byte), byte).view(bool) if mask >> (8 * byte) == 1 \
+            else self.low(mask >> (8 * byte), byte) != 0
+
+    def above(self, shift: int, dtype: str) -> np.ndarray:
+        """flags >> shift (a small value) as `dtype`."""
+        if self.bytes is None or shift < 8:
+            return (self.flags >> shift).astype(dtype)
+        low32 = self.flags.view("u4")[::2]          # bits 0..31 (little-endian)
+        return (low32 >> shift).astype(dtype)
+
+
+def _codes(values: np.ndarray, categories: list[str]) -> Any:
+    import pandas as pd
+    return pd.Categorical.from_codes(values.view("i1"), categories=categories, validate=False)
+
+
+def _seconds_in_place(rtt_ns: np.ndarray) -> np.ndarray:
+    """int64 ns (-1: null) → float64 seconds (NaN) in the same memory, a block at a time, so that
+    the float column costs nothing next to the int one it replaces."""
+    import numpy as np
+    if not rtt_ns.flags.writeable:
+        rtt_ns = rtt_ns.copy()
+    out = rtt_ns.view(np.float64)
+    step = 1 << 16
+    for i in range(0, len(rtt_ns), step):
+        block = rtt_ns[i:i + step]
+        seconds = block / 1e9
+        seconds[block < 0] = np.nan
+        out[i:i + step] = seconds
+    return out
+
+
+def _sparse_strings(n: int, by_row: dict[int, str]) -> Any:
+    """A pandas string column of n rows, null but for `by_row`, made from its Arrow buffers (no
+    object array of n Nones on the way)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    rows = sorted(by_row)
+    encoded = [by_row[r].encode("utf-8", "surrogatepass") for r in rows]
+    lengths = np.zeros(n + 1, np.int64)
+    valid = np.zeros(n, bool)
+    if rows:
+        lengths[np.array(rows) + 1] = [len(e) for e in encoded]
+        valid[rows] = True
+    offsets = np.cumsum(lengths, out=lengths)
+    buffers = [pa.py_buffer(np.packbits(valid, bitorder="little")), pa.py_buffer(offsets),
+               pa.py_buffer(b"".join(encoded))]
+    array = pa.Array.from_buffers(pa.large_string(), n, buffers, null_count=n - len(rows))
+    return pd.arrays.ArrowStringArray(array)
+
+
 def frames_frame(cols: dict[str, np.ndarray], close_reason: dict[int, str], capture: str) -> pd.DataFrame:
-    """The frames DataFrame from its int64 columns (FRAME_FIELDS) and close reasons by row; the
-    columns are used as they are (views stay views, not copies)."""
+    """The frames DataFrame from its int64 columns (FRAME_FIELDS, taken out of `cols`) and close
+    reasons by row. The int64 columns are used as they are (views stay views, not copies; rtt is
+    converted in place) and the flags column is let go of as soon as the small columns are read
+    from it, so that the peak is the table and little more."""
     import numpy as np
     import pandas as pd
     n = len(cols["frame_no"])
-    flags = cols["flags"]
-
-    def bit(mask: int) -> np.ndarray:
-        return (flags & mask) != 0
-
-    opcode = (flags & F_OPCODE).astype(np.int8)
-    reasons = np.full(n, None, dtype=object)
-    for row, reason in close_reason.items():
-        reasons[row] = reason
-    close_code, message_id, rtt_ns = cols["close_code"], cols["message_id"], cols["rtt_ns"]
+    flags = _Flags(cols.pop("flags"))
+    bit = flags.bit
+    opcode = flags.low(F_OPCODE).view(np.int8)
+    close_code, message_id = cols.pop("close_code"), cols.pop("message_id")
     data = {
         "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-        "conn_id": cols["conn_id"],
-        "frame_no": cols["frame_no"],
-        "ts": pd.to_datetime(cols["ts"], utc=True, unit="ns"),
-        "sender": pd.Categorical.from_codes(bit(F_SERVER).astype(np.int8), categories=["client", "server"]),
+        "conn_id": cols.pop("conn_id"),
+        "frame_no": cols.pop("frame_no"),
+        "ts": _utc(cols.pop("ts")),
+        "sender": _codes(bit(F_SERVER), ["client", "server"]),
         "opcode": opcode,
-        "opcode_name": pd.Categorical.from_codes(opcode, categories=list(OPCODE_NAMES)),
+        "opcode_name": _codes(opcode, list(OPCODE_NAMES)),
         "fin": bit(F_FIN), "rsv1": bit(F_RSV1), "rsv2": bit(F_RSV2), "rsv3": bit(F_RSV3),
         "masked": bit(F_MASKED),
-        "payload_len": cols["payload_len"],
-        "header_len": (flags >> F_HEADER_SHIFT).astype(np.int16),
+        "payload_len": cols.pop("payload_len"),
+        "header_len": flags.above(F_HEADER_SHIFT, "i2"),
         "compressed": bit(F_COMPRESSED),
         "close_code": pd.arrays.IntegerArray(close_code, close_code < 0),
-        "close_reason": pd.array(reasons, dtype="string"),
+        "close_reason": _sparse_strings(n, close_reason),
         "message_id": pd.arrays.IntegerArray(message_id, message_id < 0),
-        "rtt": np.where(rtt_ns >= 0, rtt_ns / 1e9, np.nan),
+        "rtt": _seconds_in_place(cols.pop("rtt_ns")),
         "complete": ~bit(F_INCOMPLETE),
     }
+    del flags, bit
     # copy=False: the columns are views of the collected rows, not a second copy of them
     return pd.DataFrame(data, columns=[c[0] for c in FRAME_COLUMNS], copy=False)
 
 
 def messages_frame(cols: dict[str, np.ndarray], previews: Any, payload: dict[int, bytes],
                    capture: str) -> pd.DataFrame:
-    """The messages DataFrame from its int64 columns (MESSAGE_FIELDS), the previews as a pyarrow
-    large_string array and the kept payloads by row."""
+    """The messages DataFrame from its int64 columns (MESSAGE_FIELDS, taken out of `cols`), the
+    previews as a pyarrow large_string array and the kept payloads by row (see frames_frame)."""
     import numpy as np
     import pandas as pd
     n = len(cols["message_id"])
-    flags = cols["flags"]
+    flags = _Flags(cols.pop("flags"))
     payloads = np.full(n, None, dtype=object)
     for row, kept in payload.items():
         payloads[row] = kept
     data = {
         "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
-        "conn_id": cols["conn_id"],
-        "message_id": cols["message_id"],
-        "sender": pd.Categorical.from_codes((flags & M_SERVER != 0).astype(np.int8),
-                                            categories=["client", "server"]),
-        "type": pd.Categorical.from_codes((flags & M_BINARY != 0).astype(np.int8),
-                                          categories=["text", "binary"]),
-        "ts_start": pd.to_datetime(cols["ts_start"], utc=True, unit="ns"),
-        "ts_end": pd.to_datetime(cols["ts_end"], utc=True, unit="ns"),
-        "frames": cols["frames"],
-        "wire_bytes": cols["wire_bytes"],
-        "size": cols["size"],
-        "compressed": (flags & M_COMPRESSED) != 0,
-        "complete": (flags & M_INCOMPLETE) == 0,
+        "conn_id": cols.pop("conn_id"),
+        "message_id": cols.pop("message_id"),
+        "sender": _codes(flags.bit(M_SERVER), ["client", "server"]),
+        "type": _codes(flags.bit(M_BINARY), ["text", "binary"]),
+        "ts_start": _utc(cols.pop("ts_start")),
+        "ts_end": _utc(cols.pop("ts_end")),
+        "frames": cols.pop("frames"),
+        "wire_bytes": cols.pop("wire_bytes"),
+        "size": cols.pop("size"),
+        "compressed": flags.bit(M_COMPRESSED),
+        "complete": ~flags.bit(M_INCOMPLETE),
         "preview": pd.arrays.ArrowStringArray(previews),
         "payload": payloads,
-        "first_frame_no": cols["first_frame_no"],
-        "last_frame_no": cols["last_frame_no"],
+        "first_frame_no": cols.pop("first_frame_no"),
+        "last_frame_no": cols.pop("last_frame_no"),
     }
+    del flags
     return pd.DataFrame(data, columns=[c[0] for c in MESSAGE_COLUMNS], copy=False)
 
 
@@ -484,12 +560,40 @@ class _IntRows:
     def __len__(self) -> int:
         return len(self._columns[0]) + len(self.data) // len(self.FIELDS)
 
+    _CHUNK = 1 << 13            # rows moved at a time when many wait (see _compact_large)
+
     def compact(self) -> None:
         width = len(self.FIELDS)
-        if len(self.data) >= width:
+        data = self.data
+        if len(data) > width * self._CHUNK:
+            self._compact_large()
+        elif len(data) >= width:
             for i, column in enumerate(self._columns):
-                column.extend(self.data[i::width])
-            del self.data[:]                # the same array (and bound `extend`), emptied
+                column.extend(data[i::width])
+            del data[:]                     # the same array (and bound `extend`), emptied
+
+    def _compact_large(self) -> None:
+        """Many rows waiting (records of hundreds of tiny frames each: compact() runs every so
+        many records, not rows): moved a chunk at a time from the end of `data`, which shrinks
+        as the columns grow, so that the rows are never held twice. Each field is gathered in
+        reverse order, then turned round in place."""
+        width = len(self.FIELDS)
+        data = self.data
+        backwards = [array("q") for _ in self.FIELDS]
+        while data:
+            chunk = data[-width * self._CHUNK:]
+            del data[-width * self._CHUNK:]         # the same array (and bound `extend`), shorter
+            chunk.reverse()                         # rows and fields in reverse order
+            for i, column in enumerate(backwards):
+                column.extend(chunk[width - 1 - i::width])
+            del chunk
+        for i, column in enumerate(backwards):
+            column.reverse()
+            if len(self._columns[i]):
+                self._columns[i].extend(column)
+            else:
+                self._columns[i] = column
+            backwards[i] = array("q")
 
     def column(self, name: str, *, take: bool = False) -> np.ndarray:
         """One field as an int64 array (a view of the collected column); take=True lets go of it

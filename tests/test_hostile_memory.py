@@ -133,3 +133,74 @@ def test_default_budget_keeps_ordinary_payloads(tmp_path, payloads: bool) -> Non
     assert len(a.messages) == memory.tiny_frames_frames(0.02)
     assert _kept_sizes(a) == ([0] if payloads else [None]) * len(a.messages)
     assert "kept-payload-limit" not in set(a.problems.kind)
+
+
+# --- item 5: 2-byte frames -----------------------------------------------------------------------
+
+def test_tiny_frames_peak_memory_per_frame(tmp_path) -> None:
+    """Back-to-back 2-byte frames (each a message): the peak of analyze() per frame, as traced by
+    tracemalloc (numpy and Python allocations), was 254 bytes: the rows held twice while they were
+    moved into columns, copies of the time columns, an object array per nullable column, a sort of
+    rows already in order. Now ~208: the tables themselves and little more."""
+    import tracemalloc
+    path = memory.tiny_frames(tmp_path, 1.0)
+    analyzer.analyze(memory.tiny_frames(tmp_path, 0.02))          # imports and caches warmed up
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        a = analyzer.analyze(path, jobs=1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    n = memory.tiny_frames_frames(1.0)
+    assert len(a.frames) == len(a.messages) == n
+    assert (a.frames.payload_len == 0).all() and (a.messages.preview == "").all()
+    assert peak / n < 225, f"{peak / n:.0f} bytes per frame at the peak"
+
+
+def test_compacting_many_rows_never_holds_them_twice() -> None:
+    """Records of hundreds of frames each: compact() (every 16,384 records) may find millions of
+    rows waiting. Moving them into columns used to hold them twice (2x the table at that moment)."""
+    import tracemalloc
+
+    from analyzer.tables import FRAME_FIELDS, FrameColumns
+    n = 200_000
+    size = n * 8 * len(FRAME_FIELDS)
+    tracemalloc.start()
+    try:
+        rows = FrameColumns()
+        for i in range(n):
+            rows.extend((1, i, i, 0x11, 0, -1, i, -1))
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        rows.compact()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < size * 0.25, f"{peak / size:.2f} of the rows' size allocated at once"
+    assert list(rows.column("frame_no")[[0, 1, n - 1]]) == [0, 1, n - 1]
+    assert list(rows.column("flags")[:2]) == [0x11, 0x11] and len(rows) == n
+
+
+def test_frames_table_uses_the_collected_columns_without_copies() -> None:
+    """The int64 columns of the frames table are the collected arrays themselves (ts viewed as
+    datetimes, rtt converted in place), and the close reasons need no object array."""
+    import numpy as np
+
+    from analyzer.tables import FrameColumns, frames_frame
+    rows = FrameColumns()
+    for i in range(1000):
+        close = i == 7
+        rows.add(1, i + 1, 10**18 + i, 0x18 if close else 0x11, 2, 1000 if close else -1, -1 if close else i,
+                 -1, "bye" if close else None)
+    cols = {name: rows.column(name, take=True) for name in rows.FIELDS}
+    kept = dict(cols)
+    df = frames_frame(cols, rows.close_reason, "x.pcap")
+    for name, column in (("conn_id", "conn_id"), ("frame_no", "frame_no"), ("payload_len", "payload_len"),
+                         ("ts", "ts"), ("rtt", "rtt_ns")):
+        assert np.shares_memory(np.asarray(df[name].array._ndarray if name == "ts" else df[name].to_numpy()),
+                                kept[column]), name
+    assert df.close_reason.isna().sum() == 999 and df.close_reason.iloc[7] == "bye"
+    assert df.close_code.iloc[7] == 1000 and df.close_code.isna().sum() == 999
+    assert df.rtt.isna().all() and str(df.ts.dtype) == "datetime64[ns, UTC]"
+    assert df.opcode_name.iloc[7] == "close" and df.message_id.isna().sum() == 1
