@@ -128,6 +128,10 @@ def deflate_bombs(directory: pathlib.Path, scale: float = 1.0, *, inflated: int 
     return path
 
 
+# the benchmark keeps the payloads (what the bombs attack) and writes them where they compress
+deflate_bombs.command = ["export", "{capture}", "--payloads", "--format", "parquet",  # type: ignore[attr-defined]
+                         "-o", "{out}"]
+
 SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "tiny-frames": tiny_frames,
     "problem-flood": problem_flood,
