@@ -1,54 +1,61 @@
 """Fuzz every sans-IO stage with random and mutated bytes: only events come out, state stays
-consistent (see the invariants in tests/fuzz/targets.py). HYPOTHESIS_PROFILE picks the size."""
+consistent (see the invariants in tests/fuzz/targets.py). Hypothesis draws the inputs, the
+parameters, the cut points, the gaps and the mutations (tests/fuzz/strategies.py), so a failure
+shrinks to a small example. HYPOTHESIS_PROFILE picks the size."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.campaign import mutate
 from tests.fuzz.profiles import fuzz_settings
-from tests.fuzz.targets import SEP, TARGETS, crashers, seeds
+from tests.fuzz.strategies import STAGES, cases, record_cases, seed_bodies, segment_cases
+from tests.fuzz.targets import TARGETS, crashers, run_packets, run_reassembler
 
-STAGES = ["handshake", "frames", "hixie", "messages", "inflate", "reassembler", "packets", "capture"]
+BYTES_ONLY = ["capture"]            # a file is bytes: no parameters to draw
 
 
-@pytest.mark.parametrize("target", STAGES)
-@given(data=st.binary(max_size=3000))
+# Example counts: each example draws its parameters and cut points and checks more (a second,
+# whole decoding to compare with), so half the old counts keep the suite's time (dev/long: more).
+@pytest.mark.parametrize("stage", sorted(STAGES))
+@given(data=st.data())
+@fuzz_settings(150)
+def test_random_bytes(stage: str, data: st.DataObject) -> None:
+    run, _ = STAGES[stage]
+    run(**data.draw(cases(stage, st.binary(max_size=3000)), label="case"))
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+@given(data=st.data())
+@fuzz_settings(150)
+def test_mutated_seeds(stage: str, data: st.DataObject) -> None:
+    run, _ = STAGES[stage]
+    run(**data.draw(cases(stage, seed_bodies(stage)), label="case"))
+
+
+@pytest.mark.parametrize("target", BYTES_ONLY)
+@given(data=st.data())
 @fuzz_settings(300)
-def test_random_bytes(target: str, data: bytes) -> None:
-    TARGETS[target](data)
+def test_bytes_targets(target: str, data: st.DataObject) -> None:
+    from tests.fuzz.strategies import mutated
+    from tests.fuzz.targets import seeds
+
+    body = data.draw(st.one_of(st.binary(max_size=3000), mutated(seeds(target))), label="data")
+    TARGETS[target](body)
 
 
-@pytest.mark.parametrize("target", STAGES)
-@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+@given(case=record_cases())
 @fuzz_settings(300)
-def test_mutated_seeds(target: str, data: st.DataObject, seed: int) -> None:
-    pool = seeds(target)
-    base = data.draw(st.sampled_from(pool))
-    TARGETS[target](mutate(base, random.Random(seed), pool))
+def test_random_records_into_the_packet_decoder(case: dict) -> None:
+    run_packets(**case)
 
 
-@given(parts=st.lists(st.binary(max_size=300), min_size=1, max_size=6), p=st.integers(0, 255))
-@fuzz_settings(300)
-def test_random_records_into_the_packet_decoder(parts: list[bytes], p: int) -> None:
-    TARGETS["packets"](bytes([p]) + SEP.join(parts))
-
-
-_FLAGS = [0x02, 0x12, 0x10, 0x18, 0x11, 0x14, 0x04, 0x01, 0x19]
-segment = st.tuples(st.integers(0, 255), st.sampled_from(_FLAGS), st.integers(0, 3000), st.integers(0, 3000),
-                    st.binary(max_size=40))
-
-
-@given(segs=st.lists(segment, max_size=40), p=st.integers(0, 255))
-@fuzz_settings(400)
-def test_random_segments_into_the_reassembler(segs: list, p: int) -> None:
+@given(case=segment_cases())
+@fuzz_settings(250)
+def test_random_segments_into_the_reassembler(case: dict) -> None:
     """Small sequence numbers so segments overlap, repeat and leave holes."""
-    from tests.fuzz.targets import encode_segments
-    TARGETS["reassembler"](bytes([p]) + encode_segments(segs))
+    run_reassembler(**case)
 
 
 def _all_crashers() -> list:
@@ -60,3 +67,12 @@ def _all_crashers() -> list:
 def test_stored_crashers(target: str, name: str, data: bytes) -> None:
     """Every input a campaign once failed on (tests/fuzz/crashers/<target>/) passes now."""
     TARGETS[target](data)
+
+
+def test_bytes_targets_read_their_parameters_from_the_first_byte() -> None:
+    """The campaign's bytes targets and the drawn ones run the same code: a seed through each."""
+    from tests.fuzz.targets import seeds
+
+    for target in TARGETS:
+        for data in seeds(target)[:3]:
+            TARGETS[target](data)
