@@ -92,6 +92,11 @@ def tiny_frames(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     return path
 
 
+# what the benchmark runs on each (tests/hostile/__init__.py): the command whose output is attacked
+csv_splitters.command = ["export", "{capture}", "-o", "{out}"]  # type: ignore[attr-defined]
+control_chars.command = ["frames", "{capture}"]  # type: ignore[attr-defined]
+tiny_frames.command = ["report", "{capture}", "-o", "{out}"]  # type: ignore[attr-defined]
+
 SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "csv-splitters": csv_splitters,
     "control-chars": control_chars,
