@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.hostile.processes import busy
+from tests.hostile.processes import INTERRUPT_SCALE, busy
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (Linux)")
 
@@ -87,7 +87,7 @@ def parallel_run(tmp_path):
     """Start `summary --jobs 2` on two busy captures under a TMPDIR of our own; yields
     (process, worker pid, TMPDIR) once the worker analyses its capture; kills whatever is left
     afterwards."""
-    captures = [busy(tmp_path, 2.0, name) for name in ("busy-a.pcap", "busy-b.pcap")]
+    captures = [busy(tmp_path, INTERRUPT_SCALE, name) for name in ("busy-a.pcap", "busy-b.pcap")]
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir), PYTHONPATH=ROOT)
