@@ -127,7 +127,7 @@ class CaptureError(Exception):
     (line breaks and control characters, in a file name too, are replaced)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(_UNPRINTABLE.sub(_printable, " ".join(str(message).split("\n")).strip()))
+        super().__init__(_UNPRINTABLE.sub(_printable, str(message)).strip())
 
 
 class _NotAFile(OSError):
@@ -153,8 +153,9 @@ def _opener(path: str, flags: int) -> int:
     fd = os.open(path, flags | nonblock)
     try:
         _check_kind(os.fstat(fd).st_mode, path)     # what was opened, if the path changed since
-        # a FIFO with no writer now reads as empty (EOF) rather than waiting; one with a writer is
-        # read as a stream, blocking like any pipe
+        # a FIFO with no writer reads as empty (EOF) at once rather than waiting forever
+        # (_wait_for_writer gives one a moment); one with a writer is read as a stream, blocking
+        # like any pipe
         if nonblock:
             os.set_blocking(fd, True)
     except BaseException:
