@@ -36,7 +36,7 @@ def test_mutated_seeds(stage: str, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("target", BYTES_ONLY)
 @given(data=st.data())
-@fuzz_settings(300)
+@fuzz_settings(200)
 def test_bytes_targets(target: str, data: st.DataObject) -> None:
     from tests.fuzz.strategies import mutated
     from tests.fuzz.targets import seeds
