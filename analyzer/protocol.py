@@ -210,6 +210,7 @@ class ProblemKind(str, Enum):
     SUBPROTOCOL_NOT_SELECTED = "subprotocol-not-selected"
     SUBPROTOCOL_NOT_OFFERED = "subprotocol-not-offered"
     EXTENSION_NOT_OFFERED = "extension-not-offered"
+    HTTP_ON_DECODE_AS_PORT = "http-on-decode-as-port"  # ports=: HTTP after frames began; not decoded
     # frames
     UNMASKED_CLIENT_FRAME = "unmasked-client-frame"
     MASKED_SERVER_FRAME = "masked-server-frame"

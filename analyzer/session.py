@@ -4,7 +4,9 @@ Rules of the state machine (one place, h11-style):
   Rule 1: a connection starts in HANDSHAKE (or, when its port is in `ports=` and its first bytes are
           not HTTP, in FRAMES with roles taken from the port and the masking). On a `ports=` port,
           bytes that begin with an HTTP request or status line (either direction, whichever comes
-          first) are HTTP: only the handshake parser sees them, never the frame decoders.
+          first) are HTTP: only the handshake parser sees them, never the frame decoders; and when
+          frames began on one side and the other side's first bytes are such a line, FRAMES →
+          IGNORED (HTTP_ON_DECODE_AS_PORT; the frames already listed stay).
   Rule 2: HandshakeDone(upgraded) → FRAMES, with the bytes that followed the handshake fed first,
           whatever the verdict (`ok`: a wrong accept key still has its frames decoded, and its
           close_status is "handshake-failed" as for every handshake that is not ok); a handshake
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
+import weakref
 from dataclasses import dataclass, field
 
 from analyzer.events import (
@@ -75,6 +78,7 @@ _HTTP_HEAD = re.compile(rb"[\r\n]*(?:HTTP/|[A-Za-z][" + _TCHAR + rb"]{0,23}(?: |
 _HTTP_START_LINE = re.compile(rb"[\r\n]*(?:[A-Za-z][" + _TCHAR + rb"]{0,23} +[^ \t\r\n]+ +HTTP/\d\.\d"
                               rb"|HTTP/\d\.\d +\d{3}(?:[ \t][^\r\n]*)?)[ \t]*\r?\n")
 _REPLAY_LIMIT = 64 * 1024
+_MAX_START_LINE = 8192          # as handshake.MAX_LINE
 PAYLOAD_BUDGET = 64 << 20       # partial frame payloads held by all decoders of an analysis
 HANDSHAKE_BUDGET = 64 << 20     # bytes held by all handshake parsers of an analysis
 _MAX_PENDING_PINGS = 64
@@ -139,7 +143,7 @@ class Side:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.pings: dict[bytes, int] = {}
-        self.lane: FastLane | None = None
+        self.lane: FastLane | _FirstBytes | None = None
 
     def sent(self) -> tuple[int, int]:
         """(frames, messages) this sender sent, the fast lane's one-frame messages included."""
@@ -232,7 +236,7 @@ class Session:
 
     @property
     def is_websocket(self) -> bool:
-        return self.request_seen or self.state is FRAMES
+        return self.request_seen or self.sides is not None     # (sides: FRAMES was entered)
 
     def close(self, reason: str, record_no: int, ts_ns: int) -> None:
         """The flow is released: flush decoders, write the connections row."""
@@ -245,6 +249,9 @@ class Session:
         if self.state is HANDSHAKE and self.parser is not None:
             self._handshake_events(self.parser.finish())
         if self.state is FRAMES and self.sides is not None:
+            for side in self.sides:
+                if type(side.lane) is _FirstBytes:
+                    side.lane.flush(self, record_no, ts_ns)
             for direction, side in enumerate(self.sides):
                 self._frame_events(direction, side, side.decoder.finish())
                 for mev in side.assembler.finish(record_no, ts_ns):
@@ -341,6 +348,23 @@ class Session:
             masked = len(data) >= 2 and bool(data[1] & 0x80)
             self.client_dir = direction if masked else 1 - direction
         self._start_frames(None)
+        other = 1 - direction
+        if not self.replay_dirs & (1 << other):
+            side = self.sides[other]  # type: ignore[index]
+            side.lane = _FirstBytes(weakref.ref(self), other, side.lane)
+
+    def _http_after_frames(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        """ports= mode: the direction that had not spoken when frames began starts with an HTTP
+        request or status line (the capture began inside an HTTP body): the connection is HTTP,
+        nothing more of it is decoded (Rule 1); the frames already listed stay, with a problem."""
+        self.http_seen = True
+        self.state = IGNORED
+        line = data.split(b"\n", 1)[0][:80].decode("latin-1").strip()
+        what = "a status line" if line.startswith("HTTP/") else "a request line"
+        self._problem(self._sender(direction), Problem(
+            ProblemKind.HTTP_ON_DECODE_AS_PORT,
+            f"expected=WebSocket frames on a ports= port, found={what} ({line.split(' ', 1)[0]}…) "
+            "as this side's first bytes: the connection is HTTP, not decoded further", record_no, ts_ns))
 
     def _forced_bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> bool:
         """ports= mode before any handshake (Rule 1): True when `data` was taken as frames. The
@@ -578,6 +602,54 @@ class Session:
             cframes, sframes, cmessages, smessages,
             val(cside, "bytes"), val(sside, "bytes"), rtt, self.tcp_gaps,
         ))
+
+
+class _FirstBytes:
+    """Stands in for the fast lane of the direction that had not spoken when a ports= connection
+    began as frames (no handshake): its first bytes are held until they show whether they begin
+    with an HTTP request or status line (a line end, or bytes no start line begins with; at most
+    _MAX_START_LINE of them), then the real lane (or None) takes its place and the bytes held go
+    to the frame decoder, or the connection is HTTP. It refers to its session weakly: a session
+    is freed by reference counting alone (the pipeline runs with the cyclic GC off)."""
+
+    __slots__ = ("_direction", "_held", "_lane", "_session")
+    problems: tuple = ()          # read by Session.on_data as a lane's (never any), as is taken
+    taken = 0
+
+    def __init__(self, session: weakref.ref[Session], direction: int, lane: FastLane | None) -> None:
+        self._session = session
+        self._direction = direction
+        self._lane = lane
+        self._held = bytearray()
+
+    def take(self, data: bytes, record_no: int, ts_ns: int) -> int:
+        """Hold or hand on `data`; it is all taken (on_data counts it: the session corrects that)."""
+        session = self._session()
+        if session is None or session.sides is None:
+            return 0
+        held = self._held
+        held += data
+        http = _HTTP_START_LINE.match(held) is not None
+        if not http and b"\n" not in data and len(held) < _MAX_START_LINE and _HTTP_HEAD.match(held):
+            return len(data)                      # could still be a start line: wait for more
+        side = session.sides[self._direction]
+        side.lane = self._lane
+        side.bytes -= len(held)                   # on_data adds len(data); _frames adds the rest
+        if http:
+            session._http_after_frames(self._direction, bytes(held), record_no, ts_ns)
+        else:
+            session._frames(self._direction, bytes(held), record_no, ts_ns)
+        self._held = bytearray()
+        return len(data)
+
+    def flush(self, session: Session, record_no: int, ts_ns: int) -> None:
+        """The stream ended while the bytes were held: they were no start line, so they are frames."""
+        held, self._held = self._held, bytearray()
+        if held and session.sides is not None:
+            side = session.sides[self._direction]
+            side.lane = self._lane
+            side.bytes -= len(held)
+            session._frames(self._direction, bytes(held), record_no, ts_ns)
 
 
 def problem_row(capture: str, problem: Problem, conn_id: int | None = None,

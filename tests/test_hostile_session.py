@@ -60,6 +60,24 @@ def test_closed_sessions_are_freed_without_the_cyclic_gc(tmp_path, monkeypatch, 
     assert gc.collect() == 0    # and nothing else of theirs waits for the cyclic GC either
 
 
+@pytest.mark.parametrize("second", [None, b"GET / HTTP/1.1\r\n\r\n", b"\x81\x02hi"])
+def test_a_decode_as_session_without_handshake_is_freed_too(gc_off, second):
+    """ports= mode with no handshake (the other side's first bytes are looked at by a stand-in
+    for its lane, which refers to the session weakly): freed at close all the same."""
+    from analyzer.events import StreamOpened
+    from analyzer.tables import TableRows
+
+    opened = StreamOpened(1, 1, 0, 4, b"\x0a\0\0\1", 50000, b"\x0a\0\0\2", 9000, False)
+    s = session.Session(opened, TableRows(), Options(ports=frozenset({9000})), "x", 1)
+    s.on_data(0, b"\x81\x85abcd" + bytes(b ^ k for b, k in zip(b"hello", b"abcd" * 2)), 1, 1)
+    if second is not None:
+        s.on_data(1, second, 2, 2)
+    s.close("closed", 3, 3)
+    ref = weakref.ref(s)
+    del s
+    assert ref() is None
+
+
 @pytest.mark.parametrize("fast_lane", [True, False])
 def test_connection_counts_with_and_without_the_lane(tmp_path, monkeypatch, fast_lane):
     """The lane's one-frame messages still count in frames_*/messages_* of the connection."""
@@ -83,16 +101,22 @@ def _cells(a: analyzer.Analysis) -> str:
 @pytest.mark.parametrize("segment", [None, 1, 7])
 def test_http_on_a_decode_as_port_is_not_decoded_as_frames(tmp_path, segment):
     """A GET without Upgrade and a 302 with Set-Cookie on the port given with ports=: with the TCP
-    handshake, mid-stream starting with the response, mid-stream starting with the request; whole
-    or cut into tiny segments. No frames, no connection, and the cookie in no table."""
+    handshake, mid-stream starting with the response, mid-stream starting with the request, and
+    mid-stream inside a response body (frames begin on the server side, then the client's first
+    bytes are a request line); whole or cut into tiny segments. No frames, no messages, the first
+    three are no connection, the last one says it turned out to be HTTP; the cookie in no table."""
     path = shapes.http_on_decode_as_port(tmp_path, 1.0, segment)
     a = analyzer.analyze(path, ports=[shapes.DECODE_AS_PORT], jobs=1)
     assert a.frames.empty and a.messages.empty
-    assert a.connections.empty
-    assert a.frames.close_reason.isna().all()
+    assert list(a.connections.client_port) == [40999]
+    c = a.connections.iloc[0]
+    assert (c.frames_client, c.frames_server, c.bytes_client) == (0, 0, 0)
+    http = a.problems[a.problems.kind == "http-on-decode-as-port"]
+    assert list(http.sender.astype(str)) == ["client"]
+    assert "found=a request line (GET" in http.detail.iloc[0]
     assert shapes.COOKIE_VALUE not in _cells(a)
     assert "session=" not in _cells(a)
-    # without ports= it is plain HTTP too (the control: same tables)
+    # without ports= it is plain HTTP too (the control: no tables at all)
     b = analyzer.analyze(path, jobs=1)
     assert b.frames.empty and b.connections.empty
 
@@ -144,6 +168,41 @@ def test_frames_on_a_decode_as_port_are_still_decoded(tmp_path):
     assert list(b.frames.opcode) == [1, 0]
     assert list(b.frames.payload_len) == [32, 3]
     assert list(b.messages.frames) == [2]
+
+
+@pytest.mark.parametrize("segment", [None, 1])
+def test_the_second_side_of_a_decode_as_connection_is_frames_unless_it_starts_http(tmp_path, segment):
+    """Frames began on one side; the other side's first bytes are looked at once they can tell:
+    frames that start like a method token ("A " + 30 bytes: a deflate first fragment), or a
+    capture that ends while they could still be a request line, are decoded all the same, byte
+    for byte as without the look."""
+    from tests.pcapgen import Conversation, frame, write_pcap
+
+    conv = Conversation(server_port=shapes.DECODE_AS_PORT)
+    conv.send(0, frame(1, b"client first", mask=shapes.MASK))
+    fragment = bytes([0x41, 30]) + b"ab HTTP/1.1 no line end here.."
+    for data in (fragment, frame(0, b"end")):
+        for i in range(0, len(data), segment or len(data)):
+            conv.send(1, data[i:i + (segment or len(data))])
+    path = tmp_path / "second.pcap"
+    write_pcap(path, conv.packets)
+    a = analyzer.analyze(path, ports=[shapes.DECODE_AS_PORT], jobs=1)
+    assert list(a.frames.sender.astype(str)) == ["client", "server", "server"]
+    assert list(a.frames.payload_len) == [12, 30, 3]
+    assert list(a.messages.preview) == ["client first", "ab HTTP/1.1 no line end here..end"]
+    c = a.connections.iloc[0]
+    assert (c.bytes_client, c.bytes_server) == (len(frame(1, b"client first", mask=shapes.MASK)),
+                                                len(fragment) + len(frame(0, b"end")))
+    assert "http-on-decode-as-port" not in set(a.problems.kind.astype(str))
+    # the capture ends while the server's bytes could still begin a request line
+    conv = Conversation(server_port=shapes.DECODE_AS_PORT)
+    conv.send(0, frame(1, b"client first", mask=shapes.MASK))
+    conv.send(1, b"GE")
+    write_pcap(path, conv.packets)
+    b = analyzer.analyze(path, ports=[shapes.DECODE_AS_PORT], jobs=1)
+    assert list(b.frames.payload_len) == [12, 69]
+    assert list(b.frames.complete) == [True, False]
+    assert b.connections.bytes_server.iloc[0] == 2
 
 
 # --- item 20: frames after an upgrade whose verdict failed ---------------------------------------

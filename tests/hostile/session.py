@@ -95,7 +95,9 @@ def http_on_decode_as_port(directory: pathlib.Path, scale: float = 1.0,
                            segment: int | None = None) -> pathlib.Path:
     """Item 13: plain HTTP (a GET without Upgrade, a 302 with Set-Cookie) on the port given with
     --port: one connection with its TCP handshake, one picked up mid-stream that starts with the
-    response, and one picked up mid-stream that starts with the request; scale repeats them.
+    response, and one picked up mid-stream that starts with the request (scale repeats these
+    three); then one picked up inside a response body, whose client then sends a request with a
+    Cookie and gets a 302 with Set-Cookie.
     `segment`: cut every message into TCP segments of this many bytes (1: byte by byte)."""
     conv = Conversation(server_port=DECODE_AS_PORT)
     for i in range(max(1, round(scale))):
@@ -112,6 +114,14 @@ def http_on_decode_as_port(directory: pathlib.Path, scale: float = 1.0,
         # mid-stream, a request first
         conv.client_port += 1
         _http_exchange(conv, i, segment)
+    # mid-stream inside a response body (not HTTP: frames begin), then a request with a cookie
+    # and its response: the connection turns out to be HTTP
+    conv.client_port = 40999
+    _send(conv, 1, b"<html><body>the end of a page</body></html>\n", segment)
+    _send(conv, 0, f"GET /next HTTP/1.1\r\nHost: shop.example\r\nCookie: session={COOKIE_VALUE}\r\n\r\n"
+          .encode(), segment)
+    _send(conv, 1, (f"HTTP/1.1 302 Found\r\nSet-Cookie: session={COOKIE_VALUE}\r\n"
+                    "Content-Length: 0\r\n\r\n").encode(), segment)
     path = directory / f"http-on-decode-as-port{segment or ''}.pcap"
     write_pcap(path, conv.packets)
     return path
