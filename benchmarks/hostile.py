@@ -61,11 +61,12 @@ def shapes(only: list[str]) -> dict[str, ShapeWriter]:
     return found
 
 
-def run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, float, str, str]:
+def run(cmd: list[str], env: dict[str, str], cwd: Path,
+        timeout: float) -> tuple[float, float, float, str, str]:
     """(wall s, cpu s, peak RSS MB, exit, last stderr line) of one child process and its children."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env,
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd,
                                 start_new_session=True)
         deadline = start + timeout
         status = None
@@ -105,7 +106,7 @@ def bench(writer_name: str, writer: ShapeWriter, scale: float, tree: Path, timeo
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-m", "analyzer", *args, "--no-progress"]
     size = capture.stat().st_size / 1e6 if capture.is_file() else 0.0
-    wall, cpu, rss, verdict, last = run(cmd, env, timeout)
+    wall, cpu, rss, verdict, last = run(cmd, env, tree, timeout)  # cwd: that tree's analyzer/ first
     shutil.rmtree(shape_dir, ignore_errors=True)
     return Result(writer_name, scale, round(size, 2), round(wall, 2), round(cpu, 2), round(rss, 1),
                   verdict, last)
