@@ -5,8 +5,8 @@ that used to cost memory or leak secrets into the outputs.
   header blocks each and then an upgrade request, with no answer from the server; every
   connection sends its n-th request before any sends its (n+1)-th, so all are buffering at once.
   Scale 1.0: 2 connections (8.4 MB of pcap, 0.1 MB gzipped); the issue's 80 connections are
-  scale 40 (4.3 MB gzipped: 554 MB peak RSS for `summary` before the fix, 144 MB after, which is
-  what an empty analysis takes).
+  scale 40 (4.3 MB gzipped: 542-554 MB peak RSS for `summary` before the fix, 213-221 MB after:
+  the ~145 MB of an empty analysis plus at most the 64 MB handshake budget).
 - secrets (items 11 and 12): upgrades whose Sec-WebSocket-Protocol carries bearer tokens
   (Kubernetes, a JWT, graphql-ws/Hasura-style access_token) and whose request targets carry
   query-string credentials and userinfo; SECRETS lists every secret value, none may reach an output.
