@@ -601,6 +601,7 @@ class Session:
             code, status, self.tcp_end,
             cframes, sframes, cmessages, smessages,
             val(cside, "bytes"), val(sside, "bytes"), rtt, self.tcp_gaps,
+            hs.request_ts_ns if hs else None,
         ))
 
 

@@ -117,7 +117,20 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("bytes_server", "int64", "WebSocket bytes the server sent after the handshake (headers + payloads)"),
     ("handshake_rtt", "float64", "seconds from the upgrade request to the response"),
     ("tcp_gaps", "int64", "TCP gaps (bytes lost by the capture) in either direction"),
+    ("request_ts", "ts", "time of the upgrade request; null when none was seen"),
 )
+
+#: Connection columns computed from the ones above when the table is made (connections_derived),
+#: never collected: sessions fill the CONNECTION_ROW_COLUMNS.
+CONNECTION_DERIVED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("community_id", "string", "Community ID v1 of the TCP connection (seed 0), as Zeek/Suricata write it"),
+    ("subprotocols_offered_list", "object", "subprotocols_offered as a list of strings; null: no header"),
+    ("extensions_offered_list", "object",
+     "extensions_offered as a list, one string per extension with its parameters; null: no header"),
+    ("extensions_list", "object", "extensions as a list, one string per extension; null: no header"),
+)
+CONNECTION_ROW_COLUMNS = CONNECTION_COLUMNS
+CONNECTION_COLUMNS = CONNECTION_ROW_COLUMNS + CONNECTION_DERIVED_COLUMNS
 
 PROBLEM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("capture", "cat", "capture file"),
@@ -160,12 +173,52 @@ def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.n
 
 
 def make_frame(schema: tuple[tuple[str, str, str], ...], rows: list[tuple]) -> pd.DataFrame:
-    """One DataFrame from row tuples in schema order, converted column by column."""
+    """One DataFrame from row tuples in schema order, converted column by column.
+
+    For CONNECTION_COLUMNS the rows hold the CONNECTION_ROW_COLUMNS (anything after them is
+    ignored) and the derived columns are computed (connections_derived).
+    """
     import pandas as pd
+    derived = schema is CONNECTION_COLUMNS
+    filled = CONNECTION_ROW_COLUMNS if derived else schema
     names = [c[0] for c in schema]
-    columns = list(zip(*rows)) if rows else [()] * len(schema)
-    data = {name: _column(col, dtype) for (name, dtype, _), col in zip(schema, columns)}
-    return pd.DataFrame(data, columns=names)
+    columns = list(zip(*rows)) if rows else [()] * len(filled)
+    data = {name: _column(col, dtype) for (name, dtype, _), col in zip(filled, columns)}
+    df = pd.DataFrame(data, columns=[c[0] for c in filled])
+    if derived:
+        for name, column in connections_derived(df).items():
+            df[name] = column
+    return df[names] if derived else df
+
+
+def _split_list(text: pd.Series, separator: str) -> pd.Series:
+    """A nullable text column split into lists of stripped, non-empty items (null stays null)."""
+    import pandas as pd
+    present = text.notna()
+    out = pd.Series([None] * len(text), index=text.index, dtype=object)
+    if present.any():
+        parts = text[present].astype(str).str.split(separator, regex=True)
+        out[present] = parts.map(lambda items: [i.strip() for i in items if i.strip()])
+    return out
+
+
+#: a comma outside double quotes (an extension parameter's quoted value may hold commas)
+_UNQUOTED_COMMA = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def connections_derived(df: pd.DataFrame) -> dict[str, Any]:
+    """The CONNECTION_DERIVED_COLUMNS of a connections table, column by column (once per
+    connection, when the table is made)."""
+    import pandas as pd
+
+    from analyzer.community_id import community_ids
+    return {
+        "community_id": pd.array(community_ids(df["client"], df["client_port"], df["server"],
+                                               df["server_port"]), dtype="string"),
+        "subprotocols_offered_list": _split_list(df["subprotocols_offered"], ","),
+        "extensions_offered_list": _split_list(df["extensions_offered"], _UNQUOTED_COMMA),
+        "extensions_list": _split_list(df["extensions"], _UNQUOTED_COMMA),
+    }
 
 
 def empty_tables() -> dict[str, pd.DataFrame]:

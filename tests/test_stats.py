@@ -41,6 +41,8 @@ def _row(schema: str, **values: Any) -> tuple:
         "close_status": "clean", "tcp_end": "fin", "frames_client": 0,
         "frames_server": 0, "messages_client": 0, "messages_server": 0, "bytes_client": 0,
         "bytes_server": 0, "handshake_rtt": np.nan, "tcp_gaps": 0, "kind": "tcp-gap", "detail": "",
+        "request_ts": None, "community_id": None, "subprotocols_offered_list": None,
+        "extensions_offered_list": None, "extensions_list": None,
     }
     defaults.update(values)
     return tuple(defaults[name] for name, _, _ in SCHEMAS[schema])
