@@ -1,10 +1,12 @@
-"""Writing the four DataFrames to CSV, Parquet or JSON, safely.
+"""Writing the four DataFrames to CSV, Parquet or JSON, safely; or one file in another tool's
+format (Zeek websocket.log, Suricata EVE, HAR: analyzer.formats).
 
 CSV is opened by spreadsheets, so a text cell in which any line starts like a formula (=, +, -, @,
 tab, CR) gets an apostrophe before that line, the usual neutralisation (OWASP "CSV injection");
 numeric columns are left as numbers. Rows end in CRLF (RFC 4180), so a cell holding a CR or LF is
 always quoted and stays one cell. In CSV and JSON, bytes payloads become hex, durations seconds
-(float) and times ISO 8601 UTC text; JSON escapes C1 and bidi control characters. Parquet keeps
+(float) and times ISO 8601 UTC text, list cells ", "-joined text in CSV (JSON arrays in JSON,
+lists in Parquet); JSON escapes C1 and bidi control characters. Parquet keeps
 the native types.
 
 Tables are written CHUNK_ROWS rows at a time, so writing adds memory bounded by a chunk, not a
@@ -25,13 +27,13 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from analyzer.formats import FORMATS, TABLE_FORMATS, TOOL_FORMATS
 from analyzer.stats import json_safe
 from analyzer.tables import SCHEMAS
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
 
-FORMATS = ("csv", "parquet", "json")
 TABLES = tuple(SCHEMAS)  # frames, messages, connections, problems
 
 #: rows converted and written at a time
@@ -116,8 +118,27 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
         elif s.dtype == object:
             present = s.notna()
             if present.any():
-                out[name] = s.where(~present, s[present].map(
-                    lambda v: bytes(v).hex() if isinstance(v, (bytes, bytearray, memoryview)) else v))
+                out[name] = s.where(~present, s[present].map(_plain_value))
+    return out
+
+
+def _plain_value(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    return v
+
+
+def _joined_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """List cells (connections' *_list columns) as ", "-joined text, for CSV."""
+    out = df
+    for name in df.columns:
+        s = df[name]
+        first = s.first_valid_index() if s.dtype == object else None
+        if first is not None and isinstance(s.loc[first], (list, tuple, np.ndarray)):
+            if out is df:
+                out = df.copy(deep=False)
+            present = s.notna()
+            out[name] = s.where(~present, s[present].map(lambda v: ", ".join(map(str, v))))
     return out
 
 
@@ -163,7 +184,7 @@ def _chunks(df: pd.DataFrame) -> Iterator[pd.DataFrame]:
 
 def _write_csv(df: pd.DataFrame, fh: IO[str]) -> None:
     for i, part in enumerate(_chunks(df)):
-        neutralise_formulas(_plain(part)).to_csv(fh, index=False, header=i == 0,
+        neutralise_formulas(_joined_lists(_plain(part))).to_csv(fh, index=False, header=i == 0,
                                                                  lineterminator="\r\n")
 
 
@@ -217,7 +238,18 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], fmt: str) -> str
         with open_output(path, "w", encoding="utf-8") as fh:
             _write_json_records(df, fh)
     else:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(TABLE_FORMATS)}")
+    return path
+
+
+def _write_tool_format(a: Analysis, path: str, fmt: str) -> str:
+    """One file of another tool's format (analyzer.formats)."""
+    from analyzer.formats import eve, har, zeek
+
+    writer = {"zeek": zeek.write_tsv, "zeek-json": zeek.write_json, "eve": eve.write_eve,
+              "har": har.write_har}[fmt]
+    with open_output(path, "w", encoding="utf-8", newline="\n") as fh:
+        writer(a, fh)
     return path
 
 
@@ -229,7 +261,12 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
         directory_or_file: a directory (created if missing) that receives connections.<fmt>,
             frames.<fmt>, messages.<fmt> and problems.<fmt>; for fmt="json" a path ending in
             ".json" instead gets one object {"connections": [...], "frames": [...], ...}.
-        fmt: "csv", "parquet" or "json".
+        fmt: "csv", "parquet" or "json" (the four tables), or one file in another tool's format:
+            "zeek" (Zeek's websocket.log, TSV), "zeek-json" (the same as JSON lines), "eve"
+            (Suricata EVE JSON lines, one per frame) or "har" (HAR 1.2 with Chrome's
+            _webSocketMessages). For these, a directory or a path without an extension gets the
+            file under its usual name (websocket.log, eve.json, websocket.har); a path with an
+            extension is the file itself.
 
     Returns:
         The paths written.
@@ -241,6 +278,13 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     target = os.fspath(directory_or_file)
+    if fmt in TOOL_FORMATS:
+        if os.path.isdir(target) or target.endswith(os.sep) or not os.path.splitext(target)[1]:
+            os.makedirs(target, exist_ok=True)
+            target = os.path.join(target, TOOL_FORMATS[fmt])
+        elif os.path.dirname(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        return [_write_tool_format(a, target, fmt)]
     tables = {"connections": a.connections, "frames": a.frames, "messages": a.messages,
               "problems": a.problems}
     if fmt == "json" and target.lower().endswith(".json") and not os.path.isdir(target):
@@ -258,5 +302,5 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
     return [write_table(df, os.path.join(target, f"{name}.{fmt}"), fmt) for name, df in tables.items()]
 
 
-__all__ = ["CHUNK_ROWS", "FORMATS", "export", "make_subdir", "neutralise_formulas", "open_output",
-           "write_table"]
+__all__ = ["CHUNK_ROWS", "FORMATS", "TABLE_FORMATS", "TOOL_FORMATS", "export", "make_subdir",
+           "neutralise_formulas", "open_output", "write_table"]
