@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 import struct
 from dataclasses import dataclass, field
+from typing import IO
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -76,13 +78,45 @@ class Conversation:
         self._emit(direction, RST | ACK)
 
 
+def _records(packets: list[tuple[float, bytes]]) -> bytes:
+    out = []
+    for ts, pkt in packets:
+        sec = int(ts)
+        usec = round((ts - sec) * 1_000_000)
+        out.append(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)) + pkt)
+    return b"".join(out)
+
+
 def write_pcap(path: str | os.PathLike[str], packets: list[tuple[float, bytes]], linktype: int = 1) -> None:
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
-        for ts, pkt in packets:
-            sec = int(ts)
-            usec = round((ts - sec) * 1_000_000)
-            f.write(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)) + pkt)
+    with PcapStream(path, linktype) as f:
+        f.write_packets(packets)
+
+
+class PcapStream:
+    """A pcap file written a conversation at a time (gzipped when its name ends in .gz), so that a
+    large generated capture never holds all its packets:
+        with PcapStream(path) as out:
+            ...; out.flush(conv)      # writes conv.packets and empties the list
+    """
+
+    def __init__(self, path: str | os.PathLike[str], linktype: int = 1) -> None:
+        gzipped = os.fspath(path).endswith(".gz")
+        # closed by __exit__
+        self._file: IO[bytes] = gzip.open(path, "wb", compresslevel=6) if gzipped else open(path, "wb")  # noqa: SIM115
+        self._file.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+
+    def write_packets(self, packets: list[tuple[float, bytes]]) -> None:
+        self._file.write(_records(packets))
+
+    def flush(self, conv: Conversation) -> None:
+        self.write_packets(conv.packets)
+        conv.packets.clear()
+
+    def __enter__(self) -> PcapStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
 
 
 # --- WebSocket bytes ---------------------------------------------------------------------------

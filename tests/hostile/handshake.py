@@ -17,16 +17,13 @@ that used to cost memory or leak secrets into the outputs.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import pathlib
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable
 
-from tests.helpers.pcapgen_link import pcap_header, pcap_record
 from tests.pcapgen import (
     SAMPLE_KEY,
     Conversation,
+    PcapStream,
     frame,
     upgrade_request,
     upgrade_response,
@@ -39,20 +36,7 @@ PIPELINED = 64
 REQUEST_BYTES = 63 * 1024
 
 
-@contextlib.contextmanager
-def _gzipped_pcap(path: pathlib.Path) -> Iterator[IO[bytes]]:
-    """A gzipped Ethernet pcap written packet by packet (a large shape never holds its packets)."""
-    with gzip.open(path, "wb", compresslevel=6) as f:
-        f.write(pcap_header(1))
-        yield f
-
-
-def _flush(f: IO[bytes], conv: Conversation) -> None:
-    f.write(b"".join(pcap_record(int(ts), round(ts % 1 * 1_000_000), pkt) for ts, pkt in conv.packets))
-    conv.packets.clear()
-
-
-def _upgraded(f: IO[bytes], port: int, t: float, request: bytes, response: bytes) -> float:
+def _upgraded(f: PcapStream, port: int, t: float, request: bytes, response: bytes) -> float:
     """One connection: the upgrade, one text message each way, both FINs; returns its end time."""
     conv = Conversation(client_port=port, t=t)
     conv.handshake()
@@ -62,7 +46,7 @@ def _upgraded(f: IO[bytes], port: int, t: float, request: bytes, response: bytes
     conv.send(1, frame(1, b"server text"))
     conv.fin(0)
     conv.fin(1)
-    _flush(f, conv)
+    f.flush(conv)
     return conv.t
 
 
@@ -86,25 +70,25 @@ def pipelined_requests(directory: pathlib.Path, scale: float = 1.0) -> pathlib.P
     path = directory / f"pipelined-requests-{scale:g}.pcap.gz"
     convs = [Conversation(client_port=20000 + i, step=0.00001) for i in range(pipelined_connections(scale))]
     t = convs[0].t
-    with _gzipped_pcap(path) as f:
+    with PcapStream(path) as f:
         for conv in convs:
             conv.t = t
             conv.handshake()
             t = conv.t
-            _flush(f, conv)
+            f.flush(conv)
         for n in range(PIPELINED + 1):
             data = pipelined_request(n) if n < PIPELINED else upgrade_request()
             for conv in convs:
                 conv.t = t
                 conv.send(0, data)
                 t = conv.t
-                _flush(f, conv)
+                f.flush(conv)
         for conv in convs:
             conv.t = t
             conv.fin(0)
             conv.fin(1)
             t = conv.t
-            _flush(f, conv)
+            f.flush(conv)
     return path
 
 
@@ -142,7 +126,7 @@ def secrets(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     path = directory / f"secrets-{scale:g}.pcap.gz"
     rounds = max(1, round(scale))
     t = 1_700_000_000.0
-    with _gzipped_pcap(path) as f:
+    with PcapStream(path) as f:
         for r in range(rounds):
             for i, (target, offered, chosen) in enumerate(SECRET_UPGRADES):
                 request = upgrade_request(
@@ -169,7 +153,7 @@ def wrong_accept(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     """Item 20: 101 answers whose Sec-WebSocket-Accept does not match, then one message per side."""
     path = directory / f"wrong-accept-{scale:g}.pcap.gz"
     t = 1_700_000_000.0
-    with _gzipped_pcap(path) as f:
+    with PcapStream(path) as f:
         for i in range(max(1, round(scale))):
             t = _upgraded(f, 40000 + i % 20000, t, upgrade_request(key=SAMPLE_KEY), WRONG_ACCEPT_RESPONSE)
     return path

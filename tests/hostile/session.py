@@ -8,11 +8,11 @@ regression tests use, larger scales are for the benchmark (`benchmarks/hostile.p
 from __future__ import annotations
 
 import pathlib
-import struct
 from collections.abc import Callable
 
 from tests.pcapgen import (
     Conversation,
+    PcapStream,
     close_payload,
     frame,
     upgrade_request,
@@ -34,21 +34,6 @@ CUT_DECLARED = 300
 CUT_CAPTURED = 100
 
 
-def _writer(path: pathlib.Path):
-    """A pcap file written packet by packet (a large shape never holds its packets in memory)."""
-    f = open(path, "wb")  # noqa: SIM115 - closed by the caller
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-    return f
-
-
-def _flush(f, conv: Conversation) -> None:
-    for ts, pkt in conv.packets:
-        sec = int(ts)
-        usec = round((ts - sec) * 1_000_000)
-        f.write(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)) + pkt)
-    conv.packets.clear()
-
-
 def short_connections(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     """Item 10: SHORT_CONNECTIONS * scale connections one after another, each a TCP handshake, an
     upgrade, one text message each way, a clean close and both FINs: every session closes long
@@ -56,7 +41,7 @@ def short_connections(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Pa
     path = directory / "short-connections.pcap"
     n = max(1, round(SHORT_CONNECTIONS * scale))
     t = 1_700_000_000.0
-    with _writer(path) as f:
+    with PcapStream(path) as f:
         for i in range(n):
             conv = Conversation(client=f"10.{1 + (i >> 16) % 250}.{(i >> 8) & 0xFF}.{i & 0xFF}",
                                 client_port=1024 + i % 60000, server_port=9000, t=t, step=0.0001)
@@ -70,7 +55,7 @@ def short_connections(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Pa
             conv.fin(0)
             conv.fin(1)
             t = conv.t
-            _flush(f, conv)
+            f.flush(conv)
     return path
 
 

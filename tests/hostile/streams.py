@@ -20,15 +20,14 @@
 from __future__ import annotations
 
 import pathlib
-import struct
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
 
 from tests.pcapgen import (
     SAMPLE_ACCEPT,
     SAMPLE_KEY,
     SYN,
     Conversation,
+    PcapStream,
     frame,
     upgrade_request,
     upgrade_response,
@@ -51,21 +50,6 @@ OVERLAP_REPEATS = 100
 JUMP_FRAMES = 50
 JUMP_AHEAD_S = 2 * 3600.0
 JUMP_TEXT = b"tick %03d"
-
-
-def _pcap(path: pathlib.Path) -> BinaryIO:
-    """A pcap file written packet by packet (a large shape never holds its packets in memory)."""
-    f = open(path, "wb")  # noqa: SIM115 - closed by the caller
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-    return f
-
-
-def _flush(f: BinaryIO, conv: Conversation) -> None:
-    for ts, pkt in conv.packets:
-        sec = int(ts)
-        usec = round((ts - sec) * 1_000_000)
-        f.write(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)) + pkt)
-    conv.packets.clear()
 
 
 def _tcp(n: int, t: float, server_port: int = 8080) -> Conversation:
@@ -95,12 +79,12 @@ def ooo_many_flows(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     n = ooo_flows(scale)
     t = 1_700_000_000.0
     convs = []
-    with _pcap(path) as f:
+    with PcapStream(path) as f:
         for i in range(n):
             conv = _tcp(i, t)
             conv.send(0, OOO_HELLO)
             t = conv.t
-            _flush(f, conv)
+            f.flush(conv)
             convs.append(conv)
         body = b"o" * OOO_SEGMENT
         for k in range(OOO_SEGMENTS):
@@ -110,7 +94,7 @@ def ooo_many_flows(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
                 conv.t = t
                 conv.send(1, body)
                 t = conv.t
-                _flush(f, conv)
+                f.flush(conv)
     return path
 
 
@@ -118,7 +102,7 @@ def overlap_groups(scale: float) -> int:
     return max(1, round(scale))
 
 
-def _overlaps(f: BinaryIO, scale: float, differ: bool) -> None:
+def _overlaps(f: PcapStream, scale: float, differ: bool) -> None:
     conv = _websocket(1, 1_700_000_000.0)
     conv.seq[1] += 1                                      # one byte lost: everything after waits
     base = conv.seq[1]
@@ -130,13 +114,13 @@ def _overlaps(f: BinaryIO, scale: float, differ: bool) -> None:
             conv._emit(1, 0x18, sliver, seq=start + s)
         for _ in range(OVERLAP_REPEATS):                  # the retransmissions over the slivers
             conv._emit(1, 0x18, whole, seq=start)
-        _flush(f, conv)
+        f.flush(conv)
 
 
 def overlap_conflict(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     """Item 3: retransmissions whose bytes differ from the slivers they overlap."""
     path = directory / f"overlap-conflict-{scale:g}.pcap"
-    with _pcap(path) as f:
+    with PcapStream(path) as f:
         _overlaps(f, scale, differ=True)
     return path
 
@@ -144,7 +128,7 @@ def overlap_conflict(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Pat
 def overlap_identical(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     """Item 3: retransmissions that repeat the slivers they overlap byte for byte."""
     path = directory / f"overlap-identical-{scale:g}.pcap"
-    with _pcap(path) as f:
+    with PcapStream(path) as f:
         _overlaps(f, scale, differ=False)
     return path
 
@@ -163,23 +147,23 @@ def time_jump(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     path = directory / f"time-jump-{scale:g}.pcap"
     n = jump_connections(scale)
     t = 1_700_000_000.0
-    with _pcap(path) as f:
+    with PcapStream(path) as f:
         convs = []
         for k in range(n):
             conv = _websocket(k, t, server_port=9000)
             t = conv.t
-            _flush(f, conv)
+            f.flush(conv)
             convs.append((conv, jump_frames(k)))
         for i in range(JUMP_FRAMES):
             if i == JUMP_FRAMES // 2:
                 stray = Conversation(client="172.16.0.9", client_port=40000, server="192.168.0.1",
                                      server_port=22, t=t + JUMP_AHEAD_S)
                 stray._emit(0, SYN)
-                _flush(f, stray)
+                f.flush(stray)
             for conv, frames in convs:
                 conv.t = t = t + 0.01
                 conv.send(1, next(frames))
-                _flush(f, conv)
+                f.flush(conv)
     return path
 
 
