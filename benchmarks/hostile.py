@@ -7,6 +7,7 @@ killed and shown as such: that is what a hang looks like here.
 
     python benchmarks/hostile.py                       # every shape at scale 1 and 20
     python benchmarks/hostile.py --scale 50 --only ooo # shapes whose name contains "ooo"
+    python benchmarks/hostile.py --issue               # each shape at the size the issue reported
     python benchmarks/hostile.py --tree /tmp/old       # the same shapes against another checkout
     python benchmarks/hostile.py --markdown            # a table for the README
 
@@ -35,6 +36,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ShapeWriter = Callable[[Path, float], Path]
+
+#: The scale at which each shape is the size the outside testers reported (issue 13); shapes not
+#: named are correctness shapes, run at scale 1.
+ISSUE_SCALES = {
+    "capture/gzip-zeros": 32,               # 64 MiB of zeros, 65 KB of .gz
+    "capture/pcapng-empty-packets": 16,     # 1M empty packet blocks
+    "capture/idb-options": 32,              # a 128 MB interface block of options
+    "capture/tiny-blocks": 10,              # 2M 12-byte blocks
+    "capture/many-interfaces": 60,          # ~4M interface blocks
+    "handshake/pipelined-requests": 40,     # 80 connections x 64 pipelined 63 KB requests
+    "memory/tiny-frames": 80,               # 4M 2-byte frames, 8 MB of pcap
+    "memory/problem-flood": 25,             # 2.2M frames, 2M problems before the caps
+    "memory/deflate-bombs": 16,             # 64 bombs, export --payloads
+    "outputs/report-tiny-frames": 50,       # report on 1M frames
+    "processes/busy": 5,
+    "session/short-connections": 400,       # 80,000 short connections, one process
+    "streams/ooo-many-flows": 50,           # 90,000 flows x 3 out-of-order segments
+    "streams/overlap-conflict": 5,          # ~1 MB of conflicting retransmissions
+    "streams/overlap-identical": 5,
+}
 
 
 @dataclass
@@ -124,6 +145,8 @@ def markdown(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, action="append", help="scales to run (default: 1 and 20)")
+    ap.add_argument("--issue", action="store_true",
+                    help="each shape once, at the size issue 13 reported (ISSUE_SCALES)")
     ap.add_argument("--only", action="append", default=[], help="shapes whose name contains this")
     ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose analyzer/ is run")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a run counts as a hang")
@@ -139,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'shape':44} {'scale':>6} {'MB':>8} {'wall s':>8} {'cpu s':>8} {'RSS MB':>8}  exit")
     with tempfile.TemporaryDirectory(prefix="ws-hostile-") as tmp:
         for name, writer in found.items():
-            for scale in args.scale or [1.0, 20.0]:
+            scales = [ISSUE_SCALES.get(name, 1.0)] if args.issue else args.scale or [1.0, 20.0]
+            for scale in scales:
                 r = bench(name, writer, scale, args.tree.resolve(), args.timeout, Path(tmp))
                 results.append(r)
                 note = f"  ({r.stderr})" if r.exit not in ("0", "2") else ""
