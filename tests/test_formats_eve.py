@@ -97,3 +97,23 @@ def test_agrees_with_tshark(tmp_path: Path, name: str) -> None:
             t["frame_no"], t["client_port"], NAMES.get(t["opcode"], f"unknown-{t['opcode']}"),
             t["fin"], t["masked"], t["payload_len"])
         assert ws.get("close_code") == t["close_code"]
+
+
+def test_chunking_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks in which no frame has a close code, payload or community id (one frame each, and a
+    multi-capture analysis) give the same lines as one chunk."""
+    from io import StringIO
+
+    from analyzer.formats import eve
+
+    a = analyzer.analyze([build(tmp_path), CAPTURES / "ws_fragments_ping.pcap"], progress=False,
+                         payloads=True)
+    whole = StringIO()
+    eve.write_eve(a, whole)
+    monkeypatch.setattr(eve, "CHUNK_ROWS", 1)
+    pieces = StringIO()
+    assert eve.write_eve(a, pieces) == len(a.frames)
+    assert pieces.getvalue() == whole.getvalue()
+    events = [json.loads(line) for line in whole.getvalue().splitlines()]
+    assert {e["pcap_filename"] for e in events} == {"formats_sample.pcap", "ws_fragments_ping.pcap"}
+    assert len({e["flow_id"] for e in events}) == 2

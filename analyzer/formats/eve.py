@@ -81,8 +81,9 @@ def _lines(f: pd.DataFrame, conns: pd.DataFrame, flow_ids: pd.Series,
     cport = by_id["client_port"].reindex(f["conn_id"]).to_numpy()
     server = by_id["server"].reindex(f["conn_id"]).to_numpy(dtype=object)
     sport = by_id["server_port"].reindex(f["conn_id"]).to_numpy()
-    cid = _json_strings(pd.Series(by_id["community_id"].reindex(f["conn_id"]).to_numpy(dtype=object),
-                                  index=f.index))
+    # per connection, then spread over the frames (JSON-encoding per frame is the slow part)
+    cid_json = _json_strings(by_id["community_id"].astype("object"))
+    cid = pd.Series(cid_json.reindex(f["conn_id"]).to_numpy(dtype=object), index=f.index)
     is_client = (f["sender"].astype("object") == "client").to_numpy()
     src = pd.Series(np.where(is_client, client, server), index=f.index).astype(str)
     dst = pd.Series(np.where(is_client, server, client), index=f.index).astype(str)
@@ -98,17 +99,33 @@ def _lines(f: pd.DataFrame, conns: pd.DataFrame, flow_ids: pd.Series,
             + ',"event_type":"websocket","src_ip":"' + src + '","src_port":' + src_port
             + ',"dest_ip":"' + dst + '","dest_port":' + dst_port
             + ',"proto":"TCP","app_proto":"websocket"')
-    line = line + (',"community_id":' + cid).fillna("")
-    line = line + ',"pcap_filename":' + _json_strings(f["capture"].astype("object"))
+    line = line + _optional(',"community_id":', cid)
+    capture = f["capture"]
+    if isinstance(capture.dtype, pd.CategoricalDtype):
+        files = _json_strings(pd.Series(capture.cat.categories.astype("object")))
+        capture_json = pd.Series(files.to_numpy(dtype=object)[capture.cat.codes.to_numpy()], index=f.index)
+    else:
+        capture_json = _json_strings(capture.astype("object"))
+    line = line + ',"pcap_filename":' + capture_json
     ws = ('{"fin":' + f["fin"].map(flags) + ',"opcode":"' + names + '"'
           + ',"payload_len":' + f["payload_len"].astype(str)
           + ',"masked":' + f["masked"].map(flags) + ',"rsv1":' + f["rsv1"].map(flags)
           + ',"compressed":' + f["compressed"].map(flags))
-    ws = ws + (',"close_code":' + f["close_code"].astype("object").where(f["close_code"].notna())
-               .map(lambda v: str(int(v)), na_action="ignore")).fillna("")
-    ws = ws + (',"close_reason":' + _json_strings(f["close_reason"])).fillna("")
-    ws = ws + (',"payload_base64":"' + _payloads(payloads, f) + '"').fillna("")
+    codes = f["close_code"]
+    ws = ws + _optional(',"close_code":', codes.astype("string").astype("object").where(codes.notna()))
+    ws = ws + _optional(',"close_reason":', _json_strings(f["close_reason"]))
+    ws = ws + _optional(',"payload_base64":"', _payloads(payloads, f), '"')
     return line + ',"websocket":' + ws + "}}\n"
+
+
+def _optional(prefix: str, values: pd.Series, suffix: str = "") -> pd.Series:
+    """prefix + value + suffix where the value is present, "" where it is null (whatever the
+    column's dtype, also when no row of the chunk has a value)."""
+    out = pd.Series("", index=values.index, dtype="object")
+    present = values.notna().to_numpy()
+    if present.any():
+        out[present] = prefix + values[present].astype(str) + suffix
+    return out
 
 
 def write_eve(a: Analysis, fh: IO[str]) -> int:

@@ -72,7 +72,7 @@ def _uid(digest: bytes) -> str:
 
 def zeek_records(a: Analysis) -> pd.DataFrame:
     """The websocket.log rows as a DataFrame with Zeek's column names (ts a UTC datetime, the
-    vectors lists or None), one per established connection, in conn_id order."""
+    vectors lists or None), one per established connection, in ts order as Zeek writes them."""
     c = a.connections
     c = c[c["handshake_ok"].fillna(False).astype(bool)]
     uids = [_uid(d) for d in connection_digests(c)]
@@ -87,7 +87,7 @@ def zeek_records(a: Analysis) -> pd.DataFrame:
         "client_protocols": c["subprotocols_offered_list"],
         "server_extensions": c["extensions_list"],
         "client_extensions": c["extensions_offered_list"],
-    }).reset_index(drop=True)
+    }).sort_values("ts", kind="stable").reset_index(drop=True)
 
 
 def _hex_escape(m: re.Match[str]) -> str:
