@@ -1,4 +1,9 @@
-"""The `ws-analyzer` command: report, summary, frames and export subcommands over analyzer.analyze().
+"""The `ws-analyzer` command: report, summary, export, and the listings frames, messages, connections,
+problems and follow over analyzer.analyze().
+
+The listings share one set of options: `-Y/--filter` (analyzer.filters, on the listing's columns),
+the shortcuts --conn, --host, --since, --until, `-t` time formats (analyzer.timefmt), `-T` output
+formats and `-e` fields (analyzer.render); the tables they show are built in analyzer.listings.
 
 Exit status:
   0    success, also when a reader such as `head` closes our stdout early, and also when a capture
@@ -25,18 +30,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from analyzer.formats import FORMATS
+
 PROG = "ws-analyzer"
 
 EPILOG = """\
 examples:
   ws-analyzer summary capture.pcapng            headline numbers as text
-  ws-analyzer summary --json a.pcap b.pcap.gz   the same as JSON, for two captures
-  ws-analyzer frames capture.pcap | less -S     every frame, one line each
-  ws-analyzer frames --port 9000 mid.pcap       decode port 9000 as WebSocket without a handshake
+  ws-analyzer connections capture.pcapng        one line per WebSocket connection
+  ws-analyzer frames capture.pcap | less -S     every frame, one line each, problems among them
+  ws-analyzer frames -Y "opcode == 'close' and sender == 'server'" capture.pcap
+  ws-analyzer messages --conn 2 -Y "size > 1000" -T jsonl capture.pcap
+  ws-analyzer follow --conn 2 --payload json capture.pcapng   one connection as a transcript
+  ws-analyzer problems -e frame_no -e kind -T csv capture.pcap
+  ws-analyzer frames --decode-as 9000 mid.pcap  decode port 9000 as WebSocket without a handshake
   ws-analyzer report capture.pcapng -o out/     out/index.html, figures, CSV and Parquet tables
   ws-analyzer export capture.pcap --format parquet -o tables/
 
 Frame flags: F = FIN, 1 2 3 = RSV1-3, M = MASK ('-' where the bit is clear).
+Filters (-Y): comparisons (== != < <= > >=), in [..], and/or/not (&& || !), contains, matches,
+  on the listing's columns (an unknown name lists them); e.g. -Y "kind in ['tcp-gap']".
 """
 
 
@@ -96,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file (gzipped or not)")
-    common.add_argument("--port", type=_port, action="append", metavar="N", default=[],
-                        help="treat TCP port N as WebSocket even with no handshake in the capture "
-                             "(repeatable)")
+    common.add_argument("--decode-as", "--port", dest="port", type=_port, action="append", metavar="PORT",
+                        default=[], help="decode TCP port PORT as WebSocket even with no handshake in "
+                                         "the capture (repeatable; --port is the old name)")
     common.add_argument("--max-message-bytes", type=_size, default=16 << 20, metavar="SIZE",
                         help="largest frame or message buffered/decompressed (default 16M)")
     common.add_argument("--jobs", type=_jobs, default=None, metavar="N",
@@ -124,22 +137,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("frames", parents=[common], help="list every frame, one line each",
-                       description="List every WebSocket frame: record number, time since the first "
-                                   "frame, connection, direction, opcode, flags (F=FIN, 1-3=RSV, M=MASK), "
-                                   "payload length, and the close code or the message the frame completes.")
-    p.add_argument("--conn", type=int, action="append", metavar="ID", default=[],
-                   help="only this connection id (repeatable)")
-    p.set_defaults(func=cmd_frames)
+    listing = _listing_options()
+    p = sub.add_parser("frames", parents=[common, listing], help="list every frame, one line each",
+                       description="List every WebSocket frame: record number, time since the capture "
+                                   "start, connection, direction, opcode, flags (F=FIN, 1-3=RSV, M=MASK), "
+                                   "payload length, and the close code or the message the frame completes. "
+                                   "Problem lines (TCP gaps, protocol violations) are interleaved in "
+                                   "capture order.")
+    p.add_argument("--no-problems", action="store_true", help="leave the problem lines out")
+    _payload_options(p)
+    p.set_defaults(func=cmd_frames, view="frames")
+
+    p = sub.add_parser("messages", parents=[common, listing], help="list every message, one line each",
+                       description="List every data message at the frame that completed it: time, "
+                                   "connection, message id, direction, type, frames, size and a preview "
+                                   "(INCOMPLETE when a TCP gap or the end of the capture cut it).")
+    _payload_options(p)
+    p.set_defaults(func=cmd_listing, view="messages")
+
+    p = sub.add_parser("connections", parents=[common, listing], help="list the WebSocket connections",
+                       description="List every WebSocket connection: id, start, duration, endpoints, "
+                                   "draft, HTTP status, messages, close code, how it ended, host and path.")
+    p.set_defaults(func=cmd_listing, view="connections")
+
+    p = sub.add_parser("problems", parents=[common, listing], help="list the problems, one line each",
+                       description="List every protocol violation and capture defect in capture order.")
+    p.set_defaults(func=cmd_listing, view="problems")
+
+    p = sub.add_parser("follow", parents=[common, listing], help="one connection as a transcript",
+                       description="Show one connection (--conn ID) as a transcript, as tshark -z follow and "
+                                   "the browser's DevTools show it: time, direction, type, size and the "
+                                   "whole payload as text (default), pretty JSON or hex.")
+    _payload_options(p, default="text")
+    p.set_defaults(func=cmd_follow, view="follow")
 
     p = sub.add_parser("export", parents=[common], help="write the four tables as CSV, Parquet or JSON",
                        description="Write connections, frames, messages and problems into DIR "
                                    "(or, for --format json, into one FILE.json).")
-    p.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="default: csv")
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="default: csv; zeek, zeek-json, eve, har: one file in that tool's format")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (or FILE.json)")
     p.add_argument("--payloads", action="store_true", help="keep whole message payloads (hex in CSV/JSON)")
     p.set_defaults(func=cmd_export)
     return parser
+
+
+def _listing_options() -> argparse.ArgumentParser:
+    """The options every listing shares: filter, shortcuts, time and output formats, fields."""
+    from analyzer.render import FORMATS
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-Y", "--filter", metavar="EXPR",
+                   help="show only rows matching EXPR, on the listing's columns, e.g. "
+                        "\"opcode_name == 'close' and sender == 'server'\" or \"size > 65536\"")
+    p.add_argument("--conn", type=int, action="append", metavar="ID", default=[],
+                   help="only this connection id (repeatable; an unknown id is an error)")
+    p.add_argument("--host", action="append", metavar="HOST", default=[],
+                   help="only connections with this client or server address or Host header (repeatable)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only from WHEN: seconds since the capture start, or a UTC date and time")
+    p.add_argument("--until", metavar="WHEN", help="only up to WHEN (as --since)")
+    p.add_argument("-t", "--time-format", type=_time_mode, default="r", metavar="FORMAT",
+                   help="time as r: seconds since the capture's first packet (default), a or u: absolute "
+                        "UTC, l: local, d: since the previous line shown, e: epoch seconds")
+    p.add_argument("-T", "--output-format", choices=FORMATS, default="text",
+                   help="text (aligned columns, default), json, jsonl, csv or tsv")
+    p.add_argument("-e", "--field", action="append", metavar="COLUMN", default=[],
+                   help="show this column (repeatable, in order); any column -Y can name")
+    return p
+
+
+def _payload_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    from analyzer.payloads import MODES
+
+    p.add_argument("--payload", choices=MODES, default=default,
+                   help="print each message's whole payload as text, pretty JSON or a hex dump"
+                        + (f" (default {default})" if default else " under its line"))
+    p.add_argument("-x", dest="payload", action="store_const", const="hex",
+                   help="payloads as a hex dump (as tshark -x): --payload hex")
+
+
+def _time_mode(text: str) -> str:
+    from analyzer.timefmt import mode
+
+    try:
+        return mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -234,104 +318,161 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_frames(args: argparse.Namespace) -> int:
-    a = _analyze(args)
-    args.doing = "listing the frames"
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Analyse, then resolve the shortcuts: (analysis, capture start, Selection)."""
+    from analyzer import listings, timefmt
+
+    a = _analyze(args, payloads=bool(getattr(args, "payload", None)))
+    args.doing = f"listing the {args.view}"
+    if args.conn:
+        listings.check_conns(a, args.conn)
+    origin = timefmt.capture_start(args.captures, a.connections["start"], a.frames["ts"], a.problems["ts"])
+    sel = listings.Selection()
+    if args.conn or args.host:
+        conns = set(args.conn) if args.conn else None
+        if args.host:
+            by_host = listings.conns_of_hosts(a, args.host)
+            conns = by_host if conns is None else conns & by_host
+        sel.conns = conns
+    if args.since:
+        sel.since = listings.parse_when(args.since, origin)
+    if args.until:
+        sel.until = listings.parse_when(args.until, origin)
+    return a, origin, sel
+
+
+def _fields(args: argparse.Namespace, view: Any) -> list[str]:
+    """The columns to show: -e COLUMN… (aliases allowed), else the view's defaults."""
+    if not args.field:
+        return list(view.columns)
+    try:
+        return [view.column(name) for name in args.field]
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one (lines are cut to fit); None for pipes and files."""
+    import shutil
+
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def _emit(args: argparse.Namespace, rows: Any, view: Any, columns: list[str], origin: Any,
+          blocks: Any = None, header: str | None = None, cut: bool = True) -> None:
+    """Rows out in the chosen format, with the time column shown as -t asks."""
+    from analyzer import render, timefmt
+
+    rows = rows.assign(time=timefmt.show(rows[view.ts], args.time_format, origin))
     out = sys.stdout
-    for chunk in frame_lines(a, conns=args.conn, arrow=_symbols("→")):
+    if args.output_format != "text":
+        render.write(rows, columns, args.output_format, out)
+        return
+    if header is not None:
+        out.write(_symbols(printable_line(header)) + "\n")
+    width = _terminal_width() if cut else None
+    for chunk in render.text_lines(rows, columns, view.labels, max_width=width, blocks=blocks):
         out.write(_symbols(chunk))
+
+
+def printable_line(text: str) -> str:
+    from analyzer.stats import printable
+
+    return printable(text)
+
+
+def _with_payloads(args: argparse.Namespace, a: Any, rows: Any, keys: Any,
+                   columns: list[str]) -> tuple[Any, list[str], Any]:
+    """--payload: the payloads of the messages `keys` names, as blocks under the text lines or as a
+    `payload` column in the other formats. Returns (rows, columns, blocks)."""
+    from analyzer.listings import payload_texts
+
+    if not getattr(args, "payload", None):
+        return rows, columns, None
+    payload = payload_texts(a, keys, args.payload)
+    if args.output_format == "text":
+        return rows, columns, payload
+    return rows.assign(payload=payload), [*columns, "payload"] if "payload" not in columns else columns, None
+
+
+def cmd_listing(args: argparse.Namespace) -> int:
+    """messages, connections and problems."""
+    from analyzer import listings
+
+    a, origin, sel = _prepare(args)
+    if args.view == "messages":
+        view = listings.messages_view(a, origin, args.preview_chars if args.preview_chars > 0 else None)
+        view = sel.apply(view)
+    elif args.view == "connections":
+        view = sel.apply(listings.connections_view(a, origin), end="end")
+    else:
+        view = sel.apply(listings.problems_view(a, origin))
+    view = view.filter(args.filter)
+    rows, columns, blocks = _with_payloads(args, a, view.rows, view.rows, _fields(args, view))
+    _emit(args, rows, view, columns, origin, blocks)
     return 0
 
 
-def frame_lines(a: Any, conns: Sequence[int] = (), chunk: int = 5000, arrow: str = "→") -> Any:
-    """The `frames` listing as text chunks (header first), columns aligned, control characters escaped.
+def cmd_frames(args: argparse.Namespace) -> int:
+    from analyzer import filters, listings
 
-    `arrow` joins the two ends in the direction column ("->" for a terminal without "→").
-    """
-    import pandas as pd
+    a, origin, sel = _prepare(args)
+    view = sel.apply(listings.frames_view(a, origin, args.preview_chars if args.preview_chars > 0 else None))
+    view = view.filter(args.filter)
+    columns = _fields(args, view)
+    rows = view.rows
+    if args.output_format == "text" and not args.no_problems:
+        problems = sel.apply(listings.problem_lines_for_frames(a, origin))
+        if args.filter:
+            known = set(problems.rows.columns) | set(problems.aliases)
+            # a filter problems cannot answer (it names a frame column) hides them
+            problems = problems.filter(args.filter) if filters.names(args.filter) <= known \
+                else problems.keep(problems.rows.index.to_numpy() < 0)
+        rows = listings.interleave(view, problems)
+    keys = rows[["conn_id", "message_id"]].astype("Int64").where(rows["ends_message"].fillna(False)
+                                                                   .astype(bool))
+    rows, columns, blocks = _with_payloads(args, a, rows, keys, columns)
+    _emit(args, rows, view, columns, origin, blocks)
+    return 0
 
-    from analyzer.protocol import close_code_name
-    from analyzer.stats import _CONTROL
 
-    f = a.frames
-    if conns:
-        f = f[f["conn_id"].isin(list(conns))]
-    if f.empty:
-        yield "no WebSocket frames\n"
-        return
-    m = a.messages[["conn_id", "message_id", "type", "size", "preview", "last_frame_no"]]
-    f = f.reset_index(drop=True)
-    j = f[["conn_id", "message_id", "frame_no"]].merge(
-        m.astype({"message_id": "Int64"}), on=["conn_id", "message_id"], how="left")
-    t0 = f["ts"].min()
+def cmd_follow(args: argparse.Namespace) -> int:
+    from analyzer import listings
 
-    def text(s: pd.Series) -> pd.Series:
-        return s.astype("string").fillna("").str.translate(_CONTROL)
+    if len(args.conn) != 1:
+        raise UsageError("follow shows one connection: give --conn ID (see `ws-analyzer connections`)")
+    a, origin, sel = _prepare(args)
+    view = sel.apply(listings.follow_view(a, args.conn[0], origin, args.payload))
+    view = view.filter(args.filter)
+    columns = _fields(args, view)
+    rows, blocks = view.rows, None
+    if args.output_format == "text" and columns[-1] == "payload":
+        text = rows["payload"].astype("string")
+        multi = text.str.contains("\n", regex=False).fillna(False)
+        blocks = text.where(multi, "")
+        rows = rows.assign(payload=text.mask(multi, ""))
+    header = listings.follow_header(a, args.conn[0])
+    _emit(args, rows, view, columns, origin, blocks, header=header, cut=False)
+    return 0
 
-    def shortened(s: pd.Series, limit: int, more: str = "") -> pd.Series:
-        """The first `limit` characters (cut before escaping, so no escape is cut), `more` if cut."""
-        raw = s.astype("string").fillna("")
-        short = raw.str.slice(0, limit).str.translate(_CONTROL)
-        return short.where(raw.str.len() <= limit, short + more)
 
-    def bit(s: pd.Series, char: str) -> pd.Series:
-        return s.map({True: char, False: "-"}).astype("string")
+def frame_lines(a: Any, conns: Sequence[int] = (), preview_width: int | None = None) -> Any:
+    """The `frames` listing of an analysis as text chunks (header first), with problem lines, time
+    since the capture start, control characters escaped; previews cut at `preview_width`."""
+    from analyzer import listings, render, timefmt
 
-    cols: dict[str, pd.Series] = {}
-    if len(a.captures) > 1:
-        cols["capture"] = text(f["capture"])
-    cols["frame"] = f["frame_no"].astype("string")
-    cols["time"] = (f["ts"] - t0).dt.total_seconds().map("{:.6f}".format).astype("string")
-    cols["conn"] = f["conn_id"].astype("string")
-    cols["direction"] = f["sender"].astype("object").map({"client": f"client{arrow}server",
-                                                          "server": f"server{arrow}client"}).astype("string")
-    cols["opcode"] = f["opcode_name"].astype("string")
-    cols["flags"] = bit(f["fin"], "F") + bit(f["rsv1"], "1") + bit(f["rsv2"], "2") + bit(f["rsv3"], "3") \
-        + bit(f["masked"], "M")
-    cols["length"] = f["payload_len"].astype("string")
-
-    info = pd.Series("", index=f.index, dtype="string")
-    is_close = f["opcode"] == 8
-    if is_close.any():
-        code = f["close_code"]
-        names = code.map(lambda c: close_code_name(int(c)) if pd.notna(c) else "").astype("string")
-        reason = shortened(f["close_reason"], 60)
-        close_txt = (code.astype("string").fillna("no status code") + " " + names).str.strip()
-        close_txt = close_txt + reason.where(reason == "", " “" + reason + "”")
-        info = info.mask(is_close, close_txt)
-    completes = (j["last_frame_no"] == j["frame_no"]).fillna(False).to_numpy(dtype=bool)
-    if completes.any():
-        short = shortened(j["preview"], 48, "…")
-        msg = (j["type"].astype("string") + " message, " + j["size"].astype("Int64").astype("string") + " B: "
-               + short.where(j["type"] != "text", "“" + short + "”"))
-        info = info.mask(completes, msg)
-    fragment = f["message_id"].notna().to_numpy() & ~completes
-    if fragment.any():
-        info = info.mask(fragment, "fragment of message " + f["message_id"].astype("string"))
-    has_rtt = f["rtt"].notna()
-    if has_rtt.any():
-        info = info.mask(has_rtt, "rtt " + (f["rtt"] * 1000).map("{:.3f}".format).astype("string") + " ms")
-    cols["info"] = info
-
-    left = {"capture", "direction", "opcode", "flags", "info"}
-    padded = []
-    for name, s in cols.items():
-        if name == "info":
-            padded.append(s)
-            continue
-        width = max(int(s.str.len().max()), len(name))
-        side = "right" if name in left else "left"
-        padded.append(s.str.pad(width, side=side))
-        cols[name] = pd.Series([name.ljust(width) if side == "right" else name.rjust(width)], dtype="string")
-    header = "  ".join(str(c.iloc[0]) if n != "info" else "info" for n, c in cols.items())
-    lines = padded[0]
-    for s in padded[1:]:
-        lines = lines + "  " + s
-    lines = lines.str.rstrip()
-    yield header + "\n"
-    values = lines.tolist()
-    for i in range(0, len(values), chunk):
-        yield "\n".join(values[i:i + chunk]) + "\n"
+    origin = timefmt.capture_start([c.path for c in a.captures], a.connections["start"], a.frames["ts"],
+                                   a.problems["ts"])
+    sel = listings.Selection(set(conns) if conns else None)
+    view = sel.apply(listings.frames_view(a, origin, preview_width))
+    rows = listings.interleave(view, sel.apply(listings.problem_lines_for_frames(a, origin)))
+    rows = rows.assign(time=timefmt.show(rows["ts"], "r", origin))
+    yield from render.text_lines(rows, view.columns, view.labels)
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -361,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.doing, args.warnings = "analysing the captures", []
     try:
         from analyzer.capture import CaptureError
+        from analyzer.filters import FilterError
+        from analyzer.listings import SelectionError
 
         try:
             status = args.func(args)
@@ -368,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in args.warnings:
                 sys.stderr.write(line + "\n")
             return status
-        except CaptureError as exc:
+        except (CaptureError, UsageError, FilterError, SelectionError) as exc:
             return _error(str(exc))
         except MemoryError:
             return _error(f"out of memory while {args.doing}", 1)

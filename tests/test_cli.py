@@ -42,10 +42,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], status: int = 
 def test_help_and_version() -> None:
     proc = run("--help")
     assert proc.returncode == 0
-    for word in ("report", "summary", "frames", "export", "examples:", "ws-analyzer frames capture.pcap"):
+    for word in ("report", "summary", "frames", "messages", "connections", "problems", "follow", "export",
+                 "examples:", "ws-analyzer frames capture.pcap"):
         assert word in proc.stdout
     proc = run("frames", "--help")
-    assert proc.returncode == 0 and "--port N" in proc.stdout and "--max-message-bytes" in proc.stdout
+    assert proc.returncode == 0 and "--decode-as PORT" in proc.stdout and "--max-message-bytes" in proc.stdout
+    assert "-Y EXPR" in proc.stdout and "--payload" in proc.stdout
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("ws-analyzer ")
 
@@ -104,7 +106,7 @@ def test_frames_listing() -> None:
     text = proc.stdout
     assert "client→server  ping" in text and "rtt " in text and " ms" in text
     assert "fragment of message 1" in text
-    assert "text message, 20 B: “Hello, fragments ✓”" in text
+    assert "text message 1, 20 B: “Hello, fragments ✓”" in text
     assert "1000 Normal closure" in text
 
 

@@ -311,7 +311,7 @@ def test_frames_preview_is_cut_before_escaping() -> None:
 
     a = build([dict()], [dict(frame_no=2, message_id=1)],
               [dict(message_id=1, preview="\x1b" * 60, last_frame_no=2, size=60)])
-    listing = "".join(cli.frame_lines(a))
+    listing = "".join(cli.frame_lines(a, preview_width=48))
     assert "“" + "\\x1b" * 48 + "…”" in listing and "\\x1b" * 49 not in listing
 
 
