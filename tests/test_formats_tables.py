@@ -81,3 +81,25 @@ def test_tool_format_to_a_named_file_and_never_through_a_link(sample: analyzer.A
     export(sample, link, "har")
     assert victim.read_text() == "keep" and not link.is_symlink()
     assert json.loads(link.read_text(encoding="utf-8"))["log"]["version"] == "1.2"
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("zeek", "websocket.log"), ("zeek-json", "websocket.log"),
+                                           ("eve", "eve.json"), ("har", "websocket.har")])
+def test_command_line(tmp_path: Path, fmt: str, name: str) -> None:
+    import subprocess
+    import sys
+
+    capture = Path(__file__).resolve().parent.parent / "captures" / "node_ws.pcap"
+    proc = subprocess.run([sys.executable, "-m", "analyzer", "export", str(capture), "--format", fmt,
+                           "--payloads", "-q", "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "out" / name).read_text(encoding="utf-8")
+    if fmt == "zeek":
+        lines = text.splitlines()
+        assert len(lines) == 8 + 2 + 1 and lines[8].split("\t")[9] == "node.v1"
+    elif fmt == "har":
+        assert len(json.loads(text)["log"]["entries"]) == 2
+    else:
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert len(lines) == (2 if fmt == "zeek-json" else 20)
