@@ -104,6 +104,8 @@ _TS_MAX = (1 << 63) - 1
 _READ_PIECE = 1 << 20
 _READ_BUFFER = 256 << 10
 _SKIP_PIECE = 64 << 10
+#: The path that means standard input.
+STDIN = "-"
 #: How long a FIFO with no writer yet is given for one to come before it reads as empty.
 FIFO_WAIT_S = 2.0
 #: A non-packet block (or an empty packet block) up to this size is read, and its exact copies
@@ -162,6 +164,19 @@ def _opener(path: str, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _stdin() -> IO[bytes]:
+    """Standard input as the capture (the path STDIN, "-", as tcpdump -r - and tshark -r - take
+    it): a pipe or a redirected file, read from a duplicate of fd 0; a terminal or any other
+    device is refused unread (reading it would wait for typing)."""
+    fd = os.dup(0)
+    try:
+        _check_kind(os.fstat(fd).st_mode, STDIN)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "rb", buffering=_READ_BUFFER)
 
 
 def _wait_for_writer(fd: int, seconds: float = FIFO_WAIT_S) -> None:
@@ -227,7 +242,8 @@ class CaptureReader:
     """Stream the records of one capture file (pcap, pcapng, or either gzip-compressed).
 
     Args:
-        path: the capture file (a regular file or a FIFO with a writer).
+        path: the capture file (a regular file or a FIFO with a writer), or "-" (STDIN) for
+            standard input (a file named "-" is "./-").
         first_record_no: the number given to the first record (to continue numbering across files).
 
     Raises:
@@ -258,11 +274,12 @@ class CaptureReader:
         self._empty_first = 0
         self._empty_last = 0
         self._ifaces_over = 0           # IDBs beyond MAX_INTERFACES
-        name = os.path.basename(self.path) or self.path
+        name = "stdin" if self.path == STDIN else os.path.basename(self.path) or self.path
         self._name = name
         try:
             # a 256 KiB buffer: the records are read 16 bytes and a payload at a time
-            raw = open(self.path, "rb", buffering=_READ_BUFFER, opener=_opener)  # noqa: SIM115 (closed in close())
+            raw = (_stdin() if self.path == STDIN
+                   else open(self.path, "rb", buffering=_READ_BUFFER, opener=_opener))  # noqa: SIM115 (closed in close())
         except FileNotFoundError:
             raise CaptureError(f"{name}: no such file") from None
         except IsADirectoryError:
