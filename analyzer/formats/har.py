@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -116,15 +117,22 @@ def _entry(row: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-def har_entries(a: Analysis) -> list[dict[str, Any]]:
-    """The HAR entries, one per connection whose upgrade request was seen."""
+def iter_har_entries(a: Analysis) -> Iterator[dict[str, Any]]:
+    """The HAR entries, one per connection whose upgrade request was seen, made one at a time
+    (only one connection's messages are held as dicts at once)."""
     c = a.connections
     c = c[c["request_ts"].notna()]
     m = a.messages
     m = m[m["conn_id"].isin(c["conn_id"])].sort_values(["conn_id", "ts_end", "message_id"], kind="stable")
-    groups = {cid: part for cid, part in m.groupby("conn_id", sort=False)}
-    return [_entry(row, _message_items(groups[row["conn_id"]]) if row["conn_id"] in groups else [])
-            for row in c.to_dict("records")]
+    ids = m["conn_id"].to_numpy()
+    for row in c.to_dict("records"):
+        lo, hi = np.searchsorted(ids, row["conn_id"], "left"), np.searchsorted(ids, row["conn_id"], "right")
+        yield _entry(row, _message_items(m.iloc[lo:hi]))
+
+
+def har_entries(a: Analysis) -> list[dict[str, Any]]:
+    """The HAR entries as a list (see iter_har_entries)."""
+    return list(iter_har_entries(a))
 
 
 def write_har(a: Analysis, fh: IO[str]) -> int:
@@ -133,11 +141,12 @@ def write_har(a: Analysis, fh: IO[str]) -> int:
 
     head = {"version": HAR_VERSION, "creator": {"name": "ws-analyzer", "version": __version__}}
     fh.write('{"log":' + json.dumps(head)[:-1] + ',"entries":[')
-    entries = har_entries(a)
-    for i, entry in enumerate(entries):
-        fh.write(("," if i else "") + json_safe(json.dumps(entry, ensure_ascii=False)))
+    count = 0
+    for entry in iter_har_entries(a):
+        fh.write(("," if count else "") + json_safe(json.dumps(entry, ensure_ascii=False)))
+        count += 1
     fh.write("]}}\n")
-    return len(entries)
+    return count
 
 
-__all__ = ["HAR_VERSION", "har_entries", "write_har"]
+__all__ = ["HAR_VERSION", "har_entries", "iter_har_entries", "write_har"]
