@@ -165,7 +165,8 @@ def _flags(f: pd.DataFrame) -> pd.Series:
 
 
 def _close_text(code: pd.Series, reason: pd.Series) -> pd.Series:
-    names = code.map(lambda c: close_code_name(int(c)) if pd.notna(c) else "").astype("string")
+    present = code.dropna().unique()
+    names = code.map({c: close_code_name(int(c)) for c in present}).astype("string").fillna("")
     text = (code.astype("string").fillna("no status code") + " " + names).str.strip()
     reason = reason.astype("string").fillna("")
     return text + reason.where(reason == "", " “" + reason + "”")
@@ -249,8 +250,7 @@ def connections_view(a: Any, origin: pd.Timestamp | None) -> View:
     rows["messages"] = c["messages_client"] + c["messages_server"]
     rows["bytes"] = c["bytes_client"] + c["bytes_server"]
     code = c["close_code"].astype("Int64")
-    rows["close"] = (code.astype("string") + " " + code.map(
-        lambda v: close_code_name(int(v)) if pd.notna(v) else "").astype("string")).fillna("")
+    rows["close"] = _close_text(code, pd.Series(pd.NA, index=c.index, dtype="string")).where(code.notna(), "")
     path = c["path"].astype("string").fillna("")
     parts = [c["host"].astype("string").fillna("") + path]
     for col, fmt in (("subprotocol", "subprotocol {}"), ("compression", "{}"), ("failure_reason", "{}")):

@@ -9,6 +9,7 @@ too. For lossless tables, `export` writes files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
@@ -37,12 +38,21 @@ def cell_text(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("")
 
 
+_UNSAFE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL) + "]")
+
+
 def _escaped(s: pd.Series) -> pd.Series:
-    return s.str.translate(_CONTROL)
+    """Control and bidi characters as \\xNN / \\uNNNN; only the cells holding one are rewritten."""
+    risky = s.str.contains(_UNSAFE, na=False)
+    if not risky.any():
+        return s
+    return s.mask(risky, s[risky].str.translate(_CONTROL))
 
 
 def _right_aligned(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+    """Numbers and durations line up on the right."""
+    return (pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)) \
+        or pd.api.types.is_timedelta64_dtype(s.dtype)
 
 
 def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] | None = None, *,
@@ -56,8 +66,10 @@ def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] 
     """
     labels = labels or {}
     texts = {c: cells(df[c]) for c in columns}
+    # captured text can only be in text columns; the last one is cut before it is escaped
+    shown = {c: _escaped(texts[c]) if _is_text(df[c]) else texts[c] for c in columns[:-1]}
     heads = {c: labels.get(c, c) for c in columns}
-    widths = {c: max(len(heads[c]), int(_escaped(texts[c]).str.len().max()) if len(df) else 0)
+    widths = {c: max(len(heads[c]), int(shown[c].str.len().max()) if len(df) else 0)
               for c in columns[:-1]}
     right = {c for c in columns if _right_aligned(df[c])}
 
@@ -73,7 +85,7 @@ def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] 
         part = slice(start, start + CHUNK)
         line = None
         for c in columns[:-1]:
-            cell = pad(_escaped(texts[c].iloc[part]), c)
+            cell = pad(shown[c].iloc[part], c)
             line = cell if line is None else line + "  " + cell
         tail = texts[last].iloc[part]
         if max_width is not None:
@@ -104,7 +116,7 @@ def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str]) -> N
     elif fmt == "csv":
         for i in range(0, max(len(table), 1), CHUNK):
             part = neutralise_formulas(_plain(table.iloc[i:i + CHUNK]))
-            part = part.apply(lambda s: s.str.translate(_CONTROL) if _is_text(s) else s)
+            part = part.apply(lambda s: _escaped(s.astype("string")) if _is_text(s) else s)
             out.write(part.to_csv(index=False, header=i == 0, lineterminator="\r\n"))
     elif fmt == "tsv":
         out.write("\t".join(columns) + "\n")
