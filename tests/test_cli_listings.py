@@ -329,3 +329,14 @@ def test_bad_filter_is_one_line_listing_the_columns() -> None:
     assert "size" in line and "info" in line
     line = assert_one_line_error(run("frames", "-Y", "__import__('os').system('echo hi')", DEMO, "-q"))
     assert "not allowed in a filter" in line
+
+
+def test_connections_in_a_time_window_are_those_open_during_it(capsys, demo) -> None:
+    """A connection spans start..end: --since/--until keep the ones that overlap the window."""
+    origin = demo.frames["ts"].min() - pd.Timedelta(seconds=0.002111)
+    since, until = origin + pd.Timedelta(seconds=20), origin + pd.Timedelta(seconds=21)
+    c = demo.connections
+    want = c.loc[(c["start"] <= until) & (c["end"] >= since), "conn_id"].tolist()
+    text = listing(capsys, "connections", "--since", "20", "--until", "21", DEMO)
+    assert [int(line.split()[0]) for line in text.splitlines()[1:]] == want
+    assert 1 in want and len(want) < len(c)     # the first connection started at 0 and spans it
