@@ -367,6 +367,7 @@ def _emit(args: argparse.Namespace, rows: Any, view: Any, columns: list[str], or
           blocks: Any = None, header: str | None = None, cut: bool = True) -> None:
     """Rows out in the chosen format, with the time column shown as -t asks."""
     from analyzer import render, timefmt
+    from analyzer.stats import printable
 
     rows = rows.assign(time=timefmt.show(rows[view.ts], args.time_format, origin))
     out = sys.stdout
@@ -374,16 +375,10 @@ def _emit(args: argparse.Namespace, rows: Any, view: Any, columns: list[str], or
         render.write(rows, columns, args.output_format, out)
         return
     if header is not None:
-        out.write(_symbols(printable_line(header)) + "\n")
+        out.write(_symbols(printable(header)) + "\n")
     width = _terminal_width() if cut else None
     for chunk in render.text_lines(rows, columns, view.labels, max_width=width, blocks=blocks):
         out.write(_symbols(chunk))
-
-
-def printable_line(text: str) -> str:
-    from analyzer.stats import printable
-
-    return printable(text)
 
 
 def _with_payloads(args: argparse.Namespace, a: Any, rows: Any, keys: Any,

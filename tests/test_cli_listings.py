@@ -340,3 +340,16 @@ def test_connections_in_a_time_window_are_those_open_during_it(capsys, demo) -> 
     text = listing(capsys, "connections", "--since", "20", "--until", "21", DEMO)
     assert [int(line.split()[0]) for line in text.splitlines()[1:]] == want
     assert 1 in want and len(want) < len(c)     # the first connection started at 0 and spans it
+
+
+@pytest.mark.parametrize("argv", [("follow", "--conn", "1"), ("follow", "--conn", "1", "-x"),
+                                  ("messages", "--payload", "text"), ("connections",),
+                                  ("frames", "-T", "jsonl"), ("messages", "-T", "tsv"),
+                                  ("connections", "-T", "csv")])
+def test_captured_controls_never_reach_the_terminal(capsys, argv) -> None:
+    """html_hostile.pcap carries NUL and RIGHT-TO-LEFT OVERRIDE in messages, path and close reason."""
+    out = listing(capsys, *argv, "captures/html_hostile.pcap")
+    assert len(out.splitlines()) > 1
+    if argv[0] != "connections":     # the handshake's text is percent-encoded; the messages are not
+        assert "202e" in out.lower() or "e2 80 ae" in out  # escaped (\u202e), or as hex bytes
+    assert not any(ch in out for ch in ("\x00", "\x1b", "\u202e", "\x85"))
