@@ -14,7 +14,8 @@ Rules:
 2. Defects become `Problem`s in `self.problems` (the caller drains the list): MALFORMED_PACKET for
    impossible headers in a packet that was captured whole, PACKET_TRUNCATED (one per packet) when
    the snap length cut the IP datagram, IP_FRAGMENT_UNREASSEMBLED for fragments that never
-   completed, UNKNOWN_LINKTYPE once per link type nobody can dissect.
+   completed, UNKNOWN_LINKTYPE once per link type nobody can dissect. The caller's `admit` decides
+   before a problem (and its detail text) is built whether it is listed or only counted.
 3. The IP length fields decide where the payload ends, so Ethernet padding and trailers (FCS)
    never become payload.
 4. A datagram whose IP total length is beyond the captured bytes is decoded as far as it goes
@@ -85,6 +86,11 @@ _TCP = struct.Struct("!HHIIBB")                   # sport, dport, seq, ack, data
 _ETH_IP4_TCP = struct.Struct("!12xH" "BxH2xHxB2x4s4s" "HHIIBB")   # the three above in one, no IP options
 
 _new_segment = tuple.__new__                      # Segment(...) without the Python-level __new__
+# the problem kinds as the `admit` callback gets them
+_MALFORMED = ProblemKind.MALFORMED_PACKET.value
+_TRUNCATED = ProblemKind.PACKET_TRUNCATED.value
+_UNREASSEMBLED = ProblemKind.IP_FRAGMENT_UNREASSEMBLED.value
+_UNKNOWN_LINKTYPE = ProblemKind.UNKNOWN_LINKTYPE.value
 _MISSING = object()
 
 
@@ -107,11 +113,17 @@ class PacketDecoder:
     Problems found while decoding are appended to `problems`; the caller drains the list.
     """
 
-    def __init__(self, keep: Callable[[int, int], bool] | None = None) -> None:
+    def __init__(self, keep: Callable[[int, int], bool] | None = None,
+                 admit: Callable[[str, int | None, int | None], bool] | None = None) -> None:
         """`keep(sport, dport)`, when given, drops the TCP segments it says no to before a Segment
         is built (processes sharing a capture each keep their own connections); defects of
-        every packet are still reported."""
+        every packet are still reported.
+
+        `admit(kind, record_no, ts_ns)`, when given, is asked before a problem is built (e.g.
+        `ProblemLimiter.admit`): a problem it says no to is neither built nor put in `problems`
+        (it counts it), so a flood of defective records past a kind's cap costs no detail text."""
         self._keep = keep
+        self._admit = admit
         # the time of the last segment `keep` dropped (None once the caller has used it): time
         # passes for this process's connections too (idle timeouts), whoever owns the packet
         self.dropped_ts: int | None = None
@@ -137,16 +149,19 @@ class PacketDecoder:
                 # and captured whole, in one unpack; anything else takes the layer-by-layer path.
                 (et, vihl, tlen, frag, proto, src, dst, sport, dport, seq, ack, doff,
                  flags) = _ETH_IP4_TCP.unpack_from(data)
-                if (et == _ETH_IPV4 and vihl == 0x45 and proto == _IPPROTO_TCP and not frag & 0x3FFF
-                        and 40 <= tlen <= len(data) - 14):
-                    p = 34 + ((doff >> 4) << 2)
-                    end = 14 + tlen
-                    if doff >= 0x50 and p <= end:
-                        if self._keep is not None and not self._keep(sport, dport):
-                            self.dropped_ts = rec.ts_ns
-                            return None
-                        return _new_segment(Segment, (rec.record_no, rec.ts_ns, 4, src, dst, sport, dport,
-                                                      seq, ack, flags, data[p:end], False))
+                if et == _ETH_IPV4 and vihl == 0x45:
+                    if proto == _IPPROTO_TCP and not frag & 0x3FFF and 40 <= tlen <= len(data) - 14:
+                        p = 34 + ((doff >> 4) << 2)
+                        end = 14 + tlen
+                        if doff >= 0x50 and p <= end:
+                            if self._keep is not None and not self._keep(sport, dport):
+                                self.dropped_ts = rec.ts_ns
+                                return None
+                            return _new_segment(Segment, (rec.record_no, rec.ts_ns, 4, src, dst, sport,
+                                                          dport, seq, ack, flags, data[p:end], False))
+                        return self._tcp(rec, data, 34, end, 4, src, dst, False)   # a bad data offset
+                    elif proto != _IPPROTO_TCP:
+                        return None      # UDP, ICMP…: Rule 1, without the layer-by-layer path
             if len(data) < 14:
                 return self._short(rec, "Ethernet header", 14)
             et = data[12] << 8 | data[13]
@@ -178,7 +193,7 @@ class PacketDecoder:
                 return self._ipv4(rec, data, 0)
             if ver == 6:
                 return self._ipv6(rec, data, 0)
-            return self._malformed(rec, f"raw IP link: expected=IP version 4 or 6, found={ver}")
+            return self._malformed(rec, "raw IP link: expected=IP version 4 or 6, found={}", ver)
         else:
             return self._slow(rec)
         while et in _VLAN_TPIDS:
@@ -198,17 +213,18 @@ class PacketDecoder:
             return self._short(rec, "IPv4 header", off + 20)
         vihl, tlen, ident, frag, proto, src, dst = _IP4.unpack_from(data, off)
         if vihl >> 4 != 4:
-            return self._malformed(rec, f"IPv4: expected=version 4, found={vihl >> 4}")
+            return self._malformed(rec, "IPv4: expected=version 4, found={}", vihl >> 4)
         if proto != _IPPROTO_TCP:
             return None
         ihl = (vihl & 15) << 2
         if ihl < 20:
-            return self._malformed(rec, f"IPv4: expected=header length >= 20, found={ihl}")
+            return self._malformed(rec, "IPv4: expected=header length >= 20, found={}", ihl)
         if tlen == 0:                    # TSO/GSO capture: the stack left the length to the NIC
             end = n
             truncated = rec.caplen < rec.wirelen
         elif tlen < ihl:
-            return self._malformed(rec, f"IPv4: expected=total length >= header length {ihl}, found={tlen}")
+            return self._malformed(rec, "IPv4: expected=total length >= header length {}, found={}",
+                                   ihl, tlen)
         else:
             end = off + tlen
             truncated = end > n
@@ -218,8 +234,8 @@ class PacketDecoder:
         if t > end:
             if truncated:
                 return self._truncated(rec, "IPv4 header options cut by the snap length")
-            return self._malformed(rec, f"IPv4: expected=header length {ihl} within the packet, "
-                                        f"found={end - off}")
+            return self._malformed(rec, "IPv4: expected=header length {} within the packet, found={}",
+                                   ihl, end - off)
         if frag & 0x3FFF:                # more-fragments set or a non-zero offset
             if truncated:
                 return self._truncated(rec, "IPv4 fragment cut by the snap length; datagram not reassembled")
@@ -235,7 +251,7 @@ class PacketDecoder:
         if n - off < 40:
             return self._short(rec, "IPv6 header", off + 40)
         if data[off] >> 4 != 6:
-            return self._malformed(rec, f"IPv6: expected=version 6, found={data[off] >> 4}")
+            return self._malformed(rec, "IPv6: expected=version 6, found={}", data[off] >> 4)
         plen, nh, src, dst = _IP6.unpack_from(data, off)
         t = off + 40
         if plen == 0:                    # jumbogram or TSO capture: the record decides
@@ -272,7 +288,7 @@ class PacketDecoder:
                 return None              # UDP, ICMPv6, ESP, no next header…: not TCP
             hops += 1
             if hops > _MAX_IPV6_EXT_HEADERS:
-                return self._malformed(rec, f"IPv6: more than {_MAX_IPV6_EXT_HEADERS} extension headers")
+                return self._malformed(rec, "IPv6: more than {} extension headers", _MAX_IPV6_EXT_HEADERS)
             if t > end:
                 break
         if nh != _IPPROTO_TCP or t > end:
@@ -286,19 +302,19 @@ class PacketDecoder:
         if end - t < 20:
             if truncated:
                 return self._truncated(rec, "TCP header cut by the snap length")
-            return self._malformed(rec, f"TCP: expected=header of 20 bytes, found={end - t}")
+            return self._malformed(rec, "TCP: expected=header of 20 bytes, found={}", end - t)
         sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, t)
         doff = (doff >> 4) << 2
         if doff < 20:
-            return self._malformed(rec, f"TCP: expected=data offset >= 20, found={doff}")
+            return self._malformed(rec, "TCP: expected=data offset >= 20, found={}", doff)
         p = t + doff
         if p > end:
             if not truncated:
-                return self._malformed(rec, f"TCP: expected=header of {doff} bytes, found={end - t}")
+                return self._malformed(rec, "TCP: expected=header of {} bytes, found={}", doff, end - t)
             p = end
         if truncated:
-            self._truncated(rec, f"TCP payload cut by the snap length (caplen={rec.caplen}, "
-                                 f"wirelen={rec.wirelen})")
+            self._truncated(rec, "TCP payload cut by the snap length (caplen={}, wirelen={})",
+                            rec.caplen, rec.wirelen)
         if self._keep is not None and not self._keep(sport, dport):
             self.dropped_ts = rec.ts_ns
             return None
@@ -307,19 +323,32 @@ class PacketDecoder:
 
     # --- defects ------------------------------------------------------------------------------
 
-    def _malformed(self, rec: PacketRecord, detail: str) -> None:
-        self.problems.append(Problem(ProblemKind.MALFORMED_PACKET, detail, rec.record_no, rec.ts_ns))
-        return None
+    # A defect's detail is a template and its arguments, formatted only when `admit` lets the
+    # problem be listed: past a kind's cap a record costs one call and a counter, no string.
 
-    def _truncated(self, rec: PacketRecord, detail: str) -> None:
-        self.problems.append(Problem(ProblemKind.PACKET_TRUNCATED, detail, rec.record_no, rec.ts_ns))
-        return None
+    def _malformed(self, rec: PacketRecord, detail: str, *args: Any) -> None:
+        if self._admit is None or self._admit(_MALFORMED, rec.record_no, rec.ts_ns):
+            self._add(ProblemKind.MALFORMED_PACKET, rec.record_no, rec.ts_ns, detail, args)
+
+    def _truncated(self, rec: PacketRecord, detail: str, *args: Any) -> None:
+        if self._admit is None or self._admit(_TRUNCATED, rec.record_no, rec.ts_ns):
+            self._add(ProblemKind.PACKET_TRUNCATED, rec.record_no, rec.ts_ns, detail, args)
+
+    def _report(self, kind: ProblemKind, key: str, record_no: int | None, ts_ns: int | None, detail: str,
+                args: tuple[Any, ...] = ()) -> None:
+        """Append the problem if `admit` lets it be listed (key: the kind as a str)."""
+        if self._admit is None or self._admit(key, record_no, ts_ns):
+            self._add(kind, record_no, ts_ns, detail, args)
+
+    def _add(self, kind: ProblemKind, record_no: int | None, ts_ns: int | None, detail: str,
+             args: tuple[Any, ...]) -> None:
+        self.problems.append(Problem(kind, detail.format(*args) if args else detail, record_no, ts_ns))
 
     def _short(self, rec: PacketRecord, what: str, need: int) -> None:
         """The record ends before a header does: a snap-length cut or a malformed record."""
         if rec.caplen < rec.wirelen:
-            return self._truncated(rec, f"{what} cut by the snap length (caplen={rec.caplen})")
-        return self._malformed(rec, f"{what}: expected={need} bytes, found={len(rec.data)}")
+            return self._truncated(rec, "{} cut by the snap length (caplen={})", what, rec.caplen)
+        return self._malformed(rec, "{}: expected={} bytes, found={}", what, need, len(rec.data))
 
     # --- fragments ----------------------------------------------------------------------------
 
@@ -387,13 +416,12 @@ class PacketDecoder:
 
     def _report_unreassembled(self, key: tuple[Any, ...], entry: _Datagram, why: str) -> None:
         src, dst, ident, proto = key
-        ver = "IPv6" if proto == -1 else "IPv4"
-        expected = f"{entry.total} bytes" if entry.total is not None else "a last fragment"
-        self.problems.append(Problem(
-            ProblemKind.IP_FRAGMENT_UNREASSEMBLED,
-            f"{ver} datagram id={ident} {_addr(src)} > {_addr(dst)}: expected={expected}, "
-            f"found={len(entry.pieces)} fragments, {entry.size} bytes ({why})",
-            entry.first_record_no, entry.first_ts))
+        self._report(ProblemKind.IP_FRAGMENT_UNREASSEMBLED, _UNREASSEMBLED, entry.first_record_no,
+                     entry.first_ts,
+                     "{} datagram id={} {} > {}: expected={}, found={} fragments, {} bytes ({})",
+                     ("IPv6" if proto == -1 else "IPv4", ident, _Addr(src), _Addr(dst),
+                      "a last fragment" if entry.total is None else f"{entry.total} bytes",
+                      len(entry.pieces), entry.size, why))
 
     def finish(self) -> None:
         """End of capture: report every datagram still waiting for fragments (into `problems`)."""
@@ -418,7 +446,7 @@ class PacketDecoder:
             with quiet_scapy():    # and log warnings to stderr
                 pkt = layer_cls(data)
         except Exception as exc:   # scapy dissectors may raise anything on garbage
-            return self._malformed(rec, f"link type {lt}: scapy could not dissect the record ({exc})")
+            return self._malformed(rec, "link type {}: scapy could not dissect the record ({})", lt, exc)
         layer = pkt
         while layer is not None and layer.__class__.__name__ != "NoPayload":
             if isinstance(layer, self._ip_classes):
@@ -447,25 +475,30 @@ class PacketDecoder:
             from scapy.layers.inet import IP
             from scapy.layers.inet6 import IPv6
         except Exception as exc:   # a broken optional scapy layer must not stop the analysis
-            self.problems.append(Problem(ProblemKind.UNKNOWN_LINKTYPE,
-                                         f"link type {lt}: scapy's dissectors are unavailable ({exc})",
-                                         rec.record_no, rec.ts_ns))
+            self._report(ProblemKind.UNKNOWN_LINKTYPE, _UNKNOWN_LINKTYPE, rec.record_no, rec.ts_ns,
+                         "link type {}: scapy's dissectors are unavailable ({})", (lt, exc))
             return None
         self._ip_classes = (IP, IPv6)
         layer_cls = conf.l2types.num2layer.get(lt)
         if layer_cls is None:
-            self.problems.append(Problem(
-                ProblemKind.UNKNOWN_LINKTYPE,
-                f"link type {lt}: no decoder (expected=Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP or "
-                f"a link type scapy knows, found={lt}); its records are skipped",
-                rec.record_no, rec.ts_ns))
+            self._report(ProblemKind.UNKNOWN_LINKTYPE, _UNKNOWN_LINKTYPE, rec.record_no, rec.ts_ns,
+                         "link type {0}: no decoder (expected=Ethernet, Linux SLL/SLL2, NULL/LOOP, raw IP "
+                         "or a link type scapy knows, found={0}); its records are skipped", (lt,))
         return layer_cls
 
 
-def _addr(raw: bytes) -> str:
-    import ipaddress
+class _Addr:
+    """An IP address in a detail template, formatted (ipaddress) only when the detail is."""
 
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return raw.hex()
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __format__(self, spec: str) -> str:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_address(self.raw))
+        except ValueError:
+            return self.raw.hex()

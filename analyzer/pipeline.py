@@ -49,6 +49,10 @@ def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
     return problems
 
 
+def _refuse(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
+    return False
+
+
 def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
                  shard: tuple[int, int] = (0, 1)) -> TableRows:
@@ -65,8 +69,12 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
     reader = CaptureReader(path)
+    limiter = ProblemLimiter()
+    # the decoder asks the limiter before it builds a problem: past a kind's cap, a flood of
+    # defective records costs a counter each (shard 0 reports the capture's packet problems)
     decoder = PacketDecoder(keep=None if shards == 1 else
-                            ConnectionOwners(shards, shard_index, process_weights(shards)).keep)
+                            ConnectionOwners(shards, shard_index, process_weights(shards)).keep,
+                            admit=limiter.admit if shard_index == 0 else _refuse)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     budgets = Budgets.split(shards)
@@ -75,11 +83,10 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                               max_half_open=max(1000, MAX_HALF_OPEN // shards))
     sessions: dict[int, Session] = {}
     conn_offset = first_conn_id - 1
-    limiter = ProblemLimiter()
 
-    def capture_problems(problems: list[Problem]) -> None:
+    def capture_problems(problems: list[Problem], admitted: bool = False) -> None:
         for p in problems:
-            if limiter.admit(str(p.kind), p.record_no, p.ts_ns):
+            if admitted or limiter.admit(str(p.kind), p.record_no, p.ts_ns):
                 rows.problems.append(problem_row(name, p))
 
     def dispatch(events: list) -> None:
@@ -122,8 +129,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             records += 1
             segment = decoder.decode(record)
             if decoder.problems:
-                if shard_index == 0:
-                    capture_problems(decoder.problems)
+                capture_problems(decoder.problems, admitted=True)
                 decoder.problems.clear()
             if segment is not None:
                 events = reassembler.feed(segment)
@@ -147,8 +153,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                 if progress is not None:
                     progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
-        if shard_index == 0:
-            capture_problems(decoder.problems)
+        capture_problems(decoder.problems, admitted=True)
         decoder.problems.clear()
         dispatch(reassembler.finish())
         for session in list(sessions.values()):   # flows the reassembler did not release

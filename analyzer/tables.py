@@ -268,16 +268,18 @@ class ProblemLimiter:
         self.over: dict[str, list[int | None]] = {}   # kind → [count, first rec, last rec, last ts]
 
     def admit(self, kind: str, record_no: int | None, ts_ns: int | None) -> bool:
-        n = self.counts.get(kind, 0) + 1
-        self.counts[kind] = n
+        """Whether to list this problem (build its row); if not, it is counted. Cheap past the
+        cap (callers such as the packet decoder ask before they build a problem's detail)."""
+        over = self.over.get(kind)
+        if over is not None:                # the common case in a flood: already over the cap
+            over[0] += 1  # type: ignore[operator]
+            over[2] = record_no
+            over[3] = ts_ns
+            return False
+        n = self.counts[kind] = self.counts.get(kind, 0) + 1
         if n <= MAX_PROBLEMS_PER_KIND:
             return True
-        over = self.over.get(kind)
-        if over is None:
-            self.over[kind] = [1, record_no, record_no, ts_ns]
-        else:
-            over[0] = over[0] + 1  # type: ignore[operator]
-            over[2], over[3] = record_no, ts_ns
+        self.over[kind] = [1, record_no, record_no, ts_ns]
         return False
 
     def summary_rows(self, capture: str, conn_id: int | None, where: str) -> list[tuple]:

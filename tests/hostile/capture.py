@@ -27,8 +27,20 @@ import gzip
 import pathlib
 import struct
 from collections.abc import Callable
+from functools import partial
 
-from tests.helpers.pcapgen_link import ng_block, ng_epb, ng_idb, ng_options, ng_shb, pcap_header, pcap_record
+from tests.helpers.pcapgen_link import (
+    ether,
+    ipv4,
+    ng_block,
+    ng_epb,
+    ng_idb,
+    ng_options,
+    ng_shb,
+    pcap_header,
+    pcap_record,
+    tcp,
+)
 from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response
 
 #: number of WebSocket text frames in each conversation the shapes carry
@@ -56,6 +68,15 @@ def _epbs(packets: list[tuple[float, bytes]], *, per_second: int = 10**6, intid:
     return b"".join(ng_epb(intid, round(ts * per_second), pkt) for ts, pkt in packets)
 
 
+def _repeat(f: gzip.GzipFile, block: bytes, count: int) -> None:
+    """Write `count` copies of `block`, a few MB at a time."""
+    per_write = max(1, (4 << 20) // len(block))
+    while count:
+        n = min(count, per_write)
+        f.write(block * n)
+        count -= n
+
+
 def gzip_zeros(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     path = directory / "gzip-zeros.pcap.gz"
     zeros = max(16, int(scale * (2 << 20)) // 16 * 16)
@@ -76,11 +97,7 @@ def pcapng_empty_packets(directory: pathlib.Path, scale: float = 1.0) -> pathlib
     empty = ng_epb(0, 1, b"")
     with gzip.open(path, "wb", compresslevel=9) as f:
         f.write(ng_shb() + ng_idb(1) + _epbs(conversation(50000)))
-        left = max(1, int(scale * 65_536))
-        while left:
-            n = min(left, 32_768)
-            f.write(empty * n)
-            left -= n
+        _repeat(f, empty, max(1, int(scale * 65_536)))
         f.write(_epbs(conversation(50001, start=1_700_000_100.0)))
     return path
 
@@ -109,12 +126,34 @@ def tiny_blocks(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     block = ng_block(0x0BAD, b"")
     with gzip.open(path, "wb", compresslevel=9) as f:
         f.write(ng_shb() + ng_idb(1) + _epbs(conversation(50000)))
-        left = max(1, int(scale * 200_000))
-        while left:
-            n = min(left, 1 << 16)
-            f.write(block * n)
-            left -= n
+        _repeat(f, block, max(1, int(scale * 200_000)))
         f.write(_epbs(conversation(50001, start=1_700_000_100.0)))
+    return path
+
+
+#: records of each tiny-record shape at scale 1.0 (scale 50: 10M records, ~0.4-0.6 MB of gzip)
+TINY_RECORDS = 200_000
+
+#: The tiny-record shapes: one record (the Ethernet frame) repeated, each a different defect or
+#: non-TCP packet that the packet decoder must go past cheaply.
+TINY_FRAMES: dict[str, bytes] = {
+    "gzip-runts": b"\x00" * 10,                                          # runt: no whole Ethernet header
+    "gzip-malformed-ipv4": ether(ipv4(tcp(), ihl=1)),                   # IHL 4 bytes: malformed
+    "gzip-bad-tcp-offset": ether(ipv4(tcp(doff=2))),                    # TCP data offset 8: malformed
+    "gzip-udp": ether(ipv4(b"\x00" * 8 + b"x", proto=17)),              # plain non-TCP: no problem
+    "gzip-arp": ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20), ethertype=0x0806),
+}
+
+
+def tiny_records(name: str, directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
+    """A WebSocket conversation, TINY_RECORDS x scale copies of the shape's tiny record, another
+    conversation, as a gzipped pcap (identical records: ~1,000 to 1 in gzip)."""
+    path = directory / f"{name}.pcap.gz"
+    record = pcap_record(1_700_000_050, 0, TINY_FRAMES[name])
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(pcap_header(1) + _pcap_records(conversation(50000)))
+        _repeat(f, record, max(1, int(scale * TINY_RECORDS)))
+        f.write(_pcap_records(conversation(50001, start=1_700_000_100.0)))
     return path
 
 
@@ -131,11 +170,7 @@ def many_interfaces(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path
     idb = ng_idb(1)
     with gzip.open(path, "wb", compresslevel=9) as f:
         f.write(ng_shb())
-        left = count
-        while left:
-            n = min(left, 1 << 16)
-            f.write(idb * n)
-            left -= n
+        _repeat(f, idb, count)
         f.write(_epbs(conversation(50000)))
         f.write(ng_epb(count - 1, 1, b"\x00" * 60))           # names an interface past the cap
     return path
@@ -171,6 +206,7 @@ SHAPES: dict[str, Callable[[pathlib.Path, float], pathlib.Path]] = {
     "first-record-caplen-2g": first_record_caplen_2g,
     "truncated-pcapng": truncated_pcapng,
     "bad-section-header": bad_section_header,
+    **{name: partial(tiny_records, name) for name in TINY_FRAMES},
 }
 
-__all__ = ["FRAMES", "OVER_CAP", "SHAPES", "conversation"]
+__all__ = ["FRAMES", "OVER_CAP", "SHAPES", "TINY_FRAMES", "TINY_RECORDS", "conversation"]
