@@ -177,20 +177,36 @@ def fuzz_handshake(data: bytes) -> None:
 
 
 def _check_handshake_events(events: list, fed: list[bytearray]) -> bool:
+    """Check one feed's events; True when they finish the parser. An upgraded HandshakeDone (a
+    101 with its upgrade headers: frames follow) finishes it, whatever its verdict `ok` (RFC 6455
+    §4.1, issue 13 item 20); a failed one that is not a 101 lets another request follow, a 101
+    without the upgrade headers is followed by NotWebSocket; NotWebSocket finishes it."""
     finished = False
+    must_stop = False             # a 101 without the upgrade headers: NotWebSocket comes next
     for ev in events:
         assert type(ev) in (HandshakeDone, NotWebSocket, Problem), type(ev)
-        assert not finished, f"{ev!r} after the parser finished (ok HandshakeDone or NotWebSocket)"
+        assert not finished, f"{ev!r} after the parser finished (upgraded HandshakeDone or NotWebSocket)"
         if type(ev) is Problem:
+            assert not must_stop, f"{ev!r} after a 101 without upgrade: NotWebSocket expected"
             assert isinstance(ev.kind, ProblemKind)
         elif type(ev) is HandshakeDone:
+            assert not must_stop, f"{ev!r} after a 101 without upgrade: NotWebSocket expected"
             assert ev.client_direction in (0, 1)
             for d in (0, 1):
                 assert bytes(fed[d]).endswith(ev.trailing[d]), "trailing bytes were never fed"
-            if ev.handshake.ok:
+            hs = ev.handshake
+            # the verdict: a client fails the connection for any failure reason, and only an
+            # upgraded one can succeed; an upgrade is a 101
+            assert hs.ok == (hs.upgraded and hs.failure_reason is None), hs
+            assert not (hs.ok and hs.accept_valid is False), hs
+            assert hs.upgraded <= (hs.http_status == 101), hs
+            if hs.upgraded:
                 finished = True
+            elif hs.http_status == 101:
+                must_stop = True
         else:
-            finished = True
+            finished, must_stop = True, False
+    assert not must_stop, "a 101 without upgrade not followed by NotWebSocket"
     return finished
 
 
