@@ -174,6 +174,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
                       max_payload_bytes=int(max_payload_bytes))
     names = _unique_names(path_list)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    if "-" in path_list:
+        workers = 1         # standard input is this process's: no worker could read it
     per_file = [_shards_for(p, workers) for p in path_list]
     if workers == 1 or sum(per_file) == 1:
         results = [[_analyze_shard(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]

@@ -83,3 +83,14 @@ def test_reader_names_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         os.dup2(saved, 0)
         os.close(saved)
+
+
+def test_stdin_among_other_captures_is_read_by_this_process() -> None:
+    """`-` beside a file with --jobs 2: standard input cannot be handed to a worker process."""
+    with open(CAPTURES / "node_ws.pcap", "rb") as stdin:
+        both = _run(["summary", "--json", "--jobs", "2", str(CAPTURES / "demo.pcapng"), "-"], stdin)
+    assert both.returncode == 0, both.stderr
+    import json
+
+    summary = json.loads(both.stdout)
+    assert summary["websocket_connections"] == 13 + 2
