@@ -171,9 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     _payload_options(p, default="text")
     p.set_defaults(func=cmd_follow, view="follow")
 
-    p = sub.add_parser("export", parents=[common], help="write the four tables as CSV, Parquet or JSON",
+    p = sub.add_parser("export", parents=[common],
+                       help="write the tables (CSV, Parquet, JSON) or Zeek, Suricata EVE or HAR logs",
                        description="Write connections, frames, messages and problems into DIR "
-                                   "(or, for --format json, into one FILE.json).")
+                                   "(or, for --format json, into one FILE.json); zeek, zeek-json, eve "
+                                   "and har write one file each into DIR.")
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="default: csv; zeek, zeek-json, eve, har: one file in that tool's format")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (or FILE.json)")
