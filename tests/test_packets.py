@@ -465,3 +465,21 @@ def test_ethernet_ipv4_tcp_fast_path_total_length_edges(delta, trailer) -> None:
     assert fast_seg == slow_seg
     assert [p.kind for p in fast_problems] == [p.kind for p in slow_problems]
     assert fast_seg is not None and fast_seg.truncated == (len(ip) + delta > len(ip) + len(trailer))
+
+
+def test_admit_is_asked_before_a_fragment_problem_is_built() -> None:
+    """A refused problem is counted by the caller's admit, never built (issue 13 item 2)."""
+    asked: list[tuple[str, int | None, int | None]] = []
+
+    def admit(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
+        asked.append((kind, record_no, ts_ns))
+        return record_no == 3
+
+    pkt = IP(src="192.0.2.1", dst="198.51.100.7", id=99) / TCP(sport=1, dport=2) / (b"x" * 3000)
+    d = PacketDecoder(admit=admit)
+    assert d.decode(rec(bytes(fragment(pkt, 1000)[0]), 101, no=3, ts=33)) is None
+    pkt.id = 100
+    assert d.decode(rec(bytes(fragment(pkt, 1000)[0]), 101, no=4, ts=44)) is None
+    d.finish()
+    assert asked == [("ip-fragment-unreassembled", 3, 33), ("ip-fragment-unreassembled", 4, 44)]
+    assert [(p.record_no, "id=99" in p.detail) for p in d.problems] == [(3, True)]

@@ -16,6 +16,14 @@
 - many-interfaces (item 7): MAX_INTERFACES + 4,464 IDBs (70,000 at scale 1.0; scale 15, 30, 60:
   the issue's ~1M, 2M, 4M), then a WebSocket conversation on interface 0 and one packet naming
   the last interface, gzipped.
+- gzip-runts, gzip-malformed-ipv4, gzip-bad-tcp-offset, gzip-udp, gzip-arp (item 2, tiny
+  records): one tiny record repeated (a 10-byte runt, IPv4 with IHL 1, TCP with data offset 2, a
+  43-byte UDP packet, an ARP packet) between two WebSocket conversations, gzipped; the first three
+  are a problem each, the last two plain non-TCP traffic. Scale 1.0: 200,000 records; scale 10:
+  2M records in 127 KB (runts) to 476 KB of gzip. Measured at scale 10 (`summary`, user+sys CPU,
+  ~1.5 s of start-up included; 2 shared cores, noisy), cadd953 -> now: runts 12.8 -> 6.0 s,
+  malformed-ipv4 15.5 -> 9.2 s, bad-tcp-offset 20.6 -> 7.6 s, udp 9.7 -> 7.8 s, arp 7.3 -> 5.8 s;
+  peak RSS ~150 MB either way (a record past the problem cap builds no Problem and no detail).
 - first-record-caplen-2g, truncated-pcapng (item 21): nothing readable after a good file header;
   bad-section-header (item 22): a pcapng whose section header has no byte-order magic. These three
   are a few hundred bytes whatever the scale.
@@ -131,7 +139,7 @@ def tiny_blocks(directory: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
     return path
 
 
-#: records of each tiny-record shape at scale 1.0 (scale 50: 10M records, ~0.4-0.6 MB of gzip)
+#: records of each tiny-record shape at scale 1.0 (scale 10: 2M records, 127 to 476 KB of gzip)
 TINY_RECORDS = 200_000
 
 #: The tiny-record shapes: one record (the Ethernet frame) repeated, each a different defect or
