@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: the plot functions, in the order the report shows them
 PLOTS = ("close_codes", "versions", "connection_timeline", "traffic", "message_sizes", "rtt", "problems")
+#: the plots with a time axis: they take `origin=` so a report draws them all from one moment
+TIME_PLOTS = ("connection_timeline", "traffic")
 
 #: at most this many connections get a bar each in connection_timeline; beyond, it aggregates
 TIMELINE_MAX_BARS = 60
@@ -128,9 +130,14 @@ def _rows_height(n: int) -> float:
     return min(2.0 + 0.32 * n, 14.0)
 
 
-def _time_origin(*series: pd.Series) -> pd.Timestamp | None:
-    mins = [s.min() for s in series if len(s) and not pd.isna(s.min())]
-    return min(mins) if mins else None
+def time_origin(a_or_df: Any) -> pd.Timestamp | None:
+    """The moment every time axis of an analysis counts from: the capture's first packet (as the
+    listings' relative times), or the earliest time in the tables when the file cannot be read."""
+    from analyzer import timefmt
+
+    a = _as_analysis(a_or_df)
+    return timefmt.capture_start([c.path for c in a.captures], a.connections["start"], a.frames["ts"],
+                                 a.problems["ts"], a.messages["ts_start"])
 
 
 def _seconds(ts: pd.Series, t0: pd.Timestamp) -> np.ndarray:
@@ -138,7 +145,7 @@ def _seconds(ts: pd.Series, t0: pd.Timestamp) -> np.ndarray:
 
 
 def _time_label(t0: pd.Timestamp) -> str:
-    return f"seconds since {t0.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+    return f"seconds since the capture start, {t0.strftime('%Y-%m-%d %H:%M:%S.%f')} UTC"
 
 
 def _pick_freq(span_s: float, buckets: int = 150) -> tuple[str, float]:
@@ -279,16 +286,17 @@ def versions(a_or_df: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def connection_timeline(a_or_df: Any, ax: Axes | None = None) -> Axes:
+def connection_timeline(a_or_df: Any, ax: Axes | None = None, origin: pd.Timestamp | None = None) -> Axes:
     """One bar per connection from its first to its last packet, coloured by close_status, close
     frames marked. Above TIMELINE_MAX_BARS connections: the number of open connections over time,
-    stacked by close_status, with close frames ticked along the top."""
+    stacked by close_status, with close frames ticked along the top. The x axis counts seconds from
+    `origin` (default `time_origin(a)`, the capture start, as traffic() does)."""
     a = _as_analysis(a_or_df)
     c, f = a.connections, a.frames
     title = "Connections over time"
     if c.empty:
         return _no_data(_axes(ax), title)
-    t0 = _time_origin(c["start"])
+    t0 = origin if origin is not None else time_origin(a)
     start = _seconds(c["start"], t0)
     end = _seconds(c["end"].fillna(c["start"]), t0)
     end = np.maximum(end, start)
@@ -351,19 +359,31 @@ def connection_timeline(a_or_df: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def traffic(a_or_df: Any, ax: Axes | None = None) -> Axes:
-    """WebSocket bytes per second (solid, left axis) and messages per second (dashed, right axis)
-    by sender, in buckets sized so the capture spans at most ~150 of them."""
+def traffic(a_or_df: Any, ax: Axes | None = None, origin: pd.Timestamp | None = None) -> Axes:
+    """WebSocket bytes (areas, left axis) and messages (markers, right axis) by sender, in buckets
+    sized so the traffic spans at most ~150 of them, and at least 1 s when it spans a second or
+    more: then drawn as rates per second. Traffic spanning under stats.MIN_RATE_SPAN_S (the
+    summary's rule) gets sub-second buckets drawn as counts per bucket, never extrapolated to a
+    per-second rate. The x
+    axis counts seconds from `origin` (default `time_origin(a)`, the capture start)."""
     a = _as_analysis(a_or_df)
     f = a.frames
     title = "Traffic by sender"
     if f.empty:
         return _no_data(_axes(ax), title)
-    t0 = _time_origin(f["ts"], a.messages["ts_end"])
+    first = min(f["ts"].min(), a.messages["ts_end"].min() if len(a.messages) else f["ts"].min())
     tmax = max(f["ts"].max(), a.messages["ts_end"].max() if len(a.messages) else f["ts"].max())
-    freq, bucket = _pick_freq((tmax - t0).total_seconds())
+    span = (tmax - first).total_seconds()
+    # a span of a second or more gets buckets of a second or more, drawn as rates; a shorter span
+    # gets shorter buckets, drawn as counts (a rate from a millisecond bucket would be extrapolated)
+    freq, bucket = _pick_freq(span)
+    if span >= stats.MIN_RATE_SPAN_S and bucket < 1.0:
+        freq, bucket = "1s", 1.0
+    rates = bucket >= 1.0
+    per = bucket if rates else 1.0
+    unit = "per second" if rates else f"per {freq} bucket"
     tl = stats.timeline(a, freq=freq)
-    origin = tl["ts"].min()
+    t0 = origin if origin is not None else time_origin(a)
     ax = _axes(ax, 9.0, 4.5)
     from matplotlib.ticker import EngFormatter
     twin = ax.twinx()
@@ -371,26 +391,31 @@ def traffic(a_or_df: Any, ax: Axes | None = None) -> Axes:
         part = tl[tl["sender"] == sender]
         if part.empty:
             continue
-        x = _seconds(part["ts"], origin)
+        x = _seconds(part["ts"], t0)
         x = np.append(x, x[-1] + bucket)
-        b = part["bytes"].to_numpy(dtype="float64") / bucket
-        msg = part["messages"].to_numpy(dtype="float64") / bucket
+        b = part["bytes"].to_numpy(dtype="float64") / per
+        msg = part["messages"].to_numpy(dtype="float64") / per
         color = SENDER_COLORS[sender]
         ax.fill_between(x, np.append(b, b[-1]), step="post", color=color, alpha=0.3, lw=0)
-        ax.step(x, np.append(b, b[-1]), where="post", color=color, lw=1.2, label=f"{sender} bytes/s")
+        ax.step(x, np.append(b, b[-1]), where="post", color=color, lw=1.2,
+                label=f"{sender} bytes" + ("/s" if rates else ""))
         busy = msg > 0
         twin.scatter(x[:-1][busy] + bucket / 2, msg[busy], s=14, color=color,
-                     marker="o" if sender == "client" else "x", label=f"{sender} messages/s")
-    ax.yaxis.set_major_formatter(EngFormatter(unit="B/s"))
+                     marker="o" if sender == "client" else "x",
+                     label=f"{sender} messages" + ("/s" if rates else ""))
+    ax.yaxis.set_major_formatter(EngFormatter(unit="B/s" if rates else "B"))
+    if not rates:
+        twin.yaxis.get_major_locator().set_params(integer=True)
     ax.set_ylim(bottom=0)
     twin.set_ylim(bottom=0)
-    ax.set_ylabel("bytes per second on the wire (areas)")
-    twin.set_ylabel("messages per second (markers)")
+    ax.set_ylabel(f"bytes on the wire {unit} (areas)")
+    twin.set_ylabel(f"messages {unit} (markers)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0), borderaxespad=0)
-    ax.set_title(f"{title} ({freq} buckets)")
-    ax.set_xlabel(_time_label(origin))
+    note = "" if rates else "; counts, as the buckets are under 1 s"
+    ax.set_title(f"{title} ({freq} buckets{note})")
+    ax.set_xlabel(_time_label(t0))
     return ax
 
 
@@ -493,11 +518,11 @@ class PlotAccessor:
     def versions(self, ax: Axes | None = None) -> Axes:
         return versions(self._a, ax=ax)
 
-    def connection_timeline(self, ax: Axes | None = None) -> Axes:
-        return connection_timeline(self._a, ax=ax)
+    def connection_timeline(self, ax: Axes | None = None, origin: pd.Timestamp | None = None) -> Axes:
+        return connection_timeline(self._a, ax=ax, origin=origin)
 
-    def traffic(self, ax: Axes | None = None) -> Axes:
-        return traffic(self._a, ax=ax)
+    def traffic(self, ax: Axes | None = None, origin: pd.Timestamp | None = None) -> Axes:
+        return traffic(self._a, ax=ax, origin=origin)
 
     def message_sizes(self, ax: Axes | None = None) -> Axes:
         return message_sizes(self._a, ax=ax)
@@ -512,5 +537,5 @@ class PlotAccessor:
         return f"<PlotAccessor: {', '.join(PLOTS)}>"
 
 
-__all__ = ["PLOTS", "PlotAccessor", "close_codes", "connection_timeline", "message_sizes", "problems", "rtt",
-           "traffic", "versions"]
+__all__ = ["PLOTS", "TIME_PLOTS", "PlotAccessor", "close_codes", "connection_timeline", "message_sizes",
+           "problems", "rtt", "time_origin", "traffic", "versions"]

@@ -78,9 +78,10 @@ def _display_table(df: pd.DataFrame, columns: list[str] | None, limit: int,
 def _save_figures(a: Analysis, directory: str) -> list[dict[str, Any]]:
     figdir = export.make_subdir(os.path.join(directory, "figures"))
     out = []
+    origin = plots.time_origin(a)  # one time axis for every time figure: the capture start
     with plots.offscreen():
         for name in plots.PLOTS:
-            ax = getattr(plots, name)(a)
+            ax = getattr(plots, name)(a, **({"origin": origin} if name in plots.TIME_PLOTS else {}))
             fig = ax.figure
             title = ax.get_title().replace("\n", " ").replace("\\$", "$")
             png_path = os.path.join(figdir, f"{name}.png")
