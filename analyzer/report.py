@@ -1,35 +1,43 @@
-"""The HTML report: one self-contained index.html (figures inlined as base64 PNG) plus the figures as
-PNG and SVG files and the tables as CSV and Parquet; and the compact HTML summary for Jupyter.
+"""The HTML report: index.html (figures inlined as base64 PNG), a page per connection
+(conn/<id>.html), the frames in pages (frames/<n>.html), the figures as PNG and SVG files and the
+tables as CSV and Parquet; and the compact HTML summary for Jupyter.
 
-Every captured string is escaped: the template is rendered by jinja2 with autoescape on, text is
-passed through `stats.printable` (control and bidi characters shown as escapes), and the page
-carries a Content-Security-Policy that allows no script at all. File names are fixed
-(figures/close_codes.png, tables/frames.csv…): no captured value ever becomes a path. Files are
-written through `export.open_output` (a link already in the directory is replaced, never followed)
-and the HTML tables show at most MAX_ROWS rows each, so the page stays small for any capture.
+Every captured string is escaped: the templates are rendered by jinja2 with autoescape on and text
+is passed through `stats.printable` (control and bidi characters shown as escapes). The pages carry
+a Content-Security-Policy that fetches nothing and runs one script only, ours (templates/report.js,
+sorting and filtering the tables, allowed by its SHA-256 hash); no captured text is ever inside a
+script. File names are fixed or made from our integers (conn ids, page numbers): no captured value
+ever becomes a path. Files are written through `export.open_output` (a link already in the
+directory is replaced, never followed). Sizes are bounded for any capture: the index tables show at
+most MAX_ROWS rows, the frames at most MAX_FRAME_PAGES pages of FRAMES_PER_PAGE, and only the first
+MAX_CONN_PAGES connections get a page (the index says so).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
 import html
 import io
 import json
 import os
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from analyzer import export, plots, stats
+from analyzer import export, plots, report_conn, stats
+from analyzer.report_tables import Links, display_table, frame_pages
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis
 
-#: rows shown in the HTML tables (all rows are in the CSV/Parquet files)
-MAX_ROWS = {"connections": 500, "frames": 300, "messages": 300, "problems": 300, "close_codes": 500,
-            "versions": 100}
+#: rows shown in the index's HTML tables (all rows are in the CSV/Parquet files)
+MAX_ROWS = {"connections": 500, "messages": 300, "problems": 300, "close_codes": 500, "versions": 100}
+#: frames per frames page, and at most this many pages (the rest are in tables/frames.csv)
+FRAMES_PER_PAGE = 500
+MAX_FRAME_PAGES = 100
+#: connections that get a page of their own (the first ones, in the connections table's order)
+MAX_CONN_PAGES = 200
 
 _FIGURE_DPI = 100
 
@@ -49,36 +57,16 @@ _COLUMNS = {
 }
 
 
-def _cell_strings(s: pd.Series) -> tuple[list[str], bool]:
-    """A column as display strings (nulls empty, captured text made printable) and whether numeric."""
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s.dt.strftime("%Y-%m-%d %H:%M:%S.%f").fillna("").tolist(), False
-    if pd.api.types.is_timedelta64_dtype(s.dtype):
-        return [("" if pd.isna(v) else f"{v:.6f} s") for v in s.dt.total_seconds()], True
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("object").map({True: "yes", False: "no"}).fillna("").tolist(), False
-    if pd.api.types.is_float_dtype(s.dtype):
-        return [("" if pd.isna(v) else f"{v:.6g}") for v in s.to_numpy(dtype="float64")], True
-    if pd.api.types.is_integer_dtype(s.dtype):
-        return s.astype("string").fillna("").tolist(), True
-    return [stats.printable(v) if not (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)))
-            else "" for v in s.astype("object")], False
+def _script() -> tuple[str, str]:
+    """Our table script and its CSP source ('sha256-…' of exactly the text inside <script>)."""
+    text = resources.files("analyzer").joinpath("templates/report.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return text, f"sha256-{digest}"
 
 
-def _display_table(df: pd.DataFrame, columns: list[str] | None, limit: int,
-                   file: str | None) -> dict[str, Any]:
-    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
-    head = df.head(limit)
-    converted = [_cell_strings(head[c]) for c in cols]
-    rows = [list(zip(values, [num] * len(values))) for values, num in converted]
-    return {"headers": cols, "rows": [list(r) for r in zip(*rows)] if rows else [], "total": len(df),
-            "shown": len(head), "file": file}
-
-
-def _save_figures(a: Analysis, directory: str) -> list[dict[str, Any]]:
+def _save_figures(a: Analysis, directory: str, origin: Any) -> list[dict[str, Any]]:
     figdir = export.make_subdir(os.path.join(directory, "figures"))
     out = []
-    origin = plots.time_origin(a)  # one time axis for every time figure: the capture start
     with plots.offscreen():
         for name in plots.PLOTS:
             ax = getattr(plots, name)(a, **({"origin": origin} if name in plots.TIME_PLOTS else {}))
@@ -105,9 +93,10 @@ def _save_figures(a: Analysis, directory: str) -> list[dict[str, Any]]:
 def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
     """Write the report into `directory` (created if missing) and return the path of index.html.
 
-    Files: index.html (self-contained), figures/<plot>.png and .svg, tables/<table>.csv and
-    .parquet for connections, frames, messages and problems, tables/close_codes.csv,
-    tables/versions.csv and tables/summary.json.
+    Files: index.html (self-contained), conn/<id>.html (the first MAX_CONN_PAGES connections),
+    frames/<n>.html, figures/<plot>.png and .svg, tables/<table>.csv and .parquet for
+    connections, frames, messages and problems, tables/close_codes.csv, tables/versions.csv and
+    tables/summary.json.
 
     Raises:
         OSError: the directory or a file cannot be written.
@@ -131,27 +120,56 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
         json.dump(summary.to_dict(), fh, indent=1)
     files += ["tables/close_codes.csv", "tables/versions.csv", "tables/summary.json"]
 
-    figures = _save_figures(a, directory)
+    origin = plots.time_origin(a)  # one time axis for every time figure and page: the capture start
+    figures = _save_figures(a, directory, origin)
     files += [f[k] for f in figures for k in ("png", "svg")]
 
-    tables = {name: _display_table(getattr(a, name), _COLUMNS[name], MAX_ROWS[name], f"tables/{name}.csv")
-              for name in ("connections", "frames", "messages", "problems")}
-    tables["close_codes"] = _display_table(close_table, None, MAX_ROWS["close_codes"],
-                                           "tables/close_codes.csv")
-    tables["versions"] = _display_table(version_table, None, MAX_ROWS["versions"], "tables/versions.csv")
+    conn_ids = list(dict.fromkeys(int(v) for v in a.connections["conn_id"].iloc[:MAX_CONN_PAGES]))
+    n_pages = min(-(-len(a.frames) // FRAMES_PER_PAGE), MAX_FRAME_PAGES)
+    links = Links("", frozenset(conn_ids), frame_pages(a.frames["frame_no"], FRAMES_PER_PAGE, n_pages))
+    down = Links("../", links.conn_pages, links.frame_page)
 
+    script, script_hash = _script()
     env = jinja2.Environment(loader=jinja2.PackageLoader("analyzer", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    page = env.get_template("report.html.j2").render(
-        title=stats.printable(", ".join(c.name for c in a.captures) or "no capture"),
-        version=__version__,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        summary_rows=summary.rows(),
-        figures=figures,
-        tables=tables,
-        files=sorted(files),
-    )
+    title = stats.printable(", ".join(c.name for c in a.captures) or "no capture")
+    common = {"title": title, "version": __version__, "script": script, "script_hash": script_hash,
+              "origin": "unknown" if origin is None else origin.strftime("%Y-%m-%d %H:%M:%S.%f UTC")}
+
+    def write_page(relpath: str, template: str, **context: Any) -> None:
+        with export.open_output(os.path.join(directory, relpath), "w", encoding="utf-8") as fh:
+            fh.write(env.get_template(template).render(**common, **context))
+        files.append(relpath)
+
+    if n_pages:
+        export.make_subdir(os.path.join(directory, "frames"))
+    for page in range(1, n_pages + 1):
+        t = display_table(a.frames, _COLUMNS["frames"], FRAMES_PER_PAGE, "../tables/frames.csv",
+                          name="frames", links=down, offset=(page - 1) * FRAMES_PER_PAGE)
+        write_page(f"frames/{page}.html", "frames_page.html.j2", frames=t, page=page, pages=n_pages)
+    if conn_ids:
+        export.make_subdir(os.path.join(directory, "conn"))
+    for cid, context in report_conn.pages(a, conn_ids, origin, down):
+        write_page(f"conn/{cid}.html", "conn.html.j2", c=context)
+
+    tables = {name: display_table(getattr(a, name), _COLUMNS[name], MAX_ROWS[name], f"tables/{name}.csv",
+                                  name=name, links=links)
+              for name in ("connections", "messages", "problems")}
+    tables["frames"] = display_table(a.frames, _COLUMNS["frames"], FRAMES_PER_PAGE, "tables/frames.csv",
+                                     name="frames", links=links)
+    tables["close_codes"] = display_table(close_table, None, MAX_ROWS["close_codes"],
+                                          "tables/close_codes.csv", name="close_codes")
+    tables["versions"] = display_table(version_table, None, MAX_ROWS["versions"], "tables/versions.csv",
+                                       name="versions")
     index = os.path.join(directory, "index.html")
+    page_files = [f for f in files if f.startswith(("conn/", "frames/"))]
+    listed = sorted(f for f in files if f not in page_files)
+    page = env.get_template("report.html.j2").render(
+        **common,
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        summary_rows=summary.rows(), figures=figures, tables=tables, files=listed,
+        conn_pages=len(conn_ids), frame_pages=n_pages, per_page=FRAMES_PER_PAGE,
+    )
     with export.open_output(index, "w", encoding="utf-8") as fh:
         fh.write(page)
     return index
@@ -167,4 +185,4 @@ def summary_html(a: Analysis) -> str:
     return f"<div class='ws-analyzer'>{head}{stats.summary(a)._repr_html_()}</div>"
 
 
-__all__ = ["MAX_ROWS", "summary_html", "write_report"]
+__all__ = ["FRAMES_PER_PAGE", "MAX_CONN_PAGES", "MAX_FRAME_PAGES", "MAX_ROWS", "summary_html", "write_report"]

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 
 import base64
 import csv
+import hashlib
 import json
 import os
 import re
@@ -60,9 +61,18 @@ def _check_report(index: str) -> str:
     assert len(imgs) == len(FIGURES)
     for b64 in imgs:
         assert base64.b64decode(b64).startswith(b"\x89PNG\r\n\x1a\n")
-    assert "Content-Security-Policy" in page
-    assert "<script" not in page.lower()
+    check_only_our_script(page)
     return page
+
+
+def check_only_our_script(page: str) -> None:
+    """The page runs one script, ours, allowed by its hash in the CSP; nothing else can run."""
+    script = (ROOT / "analyzer" / "templates" / "report.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page).group(1)
+    assert csp == ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                   f"script-src 'sha256-{digest}'")
+    assert page.lower().count("<script") == 1 and f"<script>{script}</script>" in page
 
 
 def test_report_escapes_every_captured_string(tmp_path: Path) -> None:
@@ -70,9 +80,15 @@ def test_report_escapes_every_captured_string(tmp_path: Path) -> None:
     page = _check_report(index)
     assert "<script>alert(1)" not in page
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 10  # path, UA, reasons, preview, detail…
+    conn = (tmp_path / "out" / "conn" / "1.html").read_text(encoding="utf-8")
+    check_only_our_script(conn)
+    assert "<script>alert(1)" not in conn
+    # handshake fields, close reasons, preview, problem detail
+    assert conn.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 8
     # no captured value became a file name: exactly the fixed set of files
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
-    expected = ["index.html", "tables/close_codes.csv", "tables/summary.json", "tables/versions.csv"]
+    expected = ["index.html", "tables/close_codes.csv", "tables/summary.json", "tables/versions.csv",
+                "conn/1.html", "frames/1.html"]  # names from our integers only
     expected += [f"figures/{n}.{e}" for n in FIGURES for e in ("png", "svg")]
     expected += [f"tables/{t}.{e}" for t in ("connections", "frames", "messages", "problems")
                  for e in ("csv", "parquet")]
@@ -85,9 +101,14 @@ def test_report_on_empty_analysis(tmp_path: Path) -> None:
 
 
 def test_report_tables_and_truncation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(report.MAX_ROWS, "frames", 5)
+    monkeypatch.setattr(report, "FRAMES_PER_PAGE", 5)
     page = _check_report(report.write_report(small(), tmp_path))
-    assert "The first 5 of 8 rows" in page
+    assert "Rows 1–5 of 8" in page
+    assert '<a href="frames/2.html">2</a>' in page
+    second = (tmp_path / "frames" / "2.html").read_text(encoding="utf-8")
+    check_only_our_script(second)
+    assert "Frames, page 2 of 2" in second and "Rows 6–8 of 8" in second
+    assert re.findall(r'<tr id="frame-(\d+)">', second) == ["9", "10", "11"]
     assert "4000" in page and "Private use" in page  # close-code table
     assert "hixie-76" in page  # versions table
     assert "close-not-echoed" in page  # problems table
