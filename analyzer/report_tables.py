@@ -86,7 +86,11 @@ def display_table(df: pd.DataFrame, columns: list[str] | None, limit: int, file:
     columns_cells = []
     numeric = []
     for c in cols:
-        values, num = cell_strings(head[c])
+        if c == "time":  # seconds since the capture start, to the microsecond as tshark shows them
+            values = [("" if pd.isna(v) else f"{v:.6f}") for v in head[c].to_numpy(dtype="float64")]
+            num = True
+        else:
+            values, num = cell_strings(head[c])
         css = " ".join(k for k in ("num" if num else "", "" if c in WRAPPING else "nw") if k)
         columns_cells.append(list(zip(values, [css] * len(values), _hrefs(c, head[c], links, name))))
         numeric.append(num)

@@ -14,13 +14,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report_chromium import CHROMIUM, chromium
 from test_stats import MS, T0, build, empty, small
 
 import analyzer
@@ -143,8 +141,6 @@ def test_summary_html_escapes() -> None:
 
 # --- headless Chromium ---------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 _CHECK_SCRIPT = """<script>
 window.addEventListener("load", function () {
   var imgs = Array.from(document.images);
@@ -157,26 +153,13 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def _chromium(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    try:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-             "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000", *extra, url],
-            capture_output=True, text=True, timeout=120)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 @pytest.mark.chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
     index = Path(report.write_report(hostile(), tmp_path / "out"))
     # 1. the page as written: no console message at all (a CSP violation or a script error would log one)
     shot = tmp_path / "shot.png"
-    plain = _chromium(index.as_uri(), f"--screenshot={shot}", "--window-size=1200,2000")
+    plain = chromium(index.as_uri(), f"--screenshot={shot}", "--window-size=1200,2000")
     assert shot.exists() and shot.stat().st_size > 10_000, plain.stderr[-2000:]
     console = [line for line in plain.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert console == []
@@ -187,7 +170,7 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     page = page.replace("</body>", _CHECK_SCRIPT + "</body>")
     probe = index.with_name("probe.html")
     probe.write_text(page, encoding="utf-8")
-    dom = _chromium(probe.as_uri(), "--dump-dom").stdout
+    dom = chromium(probe.as_uri(), "--dump-dom").stdout
     assert f'<pre id="img-check">images {len(FIGURES)}/{len(FIGURES)}</pre>' in dom
     assert "alert(1)" in dom and "<script>alert(1)" not in dom
 

@@ -21,12 +21,16 @@ from analyzer import report
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 
 
-@pytest.fixture(scope="module")
-def incident(tmp_path_factory: pytest.TempPathFactory) -> tuple[analyzer.Analysis, Path]:
+def incident_report(out: Path) -> tuple[analyzer.Analysis, Path]:
+    """incident.pcapng analysed and its report written into `out`."""
     a = analyzer.analyze(CAPTURES / "incident.pcapng")
-    out = tmp_path_factory.mktemp("incident")
     report.write_report(a, out)
     return a, out
+
+
+@pytest.fixture(scope="module")
+def incident(tmp_path_factory: pytest.TempPathFactory) -> tuple[analyzer.Analysis, Path]:
+    return incident_report(tmp_path_factory.mktemp("incident"))
 
 
 def _links(page: Path) -> list[str]:
