@@ -45,6 +45,11 @@ ISSUE_SCALES = {
     "capture/idb-options": 32,              # a 128 MB interface block of options
     "capture/tiny-blocks": 10,              # 2M 12-byte blocks
     "capture/many-interfaces": 60,          # ~4M interface blocks
+    "capture/gzip-runts": 10,               # 2M tiny records of each kind (127-476 KB of .gz)
+    "capture/gzip-malformed-ipv4": 10,
+    "capture/gzip-bad-tcp-offset": 10,
+    "capture/gzip-udp": 10,
+    "capture/gzip-arp": 10,
     "handshake/pipelined-requests": 40,     # 80 connections x 64 pipelined 63 KB requests
     "memory/tiny-frames": 80,               # 4M 2-byte frames, 8 MB of pcap
     "memory/problem-flood": 25,             # 2.2M frames, 2M problems before the caps
