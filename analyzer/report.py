@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 MAX_ROWS = {"connections": 500, "messages": 300, "problems": 300, "close_codes": 500, "versions": 100}
 #: frames per frames page, and at most this many pages (the rest are in tables/frames.csv)
 FRAMES_PER_PAGE = 500
-MAX_FRAME_PAGES = 100
+MAX_FRAME_PAGES = 50
 #: connections that get a page of their own (the first ones, in the connections table's order)
-MAX_CONN_PAGES = 200
+MAX_CONN_PAGES = 100
 
 _FIGURE_DPI = 100
 

@@ -47,16 +47,24 @@ _PROBLEMS = ["frame_no", "time", "sender", "kind", "detail"]
 _DIRECTION = {"client": "client → server", "server": "server → client"}
 
 
-def _fields(row: pd.DataFrame, fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(label, display text) of one connection's row for the columns present."""
-    from analyzer.report_tables import cell_strings
+def _text(v: Any) -> str:
+    """One value as the tables show it (see report_tables.cell_strings), without a pandas call."""
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, pd.Timestamp):
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(v, pd.Timedelta):
+        return f"{v.total_seconds():.6f} s"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6g}"
+    return stats.printable(v)
 
-    out = []
-    for label, col in fields:
-        if col in row.columns:
-            text = cell_strings(row[col])[0][0]
-            out.append((label, text if text != "" else "—"))
-    return out
+
+def _fields(row: pd.Series, fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(label, display text) of one connection's row for the columns present."""
+    return [(label, _text(row[col]) or "—") for label, col in fields if col in row.index]
 
 
 def _timeline(conn: pd.DataFrame, closes: pd.DataFrame, msgs: pd.DataFrame,
@@ -114,9 +122,9 @@ def pages(a: Analysis, conn_ids: list[int], origin: pd.Timestamp | None,
             "conn_id": cid,
             "endpoints": stats.printable(f"{row['client']}:{row['client_port']} → "
                                          f"{row['server']}:{row['server_port']}"),
-            "request": _fields(conn, REQUEST_FIELDS),
-            "response": _fields(conn, RESPONSE_FIELDS),
-            "close": _fields(conn, CLOSE_FIELDS),
+            "request": _fields(row, REQUEST_FIELDS),
+            "response": _fields(row, RESPONSE_FIELDS),
+            "close": _fields(row, CLOSE_FIELDS),
             "timeline": display_table(_timeline(conn, closes, msgs, origin), None, 10_000, None,
                                       name="timeline", links=links),
             "transcript": display_table(_transcript(msgs, origin), _TRANSCRIPT, MAX_TRANSCRIPT,
