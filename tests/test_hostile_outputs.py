@@ -112,8 +112,9 @@ def test_tables_are_written_in_chunks_with_the_same_content(shapes, tmp_path, mo
 def test_report_html_shows_a_bounded_number_of_rows(shapes, tmp_path) -> None:
     a = analyzer.analyze(shapes["report-tiny-frames"], jobs=1)
     page = Path(report.write_report(a, tmp_path)).read_text(encoding="utf-8")
-    assert page.count("<tr>") <= sum(report.MAX_ROWS.values()) + 100
-    assert f"The first {report.MAX_ROWS['frames']:,} of 20,000 rows" in page
+    assert page.count("<tr") <= sum(report.MAX_ROWS.values()) + report.FRAMES_PER_PAGE + 100
+    assert f"Rows 1–{report.FRAMES_PER_PAGE:,} of 20,000" in page  # the first frames page; the rest paged
+    assert len(list((tmp_path / "frames").glob("*.html"))) <= report.MAX_FRAME_PAGES
     assert len(pd.read_csv(tmp_path / "tables" / "frames.csv")) == 20_000
 
 
