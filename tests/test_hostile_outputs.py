@@ -28,7 +28,8 @@ ENV.pop("WS_ANALYZER_DEBUG", None)
 ENV.pop("PYTHONIOENCODING", None)
 
 #: what must never reach a terminal or a page raw: C0 but TAB/LF/CR (layout), DEL, C1, bidi controls
-UNSAFE = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+UNSAFE = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f"
+                    "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def run(*args: str, encoding: str | None = None) -> subprocess.CompletedProcess[bytes]:
