@@ -90,7 +90,7 @@ def make_subdir(path: str | os.PathLike[str]) -> str:
 
 # --- conversions -------------------------------------------------------------------------------
 
-def _is_text(s: pd.Series) -> bool:
+def is_text(s: pd.Series) -> bool:
     return (pd.api.types.is_string_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype)
             or s.dtype == object)
 
@@ -106,7 +106,7 @@ def _iso_text(s: pd.Series) -> pd.Series:
     return pd.Series(pd.array(text, dtype="string"), index=s.index).mask(s.isna())
 
 
-def _plain(df: pd.DataFrame) -> pd.DataFrame:
+def plain_table(df: pd.DataFrame) -> pd.DataFrame:
     """Text-format friendly copy: bytes → hex, timedelta → seconds, datetimes → ISO text."""
     out = df.copy(deep=False)
     for name in out.columns:
@@ -159,7 +159,7 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy(deep=False)
     for name in out.columns:
         s = out[name]
-        if not _is_text(s):
+        if not is_text(s):
             continue
         if isinstance(s.dtype, pd.CategoricalDtype):
             cats = pd.Series(s.cat.categories.astype("string"))
@@ -173,18 +173,19 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _chunks(df: pd.DataFrame) -> Iterator[pd.DataFrame]:
-    """df in slices of CHUNK_ROWS rows (one empty slice for an empty table)."""
-    yield df.iloc[:CHUNK_ROWS]
-    for start in range(CHUNK_ROWS, len(df), CHUNK_ROWS):
-        yield df.iloc[start:start + CHUNK_ROWS]
+def chunks(df: pd.DataFrame, size: int | None = None) -> Iterator[pd.DataFrame]:
+    """df in slices of `size` rows, CHUNK_ROWS by default (one empty slice for an empty table)."""
+    size = size or CHUNK_ROWS
+    yield df.iloc[:size]
+    for start in range(size, len(df), size):
+        yield df.iloc[start:start + size]
 
 
 # --- writers -----------------------------------------------------------------------------------
 
 def _write_csv(df: pd.DataFrame, fh: IO[str]) -> None:
-    for i, part in enumerate(_chunks(df)):
-        neutralise_formulas(_joined_lists(_plain(part))).to_csv(fh, index=False, header=i == 0,
+    for i, part in enumerate(chunks(df)):
+        neutralise_formulas(_joined_lists(plain_table(part))).to_csv(fh, index=False, header=i == 0,
                                                                  lineterminator="\r\n")
 
 
@@ -192,8 +193,8 @@ def _write_json_records(df: pd.DataFrame, fh: IO[str]) -> None:
     """df as a JSON array of row objects, chunk by chunk."""
     fh.write("[")
     first = True
-    for part in _chunks(df):
-        body = _plain(part).to_json(orient="records", force_ascii=False)[1:-1]
+    for part in chunks(df):
+        body = plain_table(part).to_json(orient="records", force_ascii=False)[1:-1]
         if body:
             fh.write(("" if first else ",") + json_safe(body))
             first = False
@@ -221,7 +222,7 @@ def _write_parquet(df: pd.DataFrame, fh: IO[bytes]) -> None:
 
     schema = _arrow_schema(df)
     with pq.ParquetWriter(fh, schema) as writer:
-        for part in _chunks(df):
+        for part in chunks(df):
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
@@ -302,5 +303,17 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
     return [write_table(df, os.path.join(target, f"{name}.{fmt}"), fmt) for name, df in tables.items()]
 
 
-__all__ = ["CHUNK_ROWS", "FORMATS", "TABLE_FORMATS", "TOOL_FORMATS", "export", "make_subdir",
-           "neutralise_formulas", "open_output", "write_table"]
+__all__ = [
+    "CHUNK_ROWS",
+    "FORMATS",
+    "TABLE_FORMATS",
+    "TOOL_FORMATS",
+    "chunks",
+    "export",
+    "is_text",
+    "make_subdir",
+    "neutralise_formulas",
+    "open_output",
+    "plain_table",
+    "write_table",
+]

@@ -15,8 +15,8 @@ from typing import IO
 
 import pandas as pd
 
-from analyzer.export import _plain, neutralise_formulas
-from analyzer.stats import _CONTROL, json_safe
+from analyzer.export import chunks, is_text, neutralise_formulas, plain_table
+from analyzer.stats import CONTROL_ESCAPES, json_safe
 
 FORMATS = ("text", "json", "jsonl", "csv", "tsv")
 CHUNK = 5000     # rows converted to text at a time
@@ -30,7 +30,7 @@ def cell_text(s: pd.Series) -> pd.Series:
         secs = s.dt.total_seconds()
         return secs.map("{:.6f}".format).astype("string").mask(secs.isna(), "")
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        return _plain(s.to_frame())[s.name].astype("string").fillna("")
+        return plain_table(s.to_frame())[s.name].astype("string").fillna("")
     if pd.api.types.is_bool_dtype(dtype):
         return s.map({True: "true", False: "false"}).astype("string").fillna("")
     if pd.api.types.is_float_dtype(dtype):
@@ -38,7 +38,7 @@ def cell_text(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("")
 
 
-_UNSAFE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL) + "]")
+_UNSAFE = re.compile("[" + "".join(re.escape(chr(c)) for c in CONTROL_ESCAPES) + "]")
 
 
 def _escaped(s: pd.Series) -> pd.Series:
@@ -46,7 +46,7 @@ def _escaped(s: pd.Series) -> pd.Series:
     risky = s.str.contains(_UNSAFE, na=False)
     if not risky.any():
         return s
-    return s.mask(risky, s[risky].str.translate(_CONTROL))
+    return s.mask(risky, s[risky].str.translate(CONTROL_ESCAPES))
 
 
 def _right_aligned(s: pd.Series) -> bool:
@@ -67,7 +67,7 @@ def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] 
     labels = labels or {}
     texts = {c: cells(df[c]) for c in columns}
     # captured text can only be in text columns; the last one is cut before it is escaped
-    shown = {c: _escaped(texts[c]) if _is_text(df[c]) else texts[c] for c in columns[:-1]}
+    shown = {c: _escaped(texts[c]) if is_text(df[c]) else texts[c] for c in columns[:-1]}
     heads = {c: labels.get(c, c) for c in columns}
     widths = {c: max(len(heads[c]), int(shown[c].str.len().max()) if len(df) else 0)
               for c in columns[:-1]}
@@ -101,7 +101,7 @@ def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] 
 
 
 def _escape_block(text: str) -> str:
-    return "\n".join(line.translate(_CONTROL) for line in text.split("\n"))
+    return "\n".join(line.translate(CONTROL_ESCAPES) for line in text.split("\n"))
 
 
 def _indent(text: str, by: str = "    ") -> str:
@@ -114,9 +114,9 @@ def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str]) -> N
     if fmt in ("json", "jsonl"):
         _write_json(table, out, lines=fmt == "jsonl")
     elif fmt == "csv":
-        for i in range(0, max(len(table), 1), CHUNK):
-            part = neutralise_formulas(_plain(table.iloc[i:i + CHUNK]))
-            part = part.apply(lambda s: _escaped(s.astype("string")) if _is_text(s) else s)
+        for i, part in enumerate(chunks(table, CHUNK)):
+            part = neutralise_formulas(plain_table(part))
+            part = part.apply(lambda s: _escaped(s.astype("string")) if is_text(s) else s)
             out.write(part.to_csv(index=False, header=i == 0, lineterminator="\r\n"))
     elif fmt == "tsv":
         out.write("\t".join(columns) + "\n")
@@ -132,17 +132,12 @@ def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str]) -> N
         raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
-def _is_text(s: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype) \
-        or s.dtype == object
-
-
 def _write_json(table: pd.DataFrame, out: IO[str], lines: bool) -> None:
     if not lines:
         out.write("[")
     first = True
     for i in range(0, len(table), CHUNK):
-        plain = _plain(table.iloc[i:i + CHUNK])
+        plain = plain_table(table.iloc[i:i + CHUNK])
         body = plain.to_json(orient="records", force_ascii=False, lines=lines, double_precision=9)
         if lines:
             out.write(json_safe(body.rstrip("\n")) + "\n")

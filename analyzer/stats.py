@@ -25,12 +25,12 @@ TIMELINE_MAX_FILLED_BUCKETS = 1_000_000
 
 CLOSE_SENDERS = ("client", "server", "none")
 
-# C0 and C1 control characters, DEL: shown as \xNN so captured text cannot drive a terminal; the
+#: C0 and C1 control characters, DEL: shown as \xNN so captured text cannot drive a terminal; the
 # Unicode bidi controls as \uNNNN so captured text cannot reorder what is shown around it.
 # U+2028/2029 too: str.splitlines() and some viewers break lines there.
 _BIDI = (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({c: f"\\u{c:04x}" for c in _BIDI})
+CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+CONTROL_ESCAPES.update({c: f"\\u{c:04x}" for c in _BIDI})
 # What JSON leaves raw (json.dumps escapes only C0, quotes and backslashes): DEL, C1 and the bidi
 # controls, written as \uNNNN escapes so the JSON stays the same data but is safe on a terminal.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f" + "".join(chr(c) for c in _BIDI) + "]")
@@ -41,7 +41,7 @@ MIN_RATE_SPAN_S = 1.0
 
 def printable(text: object) -> str:
     """`text` with control characters escaped (\\xNN): safe to print on a terminal."""
-    return str(text).translate(_CONTROL)
+    return str(text).translate(CONTROL_ESCAPES)
 
 
 def json_safe(text: str) -> str:

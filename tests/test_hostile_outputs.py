@@ -95,9 +95,9 @@ def test_tables_are_written_in_chunks_with_the_same_content(shapes, tmp_path, mo
     whole = {fmt: export.export(a, tmp_path / f"whole-{fmt}", fmt) for fmt in ("csv", "parquet")}
     whole_json = export.export(a, tmp_path / "whole.json", "json")[0]
     seen: list[int] = []
-    plain = export._plain
+    plain = export.plain_table
     monkeypatch.setattr(export, "CHUNK_ROWS", 3_000)
-    monkeypatch.setattr(export, "_plain", lambda df: (seen.append(len(df)), plain(df))[1])
+    monkeypatch.setattr(export, "plain_table", lambda df: (seen.append(len(df)), plain(df))[1])
     for fmt in ("csv", "parquet"):
         for ours, theirs in zip(export.export(a, tmp_path / f"chunked-{fmt}", fmt), whole[fmt]):
             if fmt == "csv":
