@@ -32,13 +32,14 @@ import functools
 import re
 import struct
 
+from analyzer.budget import SHARED_BUDGET, BudgetedPayload, PayloadBudget
 from analyzer.events import Frame, FrameEvent, Problem
 from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
 
 __all__ = [
-    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "SHARED_BUDGET", "CutFrame",
-    "FrameDecoder", "PayloadBudget", "parse_close_payload",
+    "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "CutFrame", "FrameDecoder",
+    "parse_close_payload",
 ]
 
 # RFC 6455, Section 5.2 - Base Framing Protocol
@@ -79,69 +80,6 @@ class CutFrame(Frame):
 
     __slots__ = ()
 
-
-class PayloadBudget:
-    """The bytes of partial frame payloads that all decoders sharing this budget may hold.
-
-    A frame within `max_payload` whose payload arrives over several feeds is buffered until it
-    is complete; each decoder's buffer is bounded by max_payload, but a capture with thousands of
-    connections each in the middle of a large frame is not. Over the budget, the frame being
-    buffered gives its bytes back and is counted, not kept (FRAME_TOO_LARGE, payload None).
-    """
-
-    __slots__ = ("held", "limit", "refused")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0            # bytes held now
-        self.refused = 0         # frames that were dropped from buffering for lack of budget
-
-    def take(self, n: int) -> bool:
-        if self.held + n > self.limit:
-            self.refused += 1
-            return False
-        self.held += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.held -= n
-
-
-#: The budget every decoder uses unless given its own: 64 MiB of partial payloads in all.
-SHARED_BUDGET = PayloadBudget(64 << 20)
-
-
-class BudgetedPayload:
-    """The partial payload a decoder holds against a PayloadBudget (shared by the RFC 6455 and
-    hixie decoders). Subclasses define the slots `_budget`, `_held` and `_payload`."""
-
-    __slots__ = ()
-    _budget: PayloadBudget
-    _held: int
-    _payload: bytearray | None
-
-    def _drop_payload(self) -> None:
-        """Forget the partial payload and give its bytes back to the budget."""
-        self._payload = None
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
-
-    def _budget_refusal(self, what: str, record_no: int, ts_ns: int) -> Problem:
-        """Drop the partial payload of a frame the budget has no room for; the problem to report."""
-        kept = len(self._payload or b"")
-        self._drop_payload()
-        budget = self._budget
-        return Problem(
-            ProblemKind.FRAME_TOO_LARGE,
-            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
-            f"found={budget.held} bytes held by other frames ({what}, {kept} bytes buffered): "
-            "payload counted, not kept", record_no, ts_ns)
-
-    def __del__(self) -> None:
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
 
 # hybi-04..06 wire opcode → RFC 6455 opcode. The defined ones come from protocol.HYBI04_OPCODES;
 # the wire values reserved in those drafts map one-to-one onto RFC-reserved numbers (6, 7, B-F

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 
+from analyzer.budget import SHARED_BUDGET, BudgetedPayload, PayloadBudget
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.frames import SHARED_BUDGET, BudgetedPayload, CutFrame, PayloadBudget
+from analyzer.frames import CutFrame
 from analyzer.protocol import ProblemKind
 
 __all__ = ["HixieFrameDecoder"]

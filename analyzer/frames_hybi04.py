@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 
+from analyzer.budget import PayloadBudget
 from analyzer.events import Frame, FrameEvent, Problem
-from analyzer.frames import FrameDecoder, PayloadBudget
+from analyzer.frames import FrameDecoder
 from analyzer.masking import unmask
 from analyzer.protocol import ProblemKind
 

@@ -28,7 +28,7 @@ Rule 4: the response to the upgrade request ends the handshake: HandshakeDone. A
         as another request may follow on the same keep-alive connection.
 Rule 5: nothing is buffered without a bound (max_header_bytes for a header block, MAX_LINE for a
         start line, MAX_PENDING parsed requests waiting for responses, max_hold for client bytes
-        waiting for a response, and HANDSHAKE_BUDGET for what all parsers hold together: their
+        waiting for a response, and budget.SHARED_HANDSHAKE_BUDGET for what all parsers hold together: their
         raw bytes and their parsed, unanswered requests and responses). Over a bound, or on any
         malformed input: Problem(HTTP_MALFORMED) (or HANDSHAKE_FAILED for a budget,
         HTTP_PIPELINE_LIMIT for pipelining) and NotWebSocket. No input raises.
@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from analyzer.budget import SHARED_HANDSHAKE_BUDGET, PayloadBudget
 from analyzer.events import (
     DeflateParams,
     Handshake,
@@ -58,7 +59,6 @@ from analyzer.events import (
     NotWebSocket,
     Problem,
 )
-from analyzer.frames import PayloadBudget
 from analyzer.protocol import DRAFT_OF_VERSION, WEBSOCKET_GUID, ProblemKind
 
 __all__ = [
@@ -115,10 +115,6 @@ _SENSITIVE_LINE = re.compile(r"[ \t]*(?:proxy-)?(?:set-)?(?:cookie2?|authorizati
 _HIXIE_KEY3_LEN = 8       # draft-hixie-thewebsocketprotocol-76 §4.1 step 40: 8 random bytes
 _HIXIE_ANSWER_LEN = 16    # draft-hixie-thewebsocketprotocol-76 §5.2 step 11: 16-byte MD5 digest
 _U32 = struct.Struct("!I")
-
-#: The bytes buffered by all handshake parsers together (a capture of thousands of connections
-#: each holding up to max_hold bytes must not hold them all).
-HANDSHAKE_BUDGET = PayloadBudget(64 << 20)
 
 _HYBI_DRAFT_NAMES = {1: "hybi-01", 2: "hybi-02", 3: "hybi-03"}
 _DEFLATE_NAMES = ("permessage-deflate", "x-webkit-deflate-frame", "deflate-frame")
@@ -637,7 +633,7 @@ class HandshakeParser:
     Args:
         max_header_bytes: the largest header block (start line + fields) buffered for one
             message; over it: Problem(HTTP_MALFORMED) + NotWebSocket.
-        budget: the bound on the bytes buffered by all parsers together (HANDSHAKE_BUDGET).
+        budget: the bound on the bytes buffered by all parsers together (budget.SHARED_HANDSHAKE_BUDGET).
 
     Events: HandshakeDone once per upgrade request answered (a failed one may be followed by
     another on the same keep-alive connection), NotWebSocket when the connection cannot carry
@@ -651,7 +647,7 @@ class HandshakeParser:
     """
 
     def __init__(self, *, max_header_bytes: int = 65536, budget: PayloadBudget | None = None) -> None:
-        self._budget = HANDSHAKE_BUDGET if budget is None else budget
+        self._budget = SHARED_HANDSHAKE_BUDGET if budget is None else budget
         self._held = 0                # bytes of the budget this parser holds
         self._parsed = 0              # the cost of the parsed requests and response it holds
         self.max_header_bytes = max(256, int(max_header_bytes))

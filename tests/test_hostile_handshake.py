@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import analyzer
+from analyzer.budget import PayloadBudget
 from analyzer.events import HandshakeDone, NotWebSocket, Problem
 from analyzer.export import export
-from analyzer.frames import PayloadBudget
 from analyzer.handshake import HandshakeParser, redact_subprotocols, redact_target
 from analyzer.protocol import ProblemKind
 from tests.hostile.handshake import (

@@ -16,9 +16,10 @@ import pytest
 
 import analyzer
 from analyzer import packets as packets_mod
+from analyzer.budget import SHARED_BUDGET, PayloadBudget
 from analyzer.capture import CaptureReader
 from analyzer.events import Frame, PacketRecord, Problem, Segment, StreamData, StreamProblem
-from analyzer.frames import SHARED_BUDGET, FrameDecoder, PayloadBudget
+from analyzer.frames import FrameDecoder
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.handshake import HandshakeParser
 from analyzer.messages import MessageAssembler

@@ -24,6 +24,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from analyzer import frames as frames_module
+from analyzer.budget import PayloadBudget
 from analyzer.capture import CaptureError, CaptureReader
 from analyzer.events import (
     DeflateParams,
@@ -41,7 +42,7 @@ from analyzer.events import (
     StreamOpened,
     StreamProblem,
 )
-from analyzer.frames import FrameDecoder, PayloadBudget
+from analyzer.frames import FrameDecoder
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.handshake import HandshakeParser
 from analyzer.inflate import InflateError, Inflater

@@ -1,0 +1,82 @@
+"""Memory budgets shared by the stages of one analysis: the bytes of partial frame payloads and of
+buffered handshakes that all connections together may hold, so that a capture with thousands of
+connections each in the middle of something large cannot grow without bound."""
+
+from __future__ import annotations
+
+from analyzer.events import Problem
+from analyzer.protocol import ProblemKind
+
+__all__ = ["HANDSHAKE_BUDGET_BYTES", "PAYLOAD_BUDGET_BYTES", "SHARED_BUDGET", "SHARED_HANDSHAKE_BUDGET",
+           "BudgetedPayload", "PayloadBudget"]
+
+
+class PayloadBudget:
+    """The bytes of partial frame payloads that all decoders sharing this budget may hold.
+
+    A frame within `max_payload` whose payload arrives over several feeds is buffered until it
+    is complete; each decoder's buffer is bounded by max_payload, but a capture with thousands of
+    connections each in the middle of a large frame is not. Over the budget, the frame being
+    buffered gives its bytes back and is counted, not kept (FRAME_TOO_LARGE, payload None).
+    """
+
+    __slots__ = ("held", "limit", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0            # bytes held now
+        self.refused = 0         # frames that were dropped from buffering for lack of budget
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            self.refused += 1
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+#: Partial frame payloads held by all frame decoders of one analysis (divided when processes
+#: share a capture).
+PAYLOAD_BUDGET_BYTES = 64 << 20
+#: Bytes held by all handshake parsers of one analysis (divided likewise).
+HANDSHAKE_BUDGET_BYTES = 64 << 20
+
+#: The budgets every decoder / handshake parser uses unless given its own (a stage used alone).
+SHARED_BUDGET = PayloadBudget(PAYLOAD_BUDGET_BYTES)
+SHARED_HANDSHAKE_BUDGET = PayloadBudget(HANDSHAKE_BUDGET_BYTES)
+
+
+class BudgetedPayload:
+    """The partial payload a decoder holds against a PayloadBudget (shared by the RFC 6455 and
+    hixie decoders). Subclasses define the slots `_budget`, `_held` and `_payload`."""
+
+    __slots__ = ()
+    _budget: PayloadBudget
+    _held: int
+    _payload: bytearray | None
+
+    def _drop_payload(self) -> None:
+        """Forget the partial payload and give its bytes back to the budget."""
+        self._payload = None
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    def _budget_refusal(self, what: str, record_no: int, ts_ns: int) -> Problem:
+        """Drop the partial payload of a frame the budget has no room for; the problem to report."""
+        kept = len(self._payload or b"")
+        self._drop_payload()
+        budget = self._budget
+        return Problem(
+            ProblemKind.FRAME_TOO_LARGE,
+            f"expected=partial payloads within the shared budget of {budget.limit} bytes, "
+            f"found={budget.held} bytes held by other frames ({what}, {kept} bytes buffered): "
+            "payload counted, not kept", record_no, ts_ns)
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
