@@ -240,6 +240,8 @@ class ProblemKind(str, Enum):
     CLOSE_NOT_ECHOED = "close-not-echoed"
     # limits of the whole analysis
     KEPT_PAYLOAD_LIMIT = "kept-payload-limit"        # payloads=True: payloads past the budget not kept
+    # a bug of ours (never bad input): an exception inside a stage, caught at the connection
+    INTERNAL_ERROR = "internal-error"
 
     def __str__(self) -> str:
         return self.value
