@@ -31,7 +31,10 @@ Rule 5: nothing is buffered without a bound (max_header_bytes for a header block
         waiting for a response, and budget.SHARED_HANDSHAKE_BUDGET for what all parsers hold together: their
         raw bytes and their parsed, unanswered requests and responses). Over a bound, or on any
         malformed input: Problem(HTTP_MALFORMED) (or HANDSHAKE_FAILED for a budget,
-        HTTP_PIPELINE_LIMIT for pipelining) and NotWebSocket. No input raises.
+        HTTP_PIPELINE_LIMIT for pipelining) and NotWebSocket. No input raises: only the
+        exceptions bad input causes are caught (_Malformed, ValueError of a hixie-76 key), each
+        where it arises; any other exception is a bug of ours and propagates out of
+        feed/gap/finish, leaving the parser finished with its budget share given back.
 Rule 6: after NotWebSocket, or after a successful HandshakeDone, the parser is finished: every
         later call returns [].
 
@@ -45,7 +48,7 @@ import base64
 import hashlib
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -675,25 +678,46 @@ class HandshakeParser:
         if not side.buf and side.first_record is None:
             side.first_record = self._record
         side.buf += data
-        try:
-            self._run()
-        except Exception as exc:  # Rule 5: no input may raise out of the parser
-            self._give_up(f"internal parser error: {exc!r}", malformed=True)
-        self._account()
-        return self._take()
+        return self._settle(self._run)
 
     def gap(self, direction: int) -> list[HandshakeEvent]:
         """A TCP hole in one direction: the handshake cannot be followed further."""
         if self._finished:
             return []
-        self._give_up(f"tcp gap in direction {direction} during the handshake", malformed=False)
-        self._account()
-        return self._take()
+        return self._settle(lambda: self._give_up(
+            f"tcp gap in direction {direction} during the handshake", malformed=False))
 
     def finish(self) -> list[HandshakeEvent]:
         """The stream ended (both directions, or the capture)."""
         if self._finished:
             return []
+        return self._settle(self._end)
+
+    def __del__(self) -> None:
+        if self._held:
+            self._budget.give(self._held)
+            self._held = 0
+
+    def _settle(self, step: Callable[[], None]) -> list[HandshakeEvent]:
+        """Run one step of feed/gap/finish, bring the budget share in line, hand out the events.
+
+        Bad input never raises (Rule 5): it becomes Problem events. An exception is a bug of ours
+        and propagates (the connection layer reports it as an internal-error problem, STYLE 19),
+        but first the parser is finished and gives its budget share back, so the connection
+        can go on as given up without holding the bytes of every other connection's budget.
+        """
+        try:
+            step()
+        except BaseException:
+            self._out.clear()
+            self._finished = True
+            self._account()
+            raise
+        self._account()
+        return self._take()
+
+    def _end(self) -> None:
+        """finish(): an unanswered upgrade request is a failed handshake, anything else not one."""
         upgrade = self._pending[-1] if self._pending and self._pending[-1].upgrade else None
         if upgrade is not None and self._response is None and not self._server_started():
             self._problem(ProblemKind.HANDSHAKE_NO_RESPONSE,
@@ -706,13 +730,6 @@ class HandshakeParser:
                           kind=ProblemKind.HANDSHAKE_NO_RESPONSE)
         else:
             self._not_websocket("stream ended without a WebSocket upgrade")
-        self._account()
-        return self._take()
-
-    def __del__(self) -> None:
-        if self._held:
-            self._budget.give(self._held)
-            self._held = 0
 
     # --- memory ----------------------------------------------------------------------------------
 
