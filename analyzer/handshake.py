@@ -811,20 +811,10 @@ class HandshakeParser:
                               "no response", malformed=False, kind=ProblemKind.HANDSHAKE_NO_RESPONSE)
             return False
         if self._cstate == "body":
-            assert side.body is not None
-            try:
-                n = side.body.consume(side.buf)
-            except _Malformed as exc:
-                self._give_up(f"request body: {exc}", malformed=True)
+            if not self._skip_body(side, "request"):
                 return False
-            if n:
-                del side.buf[:n]
-            if side.body.done:
-                side.body = None
-                self._cstate = "head"
-                side.first_record = self._record if side.buf else None
-                return True
-            return False
+            self._cstate = "head"
+            return True
         if self._cstate == "key3":
             if len(side.buf) < _HIXIE_KEY3_LEN:
                 return False
@@ -876,26 +866,33 @@ class HandshakeParser:
             side.first_record = self._record if side.buf else None
         return True
 
+    def _skip_body(self, side: _Side, message: str) -> bool:
+        """Skip what side.buf holds of side.body ("request" or "response" names it in a problem);
+        True when the body is complete and the side reads its next message head."""
+        assert side.body is not None
+        try:
+            n = side.body.consume(side.buf)
+        except _Malformed as exc:
+            self._give_up(f"{message} body: {exc}", malformed=True)
+            return False
+        if n:
+            del side.buf[:n]
+        if not side.body.done:
+            return False
+        side.body = None
+        side.first_record = self._record if side.buf else None
+        return True
+
     # --- server side ---------------------------------------------------------------------------
 
     def _step_server(self) -> bool:
         assert self._client is not None
         side = self._sides[1 - self._client]
         if self._sstate == "body":
-            assert side.body is not None
-            try:
-                n = side.body.consume(side.buf)
-            except _Malformed as exc:
-                self._give_up(f"response body: {exc}", malformed=True)
+            if not self._skip_body(side, "response"):
                 return False
-            if n:
-                del side.buf[:n]
-            if side.body.done:
-                side.body = None
-                self._sstate = "head"
-                side.first_record = self._record if side.buf else None
-                return self._after_exchange()
-            return False
+            self._sstate = "head"
+            return self._after_exchange()
         if self._sstate == "answer":
             assert self._response is not None
             if len(side.buf) < _HIXIE_ANSWER_LEN:
