@@ -105,7 +105,7 @@ _TOKEN_PREFIX = re.compile(rb"(?:[A-Za-z][" + _TCHARS + rb"]{0,%d})?" % (MAX_MET
 _REQUEST_LINE = re.compile(rb"([" + _TCHARS + rb"]+) +([^ \t\r\n]+) +HTTP/(\d)\.(\d)[ \t]*\r?")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?:[ \t]([^\r\n]*))?\r?")
 _HEAD_END = re.compile(rb"\n\r?\n")
-_BLANKS = re.compile(rb"[\r\n]*")     # blank lines before a message are skipped (RFC 7230 §3.5)
+_NOT_BLANK = re.compile(rb"[^\r\n]")  # blank lines before a message are skipped (RFC 7230 §3.5)
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
 
@@ -766,10 +766,11 @@ class HandshakeParser:
         return out
 
     def _server_started(self) -> bool:
+        """The server sent more than blank lines: its response has begun."""
         if self._client is None:
             return False
         side = self._sides[1 - self._client]
-        return bool(side.buf) and _BLANKS.match(side.buf).end() < len(side.buf)
+        return _NOT_BLANK.search(side.buf) is not None
 
     def _run(self) -> None:
         if self._client is None and not self._detect_roles():
@@ -1035,9 +1036,9 @@ class HandshakeParser:
             found = resp.get("sec-websocket-accept")
             accept_valid = found is not None and found.strip() == expected_key
             if not accept_valid:
-                shown = found if found is not None else "(none)"
+                found_shown = found if found is not None else "(none)"
                 problems.append((ProblemKind.ACCEPT_KEY_MISMATCH,
-                                 f"expected={expected_key}, found={shown}"))
+                                 f"expected={expected_key}, found={found_shown}"))
         if accept_valid is False:
             reasons.append("challenge answer mismatch (a browser would fail the connection)"
                            if request.hixie76 else
@@ -1137,7 +1138,8 @@ class HandshakeParser:
         """
         buf = side.buf
         if not side.line_checked:
-            blanks = _BLANKS.match(buf).end()
+            not_blank = _NOT_BLANK.search(buf)
+            blanks = len(buf) if not_blank is None else not_blank.start()
             if blanks:
                 side.consume(blanks)
                 side.first_record = self._record if buf else None

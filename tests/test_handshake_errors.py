@@ -4,7 +4,7 @@ Bad input becomes Problem events of the kind it deserves (http-malformed for a b
 a bad chunked body or an invalid hixie-76 key). A bug of ours, made here by patching a helper to
 raise, propagates out of feed/gap/finish (the connection layer reports it as internal-error,
 issue 14 item 5) and never reads as http-malformed; the parser is then finished and holds no
-budget.
+budget. The last tests reach the all-blank branches of the blank-line skipping with input.
 """
 
 from __future__ import annotations
@@ -120,3 +120,34 @@ def test_internal_failure_after_buffering_gives_back_what_it_held(
         parser.feed(0, UPGRADE[40:], 2, 2)
     assert budget.held == 0
 
+
+# --- blank lines before a message (RFC 7230 §3.5), all-blank buffers included ---------------------
+
+@pytest.mark.parametrize(("server", "reason"), [
+    (b"\r\n\r\n\n", "no response"),                     # blank lines only: no answer begun
+    (b"\r\n\r\nHTTP/1.1 101", "stream ended before the handshake completed"),
+])
+def test_server_blank_lines_before_finish(server: bytes, reason: str) -> None:
+    parser = HandshakeParser()
+    assert feed_all(parser, UPGRADE, server) == []
+    events = parser.finish()
+    detail = "GET /chat: upgrade request without response" if reason == "no response" else reason
+    assert problems(events) == [(ProblemKind.HANDSHAKE_NO_RESPONSE, detail)]
+    (done,) = [e for e in events if isinstance(e, HandshakeDone)]
+    assert (done.handshake.http_status, done.handshake.failure_reason) == (None, reason)
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 1000])
+def test_blank_lines_between_keepalive_messages(piece: int) -> None:
+    client = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" + b"\r\n\r\n" + UPGRADE + FRAME_C
+    server = b"HTTP/1.1 204 No Content\r\n\r\n" + b"\r\n\n" + SWITCH
+    parser = HandshakeParser()
+    events: list[HandshakeEvent] = []
+    # the client's blank lines arrive alone, while its side has nothing else buffered
+    for i in range(0, len(client), piece):
+        events += parser.feed(0, client[i:i + piece], 1, 1)
+    for i in range(0, len(server), piece):
+        events += parser.feed(1, server[i:i + piece], 2, 2)
+    (done,) = events
+    assert isinstance(done, HandshakeDone) and done.handshake.ok
+    assert done.trailing == (FRAME_C, b"")
