@@ -47,9 +47,9 @@ import re
 import stat
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapReader
@@ -166,7 +166,7 @@ def _opener(path: str, flags: int) -> int:
     return fd
 
 
-def _stdin() -> IO[bytes]:
+def _stdin() -> io.BufferedReader:
     """Standard input as the capture (the path STDIN, "-", as tcpdump -r - and tshark -r - take
     it): a pipe or a redirected file, read from a duplicate of fd 0; a terminal or any other
     device is refused unread (reading it would wait for typing)."""
@@ -176,7 +176,15 @@ def _stdin() -> IO[bytes]:
     except BaseException:
         os.close(fd)
         raise
-    return open(fd, "rb", buffering=_READ_BUFFER)
+    return _buffered(fd)
+
+
+def _buffered(file: str | int, opener: Callable[[str, int], int] | None = None) -> io.BufferedReader:
+    """open(file, "rb", buffering=_READ_BUFFER), typed as what that makes (typeshed says BinaryIO,
+    which has no `read1`)."""
+    f = open(file, "rb", buffering=_READ_BUFFER, opener=opener)  # noqa: SIM115 (closed in close())
+    assert isinstance(f, io.BufferedReader)
+    return f
 
 
 def _wait_for_writer(fd: int, seconds: float = FIFO_WAIT_S) -> None:
@@ -262,7 +270,7 @@ class CaptureReader:
         self.records_read: int = 0
         self.size: int = 0
         self._next_no = first_record_no
-        self._raw: IO[bytes] | None = None
+        self._raw: io.BufferedReader | None = None
         self._f: Any = None
         self._gzip = False
         self._fifo = False
@@ -278,8 +286,7 @@ class CaptureReader:
         self._name = name
         try:
             # a 256 KiB buffer: the records are read 16 bytes and a payload at a time
-            raw = (_stdin() if self.path == STDIN
-                   else open(self.path, "rb", buffering=_READ_BUFFER, opener=_opener))  # noqa: SIM115 (closed in close())
+            raw = _stdin() if self.path == STDIN else _buffered(self.path, _opener)
         except FileNotFoundError:
             raise CaptureError(f"{name}: no such file") from None
         except IsADirectoryError:
@@ -300,7 +307,7 @@ class CaptureReader:
             self.close()
             raise CaptureError(f"{name}: not a readable capture ({exc})") from None
 
-    def _open(self, raw: IO[bytes], name: str) -> None:
+    def _open(self, raw: io.BufferedReader, name: str) -> None:
         st = os.fstat(raw.fileno())
         self.size = st.st_size
         self._fifo = stat.S_ISFIFO(st.st_mode)
@@ -757,7 +764,7 @@ def _after(no: int) -> str:
     return f"after record {no - 1}" if no > 1 else "before any record"
 
 
-def _read_exact(read: Any, n: int) -> bytes:
+def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
     """read(n), but a large n is read in pieces: never allocate more than is really there."""
     if n <= _READ_PIECE:
         return read(n)

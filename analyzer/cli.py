@@ -503,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from analyzer.listings import SelectionError
 
         try:
-            status = args.func(args)
+            status: int = args.func(args)
             sys.stdout.flush()
             for line in args.warnings:
                 sys.stderr.write(line + "\n")

@@ -98,7 +98,9 @@ def _rewrite_plain(text: str) -> str:
 
 
 def _parse(expr: str) -> ast.Expression:
-    if not isinstance(expr, str) or not expr.strip():
+    if not isinstance(expr, str):     # from Python, where nothing checked the type
+        raise FilterError(f"a filter is text, not {type(expr).__name__}")
+    if not expr.strip():
         raise FilterError("empty filter")
     if len(expr) > MAX_LENGTH:
         raise FilterError(f"filter longer than {MAX_LENGTH:,} characters")

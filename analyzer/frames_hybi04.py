@@ -145,7 +145,7 @@ class PrefixMaskedFrameDecoder:
     @staticmethod
     def _as_client_frame(ev: FrameEvent) -> FrameEvent:
         if isinstance(ev, Frame):               # a CutFrame too
-            return ev._replace(masked=True, header_len=ev.header_len + _NONCE_LEN)  # type: ignore[union-attr]
+            return ev._replace(masked=True, header_len=ev.header_len + _NONCE_LEN)
         return ev
 
     def gap(self, size: int, record_no: int, ts_ns: int) -> list[FrameEvent]:

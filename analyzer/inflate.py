@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 # RFC 7692, Section 7.2.2: the receiver appends these 4 octets (the end of an empty stored block,
 # which the sender's sync flush produced and then removed) before inflating a message.
@@ -144,7 +145,7 @@ class InflateStream:
         self._inflater.lose_context(f"a message went over the limit; inflating stopped at "
                                     f"{self.produced} bytes")
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str) -> NoReturn:
         self.failed = True
         note = self._fresh_note
         self._inflater.lose_context(f"corrupt compressed data ({why})")

@@ -99,10 +99,10 @@ def parse_when(text: str, origin: pd.Timestamp | None) -> pd.Timestamp:
             raise SelectionError("no capture start to count seconds from; give a date and time")
         return origin + pd.Timedelta(seconds=secs)
     try:
-        ts = pd.Timestamp(text)
+        ts: pd.Timestamp | None = pd.Timestamp(text)
     except (ValueError, TypeError):
-        ts = pd.NaT
-    if pd.isna(ts):
+        ts = None
+    if ts is None or pd.isna(ts):         # pd.Timestamp("nat") is NaT
         raise SelectionError(f"not a time: {text!r} (seconds since the capture start, or e.g. "
                              "'2026-11-26 13:39:56')")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

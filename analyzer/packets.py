@@ -163,22 +163,26 @@ class PacketDecoder:
                     elif proto != _IPPROTO_TCP:
                         return None      # UDP, ICMP…: Rule 1, without the layer-by-layer path
             if len(data) < 14:
-                return self._short(rec, "Ethernet header", 14)
+                self._short(rec, "Ethernet header", 14)
+                return None
             et = data[12] << 8 | data[13]
             off = 14
         elif lt == LINKTYPE_LINUX_SLL:
             if len(data) < 16:
-                return self._short(rec, "Linux SLL header", 16)
+                self._short(rec, "Linux SLL header", 16)
+                return None
             et = _U16.unpack_from(data, 14)[0]
             off = 16
         elif lt == LINKTYPE_LINUX_SLL2:
             if len(data) < 20:
-                return self._short(rec, "Linux SLL2 header", 20)
+                self._short(rec, "Linux SLL2 header", 20)
+                return None
             et = _U16.unpack_from(data)[0]
             off = 20
         elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
             if len(data) < 4:
-                return self._short(rec, "loopback header", 4)
+                self._short(rec, "loopback header", 4)
+                return None
             ver = _NULL_AF.get(_U32_LE.unpack_from(data)[0])
             if ver == 4:
                 return self._ipv4(rec, data, 4)
@@ -187,18 +191,21 @@ class PacketDecoder:
             return None
         elif lt in _RAW_LINKTYPES:
             if not data:
-                return self._short(rec, "IP header", 1)
+                self._short(rec, "IP header", 1)
+                return None
             ver = data[0] >> 4
             if ver == 4:
                 return self._ipv4(rec, data, 0)
             if ver == 6:
                 return self._ipv6(rec, data, 0)
-            return self._malformed(rec, "raw IP link: expected=IP version 4 or 6, found={}", ver)
+            self._malformed(rec, "raw IP link: expected=IP version 4 or 6, found={}", ver)
+            return None
         else:
             return self._slow(rec)
         while et in _VLAN_TPIDS:
             if len(data) < off + 4:
-                return self._short(rec, "VLAN tag", off + 4)
+                self._short(rec, "VLAN tag", off + 4)
+                return None
             et = _U16.unpack_from(data, off + 2)[0]
             off += 4
         if et == _ETH_IPV4:
@@ -210,21 +217,25 @@ class PacketDecoder:
     def _ipv4(self, rec: PacketRecord, data: bytes, off: int) -> Segment | None:
         n = len(data)
         if n - off < 20:
-            return self._short(rec, "IPv4 header", off + 20)
+            self._short(rec, "IPv4 header", off + 20)
+            return None
         vihl, tlen, ident, frag, proto, src, dst = _IP4.unpack_from(data, off)
         if vihl >> 4 != 4:
-            return self._malformed(rec, "IPv4: expected=version 4, found={}", vihl >> 4)
+            self._malformed(rec, "IPv4: expected=version 4, found={}", vihl >> 4)
+            return None
         if proto != _IPPROTO_TCP:
             return None
         ihl = (vihl & 15) << 2
         if ihl < 20:
-            return self._malformed(rec, "IPv4: expected=header length >= 20, found={}", ihl)
+            self._malformed(rec, "IPv4: expected=header length >= 20, found={}", ihl)
+            return None
         if tlen == 0:                    # TSO/GSO capture: the stack left the length to the NIC
             end = n
             truncated = rec.caplen < rec.wirelen
         elif tlen < ihl:
-            return self._malformed(rec, "IPv4: expected=total length >= header length {}, found={}",
-                                   ihl, tlen)
+            self._malformed(rec, "IPv4: expected=total length >= header length {}, found={}",
+                            ihl, tlen)
+            return None
         else:
             end = off + tlen
             truncated = end > n
@@ -233,12 +244,15 @@ class PacketDecoder:
         t = off + ihl
         if t > end:
             if truncated:
-                return self._truncated(rec, "IPv4 header options cut by the snap length")
-            return self._malformed(rec, "IPv4: expected=header length {} within the packet, found={}",
-                                   ihl, end - off)
+                self._truncated(rec, "IPv4 header options cut by the snap length")
+                return None
+            self._malformed(rec, "IPv4: expected=header length {} within the packet, found={}",
+                            ihl, end - off)
+            return None
         if frag & 0x3FFF:                # more-fragments set or a non-zero offset
             if truncated:
-                return self._truncated(rec, "IPv4 fragment cut by the snap length; datagram not reassembled")
+                self._truncated(rec, "IPv4 fragment cut by the snap length; datagram not reassembled")
+                return None
             whole = self._reassemble(rec, (src, dst, ident, proto), (frag & 0x1FFF) << 3,
                                      bool(frag & 0x2000), data[t:end])
             if whole is None:
@@ -249,9 +263,11 @@ class PacketDecoder:
     def _ipv6(self, rec: PacketRecord, data: bytes, off: int) -> Segment | None:
         n = len(data)
         if n - off < 40:
-            return self._short(rec, "IPv6 header", off + 40)
+            self._short(rec, "IPv6 header", off + 40)
+            return None
         if data[off] >> 4 != 6:
-            return self._malformed(rec, "IPv6: expected=version 6, found={}", data[off] >> 4)
+            self._malformed(rec, "IPv6: expected=version 6, found={}", data[off] >> 4)
+            return None
         plen, nh, src, dst = _IP6.unpack_from(data, off)
         t = off + 40
         if plen == 0:                    # jumbogram or TSO capture: the record decides
@@ -277,8 +293,9 @@ class PacketDecoder:
                 t += 8
                 if offflags & 0xFFF9:    # a real fragment (not an atomic one): reassemble
                     if truncated:
-                        return self._truncated(rec, "IPv6 fragment cut by the snap length; "
-                                                    "datagram not reassembled")
+                        self._truncated(rec, "IPv6 fragment cut by the snap length; "
+                                             "datagram not reassembled")
+                        return None
                     whole = self._reassemble(rec, (src, dst, ident, -1), offflags & 0xFFF8,
                                              bool(offflags & 1), data[t:end])
                     if whole is None:
@@ -288,29 +305,36 @@ class PacketDecoder:
                 return None              # UDP, ICMPv6, ESP, no next header…: not TCP
             hops += 1
             if hops > _MAX_IPV6_EXT_HEADERS:
-                return self._malformed(rec, "IPv6: more than {} extension headers", _MAX_IPV6_EXT_HEADERS)
+                self._malformed(rec, "IPv6: more than {} extension headers", _MAX_IPV6_EXT_HEADERS)
+                return None
             if t > end:
                 break
         if nh != _IPPROTO_TCP or t > end:
             if truncated:
-                return self._truncated(rec, "IPv6 extension headers cut by the snap length")
-            return self._malformed(rec, "IPv6: extension header runs past the end of the packet")
+                self._truncated(rec, "IPv6 extension headers cut by the snap length")
+                return None
+            self._malformed(rec, "IPv6: extension header runs past the end of the packet")
+            return None
         return self._tcp(rec, data, t, end, 6, src, dst, truncated)
 
     def _tcp(self, rec: PacketRecord, data: bytes, t: int, end: int, ver: int, src: bytes, dst: bytes,
              truncated: bool) -> Segment | None:
         if end - t < 20:
             if truncated:
-                return self._truncated(rec, "TCP header cut by the snap length")
-            return self._malformed(rec, "TCP: expected=header of 20 bytes, found={}", end - t)
+                self._truncated(rec, "TCP header cut by the snap length")
+                return None
+            self._malformed(rec, "TCP: expected=header of 20 bytes, found={}", end - t)
+            return None
         sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, t)
         doff = (doff >> 4) << 2
         if doff < 20:
-            return self._malformed(rec, "TCP: expected=data offset >= 20, found={}", doff)
+            self._malformed(rec, "TCP: expected=data offset >= 20, found={}", doff)
+            return None
         p = t + doff
         if p > end:
             if not truncated:
-                return self._malformed(rec, "TCP: expected=header of {} bytes, found={}", doff, end - t)
+                self._malformed(rec, "TCP: expected=header of {} bytes, found={}", doff, end - t)
+                return None
             p = end
         if truncated:
             self._truncated(rec, "TCP payload cut by the snap length (caplen={}, wirelen={})",
@@ -347,8 +371,9 @@ class PacketDecoder:
     def _short(self, rec: PacketRecord, what: str, need: int) -> None:
         """The record ends before a header does: a snap-length cut or a malformed record."""
         if rec.caplen < rec.wirelen:
-            return self._truncated(rec, "{} cut by the snap length (caplen={})", what, rec.caplen)
-        return self._malformed(rec, "{}: expected={} bytes, found={}", what, need, len(rec.data))
+            self._truncated(rec, "{} cut by the snap length (caplen={})", what, rec.caplen)
+        else:
+            self._malformed(rec, "{}: expected={} bytes, found={}", what, need, len(rec.data))
 
     # --- fragments ----------------------------------------------------------------------------
 
@@ -446,7 +471,8 @@ class PacketDecoder:
             with quiet_scapy():    # and log warnings to stderr
                 pkt = layer_cls(data)
         except Exception as exc:   # scapy dissectors may raise anything on garbage
-            return self._malformed(rec, "link type {}: scapy could not dissect the record ({})", lt, exc)
+            self._malformed(rec, "link type {}: scapy could not dissect the record ({})", lt, exc)
+            return None
         layer = pkt
         while layer is not None and layer.__class__.__name__ != "NoPayload":
             if isinstance(layer, self._ip_classes):

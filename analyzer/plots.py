@@ -24,6 +24,7 @@ from analyzer.tables import SCHEMAS, empty_tables
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
 
     from analyzer.api import Analysis
 
@@ -64,7 +65,10 @@ _FREQS = [("1ms", 0.001), ("2ms", 0.002), ("5ms", 0.005), ("10ms", 0.01), ("20ms
           ("1h", 3600), ("2h", 7200), ("6h", 21600), ("12h", 43200), ("1D", 86400), ("7D", 604800)]
 
 
-_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+#: what the time plots say when no packet, frame or message has a time
+_NO_TIMES = "no data: no times in the tables"
+
+_OUTSIDE: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -166,13 +170,22 @@ def _barh_stacked(ax: Axes, labels: list[str], parts: dict[str, np.ndarray], col
         ax.barh(y, values, left=left, color=colors[key], hatch=(hatches or {}).get(key, ""),
                 edgecolor="#333333", linewidth=0.5, label=key)
         left = left + values
-    for yi, total in zip(y, left):
+    for yi, total in enumerate(left.tolist()):
         ax.text(total, yi, f" {int(total):,}", va="center", fontsize=8)
     ax.set_yticks(y, labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlim(0, max(left.max(), 1) * 1.15)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.xaxis)
+
+
+def _integer_ticks(axis: Axis) -> None:
+    """Ticks at whole numbers only, on a linear axis (whose locator, an AutoLocator, is a
+    MaxNLocator; other locators have no such setting)."""
+    from matplotlib.ticker import MaxNLocator
+    locator = axis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=True)
 
 
 def _log_bins(values: np.ndarray, n: int = 40) -> np.ndarray:
@@ -242,12 +255,12 @@ def close_codes(a_or_df: Any, ax: Axes | None = None) -> Axes:
             ax.barh(y, values, left=left, color=face, hatch=SENDER_HATCH[sender], edgecolor="#222222",
                     linewidth=0.5)
             left = left + values
-    for yi, tot in zip(y, left):
+    for yi, tot in enumerate(left.tolist()):
         ax.text(tot, yi, f" {int(tot):,}", va="center", fontsize=8)
     ax.set_yticks(y, labels, fontsize=9)
     ax.set_ylim(len(codes) - 0.5, -0.5)
     ax.set_xlim(0, max(left.max(), 1) * 1.15)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.xaxis)
     from matplotlib.patches import Patch
     present = [k for k in CLASS_COLORS if k in classes]
     senders = [s for s in stats.CLOSE_SENDERS if wide[s].any()]
@@ -297,6 +310,8 @@ def connection_timeline(a_or_df: Any, ax: Axes | None = None, origin: pd.Timesta
     if c.empty:
         return _no_data(_axes(ax), title)
     t0 = origin if origin is not None else time_origin(a)
+    if t0 is None:               # no time anywhere: a table whose times are all null
+        return _no_data(_axes(ax), title, _NO_TIMES)
     start = _seconds(c["start"], t0)
     end = _seconds(c["end"].fillna(c["start"]), t0)
     end = np.maximum(end, start)
@@ -371,6 +386,9 @@ def traffic(a_or_df: Any, ax: Axes | None = None, origin: pd.Timestamp | None = 
     title = "Traffic by sender"
     if f.empty:
         return _no_data(_axes(ax), title)
+    t0 = origin if origin is not None else time_origin(a)
+    if t0 is None:
+        return _no_data(_axes(ax), title, _NO_TIMES)
     first = min(f["ts"].min(), a.messages["ts_end"].min() if len(a.messages) else f["ts"].min())
     tmax = max(f["ts"].max(), a.messages["ts_end"].max() if len(a.messages) else f["ts"].max())
     span = (tmax - first).total_seconds()
@@ -383,7 +401,6 @@ def traffic(a_or_df: Any, ax: Axes | None = None, origin: pd.Timestamp | None = 
     per = bucket if rates else 1.0
     unit = "per second" if rates else f"per {freq} bucket"
     tl = stats.timeline(a, freq=freq)
-    t0 = origin if origin is not None else time_origin(a)
     ax = _axes(ax, 9.0, 4.5)
     from matplotlib.ticker import EngFormatter
     twin = ax.twinx()
@@ -405,7 +422,7 @@ def traffic(a_or_df: Any, ax: Axes | None = None, origin: pd.Timestamp | None = 
                      label=f"{sender} messages" + ("/s" if rates else ""))
     ax.yaxis.set_major_formatter(EngFormatter(unit="B/s" if rates else "B"))
     if not rates:
-        twin.yaxis.get_major_locator().set_params(integer=True)
+        _integer_ticks(twin.yaxis)
     ax.set_ylim(bottom=0)
     twin.set_ylim(bottom=0)
     ax.set_ylabel(f"bytes on the wire {unit} (areas)")
@@ -434,10 +451,11 @@ def message_sizes(a_or_df: Any, ax: Axes | None = None) -> Axes:
     for kind in ("text", "binary"):
         sel = (m["type"] == kind).to_numpy()
         if sel.any():
-            ax.hist(clipped[sel], bins=bins, histtype="stepfilled", alpha=0.45, color=TYPE_COLORS[kind],
-                    edgecolor=TYPE_COLORS[kind], linewidth=1.2, label=f"{kind} ({int(sel.sum()):,})")
+            ax.hist(clipped[sel], bins=bins.tolist(), histtype="stepfilled", alpha=0.45,
+                    color=TYPE_COLORS[kind], edgecolor=TYPE_COLORS[kind], linewidth=1.2,
+                    label=f"{kind} ({int(sel.sum()):,})")
     ax.set_xscale("log")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.yaxis)
     ax.legend(fontsize=8)
     ax.set_title(f"{title} ({len(m):,} messages, after decompression)")
     _log_ticks(ax, bins, "B")
@@ -462,12 +480,12 @@ def rtt(a_or_df: Any, ax: Axes | None = None) -> Axes:
     ax = _axes(ax)
     for values, name, color in ((hs, "handshake", "#55a868"), (ping, "ping → pong", "#8172b2")):
         if values.size:
-            ax.hist(np.maximum(values, floor), bins=bins, histtype="stepfilled", alpha=0.45, color=color,
-                    edgecolor=color, linewidth=1.2,
+            ax.hist(np.maximum(values, floor), bins=bins.tolist(), histtype="stepfilled", alpha=0.45,
+                    color=color, edgecolor=color, linewidth=1.2,
                     label=f"{name}: n={values.size:,}, median {np.median(values):.3g} ms")
     ax.set_xscale("log")
     _log_ticks(ax, bins, "s", scale=1e-3)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.yaxis)
     ax.legend(fontsize=8)
     ax.set_title(title)
     ax.set_xlabel("round-trip time (log scale)")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never is 3.11+
 
 
 class ProgressBar:
     """Callable as a pipeline progress callback: (bytes read, file size)."""
 
     def __init__(self, name: str) -> None:
-        self._bar: tqdm | None = None
+        self._bar: tqdm[Never] | None = None
         self._name = name
 
     def __call__(self, done: int, total: int) -> None:

@@ -27,10 +27,11 @@ def cell_text(s: pd.Series) -> pd.Series:
     true/false, times as ISO text, null as ""."""
     dtype = s.dtype
     if pd.api.types.is_timedelta64_dtype(dtype):
-        secs = s.dt.total_seconds()
+        secs: pd.Series = s.dt.total_seconds()
         return secs.map("{:.6f}".format).astype("string").mask(secs.isna(), "")
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        return plain_table(s.to_frame())[s.name].astype("string").fillna("")
+        text: pd.Series = plain_table(s.to_frame())[s.name]
+        return text.astype("string").fillna("")
     if pd.api.types.is_bool_dtype(dtype):
         return s.map({True: "true", False: "false"}).astype("string").fillna("")
     if pd.api.types.is_float_dtype(dtype):

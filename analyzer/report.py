@@ -164,14 +164,14 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
     index = os.path.join(directory, "index.html")
     page_files = [f for f in files if f.startswith(("conn/", "frames/"))]
     listed = sorted(f for f in files if f not in page_files)
-    page = env.get_template("report.html.j2").render(
+    index_html = env.get_template("report.html.j2").render(
         **common,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         summary_rows=summary.rows(), figures=figures, tables=tables, files=listed,
         conn_pages=len(conn_ids), frame_pages=n_pages, per_page=FRAMES_PER_PAGE,
     )
     with export.open_output(index, "w", encoding="utf-8") as fh:
-        fh.write(page)
+        fh.write(index_html)
     return index
 
 

@@ -108,7 +108,7 @@ def close_codes(a: Analysis) -> pd.DataFrame:
     classes = {int(k): close_code_class(int(k)) for k in uniq}
     result = pd.DataFrame({
         "code": codes,
-        "name": pd.array(codes.map(names), dtype="string"),
+        "name": codes.map(names).astype("string"),
         "class": pd.Categorical(codes.map(classes), categories=CLOSE_CODE_CLASSES),
         "sender": pd.Categorical(out["sender"].astype("object"), categories=CLOSE_SENDERS),
         "count": out["count"].astype("int64"),
@@ -131,7 +131,7 @@ def versions(a: Analysis) -> pd.DataFrame:
     out = out.reset_index()
     return pd.DataFrame({
         "version": out["version"].astype("int64"),
-        "draft": pd.array(out["draft"].astype("object"), dtype="string"),
+        "draft": out["draft"].astype("object").astype("string"),
         "connections": out["connections"].astype("int64"),
         "failed": out["failed"].astype("int64"),
     })
@@ -226,7 +226,8 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (plain ints, floats, strings, None, lists and dicts)."""
-        return json.loads(json.dumps(self.data))
+        plain: dict[str, Any] = json.loads(json.dumps(self.data))
+        return plain
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -321,7 +322,7 @@ def summary(a: Analysis) -> Summary:
 
     code_counts = c["close_code"].dropna().astype("int64").value_counts().sort_index()
     close_list = [{"code": int(k), "name": close_code_name(int(k)), "class": close_code_class(int(k)),
-                   "count": int(v)} for k, v in code_counts.items()]
+                   "count": int(v)} for k, v in zip(code_counts.index.tolist(), code_counts.tolist())]
     initiator = {"client": 0, "server": 0, "none": 0}
     initiator.update(_counts(c["close_initiator"], all_categories=True))
     initiator["none"] = int(c["close_initiator"].isna().sum())

@@ -73,6 +73,9 @@ _MOD = 1 << 32
 _MASK = _MOD - 1
 _HALF = 1 << 31
 
+#: A directional key: (source address, source port, destination address, destination port).
+_Key = tuple[bytes, int, bytes, int]
+
 #: How long (capture time) a closed tuple is remembered to swallow stray retransmissions.
 _RECENT_TTL_NS = 300 * 10**9
 #: How many closed tuples (directional keys, two per flow) are remembered at most.
@@ -132,7 +135,7 @@ class _Half:
 class _Flow:
     __slots__ = ("bare", "buffering", "conn_id", "halves", "keys", "last_rec", "last_ts")
 
-    def __init__(self, conn_id: int, keys: tuple[tuple, tuple], rec: int, ts: int) -> None:
+    def __init__(self, conn_id: int, keys: tuple[_Key, _Key], rec: int, ts: int) -> None:
         self.conn_id = conn_id
         self.keys = keys             # directional keys of direction 0 and 1
         self.halves = (_Half(self, 0), _Half(self, 1))
@@ -173,9 +176,9 @@ class Reassembler:
         self.bytes_given_up = 0
         self._max_chunks_flow = max(16, max_buffered_per_flow // _BYTES_PER_CHUNK)
         self._max_chunks_total = max(64, max_buffered_total // _BYTES_PER_CHUNK)
-        self._table: dict[tuple, _Half] = {}                   # directional 4-tuple → sender's half
+        self._table: dict[_Key, _Half] = {}                   # directional 4-tuple → sender's half
         self._lru: OrderedDict[int, _Flow] = OrderedDict()     # conn_id → flow, least recent first
-        self._recent: OrderedDict[tuple, tuple[int, int]] = OrderedDict()  # key → (closed ts, isn)
+        self._recent: OrderedDict[_Key, tuple[int, int]] = OrderedDict()  # key → (closed ts, isn)
         self._buffering: OrderedDict[_Flow, None] = OrderedDict()  # flows holding out-of-order data,
         #                                                        oldest first
         self._bare: OrderedDict[int, _Flow] = OrderedDict()    # flows with no payload yet, LRU

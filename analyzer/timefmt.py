@@ -53,9 +53,9 @@ def capture_start(paths: Iterable[str | os.PathLike[str]], *tables_ts: pd.Series
     (connection starts, frames, problems) stands in.
     """
     starts = [first_record_ts(p) for p in paths]
-    if starts and all(s is not None for s in starts):
-        return min(starts)
     known = [s for s in starts if s is not None]
+    if starts and len(known) == len(starts):
+        return min(known)
     for ts in tables_ts:
         if len(ts) and ts.notna().any():
             known.append(ts.min())
@@ -80,9 +80,10 @@ def show(ts: pd.Series, how: str, origin: pd.Timestamp | None) -> pd.Series:
         values[valid] = ns / 1e9 if how == "e" else np.diff(ns, prepend=ns[:1]) / 1e9
         return pd.Series(values, index=ts.index)
     if how == "l":
-        local = ts.dt.tz_convert(_local_zone())
-        return local.dt.strftime("%Y-%m-%d %H:%M:%S.%f%z").astype("string")
-    return ts.dt.strftime("%Y-%m-%d %H:%M:%S.%fZ").astype("string")
+        text: pd.Series = ts.dt.tz_convert(_local_zone()).dt.strftime("%Y-%m-%d %H:%M:%S.%f%z")
+    else:
+        text = ts.dt.strftime("%Y-%m-%d %H:%M:%S.%fZ")
+    return text.astype("string")
 
 
 def _local_zone() -> Any:

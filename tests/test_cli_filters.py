@@ -117,6 +117,14 @@ def test_refused_with_one_line(expr: str, message: str) -> None:
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("expr", [3, b"size > 1", ["size > 1"]])
+def test_a_filter_that_is_not_text_is_refused_as_such(expr: object) -> None:
+    """From Python nothing checks the type: a clear FilterError, not "empty filter" or a crash."""
+    df = pd.DataFrame({"size": [5]})
+    with pytest.raises(FilterError, match=f"^a filter is text, not {type(expr).__name__}$"):
+        filters.mask(df, expr)
+
+
 def test_the_evaluator_never_runs_python(monkeypatch) -> None:
     """No eval/exec/DataFrame.query anywhere on the path: replaced by bombs, filters still work."""
     import builtins

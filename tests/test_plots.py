@@ -11,6 +11,7 @@ import io
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from test_stats import MS, T0, build, empty, small
 
@@ -117,6 +118,17 @@ def test_connection_timeline_one_bar_each() -> None:
     longest = max(p.get_width() for p in bars)
     assert longest == pytest.approx(1.98)  # conn 3: 20 ms → 2000 ms
     assert ax.get_yticklabels()[0].get_text() == "#1 10.0.0.1:40000"
+
+
+def test_time_plots_of_tables_without_times_say_so() -> None:
+    """Tables whose times are all null leave no moment to count from: a 'no data' plot (it was a
+    TypeError in connection_timeline and an AttributeError in traffic)."""
+    a = small()
+    for name, table in (("connection_timeline", a.connections.assign(start=pd.NaT, end=pd.NaT)),
+                        ("traffic", a.frames.assign(ts=pd.NaT))):
+        ax = getattr(plots, name)(table)
+        assert [t.get_text() for t in ax.texts] == ["no data: no times in the tables"], name
+        _render(ax)
 
 
 def test_traffic_totals_match_frames() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -76,7 +76,7 @@ def _message_items(m: pd.DataFrame) -> list[dict[str, Any]]:
     return items
 
 
-def _entry(row: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _entry(row: dict[Hashable, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
     host = _text(row["host"]) or (f"[{row['server']}]:{row['server_port']}" if row["ip_version"] == 6
                                   else f"{row['server']}:{row['server_port']}")
     target = _text(row["path"]) or "/"
