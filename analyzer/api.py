@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.capture import CaptureError
 from analyzer.pipeline import ProgressCallback, analyze_file
-from analyzer.session import Options
 from analyzer.tables import TableRows
+from analyzer.websocket import Options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,9 +47,30 @@ class CaptureInfo:
 ShardResult = tuple[TableRows, "CaptureInfo"]
 
 
-def _analyze_shard(path: str, name: str, options: Options, shard: tuple[int, int] = (0, 1),
-                   progress: bool | ProgressCallback = False) -> ShardResult:
-    """One capture (or one shard of it) to table rows; runs in a worker process when parallel."""
+def analyze_capture(path: str, name: str, options: Options, shard: tuple[int, int] = (0, 1),
+                    progress: bool | ProgressCallback = False) -> ShardResult:
+    """The per-file unit of work: one capture (or shard k of n of it) → its table rows and what
+    was read. Every way of running an analysis calls this and only this per file: analyze() in
+    this process, its worker processes (analyzer.worker), and a cluster driver.
+
+    Args:
+        path: the capture ("-": standard input).
+        name: the capture's name in the tables' `capture` column.
+        options: the analysis options.
+        shard: (k, n): the TCP connections process k of n owns (analyzer.sharding).
+        progress: True for a bar on stderr, or a callback (bytes read, file size).
+
+    Returns:
+        (rows, info): the rows are keyed by capture name and a conn_id of this shard (merge.
+        tables_from_rows numbers the shards' connections 1, 2, 3… by first packet, merge_captures
+        puts captures one after another); they pickle, so they can cross a process boundary.
+
+    Raises:
+        CaptureError: the file cannot be read as a capture.
+
+    The caller's process keeps its garbage collector as it is (a worker process, which is ours
+    alone, turns it off: analyzer.worker).
+    """
     callback = _progress_callback(progress, name)
     try:
         rows = analyze_file(path, options, capture_name=name, progress=callback, shard=shard)
@@ -164,8 +185,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
     """
-    single = isinstance(paths, (str, os.PathLike))
-    path_list = [os.fspath(paths)] if single else [os.fspath(p) for p in paths]  # type: ignore[union-attr]
+    path_list = ([os.fspath(paths)] if isinstance(paths, (str, os.PathLike))
+                 else [os.fspath(p) for p in paths])
     sample = isinstance(payloads, float) and 0 < payloads < 1
     options = Options(ports=frozenset(int(p) for p in ports or ()),
                       max_message_bytes=int(max_message_bytes),
@@ -178,7 +199,7 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
         workers = 1         # standard input is this process's: no worker could read it
     per_file = [_shards_for(p, workers) for p in path_list]
     if workers == 1 or sum(per_file) == 1:
-        results = [[_analyze_shard(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
+        results = [[analyze_capture(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
     else:
         results = _run_parallel(path_list, names, per_file, options, workers, progress)
     from analyzer.merge import merge_captures, tables_from_rows
@@ -214,7 +235,7 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
     lock = threading.Lock()
     pool_of_workers = _Workers()
 
-    def take(front: bool) -> tuple | None:
+    def take(front: bool) -> tuple[int, int, str, str, tuple[int, int]] | None:
         with lock:
             if not tasks:
                 return None
@@ -242,10 +263,10 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
             helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)]
             while (task := take(front=True)) is not None:
                 t, _, p, n, shard = task
-                outputs[t] = _analyze_shard(p, n, options, shard, progress)
+                outputs[t] = analyze_capture(p, n, options, shard, progress)
             import analyzer.merge  # noqa: F401  (pandas: loaded while the workers may still run)
             concurrent.futures.wait(helpers)
-            errors = [f.exception() for f in helpers if f.exception() is not None]
+            errors = [e for f in helpers if (e := f.exception()) is not None]
             if errors:      # the first real one: the others were stopped because of it
                 raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
         except BaseException:
@@ -287,7 +308,7 @@ class _Workers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: set[subprocess.Popen] = set()
+        self._live: set[subprocess.Popen[bytes]] = set()
         self._stopped = False
 
     def kill_all(self) -> None:

@@ -51,9 +51,9 @@ SHARED_HANDSHAKE_BUDGET = PayloadBudget(HANDSHAKE_BUDGET_BYTES)
 
 class BudgetedPayload:
     """The partial payload a decoder holds against a PayloadBudget (shared by the RFC 6455 and
-    hixie decoders). Subclasses define the slots `_budget`, `_held` and `_payload`."""
+    hixie decoders)."""
 
-    __slots__ = ()
+    __slots__ = ("_budget", "_held", "_payload")
     _budget: PayloadBudget
     _held: int
     _payload: bytearray | None

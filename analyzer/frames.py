@@ -31,11 +31,17 @@ from __future__ import annotations
 import functools
 import re
 import struct
+from typing import TYPE_CHECKING, Any
 
 from analyzer.budget import SHARED_BUDGET, BudgetedPayload, PayloadBudget
 from analyzer.events import Frame, FrameEvent, Problem
 from analyzer.masking import unmask, unmask_inplace
 from analyzer.protocol import HYBI04_OPCODES, ProblemKind, close_code_class, opcode_name
+from analyzer.tables import F_COMPRESSED, F_FIN, F_HEADER_SHIFT, F_MASKED, M_BINARY, M_COMPRESSED
+
+if TYPE_CHECKING:
+    from analyzer.messages import MessageAssembler
+    from analyzer.tables import WholeMessageWriter
 
 __all__ = [
     "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "CutFrame", "FrameDecoder",
@@ -52,7 +58,13 @@ PAYLOAD_LEN_16 = 126
 PAYLOAD_LEN_64 = 127
 MAX_CONTROL_PAYLOAD = 125           # Section 5.5: control frames carry at most 125 bytes
 
+# What the fast path needs to write whole one-frame messages (emit_whole_messages): per first byte
+# None or (compressed, frame flags, message flags); the largest payload; the assembler's
+# can_take_single, single and single_compressed; the row writer; the conn_id.
+_WholeMessages = tuple[tuple["tuple[bool, int, int] | None", ...], int, Any, Any, Any, Any, int]
+_NO_WHOLE: _WholeMessages = ((None,) * 256, -1, None, None, None, None, 0)
 _HEAD = struct.Struct("!BB")
+_HEADER_SHIFT = F_HEADER_SHIFT
 _new = tuple.__new__        # Frame(...) without the Python-level NamedTuple __new__ (hot path)
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
@@ -137,9 +149,9 @@ class FrameDecoder(BudgetedPayload):
     """
 
     __slots__ = (
-        "_allowed_rsv", "_b0", "_bounds", "_budget", "_buf", "_cand_re", "_cur", "_expect_mask",
-        "_from_client", "_held", "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload",
-        "_payload", "_probation", "_remaining", "_skipped", "bytes_consumed", "frames_decoded", "stopped",
+        "_allowed_rsv", "_b0", "_bounds", "_buf", "_cand_re", "_cur", "_expect_mask", "_from_client",
+        "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload", "_probation",
+        "_remaining", "_skipped", "_whole", "bytes_consumed", "frames_decoded", "stopped", "whole_messages",
     )
 
     def __init__(self, *, from_client: bool, max_payload: int = 16 << 20, hybi04_opcodes: bool = False,
@@ -166,14 +178,17 @@ class FrameDecoder(BudgetedPayload):
         self._bounds: set[int] = set()      # absolute stream offsets where feeds ended
         self._last = (0, 0)                  # record_no, ts_ns of the last feed
         self._probation = 0                  # frames after a resync still checked for plausibility
-        self.frames_decoded = 0
+        self.frames_decoded = 0             # frames returned as Frame events
+        self.whole_messages = 0             # one-frame messages written to the rows (emit_whole_messages)
         self.bytes_consumed = 0
         self.stopped = False
+        self._whole: _WholeMessages | None = None    # set by emit_whole_messages
 
     # --- public ---------------------------------------------------------------------------
 
     def feed(self, data: bytes, record_no: int, ts_ns: int) -> list[FrameEvent]:
-        """Take the next bytes of the direction; return the frames and problems they complete."""
+        """Take the next bytes of the direction; return the frames and problems they complete
+        (whole one-frame messages go to the rows instead when `emit_whole_messages` was called)."""
         if self.stopped:
             self.bytes_consumed += len(data)
             return []
@@ -187,14 +202,21 @@ class FrameDecoder(BudgetedPayload):
         # Fast path: whole, clean frames at the start of `data` (nearly every packet of a healthy
         # connection), decoded straight from the bytes object. Anything else - a partial frame, a
         # check that would fire, a 64-bit or an over-limit length - goes to _run from there.
+        # While no Frame has been returned yet and the assembler has no message open, a whole
+        # one-frame text or binary message is written to the rows here (see emit_whole_messages).
         out: list[FrameEvent] = []
         append = out.append
         b0_table = self._b0
         expect_mask = self._expect_mask
         max_payload = self._max_payload
+        whole = self._whole
+        taking = whole is not None and whole[2]()           # the assembler can take one now
+        (whole_table, whole_max, _can_take, single, single_compressed, write,
+         conn_id) = whole if whole is not None else _NO_WHOLE
         end = len(data)
         pos = 0
         while end - pos >= 2:
+            b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & PAYLOAD_LEN_MASK
             if length < PAYLOAD_LEN_16:
@@ -207,49 +229,74 @@ class FrameDecoder(BudgetedPayload):
             else:
                 break
             masked = b1 & MASK_MASK
-            opcode, fin, rsv1, rsv2, rsv3, raw, clean = b0_table[data[pos]]
+            opcode, fin, rsv1, rsv2, rsv3, raw, clean = b0_table[b0]
             if (masked != expect_mask or not clean or length > max_payload
                     or (opcode >= 8 and length > MAX_CONTROL_PAYLOAD)):
                 break
             if masked:
-                start = pos + hlen + 4
+                hlen += 4
+                start = pos + hlen
                 stop = start + length
                 if stop > end:
                     break
                 payload = unmask(data[start:stop], data[start - 4:start])
-                append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, True, length, payload,
-                                    hlen + 4, raw)))
             else:
                 start = pos + hlen
                 stop = start + length
                 if stop > end:
                     break
-                append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, False, length,
-                                    data[start:stop], hlen, raw)))
+                payload = data[start:stop]
             pos = stop
-        if out:
-            self.frames_decoded += len(out)
-            self.bytes_consumed += pos
+            if taking:
+                entry = whole_table[b0]
+                if entry is not None and length <= whole_max:
+                    compressed, frame_flags, message_flags = entry
+                    if compressed:
+                        message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
+                                                                            out)
+                    else:
+                        message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, out)
+                    write(conn_id, record_no, ts_ns, frame_flags | (hlen << _HEADER_SHIFT), length,
+                          message_id, message_flags, size, preview, kept)
+                    self.whole_messages += 1
+                    continue
+                taking = False                  # from here on, Frames (their order is the rows')
+            append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, bool(masked), length,
+                                payload, hlen, raw)))
+            self.frames_decoded += 1
+        self.bytes_consumed += pos
         if pos < end:
             out.extend(self._run(data[pos:] if pos else data, record_no, ts_ns, False))
         return out
 
-    # --- for analyzer.fastlane: whole frames taken by the caller ---------------------------
-
-    def at_frame_start(self) -> bool:
-        """Nothing buffered, no frame streaming, not resynchronising: the next byte fed starts a
-        frame, so the caller may decode whole clean frames itself (and report them with `took`)."""
-        return not (self._buf or self._cur is not None or self._lost or self._probation or self.stopped)
-
-    def lane_params(self) -> tuple[tuple, int, int]:
-        """(first-byte table as in _tables, the mask bit this direction must carry, max payload)."""
-        return self._b0, self._expect_mask, self._max_payload
-
-    def took(self, frames: int, nbytes: int, record_no: int, ts_ns: int) -> None:
-        """The caller decoded `frames` whole frames, `nbytes` in all, from a frame start."""
-        self.frames_decoded += frames
-        self.bytes_consumed += nbytes
-        self._last = (record_no, ts_ns)
+    def emit_whole_messages(self, assembler: MessageAssembler, write: WholeMessageWriter, conn_id: int,
+                            frame_flags: int, message_flags: int) -> None:
+        """From now on, write whole one-frame text and binary messages met on the fast path
+        straight to the rows: `assembler.single` / `single_compressed` make the message (the same
+        code its general path uses for such a message), `write` writes both rows. Only at a
+        message boundary of the assembler, and only until the first frame that is not such a
+        message in each feed: the frames after it go the general way, so every row and problem
+        keeps its order. frame_flags / message_flags: the sender's bits (F_SERVER / M_SERVER).
+        Problems of those messages (invalid UTF-8, inflation) are returned by `feed` in order."""
+        compression = assembler.compression
+        table: list[tuple[bool, int, int] | None] = []
+        for opcode, fin, rsv1, rsv2, rsv3, _raw, clean in self._b0:
+            # RSV1 compresses the message under permessage-deflate ("message"); under deflate-frame
+            # ("frame") it compresses the frame, which the general path inflates; allowed without an
+            # extension (ports= mode allows every RSV bit) it is only a flag, as on the general path
+            if not (clean and fin and opcode in (1, 2)) or (rsv1 and compression == "frame"):
+                table.append(None)
+                continue
+            compressed = rsv1 and compression == "message"
+            table.append((compressed,
+                          frame_flags | opcode | F_FIN | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
+                          | (F_MASKED if self._expect_mask else 0) | (F_COMPRESSED if compressed else 0),
+                          message_flags | (M_BINARY if opcode == 2 else 0)
+                          | (M_COMPRESSED if compressed else 0)))
+        # the general path treats a longer uncompressed payload as over the message limit
+        self._whole = (tuple(table), min(self._max_payload, assembler.max_message_bytes),
+                       assembler.can_take_single, assembler.single, assembler.single_compressed, write,
+                       conn_id)
 
     def _run(self, data: bytes, record_no: int, ts_ns: int, final: bool) -> list[FrameEvent]:
         out: list[FrameEvent] = []
@@ -358,10 +405,8 @@ class FrameDecoder(BudgetedPayload):
                 # fast path: the whole frame is here
                 if key is not None:
                     payload = unmask(memoryview(src)[start:stop], key)
-                elif src is buf:
-                    payload = bytes(memoryview(src)[start:stop])
-                else:
-                    payload = src[start:stop]
+                else:           # (a slice of the bytes object, or a copy out of the buffer)
+                    payload = bytes(memoryview(src)[start:stop]) if src is buf else bytes(src[start:stop])
                 out.append(Frame(record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, bool(masked),
                                  length, payload, hlen, raw))
                 self.frames_decoded += 1

@@ -7,6 +7,7 @@ captures follow one another in the order they were given.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,9 @@ from analyzer.tables import (
     CONNECTION_COLUMNS,
     PROBLEM_COLUMNS,
     SCHEMAS,
+    ConnectionRow,
+    FrameColumns,
+    MessageColumns,
     TableRows,
     analysis_cap_rows,
     empty_tables,
@@ -29,14 +33,6 @@ from analyzer.tables import (
 
 Tables = dict[str, pd.DataFrame]
 
-# positions in the collected rows (tables.py): connections and problems rows are tuples in schema
-# order; frames and messages rows are int64 matrices (tables.FRAME_FIELDS / MESSAGE_FIELDS)
-_CONN_ID, _FIRST_PACKET = 1, 7
-_PROBLEM_CONN_ID, _PROBLEM_FRAME_NO = 1, 2
-_FRAME_NO_FIELD = 1
-_MESSAGE_ID_FIELD = 1
-
-
 def tables_from_rows(parts: list[TableRows]) -> Tables:
     """One capture's four DataFrames from the rows collected by the processes that shared it
     (or by the only one): connections numbered 1, 2, 3… by first packet, frames in frame_no order,
@@ -45,19 +41,19 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     placed), and every table is made once."""
     capture = parts[0].capture
     lookups = _lookups(parts)
-    connections = [(row[0], int(lut[row[_CONN_ID]]), *row[2:])
+    connections = [dataclasses.replace(row, conn_id=int(lut[row.conn_id]))
                    for part, lut in zip(parts, lookups) for row in part.connections]
-    connections.sort(key=lambda row: row[_CONN_ID])
-    problems = [row if row[_PROBLEM_CONN_ID] is None
-                else (row[0], _new_id(lut, row[_PROBLEM_CONN_ID]), *row[2:])
+    connections.sort(key=lambda row: row.conn_id)
+    _number_tcp_connections(connections)
+    problems = [row if row.conn_id is None else row._replace(conn_id=_new_id(lut, row.conn_id))
                 for part, lut in zip(parts, lookups) for row in part.problems]
     # what the caps of the whole analysis left out (each process kept its share of them)
     problems += analysis_cap_rows(capture, [part.problems for part in parts])
     problems += kept_payloads_rows(capture, [part.kept for part in parts])
     # by frame_no (none first), then connection (capture-level first): within one connection the
     # collection order is the same however the work was split, across connections it is not
-    problems.sort(key=lambda row: (row[_PROBLEM_FRAME_NO] is not None, row[_PROBLEM_FRAME_NO] or 0,
-                                   row[_PROBLEM_CONN_ID] is not None, row[_PROBLEM_CONN_ID] or 0))
+    problems.sort(key=lambda row: (row.frame_no is not None, row.frame_no or 0,
+                                   row.conn_id is not None, row.conn_id or 0))
 
     # frames in frame_no order
     frame_tables = [part.frames for part in parts]
@@ -108,12 +104,12 @@ def _new_id(lut: np.ndarray, old: int) -> int | None:
 
 def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     """Per part, old conn_id → new one (by first packet, then part, then old id); -1 unknown."""
-    starts = sorted((row[_FIRST_PACKET], i, row[_CONN_ID])
+    starts = sorted((row.first_packet, i, row.conn_id)
                     for i, part in enumerate(parts) for row in part.connections)
     lookups = []
     for part in parts:
-        ids = [row[_CONN_ID] for row in part.connections]
-        ids += [row[_PROBLEM_CONN_ID] for row in part.problems if row[_PROBLEM_CONN_ID] is not None]
+        ids = [row.conn_id for row in part.connections]
+        ids += [row.conn_id for row in part.problems if row.conn_id is not None]
         top = max(ids, default=0)
         for table in (part.frames, part.messages):
             if len(table):
@@ -122,6 +118,14 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     for new_id, (_, i, old) in enumerate(starts, start=1):
         lookups[i][old] = new_id
     return lookups
+
+
+def _number_tcp_connections(connections: list[ConnectionRow]) -> None:
+    """tcp_id: the TCP connections numbered 1, 2, 3… by first packet, as conn_id numbers the
+    WebSockets (the rows of several WebSockets on one TCP connection share its first packet)."""
+    numbers: dict[int, int] = {}
+    for row in sorted(connections, key=lambda row: row.first_packet):
+        row.tcp_id = numbers.setdefault(row.first_packet, len(numbers) + 1)
 
 
 def _ascending(key: np.ndarray) -> bool:
@@ -138,7 +142,7 @@ def _order(keys: list[np.ndarray]) -> np.ndarray | None:
     return None if _ascending(key) else np.argsort(key, kind="stable")
 
 
-def _message_keys(tables: list, lookups: list[np.ndarray]) -> list[np.ndarray]:
+def _message_keys(tables: list[MessageColumns], lookups: list[np.ndarray]) -> list[np.ndarray]:
     """Per part, the sort key of its messages: (new conn_id, message_id) packed in one int64
     (conn_id << 32 | message_id: one array, not two and a lexsort), or that pair stacked as
     a record array on the rare capture whose ids do not fit."""
@@ -187,8 +191,8 @@ def _moved(by_row: list[dict[int, Any]], where: list[np.ndarray] | None,
     return moved
 
 
-def _gather(tables: list, order: np.ndarray | None, where: list[np.ndarray] | None,
-            lookups: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _gather(tables: list[FrameColumns] | list[MessageColumns], order: np.ndarray | None,
+            where: list[np.ndarray] | None, lookups: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Every int64 field of the parts' tables merged into one column, field by field: each part's
     piece is taken out of it (and freed) as soon as it is placed; conn_id is renumbered."""
     total = sum(len(t) for t in tables)
@@ -210,31 +214,19 @@ def _gather(tables: list, order: np.ndarray | None, where: list[np.ndarray] | No
     return columns
 
 
-def _renumber(parts: list[Tables], first_id: int) -> list[Tables]:
-    """Give every part's connections global ids by first packet (in place: the tables are ours)."""
-    starts = [(int(fp), i, int(cid)) for i, part in enumerate(parts)
-              for fp, cid in zip(part["connections"]["first_packet"], part["connections"]["conn_id"])]
-    starts.sort()
-    lookups = []
-    for part in parts:
-        top = max((int(df["conn_id"].max()) for df in part.values()
-                   if len(df) and df["conn_id"].notna().any()), default=0)
-        lookups.append(np.full(top + 1, -1, dtype=np.int64))
-    for new_id, (_, i, old) in enumerate(starts, start=first_id):
-        lookups[i][old] = new_id
-    for part, lut in zip(parts, lookups):
-        for name, df in part.items():
-            if not len(df):
-                continue
-            if name == "problems":          # capture-level problems have no connection
-                ids = df["conn_id"]
-                known = ids.notna().to_numpy()
-                new = np.full(len(df), -1, dtype=np.int64)
-                new[known] = lut[ids.to_numpy(dtype=np.int64, na_value=0)[known]]
-                df["conn_id"] = pd.arrays.IntegerArray(new, new < 0)
-            else:
-                df["conn_id"] = lut[df["conn_id"].to_numpy()]
-    return parts
+def _shifted(part: Tables, conn_offset: int, tcp_offset: int) -> Tables:
+    """A capture's tables (numbered from 1 by tables_from_rows) with conn_id and tcp_id moved up
+    past the captures before it (in place: the tables are ours)."""
+    for name, df in part.items():
+        if not len(df):
+            continue
+        if name == "problems":          # capture-level problems have no connection
+            df["conn_id"] = df["conn_id"] + conn_offset
+        else:
+            df["conn_id"] = df["conn_id"].to_numpy() + conn_offset
+        if name == "connections":
+            df["tcp_id"] = df["tcp_id"].to_numpy() + tcp_offset
+    return part
 
 
 def _categorical_again(column: pd.Series, dtype: str) -> pd.Series:
@@ -298,10 +290,13 @@ def merge_captures(parts: list[Tables], names: list[str]) -> Tables:
         tables = parts[0]           # numbered from 1 already (tables_from_rows)
     else:
         shifted = []
-        next_id = 1
+        conn_offset = tcp_offset = 0
         for part in parts:
-            shifted.extend(_renumber([part], next_id))
-            next_id += len(part["connections"])
+            conns = len(part["connections"])
+            tcps = int(part["connections"]["tcp_id"].max()) if conns else 0
+            shifted.append(_shifted(part, conn_offset, tcp_offset))
+            conn_offset += conns
+            tcp_offset += tcps
         tables = _merge(shifted)
     for df in tables.values():
         column = df["capture"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 
-from analyzer.events import DeflateParams, Frame, FrameInfo, Message, MessageEvent, Problem
+from analyzer.events import DeflateParams, Frame, FrameEvent, FrameInfo, Message, MessageEvent, Problem
 from analyzer.frames import parse_close_payload
 from analyzer.inflate import InflateError, Inflater, InflateStream
 from analyzer.protocol import ProblemKind
@@ -48,6 +48,10 @@ _UTF8_SLICE = 64 * 1024
 _PER_MESSAGE = "permessage-deflate"
 _new = tuple.__new__        # Message(...)/FrameInfo(...) without the NamedTuple __new__ (hot path)
 _PER_FRAME = frozenset({"x-webkit-deflate-frame", "deflate-frame"})
+
+
+#: where the one-frame helpers append their problems: a list of problems or of events
+ProblemSink = list[Problem] | list[MessageEvent] | list[FrameEvent]
 
 
 class _Utf8Check:
@@ -198,15 +202,9 @@ class MessageAssembler:
     def feed(self, frame: Frame) -> tuple[FrameInfo, list[MessageEvent]]:
         """Account for one frame of this sender."""
         out: list[MessageEvent] = []
-        try:
-            info = self._feed(frame, out)
-        except Exception as exc:
-            # Last resort for the "never raise" rule: a bug here must not stop the analysis.
-            out.append(Problem(ProblemKind.MALFORMED_PACKET,
-                               f"internal error in the message layer: {exc!r}",
-                               frame.record_no, frame.ts_ns))
-            self._open = None
-            info = FrameInfo(None, False)
+        # no catch-all here: an exception is a bug of ours, and the connection layer makes it one
+        # internal-error row (analyzer.connection), never a bad-input kind
+        info = self._feed(frame, out)
         return info, out
 
     def gap(self, record_no: int, ts_ns: int) -> list[MessageEvent]:
@@ -308,7 +306,7 @@ class MessageAssembler:
                                   record_no)))
         return _new(FrameInfo, (message_id, True, None, None))
 
-    # --- one-frame messages (also called by analyzer.fastlane) -------------------------------
+    # --- one-frame messages (also called by the frame decoder's fast path) --------------------
 
     def can_take_single(self) -> bool:
         """No message is open and this sender has not closed: a whole one-frame data message may
@@ -323,7 +321,7 @@ class MessageAssembler:
         return self._mode
 
     def single(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
-               problems: list) -> tuple[int, int, str, bytes | None]:
+               problems: ProblemSink) -> tuple[int, int, str, bytes | None]:
         """An uncompressed text (opcode 1) or binary message in one frame, payload within the limit:
         (message_id, size, preview, kept payload or None); problems are appended to `problems`.
         The caller has checked `can_take_single()`."""
@@ -358,7 +356,7 @@ class MessageAssembler:
                                         and self.kept.admit(n, record_no, ts_ns) else None)
 
     def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
-                          problems: list) -> tuple[int, int, str, bytes | None]:
+                          problems: ProblemSink) -> tuple[int, int, str, bytes | None]:
         """A permessage-deflate message in one frame: the same stream, limits and problems as the
         general path (_start/_data/_end/_emit), without its bookkeeping. Returns as `single`; the
         caller has checked `can_take_single()` and that `compression` is "message"."""

@@ -1,4 +1,5 @@
-"""The pipeline, wired: capture → packets → streams → sessions (handshake, frames, messages) → rows.
+"""The pipeline, wired: capture → packets → streams → connections (handshake, WebSocket
+conversations: frames, messages) → rows.
 
 Read this file first. Each stage is a sans-IO object in its own module; this one only moves
 records and events from one to the next, one capture file at a time, streaming.
@@ -6,26 +7,26 @@ records and events from one to the next, one capture file at a time, streaming.
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable
 
 from analyzer.capture import CaptureReader
+from analyzer.connection import Connection
 from analyzer.events import (
     Problem,
     StreamClosed,
     StreamData,
     StreamEnd,
+    StreamEvent,
     StreamGap,
     StreamOpened,
-    StreamProblem,
 )
 from analyzer.packets import PacketDecoder
 from analyzer.protocol import ProblemKind
-from analyzer.session import Budgets, Options, Session, problem_row
 from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
-from analyzer.tables import ProblemLimiter, TableRows
+from analyzer.tables import ProblemLimiter, TableRows, capture_problem_row
+from analyzer.websocket import Budgets, Options
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 _COMPACT_MASK = (1 << 14) - 1     # every 16,384 records: rows into columns, a progress callback
@@ -77,59 +78,17 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                             admit=limiter.admit if shard_index == 0 else _refuse)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
-    budgets = Budgets.split(shards)
     reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,
                               max_flows=max(1000, MAX_FLOWS // shards),
                               max_half_open=max(1000, MAX_HALF_OPEN // shards))
-    sessions: dict[int, Session] = {}
-    conn_offset = first_conn_id - 1
-
-    def capture_problems(problems: list[Problem], admitted: bool = False) -> None:
-        for p in problems:
-            if admitted or limiter.admit(str(p.kind), p.record_no, p.ts_ns):
-                rows.problems.append(problem_row(name, p))
-
-    def dispatch(events: list) -> None:
-        for ev in events:
-            kind = type(ev)
-            if kind is StreamData:
-                session = sessions.get(ev.conn_id)
-                if session is not None and session.state != "ignored":
-                    session.on_data(ev.direction, ev.data, ev.record_no, ev.ts_ns)
-            elif kind is StreamOpened:
-                sessions[ev.conn_id] = Session(ev, rows, options, name, ev.conn_id + conn_offset,
-                                               budgets)
-                rows.tcp_connections += 1
-            elif kind is StreamGap:
-                session = sessions.get(ev.conn_id)
-                if session is not None:
-                    session.on_gap(ev.direction, ev.size, ev.record_no, ev.ts_ns)
-            elif kind is StreamEnd:
-                session = sessions.get(ev.conn_id)
-                if session is not None:
-                    session.on_end(ev.direction, ev.rst, ev.record_no, ev.ts_ns)
-            elif kind is StreamClosed:
-                session = sessions.pop(ev.conn_id, None)
-                if session is not None:
-                    session.close(ev.reason, ev.record_no, ev.ts_ns)
-            elif kind is StreamProblem:
-                session = sessions.get(ev.conn_id)
-                if session is not None:
-                    session.on_problem(ev.direction, ev.problem)
-
-    # The cyclic garbage collector would rescan every row collected so far at each full
-    # collection, which makes the run grow faster than the file (measured: 40 % of the time on
-    # 100k packets). The pipeline makes no reference cycles worth collecting, so it stays off
-    # while the capture streams.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards))
     try:
         records = 0
         for record in reader:
             records += 1
             segment = decoder.decode(record)
             if decoder.problems:
-                capture_problems(decoder.problems, admitted=True)
+                rows.problems.extend(capture_problem_row(name, p) for p in decoder.problems)
                 decoder.problems.clear()
             if segment is not None:
                 events = reassembler.feed(segment)
@@ -137,30 +96,26 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                     if len(events) == 1 and type(events[0]) is StreamData:
                         # the common case, in order data, without the dispatch loop
                         conn_id, direction, data, record_no, ts_ns = events[0]
-                        session = sessions.get(conn_id)
-                        if session is not None and session.state != "ignored":
-                            session.on_data(direction, data, record_no, ts_ns)
+                        connection = connections.open.get(conn_id)
+                        if connection is not None:
+                            connection.on_data(direction, data, record_no, ts_ns)
                     else:
-                        dispatch(events)
+                        connections.dispatch(events)
             elif decoder.dropped_ts is not None:
                 # another process's segment: the idle checks run as if this one had seen it
-                events = reassembler.tick(decoder.dropped_ts)
+                connections.dispatch(reassembler.tick(decoder.dropped_ts))
                 decoder.dropped_ts = None
-                if events:
-                    dispatch(events)
             if not records & _COMPACT_MASK:
                 rows.compact()
                 if progress is not None:
                     progress(reader.position(), reader.size)
         decoder.finish()    # IPv4/IPv6 fragments still waiting become problems
-        capture_problems(decoder.problems, admitted=True)
-        decoder.problems.clear()
-        dispatch(reassembler.finish())
-        for session in list(sessions.values()):   # flows the reassembler did not release
-            session.close("end-of-capture", 0, session.last_ts)
-        if shard_index == 0:
-            capture_problems(reader.problems)
-        capture_problems(_dropped(reassembler, shards))
+        rows.problems.extend(capture_problem_row(name, p) for p in decoder.problems)
+        connections.dispatch(reassembler.finish())
+        connections.close_all()                     # flows the reassembler did not release
+        capture_level = (reader.problems if shard_index == 0 else []) + _dropped(reassembler, shards)
+        rows.problems.extend(capture_problem_row(name, p) for p in capture_level
+                             if limiter.admit(str(p.kind), p.record_no, p.ts_ns))
         rows.problems.extend(limiter.summary_rows(name, None, "in this capture"))
         rows.packets = records
         rows.bytes_read = reader.size
@@ -168,6 +123,44 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
             progress(reader.size, reader.size)
     finally:
         reader.close()
-        if gc_was_enabled:
-            gc.enable()
     return rows
+
+
+class Connections:
+    """The open connections of one analysis, fed the reassembler's events."""
+
+    def __init__(self, rows: TableRows, options: Options, capture: str, id_offset: int,
+                 budgets: Budgets) -> None:
+        self.open: dict[int, Connection] = {}
+        self.rows = rows
+        self.options = options
+        self.capture = capture
+        self.id_offset = id_offset
+        self.budgets = budgets
+
+    def dispatch(self, events: list[StreamEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, StreamOpened):
+                self.open[ev.conn_id] = Connection(ev, self.rows, self.options, self.capture,
+                                                   ev.conn_id + self.id_offset, self.budgets)
+                self.rows.tcp_connections += 1
+                continue
+            connection = self.open.pop(ev.conn_id, None) if isinstance(ev, StreamClosed) \
+                else self.open.get(ev.conn_id)
+            if connection is None:
+                continue
+            if isinstance(ev, StreamData):
+                connection.on_data(ev.direction, ev.data, ev.record_no, ev.ts_ns)
+            elif isinstance(ev, StreamGap):
+                connection.on_gap(ev.direction, ev.size, ev.record_no, ev.ts_ns)
+            elif isinstance(ev, StreamEnd):
+                connection.on_end(ev.direction, ev.rst, ev.record_no, ev.ts_ns)
+            elif isinstance(ev, StreamClosed):
+                connection.close(ev.reason, ev.record_no, ev.ts_ns)
+            else:
+                connection.on_problem(ev.direction, ev.problem)
+
+    def close_all(self) -> None:
+        open_now, self.open = self.open, {}
+        for connection in open_now.values():
+            connection.close("end-of-capture", 0, connection.last_ts)

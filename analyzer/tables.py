@@ -10,10 +10,11 @@ The schemas below are the contract of shared/DESIGN.md that tests and notebooks 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from analyzer.events import Problem
 from analyzer.protocol import OPCODE_NAMES, ProblemKind
 
 if TYPE_CHECKING:
@@ -119,10 +120,15 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("handshake_rtt", "float64", "seconds from the upgrade request to the response"),
     ("tcp_gaps", "int64", "TCP gaps (bytes lost by the capture) in either direction"),
     ("request_ts", "ts", "time of the upgrade request; null when none was seen"),
+    ("transport", "cat:tcp,tls,h2,h2c", "what carries the WebSocket: tcp (HTTP/1.1 upgrade on plain TCP), "
+     "tls, h2 (RFC 8441 over TLS), h2c"),
+    ("h2_stream_id", "Int64", "the HTTP/2 stream of an RFC 8441 WebSocket; null on HTTP/1.1"),
+    ("tcp_id", "int64", "the TCP connection (numbered by first packet as conn_id): the same on every "
+     "WebSocket one TCP connection carries"),
 )
 
 #: Connection columns computed from the ones above when the table is made (connections_derived),
-#: never collected: sessions fill the CONNECTION_ROW_COLUMNS.
+#: never collected: connections fill the CONNECTION_ROW_COLUMNS (ConnectionRow).
 CONNECTION_DERIVED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("community_id", "string", "Community ID v1 of the TCP connection (seed 0), as Zeek/Suricata write it"),
     ("subprotocols_offered_list", "object", "subprotocols_offered as a list of strings; null: no header"),
@@ -143,6 +149,88 @@ PROBLEM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("detail", "string", "what was expected and what was found"),
 )
 
+@dataclass(slots=True)
+class ConnectionRow:
+    """One connections row as a stage hands it over: a named field per CONNECTION_ROW_COLUMNS
+    column (their docs are there), in that order."""
+
+    capture: str
+    conn_id: int
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+    ip_version: int
+    first_packet: int
+    start: int
+    end: int
+    duration: int
+    syn_seen: bool
+    version: int
+    draft: str
+    http_status: int | None
+    handshake_ok: bool | None
+    accept_valid: bool | None
+    failure_reason: str | None
+    host: str | None
+    path: str | None
+    origin: str | None
+    user_agent: str | None
+    server_software: str | None
+    subprotocols_offered: str | None
+    subprotocol: str | None
+    extensions_offered: str | None
+    extensions: str | None
+    compression: str | None
+    cookies_present: bool
+    versions_supported: str | None
+    close_code_client: int | None
+    close_code_server: int | None
+    close_reason_client: str | None
+    close_reason_server: str | None
+    close_initiator: str | None
+    close_code: int | None
+    close_status: str
+    tcp_end: str
+    frames_client: int
+    frames_server: int
+    messages_client: int
+    messages_server: int
+    bytes_client: int
+    bytes_server: int
+    handshake_rtt: float | None
+    tcp_gaps: int
+    request_ts: int | None
+    transport: str
+    h2_stream_id: int | None
+    tcp_id: int
+
+
+class ProblemRow(NamedTuple):
+    """One problems row (PROBLEM_COLUMNS) with named fields; `stands_for` is how many problems it
+    stands for (more than one for the row that says how many more were not listed)."""
+
+    capture: str
+    conn_id: int | None
+    frame_no: int | None
+    ts: int | None
+    sender: str | None
+    kind: str
+    detail: str
+    stands_for: int = 1
+
+
+def capture_problem_row(capture: str, problem: Problem) -> ProblemRow:
+    """A problems row of the capture (records, packets, limits), not of a connection."""
+    return ProblemRow(capture, None, problem.record_no, problem.ts_ns, None, str(problem.kind),
+                      problem.detail)
+
+
+# the column contract lives in the schemas: the row types must name exactly their columns
+assert tuple(f.name for f in fields(ConnectionRow)) == tuple(c[0] for c in CONNECTION_ROW_COLUMNS)
+assert ProblemRow._fields[:-1] == tuple(c[0] for c in PROBLEM_COLUMNS)
+
+
 SCHEMAS = {
     "frames": FRAME_COLUMNS,
     "messages": MESSAGE_COLUMNS,
@@ -151,7 +239,7 @@ SCHEMAS = {
 }
 
 
-def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.ndarray:
+def _column(values: Sequence[Any], dtype: str) -> Any:
     import numpy as np
     import pandas as pd
     if dtype == "ts":
@@ -164,8 +252,12 @@ def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.n
         return pd.Categorical(values, categories=dtype[4:].split(","))
     if dtype == "cat":
         return pd.Categorical(values)
-    if dtype in ("Int64", "boolean", "string"):
-        return pd.array(values, dtype=dtype)
+    if dtype == "Int64":
+        return pd.array(values, dtype="Int64")
+    if dtype == "boolean":
+        return pd.array(values, dtype="boolean")
+    if dtype == "string":
+        return pd.array(values, dtype="string")
     if dtype == "object":
         arr = np.empty(len(values), dtype=object)
         arr[:] = list(values)
@@ -173,18 +265,18 @@ def _column(values: Sequence[object], dtype: str) -> pd.Series | pd.Index | np.n
     return np.asarray(values, dtype=dtype)
 
 
-def make_frame(schema: tuple[tuple[str, str, str], ...], rows: list[tuple]) -> pd.DataFrame:
-    """One DataFrame from row tuples in schema order, converted column by column.
+def make_frame(schema: tuple[tuple[str, str, str], ...], rows: Sequence[Any]) -> pd.DataFrame:
+    """One DataFrame from rows with a named field per column (ConnectionRow, ProblemRow, or any
+    object with those attributes; fields beyond the schema are ignored), column by column.
 
-    For CONNECTION_COLUMNS the rows hold the CONNECTION_ROW_COLUMNS (anything after them is
-    ignored) and the derived columns are computed (connections_derived).
+    For CONNECTION_COLUMNS the rows hold the CONNECTION_ROW_COLUMNS and the derived columns are
+    computed (connections_derived).
     """
     import pandas as pd
     derived = schema is CONNECTION_COLUMNS
     filled = CONNECTION_ROW_COLUMNS if derived else schema
     names = [c[0] for c in schema]
-    columns = list(zip(*rows)) if rows else [()] * len(filled)
-    data = {name: _column(col, dtype) for (name, dtype, _), col in zip(filled, columns)}
+    data = {name: _column([getattr(row, name) for row in rows], dtype) for name, dtype, _ in filled}
     df = pd.DataFrame(data, columns=[c[0] for c in filled])
     if derived:
         for name, column in connections_derived(df).items():
@@ -257,6 +349,23 @@ MAX_ANALYSIS_PROBLEMS = 100_000
 MAX_KEPT_PAYLOAD_BYTES = 256 << 20
 
 
+@dataclass(slots=True)
+class _Over:
+    """How many problems of one kind went past a cap, and where (records first to last)."""
+
+    count: int
+    first: int | None
+    last: int | None
+    ts: int | None
+
+    def merge(self, count: int, first: int | None, last: int | None, ts: int | None) -> None:
+        self.count += count
+        if first is not None and (self.first is None or first < self.first):
+            self.first = first
+        if last is not None and (self.last is None or last > self.last):   # summary rows may come late
+            self.last, self.ts = last, ts
+
+
 class ProblemLimiter:
     """Keeps a flood of identical problems (a million malformed packets) from becoming a million
     rows: the first MAX_PROBLEMS_PER_KIND of each kind are listed, the rest are counted."""
@@ -265,49 +374,78 @@ class ProblemLimiter:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
-        self.over: dict[str, list[int | None]] = {}   # kind → [count, first rec, last rec, last ts]
+        self.over: dict[str, _Over] = {}
 
     def admit(self, kind: str, record_no: int | None, ts_ns: int | None) -> bool:
         """Whether to list this problem (build its row); if not, it is counted. Cheap past the
         cap (callers such as the packet decoder ask before they build a problem's detail)."""
         over = self.over.get(kind)
         if over is not None:                # the common case in a flood: already over the cap
-            over[0] += 1  # type: ignore[operator]
-            over[2] = record_no
-            over[3] = ts_ns
+            over.count += 1
+            over.last = record_no
+            over.ts = ts_ns
             return False
         n = self.counts[kind] = self.counts.get(kind, 0) + 1
         if n <= MAX_PROBLEMS_PER_KIND:
             return True
-        self.over[kind] = [1, record_no, record_no, ts_ns]
+        self.over[kind] = _Over(1, record_no, record_no, ts_ns)
         return False
 
-    def summary_rows(self, capture: str, conn_id: int | None, where: str) -> list[tuple]:
+    def summary_rows(self, capture: str, conn_id: int | None, where: str) -> list[ProblemRow]:
         """One problems row per kind that went over the limit."""
-        return [_Summary((capture, conn_id, last, ts, None, kind,
-                          f"{count} more {kind} problems {where} not listed (records {first} to {last}); "
-                          f"the first {MAX_PROBLEMS_PER_KIND} are"), count)
-                for kind, (count, first, last, ts) in self.over.items()]
+        return [ProblemRow(capture, conn_id, o.last, o.ts, None, kind,
+                           f"{o.count} more {kind} problems {where} not listed (records {o.first} to "
+                           f"{o.last}); the first {MAX_PROBLEMS_PER_KIND} are", o.count)
+                for kind, o in self.over.items()]
 
 
-class _Summary(tuple):
-    """A problems row that stands for `problems` problems not listed (ProblemLimiter.summary_rows)."""
+class ConnectionProblems:
+    """One connection's problems on their way to the rows. Those of a connection not yet known to
+    carry WebSocket wait (at most MAX_PENDING) until it does (`list_from_now`) and are dropped if it
+    never does (`drop`); past MAX_PROBLEMS_PER_KIND of one kind they are counted (ProblemLimiter)
+    and `finish` writes one row per kind saying how many more there were."""
 
-    problems: int
+    __slots__ = ("capture", "conn_id", "limiter", "listed", "pending", "rows")
+    MAX_PENDING = 100
 
-    def __new__(cls, row: tuple, problems: int) -> _Summary:
-        self = super().__new__(cls, row)
-        self.problems = problems
-        return self
+    def __init__(self, rows: ProblemRows, capture: str, conn_id: int) -> None:
+        self.rows = rows
+        self.capture = capture
+        self.conn_id = conn_id
+        self.limiter = ProblemLimiter()
+        self.listed = False
+        self.pending: list[tuple[str | None, Problem]] | None = []
 
-    def __reduce__(self) -> tuple:
-        return _Summary, (tuple(self), self.problems)
+    def report(self, sender: str | None, problem: Problem) -> None:
+        if not self.listed:
+            pending = self.pending
+            if pending is not None and len(pending) < self.MAX_PENDING:
+                pending.append((sender, problem))
+            return
+        kind = str(problem.kind)
+        if self.limiter.admit(kind, problem.record_no, problem.ts_ns):
+            self.rows.append(ProblemRow(self.capture, self.conn_id, problem.record_no, problem.ts_ns, sender,
+                                        kind, problem.detail))
+
+    def list_from_now(self) -> None:
+        """The connection carries WebSocket: list its problems, those waiting first."""
+        if self.listed:
+            return
+        self.listed = True
+        pending, self.pending = self.pending or [], None
+        for sender, problem in pending:
+            self.report(sender, problem)
+
+    def drop(self) -> None:
+        """The connection is not WebSocket: what waits and what comes is not listed."""
+        self.pending = None
+
+    def finish(self) -> None:
+        if self.listed:
+            self.rows.extend(self.limiter.summary_rows(self.capture, self.conn_id, "on this connection"))
 
 
-_KIND, _DETAIL = 5, 6       # positions in a problems row (PROBLEM_COLUMNS)
-
-
-class ProblemRows(list):
+class ProblemRows(list[ProblemRow]):
     """The problems rows of one analysis (TableRows.problems), with a cap on the whole analysis on
     top of the per-connection ProblemLimiter: a flood spread over many connections (each under its
     own cap) would otherwise grow without bound. Past MAX_ANALYSIS_PROBLEMS_PER_KIND rows of one
@@ -315,69 +453,59 @@ class ProblemRows(list):
     A summary row of a connection's limiter (it stands for `count` problems) of a kind that has
     reached the cap is added to that kind's count instead. Callers append and extend as on a list."""
 
-    def __init__(self, rows: list[tuple] | None = None, *, share: int = 1) -> None:
+    def __init__(self, rows: list[ProblemRow] | None = None, *, share: int = 1) -> None:
         super().__init__(rows or ())
         self.share = share          # processes sharing the capture (each keeps 1/share)
         self.counts: dict[str, int] = {}
-        self.over: dict[str, list[int | None]] = {}   # kind → [count, first rec, last rec, last ts]
+        self.over: dict[str, _Over] = {}
 
     def limit_to_share(self, share: int) -> None:
         self.share = max(1, share)
 
-    def append(self, row: tuple) -> None:
-        kind = row[_KIND]
+    def append(self, row: ProblemRow) -> None:
+        kind = row.kind
         n = self.counts.get(kind, 0) + 1
         if (n <= MAX_ANALYSIS_PROBLEMS_PER_KIND // self.share and kind not in self.over
                 and len(self) < MAX_ANALYSIS_PROBLEMS // self.share):
             self.counts[kind] = n
             super().append(row)
             return
-        self._count(kind, row.problems if type(row) is _Summary else 1, row[2], row[3])
+        self._count(kind, row.stands_for, row.frame_no, row.ts)
 
-    def extend(self, rows: Any) -> None:
+    def extend(self, rows: Iterable[ProblemRow]) -> None:
         for row in rows:
             self.append(row)
 
     def _count(self, kind: str, count: int, record_no: int | None, ts_ns: int | None) -> None:
         over = self.over.get(kind)
         if over is None:
-            self.over[kind] = [count, record_no, record_no, ts_ns]
+            self.over[kind] = _Over(count, record_no, record_no, ts_ns)
         else:
-            over[0] = over[0] + count  # type: ignore[operator]
-            if record_no is not None:       # summary rows may come later than their records
-                if over[1] is None or record_no < over[1]:  # type: ignore[operator]
-                    over[1] = record_no
-                if over[2] is None or record_no > over[2]:  # type: ignore[operator]
-                    over[2], over[3] = record_no, ts_ns
+            over.merge(count, record_no, record_no, ts_ns)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return _problem_rows, (list(self), self.share, self.counts, self.over)
 
 
-def _problem_rows(rows: list[tuple], share: int, counts: dict[str, int],
-                  over: dict[str, list[int | None]]) -> ProblemRows:
+def _problem_rows(rows: list[ProblemRow], share: int, counts: dict[str, int],
+                  over: dict[str, _Over]) -> ProblemRows:
     table = ProblemRows(rows, share=share)
     table.counts, table.over = counts, over
     return table
 
 
-def analysis_cap_rows(capture: str, parts: list[ProblemRows]) -> list[tuple]:
+def analysis_cap_rows(capture: str, parts: list[ProblemRows]) -> list[ProblemRow]:
     """One problems row per kind over the analysis cap, counting over all the parts (processes)."""
-    over: dict[str, list[int | None]] = {}
+    over: dict[str, _Over] = {}
     for part in parts:
-        for kind, (count, first, last, ts) in getattr(part, "over", {}).items():
-            mine = over.setdefault(kind, [0, first, last, ts])
-            mine[0] = mine[0] + count  # type: ignore[operator]
-            if first is not None and (mine[1] is None or first < mine[1]):  # type: ignore[operator]
-                mine[1] = first
-            if last is not None and (mine[2] is None or last > mine[2]):  # type: ignore[operator]
-                mine[2], mine[3] = last, ts
-    return [(capture, None, last, ts, None, kind,
-             f"{count} more {kind} problems in this analysis not listed"
-             + ("" if first is None else f" (records {first} to {last})")
-             + f": at most {MAX_ANALYSIS_PROBLEMS_PER_KIND} of one kind and {MAX_ANALYSIS_PROBLEMS} "
-             "in all are listed per analysis")
-            for kind, (count, first, last, ts) in over.items()]
+        for kind, o in part.over.items():
+            over.setdefault(kind, _Over(0, o.first, o.last, o.ts)).merge(o.count, o.first, o.last, o.ts)
+    return [ProblemRow(capture, None, o.last, o.ts, None, kind,
+                       f"{o.count} more {kind} problems in this analysis not listed"
+                       + ("" if o.first is None else f" (records {o.first} to {o.last})")
+                       + f": at most {MAX_ANALYSIS_PROBLEMS_PER_KIND} of one kind and "
+                       f"{MAX_ANALYSIS_PROBLEMS} in all are listed per analysis", o.count)
+            for kind, o in over.items()]
 
 
 class KeptPayloads:
@@ -418,15 +546,15 @@ class KeptPayloads:
         self.refused += 1
         self.refused_bytes += size
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
 
-def kept_payloads_rows(capture: str, parts: list[KeptPayloads]) -> list[tuple]:
+def kept_payloads_rows(capture: str, parts: list[KeptPayloads]) -> list[ProblemRow]:
     """The problems row saying how many payloads the budget did not keep (none when all were)."""
     refused = [part for part in parts if part.refused]
     if not refused:
@@ -435,9 +563,10 @@ def kept_payloads_rows(capture: str, parts: list[KeptPayloads]) -> list[tuple]:
     count, size = sum(p.refused for p in refused), sum(p.refused_bytes for p in refused)
     limit = sum(p.limit for p in parts)
     kind = str(ProblemKind.KEPT_PAYLOAD_LIMIT)
-    return [(capture, None, first.first_record_no, first.first_ts_ns, None, kind,
-             f"{count} message payloads ({size} bytes) not kept: the budget of kept payloads "
-             f"(max_payload_bytes={limit}) was used up; their payload is null (size, preview kept)")]
+    return [ProblemRow(capture, None, first.first_record_no, first.first_ts_ns, None, kind,
+                       f"{count} message payloads ({size} bytes) not kept: the budget of kept payloads "
+                       f"(max_payload_bytes={limit}) was used up; their payload is null (size, preview kept)",
+                       count)]
 
 
 # Frames and messages are collected as int64 rows of these fields (one `extend` per row instead of
@@ -454,7 +583,8 @@ def _utc(ns: np.ndarray) -> Any:
     import numpy as np
     import pandas as pd
     try:
-        return pd.arrays.DatetimeArray._simple_new(ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype(tz="UTC"))
+        return pd.arrays.DatetimeArray._simple_new(  # type: ignore[attr-defined]  # (private, no stub)
+            ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype(tz="UTC"))
     except (AttributeError, TypeError):         # a pandas without it: the copy
         return pd.to_datetime(np.asarray(ns), utc=True, unit="ns")
 
@@ -488,8 +618,9 @@ class _Flags:
 
 
 def _codes(values: np.ndarray, categories: list[str]) -> Any:
+    import numpy as np
     import pandas as pd
-    return pd.Categorical.from_codes(values.view("i1"), categories=categories, validate=False)
+    return pd.Categorical.from_codes(values.view(np.int8), categories=pd.Index(categories), validate=False)
 
 
 def _seconds_in_place(rtt_ns: np.ndarray) -> np.ndarray:
@@ -541,7 +672,7 @@ def frames_frame(cols: dict[str, np.ndarray], close_reason: dict[int, str], capt
     opcode = flags.low(F_OPCODE).view(np.int8)
     close_code, message_id = cols.pop("close_code"), cols.pop("message_id")
     data = {
-        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=pd.Index([capture])),
         "conn_id": cols.pop("conn_id"),
         "frame_no": cols.pop("frame_no"),
         "ts": _utc(cols.pop("ts")),
@@ -576,7 +707,7 @@ def messages_frame(cols: dict[str, np.ndarray], previews: Any, payload: dict[int
     for row, kept in payload.items():
         payloads[row] = kept
     data = {
-        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[capture]),
+        "capture": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=pd.Index([capture])),
         "conn_id": cols.pop("conn_id"),
         "message_id": cols.pop("message_id"),
         "sender": _codes(flags.bit(M_SERVER), ["client", "server"]),
@@ -745,13 +876,14 @@ class MessageColumns(_IntRows):
 
 @dataclass
 class TableRows:
-    """What one capture's analysis collects: frames and messages as typed columns, connections
-    and problems as row tuples in the column order of their schemas."""
+    """What one capture's analysis collects (the typed sink every stage writes to): frames and
+    messages as typed columns (FrameColumns.add, MessageColumns.add, add_whole_message),
+    connections and problems as rows with named fields (ConnectionRow, ProblemRow)."""
 
     capture: str = ""
     frames: FrameColumns = field(default_factory=FrameColumns)
     messages: MessageColumns = field(default_factory=MessageColumns)
-    connections: list[tuple] = field(default_factory=list)
+    connections: list[ConnectionRow] = field(default_factory=list)
     problems: ProblemRows = field(default_factory=ProblemRows)
     kept: KeptPayloads = field(default_factory=KeptPayloads)
     packets: int = 0
@@ -762,3 +894,37 @@ class TableRows:
         """Move the newest frame and message rows into their columns (see _IntRows)."""
         self.frames.compact()
         self.messages.compact()
+
+    def whole_message_writer(self) -> WholeMessageWriter:
+        return WholeMessageWriter(self.frames, self.messages)
+
+
+class WholeMessageWriter:
+    """Writes a whole one-frame text or binary message, its frames row and its messages row in
+    one call: the sink of the frame decoder's fast path (analyzer.frames), which would otherwise
+    build a Frame, a FrameInfo and a Message tuple per frame. The rows are those FrameColumns.add
+    and MessageColumns.add write for such a message (no close code or reason, no rtt)."""
+
+    __slots__ = ("_frame_row", "_message_row", "_payloads", "_preview_ends", "_previews")
+
+    def __init__(self, frames: FrameColumns, messages: MessageColumns) -> None:
+        self._frame_row = frames.extend
+        self._message_row = messages.extend
+        self._previews = messages.preview_utf8
+        self._preview_ends = messages.preview_ends
+        self._payloads = messages.payload
+
+    def __call__(self, conn_id: int, record_no: int, ts_ns: int, frame_flags: int, payload_len: int,
+                 message_id: int, message_flags: int, size: int, preview: str,
+                 payload: bytes | None) -> None:
+        """frame_flags / message_flags: the packed flags of both rows (F_* with the header length
+        shifted in, M_*); payload: the message's bytes when kept, else None."""
+        self._frame_row((conn_id, record_no, ts_ns, frame_flags, payload_len, _NULL, message_id, _NULL))
+        ends = self._preview_ends
+        if payload is not None:
+            self._payloads[len(ends) - 1] = payload         # by row, as MessageColumns.add
+        self._message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, payload_len, size, record_no,
+                           record_no))
+        previews = self._previews
+        previews += preview.encode("utf-8", "surrogatepass")
+        ends.append(len(previews))

@@ -22,6 +22,7 @@ let go of them one by one while it merges.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import shutil
@@ -30,7 +31,7 @@ import struct
 import sys
 import threading
 from array import array
-from typing import Any
+from typing import Any, NoReturn
 
 #: The parent's temporary folders start with this (analyzer.api); a worker removes only such a folder.
 TEMP_PREFIX = "ws-analyzer-"
@@ -78,7 +79,7 @@ def load_result(path: str) -> tuple[Any, Any]:
         assert len(columns) == sizes[table]
     rows.messages.preview_ends = np.fromfile(f"{path}.preview_ends", dtype=np.int64)
     rows.messages.preview_utf8 = np.fromfile(f"{path}.preview_utf8", dtype=np.uint8)
-    return result
+    return result  # type: ignore[no-any-return]  # (rows, info) as save_result wrote them
 
 
 def encode_task(task: dict[str, Any]) -> bytes:
@@ -109,7 +110,7 @@ class _Orphan:
     def parent_gone(self) -> bool:
         return self.parent is not None and os.getppid() != self.parent
 
-    def exit(self) -> None:
+    def exit(self) -> NoReturn:
         if os.path.basename(self.folder).startswith(TEMP_PREFIX):
             shutil.rmtree(self.folder, ignore_errors=True)
         os._exit(1)
@@ -159,11 +160,15 @@ def main(argv: list[str]) -> int:
         orphan.exit()
     orphan.watch()              # from here on stdin only ever ends
     task = pickle.loads(data)   # written by our own parent
-    from analyzer.api import _analyze_shard
+    # This process is ours alone: the cyclic garbage collector, which would rescan every row
+    # collected so far at each full collection, stays off (nothing the analysis makes is a cycle
+    # to collect; tests/test_hostile_session.py holds every connection freed at its close).
+    gc.disable()
+    from analyzer.api import analyze_capture
     from analyzer.capture import CaptureError
 
     try:
-        result = _analyze_shard(task["path"], task["name"], task["options"], task["shard"],
+        result = analyze_capture(task["path"], task["name"], task["options"], task["shard"],
                                 task["progress"])
     except CaptureError as exc:
         with create_private(result_path + ".error") as f:

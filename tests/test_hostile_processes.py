@@ -169,7 +169,7 @@ def test_a_worker_s_capture_error_is_one_line(tmp_path):
 def test_worker_result_files_are_private(tmp_path):
     """The temporary folder is 0700 and what a worker writes there 0600 (previews are in it)."""
     import analyzer.api
-    from analyzer.session import Options
+    from analyzer.websocket import Options
 
     folder = tmp_path / "ws-analyzer-test"
     folder.mkdir(mode=0o700)

@@ -142,5 +142,5 @@ def test_admit_is_asked_before_the_problem_is_built(problems_built: list[str]) -
     assert len(dec.problems) == MAX_PROBLEMS_PER_KIND
     assert dec.problems[-1].record_no == MAX_PROBLEMS_PER_KIND
     (row,) = limiter.summary_rows("x", None, "in this capture")
-    assert row.problems == 7
+    assert row.stands_for == 7
     assert "7 more malformed-packet problems in this capture not listed (records 1001 to 1007)" in row[6]

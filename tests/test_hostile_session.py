@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 
 import analyzer
-from analyzer import pipeline, session
-from analyzer.session import Options
-from analyzer.tables import CONNECTION_COLUMNS
+from analyzer import connection, pipeline, websocket
+from analyzer.websocket import Options
 from tests.hostile import session as shapes
 
 
 @pytest.fixture
 def gc_off():
-    """The cyclic GC off, as the pipeline runs: only reference counting frees anything."""
+    """The cyclic GC off, as a worker process runs: only reference counting frees anything."""
     was = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -31,14 +30,15 @@ def gc_off():
 # --- item 10: closed sessions are freed by reference counting -----------------------------------
 
 def test_closed_sessions_are_freed_without_the_cyclic_gc(tmp_path, monkeypatch, gc_off):
-    """Every Session the pipeline closes is gone as soon as it is closed, with the cyclic GC off
-    (the pipeline turns it off for the whole capture): no reference cycle keeps a closed
-    connection - its decoders, assemblers and fast lanes - alive until the end of the capture."""
+    """Every Connection the pipeline closes is gone as soon as it is closed, with the cyclic GC off
+    (worker processes turn it off for the whole capture): no reference cycle keeps a closed
+    connection - its WebSocket, decoders, assemblers and fast paths - alive until the end of the
+    capture."""
     path = shapes.short_connections(tmp_path, 1.0)
     alive_at_close: list[int] = []
     refs: list[weakref.ref] = []
 
-    class Watched(session.Session):
+    class Watched(connection.Connection):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             refs.append(weakref.ref(self))
@@ -49,16 +49,15 @@ def test_closed_sessions_are_freed_without_the_cyclic_gc(tmp_path, monkeypatch, 
             # referenced by the pipeline's local variable)
             alive_at_close.append(sum(r() is not None for r in refs[:-1]))
 
-    monkeypatch.setattr(pipeline, "Session", Watched)
+    monkeypatch.setattr(pipeline, "Connection", Watched)
     rows = pipeline.analyze_file(path, Options())
     assert not gc.isenabled()
     assert len(refs) == shapes.SHORT_CONNECTIONS
     assert len(rows.connections) == shapes.SHORT_CONNECTIONS
-    # the lane took the messages (else the test would not exercise it)
-    names = [c[0] for c in CONNECTION_COLUMNS]
-    counts = [names.index(c) for c in ("frames_client", "frames_server",
-                                       "messages_client", "messages_server")]
-    assert all(tuple(row[i] for i in counts) == (2, 2, 1, 1) for row in rows.connections)
+    # the fast path wrote the messages (else the test would not exercise it)
+    assert all((row.frames_client, row.frames_server, row.messages_client, row.messages_server)
+               == (2, 2, 1, 1) for row in rows.connections)
+    assert len(rows.frames) == 4 * shapes.SHORT_CONNECTIONS
     assert max(alive_at_close) == 0
     assert sum(r() is not None for r in refs) == 0
     assert gc.collect() == 0    # and nothing else of theirs waits for the cyclic GC either
@@ -72,7 +71,7 @@ def test_a_decode_as_session_without_handshake_is_freed_too(gc_off, second):
     from analyzer.tables import TableRows
 
     opened = StreamOpened(1, 1, 0, 4, b"\x0a\0\0\1", 50000, b"\x0a\0\0\2", 9000, False)
-    s = session.Session(opened, TableRows(), Options(ports=frozenset({9000})), "x", 1)
+    s = connection.Connection(opened, TableRows(), Options(ports=frozenset({9000})), "x", 1)
     s.on_data(0, b"\x81\x85abcd" + bytes(b ^ k for b, k in zip(b"hello", b"abcd" * 2)), 1, 1)
     if second is not None:
         s.on_data(1, second, 2, 2)
@@ -84,8 +83,8 @@ def test_a_decode_as_session_without_handshake_is_freed_too(gc_off, second):
 
 @pytest.mark.parametrize("fast_lane", [True, False])
 def test_connection_counts_with_and_without_the_lane(tmp_path, monkeypatch, fast_lane):
-    """The lane's one-frame messages still count in frames_*/messages_* of the connection."""
-    monkeypatch.setattr(session, "FAST_LANE", fast_lane)
+    """The fast path's one-frame messages still count in frames_*/messages_* of the connection."""
+    monkeypatch.setattr(websocket, "WHOLE_MESSAGES", fast_lane)
     a = analyzer.analyze(shapes.short_connections(tmp_path, 0.05), jobs=1)
     conns = a.connections
     assert len(conns) == 10
@@ -286,7 +285,7 @@ def test_cut_frames_inside_fragmented_and_control_frames(tmp_path, monkeypatch, 
     is listed but closes nothing (its code is unknown)."""
     from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response, write_pcap
 
-    monkeypatch.setattr(session, "FAST_LANE", fast_lane)
+    monkeypatch.setattr(websocket, "WHOLE_MESSAGES", fast_lane)
     conv = Conversation()
     conv.handshake()
     conv.send(0, upgrade_request())

@@ -20,7 +20,7 @@ from analyzer.events import Segment, StreamData, StreamEvent, StreamProblem
 from analyzer.packets import PacketDecoder
 from analyzer.pipeline import analyze_file
 from analyzer.protocol import ProblemKind
-from analyzer.session import Options
+from analyzer.websocket import Options
 from analyzer.streams import Reassembler
 from analyzer.tables import PROBLEM_COLUMNS
 from tests.hostile import streams as shapes

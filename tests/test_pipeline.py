@@ -393,14 +393,14 @@ def test_rows_moved_into_columns_often_change_nothing(monkeypatch):
 
 def test_worker_result_files_round_trip(tmp_path):
     """What a worker writes (a pickle plus raw columns) reads back to the same tables."""
-    from analyzer.api import _analyze_shard
+    from analyzer.api import analyze_capture
     from analyzer.merge import tables_from_rows
-    from analyzer.session import Options
+    from analyzer.websocket import Options
     from analyzer.worker import load_result, save_result
 
     path = "captures/incident.pcapng"
-    direct = tables_from_rows([_analyze_shard(path, "incident.pcapng", Options(payloads=True))[0]])
-    save_result(_analyze_shard(path, "incident.pcapng", Options(payloads=True)), str(tmp_path / "r"))
+    direct = tables_from_rows([analyze_capture(path, "incident.pcapng", Options(payloads=True))[0]])
+    save_result(analyze_capture(path, "incident.pcapng", Options(payloads=True)), str(tmp_path / "r"))
     rows, info = load_result(str(tmp_path / "r"))
     assert info.packets > 0
     again = tables_from_rows([rows])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ T0 = 1_700_000_000_000_000_000  # ns
 MS = 1_000_000
 
 
-def _row(schema: str, **values: Any) -> tuple:
+def _row(schema: str, **values: Any) -> SimpleNamespace:
     defaults = {
         "capture": "synthetic.pcap", "conn_id": 1, "frame_no": 1, "ts": T0, "sender": "client",
         "opcode": 1, "opcode_name": "text", "fin": True, "rsv1": False, "rsv2": False, "rsv3": False,
@@ -41,11 +42,12 @@ def _row(schema: str, **values: Any) -> tuple:
         "close_status": "clean", "tcp_end": "fin", "frames_client": 0,
         "frames_server": 0, "messages_client": 0, "messages_server": 0, "bytes_client": 0,
         "bytes_server": 0, "handshake_rtt": np.nan, "tcp_gaps": 0, "kind": "tcp-gap", "detail": "",
-        "request_ts": None, "community_id": None, "subprotocols_offered_list": None,
+        "request_ts": None, "transport": "tcp", "h2_stream_id": None, "tcp_id": values.get("conn_id", 1),
+        "community_id": None, "subprotocols_offered_list": None,
         "extensions_offered_list": None, "extensions_list": None,
     }
     defaults.update(values)
-    return tuple(defaults[name] for name, _, _ in SCHEMAS[schema])
+    return SimpleNamespace(**{name: defaults[name] for name, _, _ in SCHEMAS[schema]})
 
 
 def build(connections: list[dict], frames: list[dict], messages: list[dict] | None = None,

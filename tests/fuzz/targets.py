@@ -580,7 +580,7 @@ def fuzz_capture(data: bytes) -> None:
 def run_pipeline(data: bytes, *, max_message_bytes: int) -> None:
     """Any bytes as a capture through the whole pipeline (rows only, no DataFrames)."""
     from analyzer.pipeline import analyze_file
-    from analyzer.session import Options
+    from analyzer.websocket import Options
 
     path = _tmp_capture(data)
     try:

@@ -1,8 +1,9 @@
-"""The fast lane (analyzer.fastlane) must give exactly the tables of the general path.
+"""Whole one-frame messages written by the frame decoder's fast path (FrameDecoder.
+emit_whole_messages, "the lane" below) must give exactly the tables of the general path.
 
-Each test analyses the same bytes twice, with the lane on and off (session.FAST_LANE), and compares
-the four DataFrames. Each also checks that the lane really took frames, so that the comparison is
-not between two runs of the general path.
+Each test analyses the same bytes twice, with the lane on and off (websocket.WHOLE_MESSAGES), and
+compares the four DataFrames. Each also checks that the lane really took frames, so that the
+comparison is not between two runs of the general path.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analyzer
-from analyzer import fastlane, session
+from analyzer import tables, websocket
 from tests.pcapgen import Conversation, close_payload, frame, upgrade_request, upgrade_response, write_pcap
 
 CAPTURES = sorted(p for p in (Path(__file__).parent.parent / "captures").iterdir()
@@ -26,25 +27,24 @@ MASK = b"\x11\x22\x33\x44"
 
 @pytest.fixture
 def lane_counter(monkeypatch):
-    """Counts the bytes the lane took, across every FastLane."""
+    """Counts the wire bytes (header and payload) of the whole messages the lane wrote."""
     taken = [0]
-    original = fastlane.FastLane.take
+    original = tables.WholeMessageWriter.__call__
 
-    def counting(self, data, record_no, ts_ns):
-        n = original(self, data, record_no, ts_ns)
-        taken[0] += n
-        return n
+    def counting(self, conn_id, record_no, ts_ns, frame_flags, payload_len, *rest):
+        taken[0] += payload_len + (frame_flags >> tables.F_HEADER_SHIFT)
+        return original(self, conn_id, record_no, ts_ns, frame_flags, payload_len, *rest)
 
-    monkeypatch.setattr(fastlane.FastLane, "take", counting)
+    monkeypatch.setattr(tables.WholeMessageWriter, "__call__", counting)
     return taken
 
 
 def _both_ways(monkeypatch, path, **kwargs) -> tuple[analyzer.Analysis, analyzer.Analysis]:
-    monkeypatch.setattr(session, "FAST_LANE", True)
+    monkeypatch.setattr(websocket, "WHOLE_MESSAGES", True)
     fast = analyzer.analyze(path, jobs=1, **kwargs)
-    monkeypatch.setattr(session, "FAST_LANE", False)
+    monkeypatch.setattr(websocket, "WHOLE_MESSAGES", False)
     general = analyzer.analyze(path, jobs=1, **kwargs)
-    monkeypatch.setattr(session, "FAST_LANE", True)
+    monkeypatch.setattr(websocket, "WHOLE_MESSAGES", True)
     return fast, general
 
 

@@ -1,0 +1,531 @@
+"""One TCP connection: what runs on its two byte streams, the transforms stacked on them, and the
+WebSocket conversations they carry (sans-IO).
+
+The pipeline feeds a Connection the reassembler's events for one TCP connection. The connection
+passes each direction's bytes through its stack of stream transforms (empty today; TLS records →
+plaintext and HTTP/2 frames → streams stack here) and then to whatever reads them in its state:
+the HTTP/1.1 upgrade handshake parser (analyzer.handshake) while it is DETECTING, the WebSocket
+conversation (analyzer.websocket) once there is one. It writes the connections row when the
+reassembler releases the flow.
+
+The states and what moves between them (h11's style: the table `_TRANSITIONS` is the whole
+machine; `_to` is the only place a state changes):
+
+  DETECTING  the bytes go to the handshake parser. HandshakeDone with an upgrade → WEBSOCKET, the
+             bytes after the handshake fed to the conversation first, whatever the RFC 6455 §4.1
+             verdict (a wrong accept key still has its frames decoded; its close_status is
+             "handshake-failed"); a handshake that did not upgrade stays DETECTING (keep-alive:
+             another request may follow); NotWebSocket → IGNORED.
+             On a `ports=` port (decode as WebSocket), bytes that begin with an HTTP request or
+             status line (either direction, whichever comes first) are HTTP: only the handshake
+             parser sees them. Bytes that are not HTTP → WEBSOCKET without a handshake, roles
+             from the port and the masking; bytes that looked like HTTP only at first sight are
+             replayed as frames when the parser finds they are not.
+  WEBSOCKET  the bytes go to the conversation. On a `ports=` connection that began as frames, the
+             direction that had not spoken yet is looked at first: an HTTP request or status line
+             there means the capture began inside an HTTP body → IGNORED (the frames already listed
+             stay, with a problem).
+  IGNORED    not WebSocket: nothing more of the connection is looked at.
+  GIVEN_UP   an exception of ours inside a stage (a bug, never bad input): one `internal-error`
+             problem row, nothing more of the connection is looked at, its row is still written.
+
+The connections row is written only for a connection that carried an upgrade request or frames.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import traceback
+from enum import Enum
+from typing import Protocol
+
+from analyzer.events import (
+    CLIENT,
+    SENDER_NAMES,
+    SERVER,
+    Handshake,
+    HandshakeDone,
+    HandshakeEvent,
+    NotWebSocket,
+    Problem,
+    StreamOpened,
+)
+from analyzer.handshake import HandshakeParser
+from analyzer.protocol import ProblemKind
+from analyzer.tables import ConnectionProblems, ConnectionRow, ProblemRow, TableRows
+from analyzer.websocket import Budgets, Options, WebSocket
+
+__all__ = ["STRICT_ENV", "Connection", "State", "StreamTransform"]
+
+#: When this environment variable is "1", an exception inside a stage is raised instead of
+#: becoming an internal-error row (the test suite sets it: a bug must fail the test that meets it).
+STRICT_ENV = "WS_ANALYZER_STRICT"
+
+# ports= mode: bytes that may begin an HTTP message (a method token and a space, "HTTP/", or too
+# few bytes to tell) go to the handshake parser; a complete request or status line makes the
+# connection HTTP for good (RFC 9112 §3, §4: the grammar the handshake parser reads).
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_HTTP_HEAD = re.compile(rb"[\r\n]*(?:HTTP/|[A-Za-z][" + _TCHAR + rb"]{0,23}(?: |\Z))")
+_HTTP_START_LINE = re.compile(rb"[\r\n]*(?:[A-Za-z][" + _TCHAR + rb"]{0,23} +[^ \t\r\n]+ +HTTP/\d\.\d"
+                              rb"|HTTP/\d\.\d +\d{3}(?:[ \t][^\r\n]*)?)[ \t]*\r?\n")
+_REPLAY_LIMIT = 64 * 1024
+_MAX_START_LINE = 8192          # as handshake.MAX_LINE
+
+
+class State(Enum):
+    DETECTING = "detecting"
+    WEBSOCKET = "websocket"
+    IGNORED = "ignored"
+    GIVEN_UP = "given-up"
+
+
+class Event(Enum):
+    REQUEST_ANSWERED = "request-answered"       # a handshake that did not upgrade
+    UPGRADED = "upgraded"
+    FRAMES_WITHOUT_HANDSHAKE = "frames-without-handshake"
+    NOT_WEBSOCKET = "not-websocket"
+    HTTP_AFTER_FRAMES = "http-after-frames"
+    INTERNAL_ERROR = "internal-error"
+
+
+_TRANSITIONS: dict[State, dict[Event, State]] = {
+    State.DETECTING: {
+        Event.REQUEST_ANSWERED: State.DETECTING,
+        Event.UPGRADED: State.WEBSOCKET,
+        Event.FRAMES_WITHOUT_HANDSHAKE: State.WEBSOCKET,
+        Event.NOT_WEBSOCKET: State.IGNORED,
+        Event.INTERNAL_ERROR: State.GIVEN_UP,
+    },
+    State.WEBSOCKET: {
+        Event.HTTP_AFTER_FRAMES: State.IGNORED,
+        Event.INTERNAL_ERROR: State.GIVEN_UP,
+    },
+    State.IGNORED: {Event.INTERNAL_ERROR: State.GIVEN_UP},
+    State.GIVEN_UP: {Event.INTERNAL_ERROR: State.GIVEN_UP},
+}
+
+_DETECTING, _WEBSOCKET = State.DETECTING, State.WEBSOCKET      # (hot path: no attribute lookups)
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the table does not allow: a bug of ours (an internal-error row)."""
+
+
+Chunk = tuple[int, bytes, int, int]             # direction, bytes, record_no, ts_ns
+
+
+class StreamTransform(Protocol):
+    """A transform on a connection's two byte streams (TLS records → plaintext, HTTP/2 frames →
+    one stream's bytes): bytes of one direction in, the bytes it yields out, each with the record
+    number and time of the packet that completed them."""
+
+    def feed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> list[Chunk]:
+        ...
+
+
+def _address(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def _where(exc: BaseException) -> str:
+    """file:line in function of the innermost frame of an exception, relative to the package."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    last = frames[-1]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.relpath(last.filename, package) if last.filename.startswith(package) else last.filename
+    return f"{path}:{last.lineno} in {last.name}"
+
+
+class Connection:
+    """Fed one TCP connection's stream events by the pipeline; writes rows into `rows`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_held",
+        "_sniffing",
+        "budgets",
+        "capture",
+        "client_dir",
+        "conn_id",
+        "forced",
+        "handshake",
+        "http_seen",
+        "last_ts",
+        "opened",
+        "options",
+        "parser",
+        "problems",
+        "replay",
+        "replay_bytes",
+        "replay_dirs",
+        "request_seen",
+        "rows",
+        "state",
+        "tcp_end",
+        "tcp_gaps",
+        "transforms",
+        "websocket",
+    )
+
+    def __init__(self, opened: StreamOpened, rows: TableRows, options: Options, capture: str,
+                 conn_id: int, budgets: Budgets | None = None) -> None:
+        self.opened = opened
+        self.rows = rows
+        self.options = options
+        self.budgets = budgets if budgets is not None else Budgets()
+        self.capture = capture
+        self.conn_id = conn_id
+        self.state = State.DETECTING
+        self.transforms: list[StreamTransform] = []
+        self.parser: HandshakeParser | None = None   # made on the first byte (SYN floods cost less)
+        self.handshake: Handshake | None = None
+        self.websocket: WebSocket | None = None
+        self.request_seen = False
+        self.client_dir = CLIENT            # which stream direction is the WebSocket client
+        self.forced = bool(options.ports) and (opened.server_port in options.ports
+                                               or opened.client_port in options.ports)
+        self.replay: list[tuple[int, bytes, int, int]] = []
+        self.replay_dirs = 0                # bit per direction with bytes in the replay
+        self.replay_bytes = 0
+        self.http_seen = False              # ports= mode: an HTTP start line began a direction
+        self._sniffing = 0                  # bit per direction whose first bytes are held (ports=)
+        self._held: list[bytearray] = [bytearray(), bytearray()]
+        self.problems = ConnectionProblems(rows.problems, capture, conn_id)
+        self.tcp_end = "open"
+        self.tcp_gaps = 0
+        self.last_ts = opened.ts_ns
+
+    # --- events from the pipeline (each is the boundary where a bug of ours is caught) ---------
+
+    def on_data(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        state = self.state
+        if state is not _WEBSOCKET and state is not _DETECTING:
+            return
+        self.last_ts = ts_ns
+        try:
+            if self.transforms:
+                for d, chunk, rec, ts in self._transformed(direction, data, record_no, ts_ns):
+                    self._bytes(d, chunk, rec, ts)
+            elif state is _WEBSOCKET and not self._sniffing:
+                self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
+            else:
+                self._bytes(direction, data, record_no, ts_ns)
+        except Exception as exc:
+            self._internal_error(exc, record_no, ts_ns)
+
+    def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
+        self.tcp_gaps += 1
+        self.last_ts = ts_ns
+        try:
+            if self.state is _WEBSOCKET and self.websocket is not None:
+                self.websocket.gap(direction, size, record_no, ts_ns)
+            elif self.state is _DETECTING:
+                self._handshake_events(self._parser().gap(direction))
+        except Exception as exc:
+            self._internal_error(exc, record_no, ts_ns)
+
+    def on_end(self, direction: int, rst: bool, record_no: int, ts_ns: int) -> None:
+        self.last_ts = ts_ns
+        if rst:
+            self.tcp_end = "rst"
+        elif self.tcp_end != "rst":
+            self.tcp_end = "fin"
+
+    def on_problem(self, direction: int | None, problem: Problem) -> None:
+        if self.state is not State.GIVEN_UP:
+            self.problems.report(None if direction is None else self._sender(direction), problem)
+
+    @property
+    def is_websocket(self) -> bool:
+        return self.request_seen or self.websocket is not None
+
+    def close(self, reason: str, record_no: int, ts_ns: int) -> None:
+        """The flow is released: flush the stages, write the connections row."""
+        # the reassembler's reason for the release settles how TCP ended when no FIN/RST was seen
+        # ("end-of-capture" and "idle" leave it open)
+        if reason == "reset":
+            self.tcp_end = "rst"
+        elif reason == "closed" and self.tcp_end == "open":
+            self.tcp_end = "fin"
+        try:
+            if self.state is _DETECTING and self.parser is not None:
+                self._handshake_events(self.parser.finish())
+            if self.state is _WEBSOCKET and self.websocket is not None:
+                for direction in (0, 1):
+                    if self._sniffing & (1 << direction):
+                        self._release_held(direction, record_no, ts_ns)
+                self.websocket.finish(record_no, ts_ns)
+        except Exception as exc:
+            self._internal_error(exc, record_no, ts_ns)
+        if not self.is_websocket:
+            return
+        try:
+            self.problems.list_from_now()
+            if self.websocket is not None:
+                self.websocket.check_close_echoed(self.tcp_end, record_no, ts_ns)
+            self.problems.finish()
+            self.rows.connections.append(self._row())
+        except Exception as exc:
+            self._internal_error(exc, record_no, ts_ns)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _to(self, event: Event) -> None:
+        new = _TRANSITIONS[self.state].get(event)
+        if new is None:
+            raise IllegalTransition(f"{event.value} in state {self.state.value}")
+        self.state = new
+
+    def _internal_error(self, exc: Exception, record_no: int | None, ts_ns: int | None) -> None:
+        """A bug of ours: one internal-error row (never a bad-input kind), the connection given up."""
+        if os.environ.get(STRICT_ENV) == "1":
+            raise exc
+        self.state = State.GIVEN_UP
+        self.parser = None
+        listed = self.is_websocket
+        o = self.opened
+        where = "" if listed else (f" (TCP {_address(o.client)}:{o.client_port} → "
+                                   f"{_address(o.server)}:{o.server_port}, not yet known to be WebSocket)")
+        message = str(exc)
+        cut = "…" if len(message) > 200 else ""
+        detail = (f"{type(exc).__name__} at {_where(exc)}: {message[:200]}{cut}{where}; this connection "
+                  "is not analysed further (a bug of ws-analyzer: please report it)")
+        self.rows.problems.append(ProblemRow(self.capture, self.conn_id if listed else None,
+                                             record_no or None, ts_ns, None, str(ProblemKind.INTERNAL_ERROR),
+                                             detail))
+
+    # --- bytes ---------------------------------------------------------------------------------
+
+    def _transformed(self, direction: int, data: bytes, record_no: int,
+                     ts_ns: int) -> list[Chunk]:
+        """The bytes through the stack of transforms, the first one fed by the TCP stream."""
+        chunks = [(direction, data, record_no, ts_ns)]
+        for transform in self.transforms:
+            chunks = [out for d, chunk, rec, ts in chunks for out in transform.feed(d, chunk, rec, ts)]
+        return chunks
+
+    def _bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        """Bytes of one direction (after the transforms) to what reads them in this state."""
+        if self.state is _WEBSOCKET:
+            if self._sniffing & (1 << direction):
+                self._sniff(direction, data, record_no, ts_ns)
+            else:
+                self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
+        elif self.state is _DETECTING:
+            if self.forced and not self.request_seen and not self.http_seen and self._forced_bytes(
+                    direction, data, record_no, ts_ns):
+                return
+            self._handshake_events(self._parser().feed(direction, data, record_no, ts_ns))
+
+    def _parser(self) -> HandshakeParser:
+        if self.parser is None:
+            self.parser = HandshakeParser(budget=self.budgets.handshake)
+        return self.parser
+
+    def _sender(self, direction: int) -> str:
+        return SENDER_NAMES[0 if direction == self.client_dir else 1]
+
+    # --- the HTTP/1.1 upgrade ----------------------------------------------------------------------
+
+    def _handshake_events(self, events: list[HandshakeEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, HandshakeDone):
+                self.request_seen = True
+                self.handshake = ev.handshake
+                self.client_dir = ev.client_direction
+                self.problems.list_from_now()
+                if not ev.handshake.upgraded:
+                    self._to(Event.REQUEST_ANSWERED)
+                    continue
+                # frames follow a 101 with its upgrade headers even when the RFC 6455 §4.1
+                # verdict (ok) is a failure: they are decoded and listed all the same
+                self._start_websocket(Event.UPGRADED, ev.handshake)
+                for direction in (self.client_dir, 1 - self.client_dir):
+                    trailing = ev.trailing[direction]
+                    if trailing:
+                        rec, ts = self._trailing_origin(ev.handshake, direction)
+                        self.websocket.feed(direction, trailing, rec, ts)  # type: ignore[union-attr]
+                return
+            if isinstance(ev, NotWebSocket):
+                if (self.forced and not self.request_seen and not self.http_seen
+                        and not self._replay_is_http()):
+                    self._replay_as_frames()
+                else:
+                    self._to(Event.NOT_WEBSOCKET)
+                    self.parser = None
+                    self.problems.drop()
+                return
+            if isinstance(ev, Problem):
+                self.problems.report(None, ev)
+
+    def _trailing_origin(self, hs: Handshake, direction: int) -> tuple[int, int]:
+        if direction == self.client_dir:
+            return hs.request_record_no or 0, hs.request_ts_ns or self.last_ts
+        return hs.response_record_no or 0, hs.response_ts_ns or self.last_ts
+
+    def _start_websocket(self, event: Event, handshake: Handshake | None) -> None:
+        self._to(event)
+        self.parser = None
+        self.replay = []
+        self.websocket = WebSocket(self.rows, self.problems, self.options, self.budgets, self.conn_id,
+                                   self.client_dir, handshake)
+        self.problems.list_from_now()
+
+    # --- ports= mode: WebSocket frames without a handshake --------------------------------------------
+
+    def _forced_bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> bool:
+        """Before any handshake: True when `data` was taken as frames. The first bytes decide: not
+        HTTP → frames; a request or status line → HTTP for good, through the handshake parser only
+        (a plain exchange is ignored, never replayed as frames); else the bytes are kept to be
+        replayed as frames if the parser finds they are not HTTP."""
+        if not self.replay and not _HTTP_HEAD.match(data):
+            self._frames_without_handshake(direction, data)
+            self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
+            return True
+        bit = 1 << direction
+        if not self.replay_dirs & bit and _HTTP_START_LINE.match(data):
+            self.http_seen = True
+            self.replay = []
+            return False
+        self.replay_dirs |= bit
+        if self.replay_bytes < _REPLAY_LIMIT:
+            self.replay.append((direction, data, record_no, ts_ns))
+            self.replay_bytes += len(data)
+        return False
+
+    def _frames_without_handshake(self, direction: int, data: bytes) -> None:
+        """The server is the side on the given port; when both or neither are, the side whose
+        first frame is masked is the client. The other direction's first bytes are held until
+        they show whether they begin an HTTP message (_sniff)."""
+        opened = self.opened
+        ports = self.options.ports
+        if opened.server_port in ports and opened.client_port not in ports:
+            self.client_dir = CLIENT
+        elif opened.client_port in ports and opened.server_port not in ports:
+            self.client_dir = SERVER
+        else:
+            masked = len(data) >= 2 and bool(data[1] & 0x80)
+            self.client_dir = direction if masked else 1 - direction
+        self._start_websocket(Event.FRAMES_WITHOUT_HANDSHAKE, None)
+        other = 1 - direction
+        if not self.replay_dirs & (1 << other):
+            self._sniffing |= 1 << other
+
+    def _sniff(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        """The first bytes of the direction that had not spoken when frames began: held until a
+        line end, bytes no start line begins with, or _MAX_START_LINE of them; then frames, or an
+        HTTP start line (the capture began inside an HTTP body: the connection is HTTP)."""
+        held = self._held[direction]
+        held += data
+        http = _HTTP_START_LINE.match(held) is not None
+        if not http and b"\n" not in data and len(held) < _MAX_START_LINE and _HTTP_HEAD.match(held):
+            return                                  # could still be a start line: wait for more
+        self._sniffing &= ~(1 << direction)
+        self._held[direction] = bytearray()
+        if http:
+            self._http_after_frames(direction, bytes(held), record_no, ts_ns)
+        else:
+            self.websocket.feed(direction, bytes(held), record_no, ts_ns)  # type: ignore[union-attr]
+
+    def _release_held(self, direction: int, record_no: int, ts_ns: int) -> None:
+        """The stream ended while first bytes were held: they were no start line, so they are frames."""
+        held = self._held[direction]
+        self._sniffing &= ~(1 << direction)
+        self._held[direction] = bytearray()
+        if held:
+            self.websocket.feed(direction, bytes(held), record_no, ts_ns)  # type: ignore[union-attr]
+
+    def _http_after_frames(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        self.http_seen = True
+        self._to(Event.HTTP_AFTER_FRAMES)
+        line = data.split(b"\n", 1)[0][:80].decode("latin-1").strip()
+        what = "a status line" if line.startswith("HTTP/") else "a request line"
+        self.problems.report(self._sender(direction), Problem(
+            ProblemKind.HTTP_ON_DECODE_AS_PORT,
+            f"expected=WebSocket frames on a ports= port, found={what} ({line.split(' ', 1)[0]}…) "
+            "as this side's first bytes: the connection is HTTP, not decoded further", record_no, ts_ns))
+
+    def _replay_is_http(self) -> bool:
+        """Does a direction's replayed bytes begin with an HTTP request or status line (one whose
+        first packet was too short to tell)?"""
+        for direction in (0, 1):
+            head = b"".join(data for d, data, _r, _t in self.replay if d == direction)
+            if _HTTP_START_LINE.match(head):
+                return True
+        return False
+
+    def _replay_as_frames(self) -> None:
+        replay = self.replay
+        if not replay:
+            self._to(Event.NOT_WEBSOCKET)
+            return
+        self._frames_without_handshake(replay[0][0], replay[0][1])
+        for direction, data, record_no, ts_ns in replay:
+            self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
+
+    # --- the connections row -------------------------------------------------------------------------
+
+    def _row(self) -> ConnectionRow:
+        o = self.opened
+        hs = self.handshake
+        ws = self.websocket
+        swap = self.client_dir == SERVER
+        client, client_port = (o.server, o.server_port) if swap else (o.client, o.client_port)
+        server, server_port = (o.client, o.client_port) if swap else (o.server, o.server_port)
+        cside = ws.client_side() if ws is not None else None
+        sside = ws.server_side() if ws is not None else None
+        # handshake_ok False ⇔ "handshake-failed" (the summary counts failed handshakes by either);
+        # its close_code stays null: no WebSocket connection was established for the application
+        if hs is not None and not hs.ok:
+            status, code = "handshake-failed", None
+        elif ws is not None:
+            status, code = ws.close_status(self.tcp_end)
+        elif self.tcp_end == "open":
+            status, code = "open-at-end", None
+        else:
+            status, code = "abnormal", 1006
+        cframes, cmessages = cside.sent() if cside is not None else (0, 0)
+        sframes, smessages = sside.sent() if sside is not None else (0, 0)
+        client_closed = cside is not None and cside.sent_close
+        server_closed = sside is not None and sside.sent_close
+        rtt = None
+        if hs is not None and hs.request_ts_ns is not None and hs.response_ts_ns is not None:
+            rtt = (hs.response_ts_ns - hs.request_ts_ns) / 1e9
+        return ConnectionRow(
+            capture=self.capture, conn_id=self.conn_id,
+            client=_address(client), client_port=client_port,
+            server=_address(server), server_port=server_port,
+            ip_version=o.ip_version, first_packet=o.record_no, start=o.ts_ns, end=self.last_ts,
+            duration=self.last_ts - o.ts_ns, syn_seen=o.syn_seen,
+            version=hs.version if hs is not None else -1, draft=hs.draft if hs is not None else "unknown",
+            http_status=hs.http_status if hs else None, handshake_ok=hs.ok if hs else None,
+            accept_valid=hs.accept_valid if hs else None, failure_reason=hs.failure_reason if hs else None,
+            host=hs.host if hs else None, path=hs.path if hs else None, origin=hs.origin if hs else None,
+            user_agent=hs.user_agent if hs else None, server_software=hs.server if hs else None,
+            subprotocols_offered=(", ".join(hs.subprotocols_offered)
+                                  if hs and hs.subprotocols_offered else None),
+            subprotocol=hs.subprotocol if hs else None,
+            extensions_offered=hs.extensions_offered if hs else None,
+            extensions=hs.extensions if hs else None,
+            compression=hs.deflate.extension if hs and hs.deflate else None,
+            cookies_present=bool(hs.cookies_present) if hs else False,
+            versions_supported=(", ".join(map(str, hs.versions_supported))
+                                if hs and hs.versions_supported else None),
+            close_code_client=cside.close_code if cside is not None and client_closed else None,
+            close_code_server=sside.close_code if sside is not None and server_closed else None,
+            close_reason_client=cside.close_reason if cside is not None and client_closed else None,
+            close_reason_server=sside.close_reason if sside is not None and server_closed else None,
+            close_initiator=ws.first_close[0] if ws is not None and ws.first_close else None,
+            close_code=code, close_status=status, tcp_end=self.tcp_end,
+            frames_client=cframes, frames_server=sframes,
+            messages_client=cmessages, messages_server=smessages,
+            bytes_client=cside.bytes if cside is not None else 0,
+            bytes_server=sside.bytes if sside is not None else 0,
+            handshake_rtt=rtt, tcp_gaps=self.tcp_gaps,
+            request_ts=hs.request_ts_ns if hs else None,
+            transport="tcp", h2_stream_id=None, tcp_id=self.conn_id,
+        )
