@@ -46,7 +46,8 @@ def _capture(tmp_path: Path, *ports: int, name: str = "three.pcap") -> Path:
 
 
 def _opened(client_port: int = 50000) -> StreamOpened:
-    return StreamOpened(1, 1, 1_700_000_000_000_000_000, 4, b"\x0a\0\0\1", client_port, b"\x0a\0\0\2", 9000, True)
+    return StreamOpened(1, 1, 1_700_000_000_000_000_000, 4, b"\x0a\0\0\1", client_port, b"\x0a\0\0\2",
+                        9000, True)
 
 
 # --- the state machine -------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def test_a_plain_http_connection_is_ignored_and_writes_no_row() -> None:
 
 # --- internal errors ---------------------------------------------------------------------------
 
-def _broken_feed(self, frame):  # noqa: ANN001, ANN202 - stands in for MessageAssembler.feed
+def _broken_feed(self, frame):   # stands in for MessageAssembler.feed
     raise ZeroDivisionError("a bug of ours")
 
 
@@ -104,7 +105,7 @@ def test_a_bug_inside_a_stage_is_one_internal_error_row_and_the_rest_is_analysed
     broken = {"port": None}
     original = messages.MessageAssembler.feed
 
-    def feed(self, frame):  # noqa: ANN001, ANN202
+    def feed(self, frame):
         if broken["port"] is None:
             broken["port"] = True
             raise ZeroDivisionError("a bug of ours")
@@ -115,7 +116,8 @@ def test_a_bug_inside_a_stage_is_one_internal_error_row_and_the_rest_is_analysed
     internal = a.problems[a.problems["kind"] == "internal-error"]
     assert len(internal) == 1
     detail = internal["detail"].iloc[0]
-    assert detail.startswith("ZeroDivisionError at tests/test_connection.py:") and "in feed: a bug of ours" in detail
+    assert detail.startswith("ZeroDivisionError at tests/test_connection.py:")
+    assert "in feed: a bug of ours" in detail
     assert "not analysed further" in detail
     # never reported as bad input
     assert not set(a.problems["kind"]) & {"malformed-packet", "http-malformed"}
@@ -140,7 +142,7 @@ def test_in_strict_mode_the_bug_raises(tmp_path, monkeypatch):
 def test_a_bug_before_the_connection_is_known_to_be_websocket_is_a_capture_level_row(monkeypatch):
     monkeypatch.delenv(STRICT_ENV)
 
-    def broken(self, *args):  # noqa: ANN001, ANN202
+    def broken(self, *args):
         raise KeyError("oops")
 
     monkeypatch.setattr(connection.HandshakeParser, "feed", broken)
@@ -221,7 +223,8 @@ def test_the_per_file_unit_leaves_the_callers_gc_alone(tmp_path):
                                  progress=lambda done, size: seen.append(gc.isenabled()))
     assert gc.isenabled() and seen and all(seen)
     assert info.name == "cap" and {row.capture for row in rows.connections} == {"cap"}
-    assert sorted(row.conn_id for row in rows.connections) == sorted({row.conn_id for row in rows.connections})
+    ids = [row.conn_id for row in rows.connections]
+    assert sorted(ids) == sorted(set(ids))
 
 
 def test_the_pipeline_makes_connections_through_one_class():

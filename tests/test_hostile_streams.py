@@ -20,9 +20,9 @@ from analyzer.events import Segment, StreamData, StreamEvent, StreamProblem
 from analyzer.packets import PacketDecoder
 from analyzer.pipeline import analyze_file
 from analyzer.protocol import ProblemKind
-from analyzer.websocket import Options
 from analyzer.streams import Reassembler
 from analyzer.tables import PROBLEM_COLUMNS
+from analyzer.websocket import Options
 from tests.hostile import streams as shapes
 from tests.pcapgen import frame, write_pcap
 
