@@ -7,7 +7,6 @@ captures follow one another in the order they were given.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -16,14 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.tables import (
-    CONNECTION_COLUMNS,
     PROBLEM_COLUMNS,
     SCHEMAS,
-    ConnectionRow,
+    ConnectionColumns,
     FrameColumns,
     MessageColumns,
     TableRows,
     analysis_cap_rows,
+    connections_frame,
     empty_tables,
     frames_frame,
     kept_payloads_rows,
@@ -41,10 +40,7 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     placed), and every table is made once."""
     capture = parts[0].capture
     lookups = _lookups(parts)
-    connections = [dataclasses.replace(row, conn_id=int(lut[row.conn_id]))
-                   for part, lut in zip(parts, lookups) for row in part.connections]
-    connections.sort(key=lambda row: row.conn_id)
-    _number_tcp_connections(connections)
+    connections = _connections(parts, lookups)
     problems = [row if row.conn_id is None else row._replace(conn_id=_new_id(lut, row.conn_id))
                 for part, lut in zip(parts, lookups) for row in part.problems]
     # what the caps of the whole analysis left out (each process kept its share of them)
@@ -92,7 +88,7 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
     return {
         "frames": frames,
         "messages": messages,
-        "connections": make_frame(CONNECTION_COLUMNS, connections),
+        "connections": connections,
         "problems": make_frame(PROBLEM_COLUMNS, problems),
     }
 
@@ -104,11 +100,12 @@ def _new_id(lut: np.ndarray, old: int) -> int | None:
 
 def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     """Per part, old conn_id → new one (by first packet, then part, then old id); -1 unknown."""
-    starts = sorted((row.first_packet, i, row.conn_id)
-                    for i, part in enumerate(parts) for row in part.connections)
+    starts = sorted((int(first), i, int(old)) for i, part in enumerate(parts)
+                    for first, old in zip(part.connections.columns["first_packet"],
+                                          part.connections.columns["conn_id"]))
     lookups = []
     for part in parts:
-        ids = [row.conn_id for row in part.connections]
+        ids = list(part.connections.columns["conn_id"])
         ids += [row.conn_id for row in part.problems if row.conn_id is not None]
         top = max(ids, default=0)
         for table in (part.frames, part.messages):
@@ -120,12 +117,20 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     return lookups
 
 
-def _number_tcp_connections(connections: list[ConnectionRow]) -> None:
-    """tcp_id: the TCP connections numbered 1, 2, 3… by first packet, as conn_id numbers the
-    WebSockets (the rows of several WebSockets on one TCP connection share its first packet)."""
-    numbers: dict[int, int] = {}
-    for row in sorted(connections, key=lambda row: row.first_packet):
-        row.tcp_id = numbers.setdefault(row.first_packet, len(numbers) + 1)
+def _connections(parts: list[TableRows], lookups: list[np.ndarray]) -> pd.DataFrame:
+    """The connections table: the parts' columns stacked, conn_id renumbered, in conn_id order;
+    tcp_id numbers the TCP connections 1, 2, 3… by first packet as conn_id numbers the WebSockets
+    (the rows of several WebSockets on one TCP connection share its first packet)."""
+    columns = [part.connections.take_all() for part in parts]
+    for part in parts:
+        part.connections = type(part.connections)()
+    new_ids = np.concatenate([lut[cols["conn_id"]] if len(cols["conn_id"]) else cols["conn_id"]
+                              for cols, lut in zip(columns, lookups)])
+    order = None if _ascending(new_ids) else np.argsort(new_ids, kind="stable")
+    merged = ConnectionColumns.concat(columns, order)
+    merged["conn_id"] = new_ids if order is None else new_ids[order]
+    merged["tcp_id"] = np.unique(merged["first_packet"], return_inverse=True)[1].astype(np.int64) + 1
+    return connections_frame(merged)
 
 
 def _ascending(key: np.ndarray) -> bool:

@@ -10,7 +10,7 @@ The schemas below are the contract of shared/DESIGN.md that tests and notebooks 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -220,6 +220,120 @@ class ProblemRow(NamedTuple):
     stands_for: int = 1
 
 
+#: null in an int64 column of ConnectionColumns (NaT when read as a time, as pandas reads it)
+_NULL_INT = -(2**63)
+#: how each connections row column is collected: "q" int64, "n" nullable int64 (_NULL_INT),
+#: "b" bool, "B" nullable bool (-1), "d" float64 (NaN for null), "s" objects (strings, None)
+_CONNECTION_KINDS = {"int64": "q", "int8": "q", "td": "q", "ts": "n", "Int64": "n", "bool": "b",
+                     "boolean": "B", "float64": "d"}
+#: distinct strings shared per column (past it, strings are kept as they come)
+_MAX_SHARED_STRINGS = 1 << 16
+
+
+class ConnectionColumns:
+    """The connections table while it grows: one column per CONNECTION_ROW_COLUMNS field, numbers
+    and booleans in typed arrays (8 bytes or 1 a row, no object per cell), strings in lists where a
+    repeated value (a server address, a host, a user agent, a draft) is one object for all its
+    rows. Appended a ConnectionRow (any object with those fields) at a time; `row(i)` reads one
+    back. What a closed connection leaves behind is its row here, about 0.5 KB."""
+
+    __slots__ = ("_shared", "columns")
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Any] = {}
+        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+            kind = _CONNECTION_KINDS.get(dtype, "s")
+            self.columns[name] = [] if kind == "s" else array("q" if kind == "n" else kind.lower())
+        self._shared: dict[str, dict[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.columns["conn_id"])
+
+    def append(self, row: Any) -> None:
+        shared = self._shared
+        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+            value = getattr(row, name)
+            kind = _CONNECTION_KINDS.get(dtype, "s")
+            if kind == "s":
+                if type(value) is str:
+                    strings = shared.setdefault(name, {})
+                    value = strings.get(value, value)
+                    if len(strings) < _MAX_SHARED_STRINGS:
+                        strings.setdefault(value, value)
+            elif value is None:
+                value = _NULL_INT if kind == "n" else -1 if kind == "B" else float("nan")
+            self.columns[name].append(value)
+
+    def row(self, i: int) -> ConnectionRow:
+        """Row i as a ConnectionRow (nulls as None)."""
+        values = {}
+        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+            value = self.columns[name][i]
+            kind = _CONNECTION_KINDS.get(dtype, "s")
+            null = ((kind == "n" and value == _NULL_INT) or (kind == "B" and value < 0)
+                    or (kind == "d" and value != value))
+            if null:
+                value = None
+            elif kind in ("b", "B"):
+                value = bool(value)
+            values[name] = value
+        return ConnectionRow(**values)
+
+    def __getitem__(self, i: int) -> ConnectionRow:
+        return self.row(range(len(self))[i])
+
+    def __iter__(self) -> Iterator[ConnectionRow]:
+        return (self.row(i) for i in range(len(self)))
+
+    def take_all(self) -> dict[str, Any]:
+        """Every column (typed ones as numpy arrays over the collected memory), let go of here."""
+        import numpy as np
+        columns, self.columns = self.columns, {}
+        self._shared = {}
+        return {name: column if not isinstance(column, array)
+                else np.frombuffer(column, dtype=column.typecode) if len(column)
+                else np.array(column, dtype=column.typecode)
+                for name, column in columns.items()}
+
+    @staticmethod
+    def concat(parts: list[dict[str, Any]], order: Any) -> dict[str, Any]:
+        """Columns of several parts (take_all) stacked and put in `order` (None: as they are),
+        one column at a time, each part's piece let go of as it is placed."""
+        import numpy as np
+        out: dict[str, Any] = {}
+        for name, _, _ in CONNECTION_ROW_COLUMNS:
+            pieces = [part.pop(name) for part in parts]
+            if isinstance(pieces[0], list):
+                column: Any = [value for piece in pieces for value in piece]
+                if order is not None:
+                    column = [column[i] for i in order]
+            else:
+                column = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+                if order is not None:
+                    column = column[order]
+            del pieces
+            out[name] = column
+        return out
+
+
+def _typed_column(values: Any, dtype: str) -> Any:
+    """A ConnectionColumns column (a numpy array with the nulls of its kind, or a list) as the
+    pandas column of `dtype`, as _column makes it from Python values."""
+    import numpy as np
+    import pandas as pd
+    if isinstance(values, list):
+        return _column(values, dtype)
+    if dtype == "ts":
+        return pd.to_datetime(values, utc=True, unit="ns")
+    if dtype == "td":
+        return pd.to_timedelta(values, unit="ns")
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(values.astype(np.int64), values == _NULL_INT)
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(values == 1, values < 0)
+    return values.astype(dtype)
+
+
 def capture_problem_row(capture: str, problem: Problem) -> ProblemRow:
     """A problems row of the capture (records, packets, limits), not of a connection."""
     return ProblemRow(capture, None, problem.record_no, problem.ts_ns, None, str(problem.kind),
@@ -273,15 +387,26 @@ def make_frame(schema: tuple[tuple[str, str, str], ...], rows: Sequence[Any]) ->
     computed (connections_derived).
     """
     import pandas as pd
-    derived = schema is CONNECTION_COLUMNS
-    filled = CONNECTION_ROW_COLUMNS if derived else schema
-    names = [c[0] for c in schema]
-    data = {name: _column([getattr(row, name) for row in rows], dtype) for name, dtype, _ in filled}
-    df = pd.DataFrame(data, columns=[c[0] for c in filled])
-    if derived:
-        for name, column in connections_derived(df).items():
-            df[name] = column
-    return df[names] if derived else df
+    if schema is CONNECTION_COLUMNS:
+        columns = ConnectionColumns()
+        for row in rows:
+            columns.append(row)
+        return connections_frame(columns.take_all())
+    data = {name: _column([getattr(row, name) for row in rows], dtype) for name, dtype, _ in schema}
+    return pd.DataFrame(data, columns=[c[0] for c in schema])
+
+
+def connections_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """The connections DataFrame from its collected columns (ConnectionColumns.take_all, in row
+    order), converted and let go of one at a time, and the derived columns computed."""
+    import pandas as pd
+    data = {}
+    for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+        data[name] = _typed_column(columns.pop(name), dtype)
+    df = pd.DataFrame(data, columns=[c[0] for c in CONNECTION_ROW_COLUMNS])
+    for name, column in connections_derived(df).items():
+        df[name] = column
+    return df
 
 
 def _split_list(text: pd.Series, separator: str) -> pd.Series:
@@ -883,7 +1008,7 @@ class TableRows:
     capture: str = ""
     frames: FrameColumns = field(default_factory=FrameColumns)
     messages: MessageColumns = field(default_factory=MessageColumns)
-    connections: list[ConnectionRow] = field(default_factory=list)
+    connections: ConnectionColumns = field(default_factory=ConnectionColumns)
     problems: ProblemRows = field(default_factory=ProblemRows)
     kept: KeptPayloads = field(default_factory=KeptPayloads)
     packets: int = 0

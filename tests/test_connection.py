@@ -86,7 +86,7 @@ def test_a_plain_http_connection_is_ignored_and_writes_no_row() -> None:
     c.on_data(0, b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", 6, 6)
     c.close("closed", 7, 7)
     assert c.state in (State.DETECTING, State.IGNORED)
-    assert rows.connections == [] and list(rows.problems) == []
+    assert len(rows.connections) == 0 and list(rows.problems) == []
 
 
 # --- internal errors ---------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def test_a_bug_before_the_connection_is_known_to_be_websocket_is_a_capture_level
     (row,) = rows.problems
     assert (row.kind, row.conn_id, row.frame_no) == ("internal-error", None, 4)
     assert "10.0.0.1:50003 → 10.0.0.2:9000" in row.detail and "KeyError" in row.detail
-    assert c.state is State.GIVEN_UP and rows.connections == []
+    assert c.state is State.GIVEN_UP and len(rows.connections) == 0
 
 
 # --- the transform seam ------------------------------------------------------------------------
@@ -229,3 +229,20 @@ def test_the_per_file_unit_leaves_the_callers_gc_alone(tmp_path):
 
 def test_the_pipeline_makes_connections_through_one_class():
     assert pipeline.Connection is Connection
+
+
+def test_connection_columns_read_back_what_was_appended_nulls_included() -> None:
+    from analyzer.tables import ConnectionColumns
+    rows = TableRows()
+    c = Connection(_opened(), rows, Options(), "x", 1)
+    c.on_data(0, upgrade_request(), 4, 4)
+    c.close("end-of-capture", 0, 5)                 # a request without a response: many nulls
+    (row,) = rows.connections
+    assert (row.http_status, row.handshake_ok, row.accept_valid, row.handshake_rtt) == (None, False, None, None)
+    assert (row.close_code, row.request_ts, row.h2_stream_id, row.syn_seen) == (None, 4, None, True)
+    columns = ConnectionColumns()
+    columns.append(row)
+    columns.append(row)
+    assert columns[1] == row and columns[-1] == row and len(columns) == 2
+    # a repeated string is one object for all its rows
+    assert columns.columns["host"][0] is columns.columns["host"][1]
