@@ -38,6 +38,7 @@ import ipaddress
 import os
 import re
 import traceback
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -145,6 +146,7 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_feed",
         "_held",
         "_sniffing",
         "budgets",
@@ -193,6 +195,7 @@ class Connection:
         self.replay_bytes = 0
         self.http_seen = False              # ports= mode: an HTTP start line began a direction
         self._sniffing = 0                  # bit per direction whose first bytes are held (ports=)
+        self._feed: Callable[[int, bytes, int, int], None] | None = None    # (_set_feed)
         self._held: list[bytearray] = [bytearray(), bytearray()]
         self.problems = ConnectionProblems(rows.problems, capture, conn_id)
         self.tcp_end = "open"
@@ -202,6 +205,14 @@ class Connection:
     # --- events from the pipeline (each is the boundary where a bug of ours is caught) ---------
 
     def on_data(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        feed = self._feed
+        if feed is not None:            # the common case: frames straight to the conversation
+            self.last_ts = ts_ns
+            try:
+                feed(direction, data, record_no, ts_ns)
+            except Exception as exc:
+                self._internal_error(exc, record_no, ts_ns)
+            return
         state = self.state
         if state is not _WEBSOCKET and state is not _DETECTING:
             return
@@ -210,12 +221,18 @@ class Connection:
             if self.transforms:
                 for d, chunk, rec, ts in self._transformed(direction, data, record_no, ts_ns):
                     self._bytes(d, chunk, rec, ts)
-            elif state is _WEBSOCKET and not self._sniffing:
-                self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
             else:
                 self._bytes(direction, data, record_no, ts_ns)
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
+        self._set_feed()
+
+    def _set_feed(self) -> None:
+        """The conversation's feed when the bytes go nowhere else (WEBSOCKET, no transform, no
+        direction held), else None: on_data's short way."""
+        ws = self.websocket
+        self._feed = (ws.feed if ws is not None and self.state is _WEBSOCKET and not self.transforms
+                      and not self._sniffing else None)
 
     def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
         self.tcp_gaps += 1
@@ -279,12 +296,14 @@ class Connection:
         if new is None:
             raise IllegalTransition(f"{event.value} in state {self.state.value}")
         self.state = new
+        self._set_feed()
 
     def _internal_error(self, exc: Exception, record_no: int | None, ts_ns: int | None) -> None:
         """A bug of ours: one internal-error row (never a bad-input kind), the connection given up."""
         if os.environ.get(STRICT_ENV) == "1":
             raise exc
         self.state = State.GIVEN_UP
+        self._feed = None
         self.parser = None
         listed = self.is_websocket
         o = self.opened
@@ -414,6 +433,7 @@ class Connection:
         other = 1 - direction
         if not self.replay_dirs & (1 << other):
             self._sniffing |= 1 << other
+        self._set_feed()
 
     def _sniff(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """The first bytes of the direction that had not spoken when frames began: held until a
@@ -426,6 +446,7 @@ class Connection:
             return                                  # could still be a start line: wait for more
         self._sniffing &= ~(1 << direction)
         self._held[direction] = bytearray()
+        self._set_feed()
         if http:
             self._http_after_frames(direction, bytes(held), record_no, ts_ns)
         else:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import re
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from analyzer.budget import SHARED_BUDGET, BudgetedPayload, PayloadBudget
@@ -41,7 +42,6 @@ from analyzer.tables import F_COMPRESSED, F_FIN, F_HEADER_SHIFT, F_MASKED, M_BIN
 
 if TYPE_CHECKING:
     from analyzer.messages import MessageAssembler
-    from analyzer.tables import WholeMessageWriter
 
 __all__ = [
     "RESYNC_CHAIN", "RESYNC_GIVE_UP", "RESYNC_MAX_FRAME", "RESYNC_PROBATION", "CutFrame", "FrameDecoder",
@@ -59,9 +59,9 @@ PAYLOAD_LEN_64 = 127
 MAX_CONTROL_PAYLOAD = 125           # Section 5.5: control frames carry at most 125 bytes
 
 # What the fast path needs to write whole one-frame messages (emit_whole_messages): per first byte
-# None or (compressed, frame flags, message flags); the largest payload; the assembler's
+# None or (opcode, compressed, frame flags, message flags); the largest payload; the assembler's
 # can_take_single, single and single_compressed; the row writer; the conn_id.
-_WholeMessages = tuple[tuple["tuple[bool, int, int] | None", ...], int, Any, Any, Any, Any, int]
+_WholeMessages = tuple[tuple["tuple[int, bool, int, int] | None", ...], int, Any, Any, Any, Any, int]
 _NO_WHOLE: _WholeMessages = ((None,) * 256, -1, None, None, None, None, 0)
 _HEAD = struct.Struct("!BB")
 _HEADER_SHIFT = F_HEADER_SHIFT
@@ -215,6 +215,7 @@ class FrameDecoder(BudgetedPayload):
          conn_id) = whole if whole is not None else _NO_WHOLE
         end = len(data)
         pos = 0
+        wholes = frames = 0
         while end - pos >= 2:
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -229,6 +230,36 @@ class FrameDecoder(BudgetedPayload):
             else:
                 break
             masked = b1 & MASK_MASK
+            if taking:
+                # a whole one-frame text or binary message (the table has an entry only for a clean
+                # first byte with FIN and opcode 1 or 2): its rows written here
+                entry = whole_table[b0]
+                if entry is not None and masked == expect_mask and length <= whole_max:
+                    if masked:
+                        hlen += 4
+                        start = pos + hlen
+                        stop = start + length
+                        if stop > end:
+                            break
+                        payload = unmask(data[start:stop], data[start - 4:start])
+                    else:
+                        start = pos + hlen
+                        stop = start + length
+                        if stop > end:
+                            break
+                        payload = data[start:stop]
+                    pos = stop
+                    opcode, compressed, frame_flags, message_flags = entry
+                    if compressed:
+                        message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
+                                                                            out)
+                    else:
+                        message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, out)
+                    write(conn_id, record_no, ts_ns, frame_flags | (hlen << _HEADER_SHIFT), length,
+                          message_id, message_flags, size, preview, kept)
+                    wholes += 1
+                    continue
+                taking = False                  # from here on, Frames (their order is the rows')
             opcode, fin, rsv1, rsv2, rsv3, raw, clean = b0_table[b0]
             if (masked != expect_mask or not clean or length > max_payload
                     or (opcode >= 8 and length > MAX_CONTROL_PAYLOAD)):
@@ -247,39 +278,28 @@ class FrameDecoder(BudgetedPayload):
                     break
                 payload = data[start:stop]
             pos = stop
-            if taking:
-                entry = whole_table[b0]
-                if entry is not None and length <= whole_max:
-                    compressed, frame_flags, message_flags = entry
-                    if compressed:
-                        message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
-                                                                            out)
-                    else:
-                        message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, out)
-                    write(conn_id, record_no, ts_ns, frame_flags | (hlen << _HEADER_SHIFT), length,
-                          message_id, message_flags, size, preview, kept)
-                    self.whole_messages += 1
-                    continue
-                taking = False                  # from here on, Frames (their order is the rows')
             append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, bool(masked), length,
                                 payload, hlen, raw)))
-            self.frames_decoded += 1
+            frames += 1
+        self.frames_decoded += frames
+        self.whole_messages += wholes
         self.bytes_consumed += pos
         if pos < end:
             out.extend(self._run(data[pos:] if pos else data, record_no, ts_ns, False))
         return out
 
-    def emit_whole_messages(self, assembler: MessageAssembler, write: WholeMessageWriter, conn_id: int,
+    def emit_whole_messages(self, assembler: MessageAssembler, write: Callable[..., None], conn_id: int,
                             frame_flags: int, message_flags: int) -> None:
         """From now on, write whole one-frame text and binary messages met on the fast path
         straight to the rows: `assembler.single` / `single_compressed` make the message (the same
         code its general path uses for such a message), `write` writes both rows. Only at a
         message boundary of the assembler, and only until the first frame that is not such a
         message in each feed: the frames after it go the general way, so every row and problem
-        keeps its order. frame_flags / message_flags: the sender's bits (F_SERVER / M_SERVER).
+        keeps its order. `write` is a WholeMessageWriter's write.
+        frame_flags / message_flags: the sender's bits (F_SERVER / M_SERVER).
         Problems of those messages (invalid UTF-8, inflation) are returned by `feed` in order."""
         compression = assembler.compression
-        table: list[tuple[bool, int, int] | None] = []
+        table: list[tuple[int, bool, int, int] | None] = []
         for opcode, fin, rsv1, rsv2, rsv3, _raw, clean in self._b0:
             # RSV1 compresses the message under permessage-deflate ("message"); under deflate-frame
             # ("frame") it compresses the frame, which the general path inflates; allowed without an
@@ -288,7 +308,7 @@ class FrameDecoder(BudgetedPayload):
                 table.append(None)
                 continue
             compressed = rsv1 and compression == "message"
-            table.append((compressed,
+            table.append((opcode, compressed,
                           frame_flags | opcode | F_FIN | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
                           | (F_MASKED if self._expect_mask else 0) | (F_COMPRESSED if compressed else 0),
                           message_flags | (M_BINARY if opcode == 2 else 0)

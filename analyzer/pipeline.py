@@ -82,6 +82,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                               max_flows=max(1000, MAX_FLOWS // shards),
                               max_half_open=max(1000, MAX_HALF_OPEN // shards))
     connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards))
+    open_connection = connections.open.get         # (the dict stays the same until close_all)
     try:
         records = 0
         for record in reader:
@@ -96,7 +97,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
                     if len(events) == 1 and type(events[0]) is StreamData:
                         # the common case, in order data, without the dispatch loop
                         conn_id, direction, data, record_no, ts_ns = events[0]
-                        connection = connections.open.get(conn_id)
+                        connection = open_connection(conn_id)
                         if connection is not None:
                             connection.on_data(direction, data, record_no, ts_ns)
                     else:

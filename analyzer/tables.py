@@ -10,7 +10,7 @@ The schemas below are the contract of shared/DESIGN.md that tests and notebooks 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -1021,35 +1021,34 @@ class TableRows:
         self.messages.compact()
 
     def whole_message_writer(self) -> WholeMessageWriter:
-        return WholeMessageWriter(self.frames, self.messages)
+        """The writer of whole one-frame text and binary messages: their frames row and messages row
+        in one call (the sink of the frame decoder's fast path, analyzer.frames, which would
+        otherwise build a Frame, a FrameInfo and a Message tuple per frame). The rows are those
+        FrameColumns.add and MessageColumns.add write for such a message (no close code or reason,
+        no rtt). A closure: what it writes to is in its cells, the fastest a call can reach."""
+        frame_row = self.frames.extend
+        message_row = self.messages.extend
+        previews = self.messages.preview_utf8
+        preview_ends = self.messages.preview_ends
+        append_end = preview_ends.append
+        payloads = self.messages.payload
+
+        def write(conn_id: int, record_no: int, ts_ns: int, frame_flags: int, payload_len: int,
+                  message_id: int, message_flags: int, size: int, preview: str,
+                  payload: bytes | None) -> None:
+            """frame_flags / message_flags: the packed flags of both rows (F_* with the header
+            length shifted in, M_*); payload: the message's bytes when kept, else None."""
+            frame_row((conn_id, record_no, ts_ns, frame_flags, payload_len, _NULL, message_id, _NULL))
+            if payload is not None:
+                payloads[len(preview_ends) - 1] = payload      # by row, as MessageColumns.add
+            message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, payload_len, size, record_no,
+                         record_no))
+            nonlocal previews
+            previews += preview.encode("utf-8", "surrogatepass")
+            append_end(len(previews))
+
+        return write
 
 
-class WholeMessageWriter:
-    """Writes a whole one-frame text or binary message, its frames row and its messages row in
-    one call: the sink of the frame decoder's fast path (analyzer.frames), which would otherwise
-    build a Frame, a FrameInfo and a Message tuple per frame. The rows are those FrameColumns.add
-    and MessageColumns.add write for such a message (no close code or reason, no rtt)."""
-
-    __slots__ = ("_frame_row", "_message_row", "_payloads", "_preview_ends", "_previews")
-
-    def __init__(self, frames: FrameColumns, messages: MessageColumns) -> None:
-        self._frame_row = frames.extend
-        self._message_row = messages.extend
-        self._previews = messages.preview_utf8
-        self._preview_ends = messages.preview_ends
-        self._payloads = messages.payload
-
-    def __call__(self, conn_id: int, record_no: int, ts_ns: int, frame_flags: int, payload_len: int,
-                 message_id: int, message_flags: int, size: int, preview: str,
-                 payload: bytes | None) -> None:
-        """frame_flags / message_flags: the packed flags of both rows (F_* with the header length
-        shifted in, M_*); payload: the message's bytes when kept, else None."""
-        self._frame_row((conn_id, record_no, ts_ns, frame_flags, payload_len, _NULL, message_id, _NULL))
-        ends = self._preview_ends
-        if payload is not None:
-            self._payloads[len(ends) - 1] = payload         # by row, as MessageColumns.add
-        self._message_row((conn_id, message_id, message_flags, ts_ns, ts_ns, 1, payload_len, size, record_no,
-                           record_no))
-        previews = self._previews
-        previews += preview.encode("utf-8", "surrogatepass")
-        ends.append(len(previews))
+#: writes a whole one-frame message's two rows (TableRows.whole_message_writer)
+WholeMessageWriter = Callable[[int, int, int, int, int, int, int, int, str, "bytes | None"], None]

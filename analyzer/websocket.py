@@ -155,18 +155,19 @@ class WebSocket:
                 preview_len=options.preview_len, validate_utf8=options.validate_utf8, kept=kept)
             side = Side(decoder, assembler, SENDER_NAMES[0 if from_client else 1])
             if WHOLE_MESSAGES and type(decoder) is FrameDecoder:
-                decoder.emit_whole_messages(assembler, rows.whole_message_writer(), conn_id, side.frame_flags,
-                                            side.message_flags)
+                decoder.emit_whole_messages(assembler, rows.whole_message_writer(), conn_id,
+                                            side.frame_flags, side.message_flags)
             sides.append(side)
         self.sides = sides                      # indexed by stream direction
+        self._decoders = [(side, side.decoder.feed) for side in sides]
 
     # --- bytes and stream events, per direction -----------------------------------------------
 
     def feed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """Decode one direction's bytes; write the rows of what they complete."""
-        side = self.sides[direction]
+        side, decode = self._decoders[direction]
         side.bytes += len(data)
-        events = side.decoder.feed(data, record_no, ts_ns)
+        events = decode(data, record_no, ts_ns)
         if events:
             self._frame_events(direction, side, events)
 

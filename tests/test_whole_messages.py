@@ -29,13 +29,17 @@ MASK = b"\x11\x22\x33\x44"
 def lane_counter(monkeypatch):
     """Counts the wire bytes (header and payload) of the whole messages the lane wrote."""
     taken = [0]
-    original = tables.WholeMessageWriter.__call__
+    original = tables.TableRows.whole_message_writer
 
-    def counting(self, conn_id, record_no, ts_ns, frame_flags, payload_len, *rest):
-        taken[0] += payload_len + (frame_flags >> tables.F_HEADER_SHIFT)
-        return original(self, conn_id, record_no, ts_ns, frame_flags, payload_len, *rest)
+    def counting_writer(self):
+        write = original(self)
 
-    monkeypatch.setattr(tables.WholeMessageWriter, "__call__", counting)
+        def counting(conn_id, record_no, ts_ns, frame_flags, payload_len, *rest):
+            taken[0] += payload_len + (frame_flags >> tables.F_HEADER_SHIFT)
+            return write(conn_id, record_no, ts_ns, frame_flags, payload_len, *rest)
+        return counting
+
+    monkeypatch.setattr(tables.TableRows, "whole_message_writer", counting_writer)
     return taken
 
 
