@@ -230,39 +230,17 @@ class FrameDecoder(BudgetedPayload):
             else:
                 break
             masked = b1 & MASK_MASK
+            entry = None
             if taking:
                 # a whole one-frame text or binary message (the table has an entry only for a clean
-                # first byte with FIN and opcode 1 or 2): its rows written here
+                # first byte with FIN and opcode 1 or 2): its rows are written here
                 entry = whole_table[b0]
-                if entry is not None and masked == expect_mask and length <= whole_max:
-                    if masked:
-                        hlen += 4
-                        start = pos + hlen
-                        stop = start + length
-                        if stop > end:
-                            break
-                        payload = unmask(data[start:stop], data[start - 4:start])
-                    else:
-                        start = pos + hlen
-                        stop = start + length
-                        if stop > end:
-                            break
-                        payload = data[start:stop]
-                    pos = stop
-                    opcode, compressed, frame_flags, message_flags = entry
-                    if compressed:
-                        message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
-                                                                            out)
-                    else:
-                        message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, out)
-                    write(conn_id, record_no, ts_ns, frame_flags | (hlen << _HEADER_SHIFT), length,
-                          message_id, message_flags, size, preview, kept)
-                    wholes += 1
-                    continue
-                taking = False                  # from here on, Frames (their order is the rows')
-            opcode, fin, rsv1, rsv2, rsv3, raw, clean = b0_table[b0]
-            if (masked != expect_mask or not clean or length > max_payload
-                    or (opcode >= 8 and length > MAX_CONTROL_PAYLOAD)):
+                if entry is None or masked != expect_mask or length > whole_max:
+                    entry = None
+                    taking = False              # from here on, Frames (their order is the rows')
+            general = b0_table[b0]              # (opcode, fin, rsv1, rsv2, rsv3, raw, clean)
+            if entry is None and (masked != expect_mask or not general[6] or length > max_payload
+                                  or (general[0] >= 8 and length > MAX_CONTROL_PAYLOAD)):
                 break
             if masked:
                 hlen += 4
@@ -278,6 +256,18 @@ class FrameDecoder(BudgetedPayload):
                     break
                 payload = data[start:stop]
             pos = stop
+            if entry is not None:
+                opcode, compressed, frame_flags, message_flags = entry
+                if compressed:
+                    message_id, size, preview, kept = single_compressed(opcode, payload, record_no, ts_ns,
+                                                                        out)
+                else:
+                    message_id, size, preview, kept = single(opcode, payload, record_no, ts_ns, out)
+                write(conn_id, record_no, ts_ns, frame_flags | (hlen << _HEADER_SHIFT), length,
+                      message_id, message_flags, size, preview, kept)
+                wholes += 1
+                continue
+            opcode, fin, rsv1, rsv2, rsv3, raw, _clean = general
             append(_new(Frame, (record_no, ts_ns, opcode, fin, rsv1, rsv2, rsv3, bool(masked), length,
                                 payload, hlen, raw)))
             frames += 1
