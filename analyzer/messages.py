@@ -352,8 +352,9 @@ class MessageAssembler:
                     problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
                                             record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
-        return message_id, n, preview, (payload if self._keeps(message_id)
-                                        and self.kept.admit(n, record_no, ts_ns) else None)
+        return message_id, n, preview, (payload if (self.keep_payload or self._sample_below is not None)
+                                        and self._keeps(message_id) and self.kept.admit(n, record_no, ts_ns)
+                                        else None)
 
     def single_compressed(self, opcode: int, payload: bytes, record_no: int, ts_ns: int,
                           problems: ProblemSink) -> tuple[int, int, str, bytes | None]:
@@ -403,8 +404,9 @@ class MessageAssembler:
                 preview += "…"
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)
-        return message_id, n, preview, (data if self._keeps(message_id)
-                                        and self.kept.admit(n, record_no, ts_ns) else None)
+        return message_id, n, preview, (data if (self.keep_payload or self._sample_below is not None)
+                                        and self._keeps(message_id) and self.kept.admit(n, record_no, ts_ns)
+                                        else None)
 
     def _keeps(self, message_id: int) -> bool:
         """Is this message's payload kept (all, none, or a sample by id)?"""

@@ -160,12 +160,14 @@ def main(argv: list[str]) -> int:
         orphan.exit()
     orphan.watch()              # from here on stdin only ever ends
     task = pickle.loads(data)   # written by our own parent
+    from analyzer.api import analyze_capture
+    from analyzer.capture import CaptureError
+
     # This process is ours alone: the cyclic garbage collector, which would rescan every row
     # collected so far at each full collection, stays off (nothing the analysis makes is a cycle
     # to collect; tests/test_hostile_session.py holds every connection freed at its close).
+    gc.collect()        # (what the imports left), then off
     gc.disable()
-    from analyzer.api import analyze_capture
-    from analyzer.capture import CaptureError
 
     try:
         result = analyze_capture(task["path"], task["name"], task["options"], task["shard"],
