@@ -4,7 +4,9 @@ connections each in the middle of something large cannot grow without bound."""
 
 from __future__ import annotations
 
-from analyzer.events import Problem
+from collections.abc import Callable
+
+from analyzer.events import Frame, FrameEvent, Problem
 from analyzer.protocol import ProblemKind
 
 __all__ = ["HANDSHAKE_BUDGET_BYTES", "PAYLOAD_BUDGET_BYTES", "SHARED_BUDGET", "SHARED_HANDSHAKE_BUDGET",
@@ -53,10 +55,23 @@ class BudgetedPayload:
     """The partial payload a decoder holds against a PayloadBudget (shared by the RFC 6455 and
     hixie decoders)."""
 
-    __slots__ = ("_budget", "_held", "_payload")
+    __slots__ = ("_budget", "_held", "_payload", "_remaining")
     _budget: PayloadBudget
     _held: int
     _payload: bytearray | None
+    _remaining: int             # payload bytes of the frame still to come
+
+    def _gap_in_payload(self, size: int, complete: Callable[[], Frame], out: list[FrameEvent]) -> int:
+        """A TCP gap of `size` bytes while a payload streams: the payload is unknown from here (its
+        partial bytes are dropped) and the frame is complete (`complete()`, payload None) when
+        the gap reaches its end. Returns the bytes of the gap past the frame: 0 when the gap lay
+        wholly in the payload (sync kept), else the next header is (partly) in the gap."""
+        past = size - self._remaining
+        self._remaining = max(0, -past)
+        self._drop_payload()
+        if not self._remaining:
+            out.append(complete())
+        return max(0, past)
 
     def _drop_payload(self) -> None:
         """Forget the partial payload and give its bytes back to the budget."""

@@ -151,7 +151,7 @@ class FrameDecoder(BudgetedPayload):
     __slots__ = (
         "_allowed_rsv", "_b0", "_bounds", "_buf", "_cand_re", "_cur", "_expect_mask", "_from_client",
         "_hybi04", "_last", "_lost", "_lost_cause", "_lost_record", "_max_payload", "_probation",
-        "_remaining", "_skipped", "_whole", "bytes_consumed", "frames_decoded", "stopped", "whole_messages",
+        "_skipped", "_whole", "bytes_consumed", "frames_decoded", "stopped", "whole_messages",
     )
 
     def __init__(self, *, from_client: bool, max_payload: int = 16 << 20, hybi04_opcodes: bool = False,
@@ -458,17 +458,9 @@ class FrameDecoder(BudgetedPayload):
             self._bounds.clear()
             return out
         if self._cur is not None:
-            if size <= self._remaining:
-                # the gap lies wholly in the payload: sync kept, payload unknown
-                self._remaining -= size
-                self._drop_payload()
-                if not self._remaining:
-                    out.append(self._complete(record_no, ts_ns))
+            size = self._gap_in_payload(size, lambda: self._complete(record_no, ts_ns), out)
+            if not size:
                 return out
-            size -= self._remaining
-            self._remaining = 0
-            self._drop_payload()
-            out.append(self._complete(record_no, ts_ns))
         # the next header is (at least partly) in the gap
         buffered = len(self._buf)
         self.bytes_consumed += buffered

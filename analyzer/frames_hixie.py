@@ -55,8 +55,8 @@ class HixieFrameDecoder(BudgetedPayload):
     """
 
     __slots__ = (
-        "_budget", "_buf", "_count", "_dropped", "_fresh", "_held", "_hlen", "_last", "_length",
-        "_lost_cause", "_lost_record", "_max_payload", "_payload", "_remaining", "_skipped", "_state",
+        "_buf", "_count", "_dropped", "_fresh", "_hlen", "_last", "_length",
+        "_lost_cause", "_lost_record", "_max_payload", "_skipped", "_state",
         "_ttype",
         "bytes_consumed", "frames_decoded", "from_client", "stopped",
     )
@@ -244,17 +244,9 @@ class HixieFrameDecoder(BudgetedPayload):
         self.bytes_consumed += size
         state = self._state
         if state == _BINARY:
-            if size <= self._remaining:
-                self._remaining -= size
-                self._drop_payload()
-                if not self._remaining:
-                    out.append(self._complete_binary(record_no, ts_ns))
-                return out
-            size -= self._remaining
-            self._remaining = 0
-            self._drop_payload()
-            out.append(self._complete_binary(record_no, ts_ns))
-            self._lose(size, f"TCP gap of {size} bytes after a frame", record_no)
+            size = self._gap_in_payload(size, lambda: self._complete_binary(record_no, ts_ns), out)
+            if size:
+                self._lose(size, f"TCP gap of {size} bytes after a frame", record_no)
         elif state == _LOST:
             self._skipped += size
             self._fresh = True
