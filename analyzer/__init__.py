@@ -4,6 +4,9 @@
     a = analyzer.analyze("capture.pcapng")
     a.frames, a.messages, a.connections, a.problems
 
+    # the per-file unit every way of running an analysis calls (a process pool, a cluster):
+    rows, info = analyzer.analyze_capture("capture.pcapng", "capture.pcapng", analyzer.Options())
+
 The names below are loaded on first use, so `ws-analyzer --help` does not pay for pandas.
 """
 
@@ -11,18 +14,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Analysis", "CaptureError", "analyze"]
+__all__ = ["Analysis", "CaptureError", "Options", "analyze", "analyze_capture"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from analyzer.api import Analysis, analyze
+    from analyzer.api import Analysis, analyze, analyze_capture
     from analyzer.capture import CaptureError
+    from analyzer.websocket import Options
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Analysis", "analyze"):
+    if name in ("Analysis", "analyze", "analyze_capture"):
         from analyzer import api
         return getattr(api, name)
+    if name == "Options":
+        from analyzer.websocket import Options
+        return Options
     if name == "CaptureError":
         from analyzer.capture import CaptureError
         return CaptureError

@@ -216,7 +216,7 @@ def test_tcp_id_is_unique_across_captures(tmp_path):
 def test_the_per_file_unit_leaves_the_callers_gc_alone(tmp_path):
     """analyze_capture (what the process pool and a cluster call per file) neither turns the
     cyclic GC off for the caller's threads nor leaves it changed."""
-    from analyzer.api import analyze_capture
+    from analyzer import analyze_capture
     seen = []
     assert gc.isenabled()
     rows, info = analyze_capture(str(_capture(tmp_path, 50040, 50041)), "cap", Options(),
