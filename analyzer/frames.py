@@ -134,6 +134,30 @@ def _tables(from_client: bool, hybi04_opcodes: bool, allowed_rsv: int) -> tuple[
     return tuple(b0_table), cand_re
 
 
+@functools.lru_cache(maxsize=256)
+def _whole_table(from_client: bool, hybi04_opcodes: bool, allowed_rsv: int, compression: str | None,
+                 frame_flags: int, message_flags: int) -> tuple[tuple[int, bool, int, int] | None, ...]:
+    """Per first byte: None, or (opcode, compressed, frame-row flags, message-row flags) of a whole
+    one-frame text or binary message (FrameDecoder.emit_whole_messages); built once per
+    configuration, not per connection."""
+    b0_table, _ = _tables(from_client, hybi04_opcodes, allowed_rsv)
+    table: list[tuple[int, bool, int, int] | None] = []
+    for opcode, fin, rsv1, rsv2, rsv3, _raw, clean in b0_table:
+        # RSV1 compresses the message under permessage-deflate ("message"); under deflate-frame
+        # ("frame") it compresses the frame, which the general path inflates; allowed without an
+        # extension (ports= mode allows every RSV bit) it is only a flag, as on the general path
+        if not (clean and fin and opcode in (1, 2)) or (rsv1 and compression == "frame"):
+            table.append(None)
+            continue
+        compressed = rsv1 and compression == "message"
+        table.append((opcode, compressed,
+                      frame_flags | opcode | F_FIN | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
+                      | (F_MASKED if from_client else 0) | (F_COMPRESSED if compressed else 0),
+                      message_flags | (M_BINARY if opcode == 2 else 0)
+                      | (M_COMPRESSED if compressed else 0)))
+    return tuple(table)
+
+
 class FrameDecoder(BudgetedPayload):
     """Decode the frames of one direction of a WebSocket connection (RFC 6455 / hybi-07+).
 
@@ -285,26 +309,13 @@ class FrameDecoder(BudgetedPayload):
         code its general path uses for such a message), `write` writes both rows. Only at a
         message boundary of the assembler, and only until the first frame that is not such a
         message in each feed: the frames after it go the general way, so every row and problem
-        keeps its order. `write` is a WholeMessageWriter's write.
+        keeps its order. `write`: TableRows.whole_message_writer().
         frame_flags / message_flags: the sender's bits (F_SERVER / M_SERVER).
         Problems of those messages (invalid UTF-8, inflation) are returned by `feed` in order."""
-        compression = assembler.compression
-        table: list[tuple[int, bool, int, int] | None] = []
-        for opcode, fin, rsv1, rsv2, rsv3, _raw, clean in self._b0:
-            # RSV1 compresses the message under permessage-deflate ("message"); under deflate-frame
-            # ("frame") it compresses the frame, which the general path inflates; allowed without an
-            # extension (ports= mode allows every RSV bit) it is only a flag, as on the general path
-            if not (clean and fin and opcode in (1, 2)) or (rsv1 and compression == "frame"):
-                table.append(None)
-                continue
-            compressed = rsv1 and compression == "message"
-            table.append((opcode, compressed,
-                          frame_flags | opcode | F_FIN | (rsv1 << 5) | (rsv2 << 6) | (rsv3 << 7)
-                          | (F_MASKED if self._expect_mask else 0) | (F_COMPRESSED if compressed else 0),
-                          message_flags | (M_BINARY if opcode == 2 else 0)
-                          | (M_COMPRESSED if compressed else 0)))
+        table = _whole_table(self._from_client, self._hybi04, self._allowed_rsv, assembler.compression,
+                             frame_flags, message_flags)
         # the general path treats a longer uncompressed payload as over the message limit
-        self._whole = (tuple(table), min(self._max_payload, assembler.max_message_bytes),
+        self._whole = (table, min(self._max_payload, assembler.max_message_bytes),
                        assembler.can_take_single, assembler.single, assembler.single_compressed, write,
                        conn_id)
 

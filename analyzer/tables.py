@@ -1025,7 +1025,19 @@ class TableRows:
         in one call (the sink of the frame decoder's fast path, analyzer.frames, which would
         otherwise build a Frame, a FrameInfo and a Message tuple per frame). The rows are those
         FrameColumns.add and MessageColumns.add write for such a message (no close code or reason,
-        no rtt). A closure: what it writes to is in its cells, the fastest a call can reach."""
+        no rtt). A closure: what it writes to is in its cells, the fastest a call can reach; one
+        for all the connections (it is not pickled with the rows)."""
+        writer: WholeMessageWriter | None = self.__dict__.get("_writer")
+        if writer is None:
+            writer = self.__dict__["_writer"] = self._make_writer()
+        return writer
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_writer", None)
+        return state
+
+    def _make_writer(self) -> WholeMessageWriter:
         frame_row = self.frames.extend
         message_row = self.messages.extend
         previews = self.messages.preview_utf8
