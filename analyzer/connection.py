@@ -196,7 +196,7 @@ class Connection:
         self.http_seen = False              # ports= mode: an HTTP start line began a direction
         self._sniffing = 0                  # bit per direction whose first bytes are held (ports=)
         self._feed: Callable[[int, bytes, int, int], None] | None = None    # (_set_feed)
-        self._held: list[bytearray] = [bytearray(), bytearray()]
+        self._held: list[bytearray] | None = None     # per direction, while it is sniffed
         self.problems = ConnectionProblems(rows.problems, capture, conn_id)
         self.tcp_end = "open"
         self.tcp_gaps = 0
@@ -439,6 +439,8 @@ class Connection:
         """The first bytes of the direction that had not spoken when frames began: held until a
         line end, bytes no start line begins with, or _MAX_START_LINE of them; then frames, or an
         HTTP start line (the capture began inside an HTTP body: the connection is HTTP)."""
+        if self._held is None:
+            self._held = [bytearray(), bytearray()]
         held = self._held[direction]
         held += data
         http = _HTTP_START_LINE.match(held) is not None
@@ -454,6 +456,8 @@ class Connection:
 
     def _release_held(self, direction: int, record_no: int, ts_ns: int) -> None:
         """The stream ended while first bytes were held: they were no start line, so they are frames."""
+        if self._held is None:
+            self._held = [bytearray(), bytearray()]
         held = self._held[direction]
         self._sniffing &= ~(1 << direction)
         self._held[direction] = bytearray()

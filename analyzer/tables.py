@@ -226,8 +226,9 @@ _NULL_INT = -(2**63)
 #: "b" bool, "B" nullable bool (-1), "d" float64 (NaN for null), "s" objects (strings, None)
 _CONNECTION_KINDS = {"int64": "q", "int8": "q", "td": "q", "ts": "n", "Int64": "n", "bool": "b",
                      "boolean": "B", "float64": "d"}
-#: distinct strings shared per column (past it, strings are kept as they come)
-_MAX_SHARED_STRINGS = 1 << 16
+#: distinct strings shared per column: past it, a column whose values rarely repeat (a client
+#: address on many short connections) keeps them as they come, without a dict of every one
+_MAX_SHARED_STRINGS = 1 << 12
 
 
 class ConnectionColumns:
@@ -244,7 +245,9 @@ class ConnectionColumns:
         for name, dtype, _ in CONNECTION_ROW_COLUMNS:
             kind = _CONNECTION_KINDS.get(dtype, "s")
             self.columns[name] = [] if kind == "s" else array("q" if kind == "n" else kind.lower())
-        self._shared: dict[str, dict[str, str]] = {}
+        # per string column, its distinct values (None: not shared, they rarely repeat)
+        self._shared: dict[str, dict[str, str] | None] = {
+            name: {} for name, dtype, _ in CONNECTION_ROW_COLUMNS if dtype not in _CONNECTION_KINDS}
 
     def __len__(self) -> int:
         return len(self.columns["conn_id"])
@@ -255,11 +258,15 @@ class ConnectionColumns:
             value = getattr(row, name)
             kind = _CONNECTION_KINDS.get(dtype, "s")
             if kind == "s":
-                if type(value) is str:
-                    strings = shared.setdefault(name, {})
-                    value = strings.get(value, value)
-                    if len(strings) < _MAX_SHARED_STRINGS:
-                        strings.setdefault(value, value)
+                strings = shared.get(name)
+                if strings is not None and type(value) is str:
+                    seen = strings.get(value)
+                    if seen is not None:
+                        value = seen
+                    elif len(strings) < _MAX_SHARED_STRINGS:
+                        strings[value] = value
+                    elif len(strings) * 2 > len(self):      # mostly distinct values: stop sharing
+                        shared[name] = None
             elif value is None:
                 value = _NULL_INT if kind == "n" else -1 if kind == "B" else float("nan")
             self.columns[name].append(value)
