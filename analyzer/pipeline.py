@@ -120,6 +120,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
         rows.problems.extend(limiter.summary_rows(name, None, "in this capture"))
         rows.packets = records
         rows.bytes_read = reader.size
+        rows.done()
         if progress is not None:
             progress(reader.size, reader.size)
     finally:

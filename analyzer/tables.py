@@ -1039,6 +1039,12 @@ class TableRows:
             writer = self.__dict__["_writer"] = self._make_writer()
         return writer
 
+    def done(self) -> None:
+        """The capture is read: the writer lets go of the columns it writes to (merge frees each
+        part's columns as soon as they are placed, which a writer still holding them would stop)."""
+        self.__dict__.pop("_writer", None)
+        self.compact()
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_writer", None)
