@@ -148,7 +148,6 @@ class Connection:
         "__weakref__",
         "_feed",
         "_held",
-        "_sniffing",
         "budgets",
         "capture",
         "client_dir",
@@ -194,9 +193,8 @@ class Connection:
         self.replay_dirs = 0                # bit per direction with bytes in the replay
         self.replay_bytes = 0
         self.http_seen = False              # ports= mode: an HTTP start line began a direction
-        self._sniffing = 0                  # bit per direction whose first bytes are held (ports=)
         self._feed: Callable[[int, bytes, int, int], None] | None = None    # (_set_feed)
-        self._held: list[bytearray] | None = None     # per direction, while it is sniffed
+        self._held: dict[int, bytearray] | None = None  # ports=: first bytes of the directions sniffed
         self.problems = ConnectionProblems(rows.problems, capture, conn_id)
         self.tcp_end = "open"
         self.tcp_gaps = 0
@@ -232,7 +230,7 @@ class Connection:
         direction held), else None: on_data's short way."""
         ws = self.websocket
         self._feed = (ws.feed if ws is not None and self.state is _WEBSOCKET and not self.transforms
-                      and not self._sniffing else None)
+                      and not self._held else None)
 
     def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
         self.tcp_gaps += 1
@@ -272,9 +270,8 @@ class Connection:
             if self.state is _DETECTING and self.parser is not None:
                 self._handshake_events(self.parser.finish())
             if self.state is _WEBSOCKET and self.websocket is not None:
-                for direction in (0, 1):
-                    if self._sniffing & (1 << direction):
-                        self._release_held(direction, record_no, ts_ns)
+                for direction in sorted(self._held or ()):
+                    self._release_held(direction, record_no, ts_ns)
                 self.websocket.finish(record_no, ts_ns)
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
@@ -330,7 +327,7 @@ class Connection:
     def _bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """Bytes of one direction (after the transforms) to what reads them in this state."""
         if self.state is _WEBSOCKET:
-            if self._sniffing & (1 << direction):
+            if self._held and direction in self._held:
                 self._sniff(direction, data, record_no, ts_ns)
             else:
                 self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
@@ -432,22 +429,20 @@ class Connection:
         self._start_websocket(Event.FRAMES_WITHOUT_HANDSHAKE, None)
         other = 1 - direction
         if not self.replay_dirs & (1 << other):
-            self._sniffing |= 1 << other
+            self._held = {other: bytearray()}
         self._set_feed()
 
     def _sniff(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """The first bytes of the direction that had not spoken when frames began: held until a
         line end, bytes no start line begins with, or _MAX_START_LINE of them; then frames, or an
         HTTP start line (the capture began inside an HTTP body: the connection is HTTP)."""
-        if self._held is None:
-            self._held = [bytearray(), bytearray()]
+        assert self._held is not None
         held = self._held[direction]
         held += data
         http = _HTTP_START_LINE.match(held) is not None
         if not http and b"\n" not in data and len(held) < _MAX_START_LINE and _HTTP_HEAD.match(held):
             return                                  # could still be a start line: wait for more
-        self._sniffing &= ~(1 << direction)
-        self._held[direction] = bytearray()
+        del self._held[direction]
         self._set_feed()
         if http:
             self._http_after_frames(direction, bytes(held), record_no, ts_ns)
@@ -456,11 +451,9 @@ class Connection:
 
     def _release_held(self, direction: int, record_no: int, ts_ns: int) -> None:
         """The stream ended while first bytes were held: they were no start line, so they are frames."""
-        if self._held is None:
-            self._held = [bytearray(), bytearray()]
-        held = self._held[direction]
-        self._sniffing &= ~(1 << direction)
-        self._held[direction] = bytearray()
+        assert self._held is not None
+        held = self._held.pop(direction)
+        self._set_feed()
         if held:
             self.websocket.feed(direction, bytes(held), record_no, ts_ns)  # type: ignore[union-attr]
 

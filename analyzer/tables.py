@@ -226,6 +226,9 @@ _NULL_INT = -(2**63)
 #: "b" bool, "B" nullable bool (-1), "d" float64 (NaN for null), "s" objects (strings, None)
 _CONNECTION_KINDS = {"int64": "q", "int8": "q", "td": "q", "ts": "n", "Int64": "n", "bool": "b",
                      "boolean": "B", "float64": "d"}
+#: (name, kind) of every connections row column, in order
+_CONNECTION_FIELDS = tuple((name, _CONNECTION_KINDS.get(dtype, "s"))
+                           for name, dtype, _ in CONNECTION_ROW_COLUMNS)
 #: distinct strings shared per column: past it, a column whose values rarely repeat (a client
 #: address on many short connections) keeps them as they come, without a dict of every one
 _MAX_SHARED_STRINGS = 1 << 12
@@ -241,22 +244,20 @@ class ConnectionColumns:
     __slots__ = ("_shared", "columns")
 
     def __init__(self) -> None:
-        self.columns: dict[str, Any] = {}
-        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
-            kind = _CONNECTION_KINDS.get(dtype, "s")
-            self.columns[name] = [] if kind == "s" else array("q" if kind == "n" else kind.lower())
+        self.columns: dict[str, Any] = {
+            name: [] if kind == "s" else array("q" if kind == "n" else kind.lower())
+            for name, kind in _CONNECTION_FIELDS}
         # per string column, its distinct values (None: not shared, they rarely repeat)
         self._shared: dict[str, dict[str, str] | None] = {
-            name: {} for name, dtype, _ in CONNECTION_ROW_COLUMNS if dtype not in _CONNECTION_KINDS}
+            name: {} for name, kind in _CONNECTION_FIELDS if kind == "s"}
 
     def __len__(self) -> int:
         return len(self.columns["conn_id"])
 
     def append(self, row: Any) -> None:
         shared = self._shared
-        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+        for name, kind in _CONNECTION_FIELDS:
             value = getattr(row, name)
-            kind = _CONNECTION_KINDS.get(dtype, "s")
             if kind == "s":
                 strings = shared.get(name)
                 if strings is not None and type(value) is str:
@@ -274,9 +275,8 @@ class ConnectionColumns:
     def row(self, i: int) -> ConnectionRow:
         """Row i as a ConnectionRow (nulls as None)."""
         values = {}
-        for name, dtype, _ in CONNECTION_ROW_COLUMNS:
+        for name, kind in _CONNECTION_FIELDS:
             value = self.columns[name][i]
-            kind = _CONNECTION_KINDS.get(dtype, "s")
             null = ((kind == "n" and value == _NULL_INT) or (kind == "B" and value < 0)
                     or (kind == "d" and value != value))
             if null:
