@@ -89,9 +89,9 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     # rescan every object alive, and a capture can hold 100,000 connections open (measured:
     # +43 % CPU on 90,000 open flows). What is alive at each compaction is frozen, so collections
     # look only at what was made since; unfrozen at the end, it is collectable as before; and the
-    # young generation is collected every GC_YOUNG_THRESHOLD allocations instead of 700 (the
-    # analysis makes no cycles; on 9,000 open flows the default cost 6 % more instructions).
-    # Nothing here is a cycle; a caller's thread's cyclic garbage frozen meanwhile waits for the end.
+    # young generation is collected every GC_YOUNG_THRESHOLD allocations instead of 700 (on 9,000
+    # open flows the default cost 6 % more instructions). The analysis makes no cycles; a caller's
+    # thread's cyclic garbage frozen meanwhile waits for the end to be collected.
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
     try:
