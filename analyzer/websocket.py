@@ -184,9 +184,6 @@ class WebSocket:
             for event in side.assembler.finish(record_no, ts_ns):
                 self._message_event(side, event)
 
-    def sender(self, direction: int) -> str:
-        return SENDER_NAMES[0 if direction == self.client_dir else 1]
-
     # --- frames and messages ---------------------------------------------------------------------
 
     def _frame_events(self, direction: int, side: Side, events: list[Any]) -> None:
