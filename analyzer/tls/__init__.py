@@ -9,4 +9,7 @@ the per-connection state machine that ties them together).
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from analyzer.tls.keylog import KeyLog, KeyLogError
+from analyzer.tls.records import RecordError, looks_like_tls
+
+__all__ = ["KeyLog", "KeyLogError", "RecordError", "looks_like_tls"]
