@@ -42,7 +42,10 @@ def tls12_prf(hash_name: str, secret: bytes, label: bytes, seed: bytes, length: 
     """
     if hash_name not in _HASH_LEN:
         raise ValueError(f"unknown PRF hash {hash_name!r}")
-    seed = label + seed
+    return _p_hash(hash_name, secret, label + seed, length)
+
+
+def _p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
     out = bytearray()
     a = seed
     while len(out) < length:
@@ -51,14 +54,31 @@ def tls12_prf(hash_name: str, secret: bytes, label: bytes, seed: bytes, length: 
     return bytes(out[:length])
 
 
+def tls10_prf(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """The TLS 1.0/1.1 PRF (RFC 2246 §5): P_MD5 on the secret's first half XOR P_SHA1 on its second."""
+    half = (len(secret) + 1) // 2
+    md5 = _p_hash("md5", secret[:half], label + seed, length)
+    sha1 = _p_hash("sha1", secret[len(secret) - half:], label + seed, length)
+    return (int.from_bytes(md5, "big") ^ int.from_bytes(sha1, "big")).to_bytes(length, "big")
+
+
 def tls12_keys(suite: CipherSuite, master_secret: bytes, client_random: bytes,
-               server_random: bytes) -> tuple[DirectionKeys, DirectionKeys]:
-    """The (client write, server write) keys of a TLS 1.2 connection (RFC 5246 §6.3)."""
+               server_random: bytes, *, version: int = 0x0303) -> tuple[DirectionKeys, DirectionKeys]:
+    """The (client write, server write) keys of a TLS 1.2 connection (RFC 5246 §6.3).
+
+    version 0x0301/0x0302 gives TLS 1.0/1.1 keys (RFC 2246 §6.3, RFC 4346 §6.3): the MD5/SHA-1
+    PRF, and in TLS 1.0 a 16-byte CBC IV per direction from the key block.
+    """
     mac_len = suite.mac_len
     key_len = suite.key_len
     iv_len = suite.fixed_iv_len
-    block = tls12_prf(suite.prf_hash, master_secret, b"key expansion", server_random + client_random,
-                      2 * (mac_len + key_len + iv_len))
+    seed = server_random + client_random
+    if version >= 0x0303:
+        block = tls12_prf(suite.prf_hash, master_secret, b"key expansion", seed,
+                          2 * (mac_len + key_len + iv_len))
+    else:
+        iv_len = 16 if version == 0x0301 and suite.cipher == "aes-cbc" else iv_len
+        block = tls10_prf(master_secret, b"key expansion", seed, 2 * (mac_len + key_len + iv_len))
     o = 2 * mac_len
     k = o + 2 * key_len
     client = DirectionKeys(block[o:o + key_len], block[k:k + iv_len], block[:mac_len])
