@@ -13,6 +13,7 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from analyzer.tls.keylog import KeyLog
 from analyzer.tls.keys import (
     DirectionKeys,
     hkdf_expand_label,
@@ -29,6 +30,7 @@ from analyzer.tls.protection import (
     supports,
 )
 from analyzer.tls.suites import SUITES, suite_name, version_name
+from tests.tls_loopback import run_in_subprocess, run_session
 
 
 def h(text: str) -> bytes:
@@ -418,3 +420,125 @@ def test_unsupported_pairs_refused():
     assert supports(SUITES[0xC013], 0x0301) and not supports(SUITES[0xC013], 0x0300)
     with pytest.raises(ValueError):
         RecordDecryptor(SUITES[0x1301], DirectionKeys(bytes(16), bytes(12), b""), version=0x0303)
+
+
+# --- real OpenSSL traffic: python ssl through a recording proxy, decrypted with the key log -----
+def tls_records(stream: bytes) -> list[tuple[bytes, bytes]]:
+    out, off = [], 0
+    while off < len(stream):
+        size = int.from_bytes(stream[off + 3:off + 5], "big")
+        out.append((stream[off:off + 5], stream[off + 5:off + 5 + size]))
+        off += 5 + size
+    assert off == len(stream)
+    return out
+
+
+def hello(body: bytes) -> tuple[bytes, int, set[int]]:
+    """(random, cipher suite, extension types) of a ClientHello/ServerHello handshake message;
+    the suite and extensions only mean something for a ServerHello."""
+    random, sid_end = body[6:38], 39 + body[38]
+    suite = int.from_bytes(body[sid_end:sid_end + 2], "big")
+    off, end, extensions = sid_end + 5, len(body), set()
+    while off + 4 <= end:
+        extensions.add(int.from_bytes(body[off:off + 2], "big"))
+        off += 4 + int.from_bytes(body[off + 2:off + 4], "big")
+    return random, suite, extensions
+
+
+def finished_seen(handshake: bytes) -> bool:
+    off = 0
+    while off + 4 <= len(handshake):
+        if handshake[off] == 20:
+            return True
+        off += 4 + int.from_bytes(handshake[off + 1:off + 4], "big")
+    return False
+
+
+def decrypt_tls13(recs, suite, hs_secret: bytes, ap_secret: bytes) -> bytes:
+    hs = RecordDecryptor(suite, tls13_keys(suite, hs_secret), version=0x0304)
+    app = RecordDecryptor(suite, tls13_keys(suite, ap_secret), version=0x0304)
+    handshake, data, in_handshake = bytearray(), bytearray(), True
+    for head, body in recs:
+        if head[0] != 23:                                # the hellos, the compatibility CCS
+            continue
+        if in_handshake:
+            ctype, plain = hs.decrypt(head, body)
+            assert ctype == 22
+            handshake += plain
+            in_handshake = not finished_seen(handshake)
+        else:
+            ctype, plain = app.decrypt(head, body)
+            if ctype == 23:
+                data += plain
+    return bytes(data)
+
+
+def decrypt_tls12(recs, suite, keys, version: int, etm: bool) -> bytes:
+    dec = RecordDecryptor(suite, keys, version=version, encrypt_then_mac=etm)
+    data, encrypted, types = bytearray(), False, []
+    for head, body in recs:
+        if encrypted:
+            ctype, plain = dec.decrypt(head, body)
+            types.append(ctype)
+            if ctype == 23:
+                data += plain
+        encrypted = encrypted or head[0] == 20           # everything after ChangeCipherSpec
+    assert types[0] == 22                               # Finished, then data (and a close_notify)
+    return bytes(data)
+
+
+def check_traffic(traffic, expect_suite: str, version: int = 0x0304, etm: bool | None = None) -> None:
+    log = KeyLog()
+    log.add_text(traffic.keylog)
+    up, down = tls_records(traffic.up), tls_records(traffic.down)
+    client_random = hello(up[0][1])[0]
+    server_random, code, extensions = hello(down[0][1])
+    suite = SUITES[code]
+    assert suite.name == expect_suite
+    if version == 0x0304:
+        got_up = decrypt_tls13(up, suite, log.secret("CLIENT_HANDSHAKE_TRAFFIC_SECRET", client_random),
+                               log.secret("CLIENT_TRAFFIC_SECRET_0", client_random))
+        got_down = decrypt_tls13(down, suite, log.secret("SERVER_HANDSHAKE_TRAFFIC_SECRET", client_random),
+                                 log.secret("SERVER_TRAFFIC_SECRET_0", client_random))
+    else:
+        assert (0x16 in extensions) == bool(etm)                # encrypt_then_mac as expected
+        client, server = tls12_keys(suite, log.master_secret(client_random), client_random,
+                                    server_random, version=version)
+        got_up = decrypt_tls12(up, suite, client, version, bool(etm))
+        got_down = decrypt_tls12(down, suite, server, version, bool(etm))
+    assert got_up == traffic.sent
+    assert got_down == traffic.sent
+
+
+def test_real_tls13_default_suite():
+    check_traffic(run_session(), "TLS_AES_256_GCM_SHA384")
+
+
+@pytest.mark.parametrize("name", ["TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
+                                  "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"])
+def test_real_tls13_each_suite(name):
+    check_traffic(run_in_subprocess(name), name)
+
+
+@pytest.mark.parametrize(("ciphers", "options", "expect", "etm"), [
+    ("ECDHE-ECDSA-AES128-GCM-SHA256", 0, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", None),
+    ("ECDHE-ECDSA-AES256-GCM-SHA384", 0, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", None),
+    ("ECDHE-ECDSA-CHACHA20-POLY1305", 0, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", None),
+    ("ECDHE-ECDSA-AES128-CCM", 0, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", None),
+    ("ECDHE-ECDSA-AES128-CCM8", 0, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", None),
+    ("ECDHE-ECDSA-AES128-SHA", 0, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", True),
+    ("ECDHE-ECDSA-AES128-SHA", 0x80000, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", False),
+    ("ECDHE-ECDSA-AES256-SHA384", 0, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", True),
+    ("ECDHE-ECDSA-AES256-SHA384", 0x80000, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", False),
+    ("ECDHE-ECDSA-AES128-SHA256", 0x80000, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", False),
+])
+def test_real_tls12(ciphers, options, expect, etm):
+    check_traffic(run_session(tls_version="TLSv1_2", ciphers=ciphers, options=options), expect, 0x0303, etm)
+
+
+@pytest.mark.parametrize(("tls_version", "version"), [("TLSv1", 0x0301), ("TLSv1_1", 0x0302)])
+@pytest.mark.parametrize("options", [0, 0x80000])
+def test_real_tls10_tls11_cbc(tls_version, version, options):
+    traffic = run_session(tls_version=tls_version, ciphers="ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0",
+                          options=options)
+    check_traffic(traffic, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", version, not options)
