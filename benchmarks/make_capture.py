@@ -1,6 +1,7 @@
 """Record the large benchmark capture: real WebSocket traffic between real libraries on loopback.
 
     python benchmarks/make_capture.py [--packets 1000000] [--scale 0.1] [--out benchmarks/data/bench.pcap]
+                                      [--tls [--tls-version 1.3|1.2]]
 
 Nothing is synthesised: a python `websockets` server and an `aiohttp` server talk to ~50 concurrent
 client connections (websockets and aiohttp clients, in two processes) while `tcpdump -i lo` records
@@ -12,6 +13,11 @@ has captured the packet target (asked with SIGUSR1), after every open connection
 
 Beside the capture it writes `<out>.json`: ports (tshark needs `-d tcp.port==P,http` for them),
 packet and byte counts, kernel drops, and what the senders counted (messages, pings, closes).
+
+With --tls the same traffic (mix, seeds, endings) runs as wss://: both servers serve TLS (1.3, or
+1.2 with ECDHE-ECDSA AES-GCM given --tls-version 1.2) with a self-signed certificate made at start,
+the clients verify it, send SNI "localhost" and write the key log to `<out>.keylog`; the sidecar
+says so under "tls" (tshark: `-o tls.keylog_file:<out>.keylog -d tcp.port==P,tls`).
 
 Needs root (tcpdump on lo) and tcpdump; websockets >= 12 and aiohttp >= 3.9.
 """
@@ -30,12 +36,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.tls_material import SERVER_NAME, VERSIONS, TlsSetup, make_certificate  # noqa: E402
+
 DEFAULT_OUT = HERE / "data" / "bench.pcap"
 
 CONNECTIONS = 50          # concurrent WebSocket connections, all the time
@@ -144,9 +156,10 @@ def _server_reply(pl: Payloads, msg: str | bytes) -> str | bytes | tuple:
     return json.dumps({"type": "ack", "bytes": len(msg), "seq": pl.seq})
 
 
-def run_servers(ws_port: int, aio_port: int, ready, stop, results) -> None:
+def run_servers(ws_port: int, aio_port: int, ready, stop, results, tls: TlsSetup | None = None) -> None:
     """Process body: serve until `stop` is set, then put this side's counters on `results`."""
     counts: Counter[str] = Counter()
+    server_ssl = tls.server_context() if tls is not None else None
 
     async def main() -> None:
         from aiohttp import WSMsgType, web
@@ -198,10 +211,10 @@ def run_servers(ws_port: int, aio_port: int, ready, stop, results) -> None:
         app.router.add_get("/ws", aio_handler)
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", aio_port)
+        site = web.TCPSite(runner, "127.0.0.1", aio_port, ssl_context=server_ssl)
         await site.start()
         async with serve(ws_handler, "127.0.0.1", ws_port, compression="deflate", ping_interval=None,
-                         max_size=None, max_queue=64):
+                         max_size=None, max_queue=64, ssl=server_ssl):
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.1)
@@ -215,16 +228,22 @@ def run_servers(ws_port: int, aio_port: int, ready, stop, results) -> None:
 # clients
 
 
-def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, results) -> None:
+def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, results,
+                tls: TlsSetup | None = None, keylog: Path | None = None) -> None:
     """Process body: keep `n` connections busy until `stop` is set, then close them and report.
 
     Every data message gets exactly one reply from the server, so a semaphore of `window` permits,
-    released by the reader for each reply, keeps the connection request/response paced.
+    released by the reader for each reply, keeps the connection request/response paced. With `tls`,
+    the connections are wss:// and their secrets go to `keylog`.
     """
     import logging
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     counts: Counter[str] = Counter()
+    client_ssl = tls.client_context(keylog) if tls is not None and keylog is not None else None
+    # websockets passes ssl= and server_hostname= on to loop.create_connection; aiohttp takes both
+    secure: dict = {"ssl": client_ssl, "server_hostname": SERVER_NAME} if client_ssl else {}
+    ws_scheme, http_scheme = ("wss", "https") if client_ssl else ("ws", "http")
 
     class Conn:
         """What the send loop needs, for either library."""
@@ -261,9 +280,9 @@ def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, result
         from websockets.exceptions import ConnectionClosed
 
         rng = pl.rng
-        uri = f"ws://127.0.0.1:{ws_port}/chat?client={rng.randrange(10**6)}"
+        uri = f"{ws_scheme}://127.0.0.1:{ws_port}/chat?client={rng.randrange(10**6)}"
         async with connect(uri, compression="deflate" if deflate else None, ping_interval=None,
-                           max_size=None, max_queue=64, user_agent_header="bench-client/1.0") as ws:
+                           max_size=None, max_queue=64, user_agent_header="bench-client/1.0", **secure) as ws:
             counts["connections"] += 1
             counts["deflate_connections"] += deflate
             conn = Conn(ws.send, ws.send, ws.ping, window)
@@ -301,8 +320,9 @@ def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, result
         from aiohttp import WSMsgType
 
         rng = pl.rng
-        ws = await session.ws_connect(f"http://127.0.0.1:{aio_port}/ws", compress=15 if deflate else 0,
-                                      autoping=True, max_msg_size=0, protocols=("chat.v2", "chat.v1"))
+        ws = await session.ws_connect(f"{http_scheme}://127.0.0.1:{aio_port}/ws",
+                                      compress=15 if deflate else 0, autoping=True, max_msg_size=0,
+                                      protocols=("chat.v2", "chat.v1"), **secure)
         counts["connections"] += 1
         counts["deflate_connections"] += deflate
         conn = Conn(ws.send_str, ws.send_bytes, ws.ping, window)
@@ -438,16 +458,28 @@ def free_port(start: int) -> int:
     raise RuntimeError(f"no free port in {start}..{start + 199}")
 
 
-def record(target: int, out: Path, max_seconds: float) -> dict:
-    """Run servers, clients and tcpdump until tcpdump has `target` packets; return what happened."""
+def keylog_path(out: Path) -> Path:
+    return out.with_name(out.name + ".keylog")
+
+
+def record(target: int, out: Path, max_seconds: float, tls: TlsSetup | None = None) -> dict:
+    """Run servers, clients and tcpdump until tcpdump has `target` packets; return what happened.
+
+    With `tls`, each client process writes its own part of the key log (no two writers on one
+    file); the parts are joined into `<out>.keylog` once the clients have stopped."""
     ws_port = free_port(BASE_PORT)
     aio_port = free_port(ws_port + 1)
     ctx = mp.get_context("fork")
     ready, go, stop, stop_server = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
     results = ctx.Queue()
-    server = ctx.Process(target=run_servers, args=(ws_port, aio_port, ready, stop_server, results))
+    server = ctx.Process(target=run_servers, args=(ws_port, aio_port, ready, stop_server, results, tls))
     per = [CONNECTIONS // 2, CONNECTIONS - CONNECTIONS // 2]
-    clients = [ctx.Process(target=run_clients, args=(n, k + 1, ws_port, aio_port, go, stop, results))
+    parts = [out.with_name(f"{out.name}.keylog.{k}") for k in range(len(per))] if tls else [None] * len(per)
+    for part in (keylog_path(out), *parts):
+        if part is not None:
+            part.unlink(missing_ok=True)
+    clients = [ctx.Process(target=run_clients, args=(n, k + 1, ws_port, aio_port, go, stop, results,
+                                                     tls, parts[k]))
                for k, n in enumerate(per)]
     counts: dict[str, Counter[str]] = {"clients": Counter(), "server": Counter()}
     port_filter = f"tcp port {ws_port} or tcp port {aio_port}"
@@ -502,6 +534,12 @@ def record(target: int, out: Path, max_seconds: float) -> dict:
                     p.join(5)
         time.sleep(1.0)
         stats = dump.stop() if dump is not None else {}
+        if tls is not None:
+            with keylog_path(out).open("wb") as joined:
+                for part in parts:
+                    if part is not None and part.exists():
+                        joined.write(part.read_bytes())
+                        part.unlink()
     senders = {k: dict(sorted(v.items())) for k, v in counts.items()}
     return {"ws_port": ws_port, "aiohttp_port": aio_port, "filter": port_filter, "tcpdump": stats,
             "traffic_seconds": round(time.monotonic() - t0, 1), "senders": senders}
@@ -527,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply --packets (0.1 → a 100k-packet file for quick iterations)")
     ap.add_argument("--out", type=Path, help="default benchmarks/data/bench.pcap (bench-<N>k.pcap if scaled)")
     ap.add_argument("--max-seconds", type=float, default=600, help="stop recording after this long anyway")
+    ap.add_argument("--tls", action="store_true",
+                    help="wss:// with a self-signed certificate; the clients' key log goes to <out>.keylog")
+    ap.add_argument("--tls-version", choices=sorted(VERSIONS), default="1.3",
+                    help="with --tls: TLS 1.3 (default) or TLS 1.2 (ECDHE-ECDSA AES-GCM)")
     args = ap.parse_args(argv)
     target = max(1000, int(args.packets * args.scale))
     out = args.out or (DEFAULT_OUT if target == 1_000_000
@@ -537,13 +579,25 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("make_capture: recording on lo needs root", file=sys.stderr)
         return 2
-    print(f"recording {target:,} packets of WebSocket traffic on lo into {out}", flush=True)
-    meta = record(target, out, args.max_seconds)
+    what = f"WebSocket over TLS {args.tls_version}" if args.tls else "WebSocket"
+    print(f"recording {target:,} packets of {what} traffic on lo into {out}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as tmp:
+        tls = TlsSetup(args.tls_version, *make_certificate(Path(tmp))) if args.tls else None
+        meta = record(target, out, args.max_seconds, tls)
     meta["file"] = out.name
     meta["bytes"] = out.stat().st_size
     meta["packets"] = meta["tcpdump"]["captured"]
     meta["capinfos"] = capinfos(out)
-    meta["tshark_decode_as"] = [f"tcp.port=={meta['ws_port']},http", f"tcp.port=={meta['aiohttp_port']},http"]
+    ports = (meta["ws_port"], meta["aiohttp_port"])
+    if tls is None:
+        meta["tshark_decode_as"] = [f"tcp.port=={p},http" for p in ports]
+    else:
+        keylog = keylog_path(out)
+        secrets = [line for line in keylog.read_bytes().splitlines() if not line.startswith(b"#")]
+        meta["tls"] = {"version": tls.version, "keylog": keylog.name, "keylog_lines": len(secrets),
+                       "server_name": SERVER_NAME,
+                       "certificate": "self-signed EC P-256, made at start"}
+        meta["tshark_decode_as"] = [f"tcp.port=={p},tls" for p in ports]   # the HTTP inside is found
     side = out.with_name(out.name + ".json")
     side.write_text(json.dumps(meta, indent=1) + "\n")
     t = meta["tcpdump"]

@@ -1,16 +1,18 @@
 """Time ws-analyzer against tshark and the raw-reader floor on the same capture, side by side.
 
     python benchmarks/run.py [FILE ...] [--skip-tshark] [--repeat N] [--profile [--profiler NAME]]
+                             [--keylog KEYS] [--jobs N]
 
 Each tool runs in a fresh subprocess; its wall time is measured around it and its peak RSS is the
 child's `ru_maxrss` from wait4(2), so every figure belongs to that one tool:
 
-* analyzer: `analyzer.analyze(FILE)` end to end, file → four DataFrames (interpreter start and
-  imports included; the child also reports its own import and analyze() times, the peak RSS of
-  its worker process and the deep size of the four DataFrames; the RSS of the imports alone is
-  measured in a separate process);
+* analyzer: `analyzer.analyze(FILE[, keylog=KEYS][, jobs=N])` end to end, file → four DataFrames
+  (interpreter start and imports included; the child also reports its own import and analyze()
+  times, the peak RSS of its worker process and the deep size of the four DataFrames; the RSS of
+  the imports alone is measured in a separate process);
 * tshark:   `tshark -r FILE -o tcp.reassemble_out_of_order:TRUE -Y websocket -T fields -e …`,
-  with `-d tcp.port==P,http` for the ports named in FILE's make_capture.py sidecar (`FILE.json`);
+  with `-d tcp.port==P,http` for the ports named in FILE's make_capture.py sidecar (`FILE.json`;
+  `-d tcp.port==P,tls` for a `make_capture.py --tls` capture) and `-o tls.keylog_file:KEYS`;
 * floor:    scapy `RawPcapReader` asked for whole records, `struct` decoding of Ethernet/IPv4/TCP
   and a slice of each payload, nothing else: what any Python pipeline on scapy must pay at least.
 
@@ -19,6 +21,10 @@ against the goals of the performance issue. Results are kept in `FILE.results.js
 --skip-tshark the last tshark measurement of the same file is shown, marked as cached.
 --profile runs the analyzer once more under pyinstrument (else cProfile) and prints the top
 functions by cumulative and by own time.
+
+TLS: `--keylog KEYS` (repeatable) goes to the analyzer (`keylog=`) and to tshark (`-o
+tls.keylog_file:`, the files joined into one, as tshark takes one); without it, the key log named
+in FILE's sidecar (`make_capture.py --tls` writes `FILE.keylog`) is used.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ TSHARK_FIELDS = ["frame.number", "websocket.opcode", "websocket.fin", "websocket
 
 ANALYZER_CHILD = r"""
 import json, resource, sys, time
+kwargs = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}   # keylog=, jobs=
 t0 = time.perf_counter()
 import analyzer
 analyze = analyzer.analyze   # the package loads its API lazily: pay for those imports here
@@ -62,7 +69,7 @@ def rss_mb():
                 return int(line.split()[1]) / 1024
     return 0.0
 rss_imports = rss_mb()
-a = analyze(sys.argv[1])
+a = analyze(sys.argv[1], **kwargs)
 t2 = time.perf_counter()
 tables = {n: getattr(a, n) for n in ("connections", "frames", "messages", "problems")}
 out = {"frames": len(a.frames), "messages": len(a.messages), "connections": len(a.connections),
@@ -74,6 +81,8 @@ print("BENCH " + json.dumps(out), flush=True)
 out["tables_mb"] = sum(int(df.memory_usage(deep=True).sum()) for df in tables.values()) / 1e6
 out["problem_kinds"] = {str(k): int(v) for k, v in a.problems["kind"].value_counts().head(8).items()} \
     if len(a.problems) else {}
+if "transport" in a.connections:
+    out["transports"] = {str(k): int(v) for k, v in a.connections["transport"].value_counts().items()}
 print("BENCH " + json.dumps(out), flush=True)
 """
 
@@ -186,10 +195,13 @@ def child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
 
-def run_python(script: str, capture: Path, tmpdir: Path) -> Run:
+def run_python(script: str, capture: Path, tmpdir: Path, kwargs: dict | None = None) -> Run:
+    """`script` on `capture` in a fresh interpreter; `kwargs` (JSON) go to analyze() in the analyzer's
+    child, as its second argument."""
     out = tmpdir / "child.out"
+    argv = [sys.executable, "-c", script, str(capture)] + ([json.dumps(kwargs)] if kwargs else [])
     with out.open("wb") as f:
-        run = measure([sys.executable, "-c", script, str(capture)], stdout=f, env=child_env())
+        run = measure(argv, stdout=f, env=child_env())
     run.info = bench_lines(out)
     out.unlink()
     return run
@@ -214,22 +226,25 @@ def imports_rss_mb() -> float:
         return 0.0
 
 
-def tshark_cmd(capture: Path, ports: list[int]) -> list[str]:
+def tshark_cmd(capture: Path, decode_as: list[str], keylog: Path | None = None) -> list[str]:
+    """tshark's command: `decode_as` are `-d` rules ("tcp.port==P,http"), `keylog` its one key log."""
     cmd = ["tshark", "-r", str(capture), "-o", "tcp.reassemble_out_of_order:TRUE"]
-    for port in ports:
-        cmd += ["-d", f"tcp.port=={port},http"]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    for rule in decode_as:
+        cmd += ["-d", rule]
     cmd += ["-Y", "websocket", "-T", "fields"]
     for name in TSHARK_FIELDS:
         cmd += ["-e", name]
     return cmd
 
 
-def run_tshark(capture: Path, ports: list[int], tmpdir: Path) -> Run:
+def run_tshark(capture: Path, decode_as: list[str], tmpdir: Path, keylogs: list[Path] | None = None) -> Run:
     """tshark's output goes to a file (not a pipe we would have to read while timing), then is
     counted: one line per packet with WebSocket frames, the opcodes comma-separated."""
     out = tmpdir / "tshark.out"
     with out.open("wb") as f:
-        run = measure(tshark_cmd(capture, ports), stdout=f)
+        run = measure(tshark_cmd(capture, decode_as, one_keylog(keylogs or [], tmpdir)), stdout=f)
     lines = frames = 0
     with out.open("rb") as f:
         for line in f:
@@ -241,12 +256,48 @@ def run_tshark(capture: Path, ports: list[int], tmpdir: Path) -> Run:
     return run
 
 
+def one_keylog(keylogs: list[Path], tmpdir: Path) -> Path | None:
+    """The one file tshark's `tls.keylog_file` takes: the only one given, or all joined in tmpdir."""
+    if len(keylogs) <= 1:
+        return keylogs[0] if keylogs else None
+    joined = tmpdir / "keylog.joined"
+    joined.write_bytes(b"\n".join(k.read_bytes() for k in keylogs) + b"\n")
+    return joined
+
+
 def sidecar(capture: Path) -> dict:
     side = capture.with_name(capture.name + ".json")
     try:
         return json.loads(side.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def decode_as(meta: dict, extra_ports: list[int]) -> list[str]:
+    """tshark's `-d` rules for a capture: the sidecar's (ports as HTTP, or as TLS for a --tls
+    capture; older sidecars name only the ports), then the extra ports as HTTP."""
+    rules = meta.get("tshark_decode_as") or [
+        f"tcp.port=={p},http" for p in (meta.get("ws_port"), meta.get("aiohttp_port")) if p]
+    return list(rules) + [f"tcp.port=={p},http" for p in extra_ports]
+
+
+def keylogs_for(capture: Path, given: list[Path] | None) -> list[Path]:
+    """The key logs given (--keylog), else the one the capture's sidecar names, if any."""
+    if given:
+        return [k.resolve() for k in given]      # the children run in the checkout, not here
+    name = sidecar(capture).get("tls", {}).get("keylog")
+    return [capture.with_name(name)] if name else []
+
+
+def analyzer_kwargs(capture: Path, args: argparse.Namespace) -> dict:
+    """What the analyzer child passes to analyze(): keylog= (paths) and jobs=, when set."""
+    kwargs: dict = {}
+    keylogs = keylogs_for(capture, args.keylog)
+    if keylogs:
+        kwargs["keylog"] = [str(k) for k in keylogs]
+    if args.jobs is not None:
+        kwargs["jobs"] = args.jobs
+    return kwargs
 
 
 def load_cache(capture: Path) -> dict:
@@ -277,6 +328,13 @@ def cached_result(capture: Path, tool: str) -> Result | None:
 
 # --------------------------------------------------------------------------------------------
 # the table
+
+
+def kinds_lines(info: dict) -> list[str]:
+    """The analyzer child's connections by transport and problem kinds, a line each when any."""
+    named = (("transports", "connections by transport"), ("problem_kinds", "problem kinds"))
+    return [f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in info[key].items())
+            for key, title in named if info.get(key)]
 
 
 def fmt_ratio(value: float | None, goal: float, at_least: bool) -> str:
@@ -349,8 +407,7 @@ def report(capture: Path, results: dict[str, Result], packets: int) -> str:
             lines.append(f"  worker process peak RSS {i['worker_rss_mb']:.0f} MB (the table's figure is the "
                          f"calling process, the larger one); both together {both:,.0f} MB"
                          + (f" = {both / t.rss:.2f} of tshark's" if t_ok else ""))
-        if i.get("problem_kinds"):
-            lines.append("  problem kinds: " + ", ".join(f"{k} {v:,}" for k, v in i["problem_kinds"].items()))
+        lines += kinds_lines(i)
     if a_ok and t_ok:
         af, tf = a.info.get("frames", 0), t.info.get("frames", 0)
         lines.append(f"  frames: analyzer {af:,} vs tshark {tf:,} ({af - tf:+,})")
@@ -362,8 +419,9 @@ def report(capture: Path, results: dict[str, Result], packets: int) -> str:
 
 
 PROFILE_CHILD = r"""
-import sys, os
+import json, sys, os
 path, which, top, dump = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}   # keylog=, jobs=
 import analyzer
 
 def show(title, rows):
@@ -376,7 +434,7 @@ if which == "pyinstrument":
     from pyinstrument import Profiler
     prof = Profiler(interval=0.001)
     prof.start()
-    analyzer.analyze(path)
+    analyzer.analyze(path, **kwargs)
     prof.stop()
     with open(dump, "w") as f:
         f.write(prof.output_text(unicode=True, color=False, show_all=False))
@@ -401,7 +459,7 @@ else:
     import cProfile, pstats
     prof = cProfile.Profile()
     prof.enable()
-    analyzer.analyze(path)
+    analyzer.analyze(path, **kwargs)
     prof.disable()
     prof.dump_stats(dump)
     st = pstats.Stats(prof)
@@ -418,7 +476,7 @@ else:
 """
 
 
-def profile(capture: Path, which: str, top: int) -> int:
+def profile(capture: Path, which: str, top: int, kwargs: dict | None = None) -> int:
     if which == "auto":
         try:
             import pyinstrument  # noqa: F401
@@ -427,10 +485,12 @@ def profile(capture: Path, which: str, top: int) -> int:
         except ImportError:
             which = "cprofile"
     dump = capture.with_name(capture.name + (".profile.txt" if which == "pyinstrument" else ".prof"))
-    print(f"\nprofiling analyzer.analyze({capture.name}) under {which}; full profile in {dump}", flush=True)
+    shown = "".join(f", {k}={v!r}" for k, v in (kwargs or {}).items())
+    print(f"\nprofiling analyzer.analyze({capture.name}{shown}) under {which}; full profile in {dump}",
+          flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-c", PROFILE_CHILD, str(capture), which, str(top), str(dump)],
-                         env=child_env(), cwd=REPO)
+    rc = subprocess.call([sys.executable, "-c", PROFILE_CHILD, str(capture), which, str(top), str(dump),
+                          json.dumps(kwargs or {})], env=child_env(), cwd=REPO)
     print(f"(profiled run took {time.perf_counter() - t0:.1f} s)")
     return rc
 
@@ -439,8 +499,9 @@ def profile(capture: Path, which: str, top: int) -> int:
 
 
 def bench_file(capture: Path, args: argparse.Namespace) -> dict[str, Result]:
-    meta = sidecar(capture)
-    ports = [p for p in (meta.get("ws_port"), meta.get("aiohttp_port")) if p] + list(args.port or [])
+    rules = decode_as(sidecar(capture), list(args.port or []))
+    keylogs = keylogs_for(capture, args.keylog)
+    kwargs = analyzer_kwargs(capture, args)
     results: dict[str, Result] = {}
     tools = [t for t in ("analyzer", "tshark", "floor") if t not in (args.skip or [])]
     if args.skip_tshark and "tshark" in tools:
@@ -458,11 +519,11 @@ def bench_file(capture: Path, args: argparse.Namespace) -> dict[str, Result]:
             for i in range(args.repeat):
                 print(f"  {tool} run {i + 1}/{args.repeat} …", end="", flush=True)
                 if tool == "analyzer":
-                    run = run_python(ANALYZER_CHILD, capture, tmpdir)
+                    run = run_python(ANALYZER_CHILD, capture, tmpdir, kwargs)
                 elif tool == "floor":
                     run = run_python(FLOOR_CHILD, capture, tmpdir)
                 else:
-                    run = run_tshark(capture, ports, tmpdir)
+                    run = run_tshark(capture, rules, tmpdir, keylogs)
                 print(f" {run.seconds:.2f} s, {run.peak_rss_mb:,.0f} MB"
                       + ("" if run.returncode == 0 else f", exit {run.returncode}"), flush=True)
                 runs.append(run)
@@ -497,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the best time is reported")
     ap.add_argument("--port", type=int, action="append",
                     help="also decode this TCP port as HTTP in tshark (ports in FILE.json are added anyway)")
+    ap.add_argument("--keylog", type=Path, action="append", metavar="KEYS",
+                    help="TLS key log for the analyzer (keylog=) and tshark (-o tls.keylog_file:); "
+                         "repeatable; default: the one named in FILE.json, if any")
+    ap.add_argument("--jobs", type=int, help="the analyzer's jobs= (default: its own choice)")
     ap.add_argument("--profile", action="store_true",
                     help="then run the analyzer once more under a profiler and print its top functions")
     ap.add_argument("--profiler", choices=("auto", "pyinstrument", "cprofile"), default="auto")
@@ -525,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                       "for the CPUs, so wall times are inflated; compare the CPU times")
             rc |= any(not r.ok for r in results.values())
         if args.profile or args.profile_only:
-            rc |= profile(capture, args.profiler, args.top)
+            rc |= profile(capture, args.profiler, args.top, analyzer_kwargs(capture, args))
     return rc
 
 
