@@ -12,6 +12,8 @@ import struct
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.tls.keylog import KeyLog
 from analyzer.tls.keys import (
@@ -542,3 +544,20 @@ def test_real_tls10_tls11_cbc(tls_version, version, options):
     traffic = run_session(tls_version=tls_version, ciphers="ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0",
                           options=options)
     check_traffic(traffic, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", version, not options)
+
+
+FUZZ_CASES = [(0x1301, 0x0304, False), (0x1303, 0x0304, False), (0x1305, 0x0304, False),
+              (0xC02F, 0x0303, False), (0xCCA8, 0x0303, False), (0xC0AE, 0x0303, False),
+              (0xC013, 0x0303, False), (0xC028, 0x0303, True), (0xC013, 0x0301, False)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(FUZZ_CASES), header=st.binary(min_size=5, max_size=5),
+       body=st.binary(max_size=300), seq=st.integers(0, 2**64 - 1))
+def test_garbage_only_raises_decrypterror(case, header, body, seq):
+    code, version, etm = case
+    _, dec = pair(SUITES[code], version, etm)
+    with pytest.raises(DecryptError):
+        dec.decrypt(header, body)
+    assert dec.decrypt_at(seq, memoryview(header), memoryview(body)) is None
+    assert dec.seq == 0

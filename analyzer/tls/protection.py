@@ -113,7 +113,7 @@ class _Protection:
         # a copy of an HMAC keyed once: 3x faster than hmac.digest, which looks the hash up per call
         assert self._mac_base is not None
         mac = self._mac_base.copy()
-        mac.update(_AAD12.pack(seq, header[:3], len(data)))
+        mac.update(_AAD12.pack(seq, bytes(header[:3]), len(data)))
         mac.update(data)
         return mac.finalize()
 
@@ -200,7 +200,7 @@ class RecordDecryptor(_Protection):
         else:
             nonce, explicit = self._fixed_iv + bytes(fragment[:8]), 8
             fragment = fragment[8:]
-        aad = _AAD12.pack(seq, header[:3], size - explicit - self._tag)
+        aad = _AAD12.pack(seq, bytes(header[:3]), size - explicit - self._tag)
         try:
             return header[0], aead.decrypt(nonce, fragment, aad)
         except InvalidTag:
