@@ -215,3 +215,127 @@ def r8448_keylog_text() -> str:
 R8448_FLOW: tuple[tuple[int, bytes], ...] = (
     (0, R8448_CH_REC), (1, R8448_SH_REC), (1, R8448_FLIGHT_REC), (0, R8448_CFIN_REC), (1, R8448_NST_REC),
     (0, R8448_C_APP_REC), (1, R8448_S_APP_REC), (0, R8448_C_ALERT_REC), (1, R8448_S_ALERT_REC))
+
+
+# --- whole conversations, encrypted with analyzer.tls.protection.RecordEncryptor -------------------
+
+class Conversation:
+    """A TLS connection written record by record: `flow` is [(direction, bytes)] (0 = client) and
+    `keylog` the NSS key log text a client would have written. Secrets are fixed bytes (a test
+    can spoil one with `spoil`)."""
+
+    def __init__(self, client_random: bytes = b"\xc1" * 32, server_random: bytes = b"\x5e" * 32) -> None:
+        self.client_random = client_random
+        self.server_random = server_random
+        self.flow: list[tuple[int, bytes]] = []
+        self.keylog = ""
+        self.enc: list[object] = [None, None]        # RecordEncryptor per direction once keys change
+
+    def plain(self, direction: int, data: bytes) -> None:
+        self.flow.append((direction, data))
+
+    def send(self, direction: int, content_type: int, data: bytes, padding: int = 0) -> None:
+        enc = self.enc[direction]
+        self.flow.append((direction, enc.encrypt(content_type, data, padding=padding)))  # type: ignore[attr-defined]
+
+    def app(self, direction: int, data: bytes) -> None:
+        self.send(direction, 23, data)
+
+    def wire(self, direction: int) -> bytes:
+        return b"".join(d for dr, d in self.flow if dr == direction)
+
+
+def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bool = False,
+          early: bytes | None = None, early_in_log: bool = True, ccs: bool = True,
+          key_log: bool = True) -> Conversation:
+    """A TLS 1.3 handshake up to both Finished (and the server's NewSessionTicket); app data is
+    then added with Conversation.app(). `early`: 0-RTT data sent after the ClientHello."""
+    from analyzer.tls.keys import tls13_keys
+    from analyzer.tls.protection import RecordEncryptor
+    from analyzer.tls.suites import SUITES
+
+    suite = SUITES[suite_code]
+    n = 48 if suite.prf_hash == "sha384" else 32
+    c = Conversation()
+    secrets = {label: bytes([i + 1]) * n for i, label in enumerate((
+        "CLIENT_EARLY_TRAFFIC_SECRET", "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"))}
+    c.secrets = secrets  # type: ignore[attr-defined]
+    if key_log:
+        c.keylog = "".join(keylog_line(label, c.client_random, s) for label, s in secrets.items()
+                           if early_in_log or label != "CLIENT_EARLY_TRAFFIC_SECRET")
+
+    def enc(label: str) -> RecordEncryptor:
+        return RecordEncryptor(suite, tls13_keys(suite, secrets[label]), version=0x0304)
+
+    ch = client_hello(c.client_random, suites=(suite_code, 0x1301), alpn=(b"h2", b"http/1.1"),
+                      early_data=early is not None)
+    c.plain(0, record(22, ch, 0x0301))
+    if early is not None:
+        c.enc[0] = enc("CLIENT_EARLY_TRAFFIC_SECRET")
+        if ccs:
+            c.plain(0, CCS)
+        c.send(0, 23, early)
+    if hrr:
+        c.plain(1, record(22, server_hello(HRR_RANDOM, suite=suite_code)))
+        c.plain(1, CCS)
+        c.plain(0, CCS)
+        c.plain(0, record(22, ch))
+    c.plain(1, record(22, server_hello(c.server_random, suite=suite_code)))
+    if ccs and not hrr:
+        c.plain(1, CCS)
+    c.enc[1] = enc("SERVER_HANDSHAKE_TRAFFIC_SECRET")
+    c.send(1, 22, encrypted_extensions(alpn, early_data=early is not None) + certificate(900)
+           + handshake(15, b"\x08\x04" + vec(2, b"s" * 64)) + finished(n))
+    if early is not None:
+        c.send(0, 22, handshake(5, b""))
+    c.enc[0] = enc("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
+    if ccs and early is None and not hrr:
+        c.plain(0, CCS)
+    c.send(0, 22, finished(n))
+    c.enc[0] = enc("CLIENT_TRAFFIC_SECRET_0")
+    c.enc[1] = enc("SERVER_TRAFFIC_SECRET_0")
+    c.send(1, 22, new_session_ticket13())
+    return c
+
+
+def tls12(suite_code: int = 0xC02F, *, etm: bool = False, session_id: bytes = b"",
+          ticket: bytes | None = None, resume: bool = False, new_ticket: bytes | None = None,
+          master: bytes = b"\x4d" * 48, client_random: bytes = b"\xc2" * 32,
+          key_log: bool = True) -> Conversation:
+    """A TLS 1.2 handshake (full, or abbreviated when `resume`) up to both Finished."""
+    from analyzer.tls.keys import tls12_keys
+    from analyzer.tls.protection import RecordEncryptor
+    from analyzer.tls.suites import SUITES
+
+    suite = SUITES[suite_code]
+    c = Conversation(client_random=client_random, server_random=b"\x5f" * 32)
+    if key_log:
+        c.keylog = keylog_line("CLIENT_RANDOM", c.client_random, master)
+    ck, sk = tls12_keys(suite, master, c.client_random, c.server_random)
+    etm = etm and not suite.aead
+    c.plain(0, record(22, client_hello(c.client_random, session_id=session_id, suites=(suite_code, 0x009C),
+                                       versions=None, ticket=ticket, etm=etm, ems=True), 0x0301))
+    sh = server_hello(c.server_random, session_id=session_id, suite=suite_code, version=None, etm=etm,
+                      ems=True)
+    client_enc = RecordEncryptor(suite, ck, version=0x0303, encrypt_then_mac=etm)
+    server_enc = RecordEncryptor(suite, sk, version=0x0303, encrypt_then_mac=etm)
+    if resume:
+        c.plain(1, record(22, sh + (new_session_ticket12(new_ticket) if new_ticket else b"")))
+        c.plain(1, CCS)
+        c.enc[1] = server_enc
+        c.send(1, 22, finished(12))
+        c.plain(0, CCS)
+        c.enc[0] = client_enc
+        c.send(0, 22, finished(12))
+        return c
+    c.plain(1, record(22, sh + certificate(700) + handshake(12, b"k" * 100) + handshake(14, b"")))
+    c.plain(0, record(22, handshake(16, vec(1, b"p" * 32))) + CCS)
+    c.enc[0] = client_enc
+    c.send(0, 22, finished(12))
+    if new_ticket:
+        c.plain(1, record(22, new_session_ticket12(new_ticket)))
+    c.plain(1, CCS)
+    c.enc[1] = server_enc
+    c.send(1, 22, finished(12))
+    return c

@@ -11,5 +11,7 @@ from __future__ import annotations
 
 from analyzer.tls.keylog import KeyLog, KeyLogError
 from analyzer.tls.records import RecordError, looks_like_tls
+from analyzer.tls.session import PlainGap, ResumptionCache, TlsInfo, TlsOut, TlsSession
 
-__all__ = ["KeyLog", "KeyLogError", "RecordError", "looks_like_tls"]
+__all__ = ["KeyLog", "KeyLogError", "PlainGap", "RecordError", "ResumptionCache", "TlsInfo", "TlsOut",
+           "TlsSession", "looks_like_tls"]
