@@ -8,7 +8,9 @@ test suites of Botan, mbedTLS and wolfSSL.
 from __future__ import annotations
 
 import hmac
+import shutil
 import struct
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -32,6 +34,7 @@ from analyzer.tls.protection import (
     supports,
 )
 from analyzer.tls.suites import SUITES, suite_name, version_name
+from tests.pcapgen import Conversation, write_pcap
 from tests.tls_loopback import run_in_subprocess, run_session
 
 
@@ -561,3 +564,42 @@ def test_garbage_only_raises_decrypterror(case, header, body, seq):
         dec.decrypt(header, body)
     assert dec.decrypt_at(seq, memoryview(header), memoryview(body)) is None
     assert dec.seq == 0
+
+
+def tshark_plaintext(traffic, tmp_path) -> tuple[bytes, bytes]:
+    """What tshark decrypts from the same bytes and key log (`-z follow,tls,raw`): the
+    (unindented, indented) sides' application data. The client's first record (the ClientHello)
+    goes first, then the server's bytes, then the client's rest: tshark sees both hellos before
+    any encrypted record of either side."""
+    first = 5 + int.from_bytes(traffic.up[3:5], "big")
+    conv = Conversation(server_port=8443)
+    conv.handshake()
+    for direction, data in ((0, traffic.up[:first]), (1, traffic.down), (0, traffic.up[first:])):
+        for off in range(0, len(data), 1400):
+            conv.send(direction, data[off:off + 1400])
+    pcap, keys = tmp_path / "tls.pcap", tmp_path / "keys.log"
+    write_pcap(pcap, conv.packets)
+    keys.write_text(traffic.keylog)
+    out = subprocess.run(["tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keys}", "-q",
+                          "-z", "follow,tls,raw,0"], capture_output=True, text=True, check=True, timeout=60)
+    body = out.stdout.split("\n")
+    lines = [line for line in body[body.index(next(x for x in body if x.startswith("Node 1:"))) + 1:]
+             if line and not line.startswith("=")]
+    plain = "".join(line for line in lines if not line.startswith("\t"))
+    indented = "".join(line[1:] for line in lines if line.startswith("\t"))
+    return bytes.fromhex(plain), bytes.fromhex(indented)
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+@pytest.mark.parametrize(("tls_version", "ciphers", "options", "expect", "version", "etm"), [
+    ("TLSv1_3", None, 0, "TLS_AES_256_GCM_SHA384", 0x0304, None),
+    ("TLSv1_2", "ECDHE-ECDSA-CHACHA20-POLY1305", 0, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+     0x0303, None),
+    ("TLSv1_2", "ECDHE-ECDSA-AES256-SHA384", 0, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", 0x0303, True),
+    ("TLSv1_2", "ECDHE-ECDSA-AES128-SHA", 0x80000, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", 0x0303, False),
+])
+def test_real_traffic_agrees_with_tshark(tmp_path, tls_version, ciphers, options, expect, version, etm):
+    traffic = run_session(tls_version=tls_version, ciphers=ciphers, options=options)
+    check_traffic(traffic, expect, version, etm)                  # ours: both directions == sent
+    assert tshark_plaintext(traffic, tmp_path) == (traffic.sent, traffic.sent)
