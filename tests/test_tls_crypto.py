@@ -21,6 +21,7 @@ from analyzer.tls.keylog import KeyLog
 from analyzer.tls.keys import (
     DirectionKeys,
     hkdf_expand_label,
+    tls10_prf,
     tls12_keys,
     tls12_prf,
     tls13_keys,
@@ -118,6 +119,28 @@ def test_tls12_prf_sha256_published_vector():
     assert tls12_prf("sha256", secret, b"test label", seed, 7) == PRF_OUT[:7]
     with pytest.raises(ValueError):
         tls12_prf("md5", secret, b"test label", seed, 10)
+
+
+def test_tls10_prf_published_vector():
+    """The TLS 1.0 PRF (MD5 XOR SHA-1) vector of the same mailing-list thread."""
+    out = tls10_prf(b"\xab" * 48, b"PRF Testvector", b"\xcd" * 64, 104)
+    assert out == h("d3d4d1e349b5d515044666d51de32bab258cb521b6b053463e354832fd976754443bcf9a296519bc"
+                    "289abcbc1187e4ebd31e602353776c408aafb74cbc85eff69255f9788faa184cbb957a9819d84a5d"
+                    "7eb006eb459d3ae8de9810454b8b2d8f1afbc655a8c9a013")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
+@pytest.mark.parametrize("digest", ["sha256", "sha384", "md5-sha1"])
+def test_prfs_agree_with_openssl_kdf(digest):
+    """`openssl kdf ... TLS1-PRF` as an independent reference (no published SHA-384 vector)."""
+    secret, seed = bytes(range(48)), b"\x07" * 64
+    ours = (tls10_prf(secret, b"key expansion", seed, 200) if digest == "md5-sha1"
+            else tls12_prf(digest, secret, b"key expansion", seed, 200))
+    out = subprocess.run(["openssl", "kdf", "-keylen", "200", "-kdfopt", f"digest:{digest.upper()}",
+                          "-kdfopt", f"hexsecret:{secret.hex()}", "-kdfopt", "seed:key expansion",
+                          "-kdfopt", f"hexseed:{seed.hex()}", "TLS1-PRF"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    assert bytes.fromhex(out.strip().replace(":", "")) == ours
 
 
 def test_tls12_key_block_layout():
