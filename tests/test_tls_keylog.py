@@ -93,6 +93,7 @@ def test_overlong_lines_skipped_in_text_and_file(tmp_path):
     log = KeyLog()
     assert log.add_text(text) == 1
     assert log.master_secret(CR1) is None and log.master_secret(CR2) == MS
+    assert log.bad_lines == 2
     path = tmp_path / "keys.log"
     path.write_text(text)
     flog = KeyLog()

@@ -129,10 +129,13 @@ class KeyLog:
         taken = 0
         secrets = self._secrets
         for line in lines:
+            if len(line) > MAX_LINE:            # before splitting it: it may be megabytes
+                self.bad_lines += 1
+                continue
             fields = line.split()
             if not fields or fields[0].startswith(b"#"):
                 continue
-            if len(line) > MAX_LINE or len(fields) != 3:
+            if len(fields) != 3:
                 self.bad_lines += 1
                 continue
             label = fields[0].decode("ascii", "replace")
