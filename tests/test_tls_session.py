@@ -178,6 +178,16 @@ def test_tls13_early_data() -> None:
     assert r.kinds() == ["tls-key-missing"] and "CLIENT_EARLY_TRAFFIC_SECRET" in r.problems[0][1].detail
 
 
+def test_tls13_early_data_rejected() -> None:
+    """The server's EncryptedExtensions has no early_data: the client goes on under its handshake
+    keys without EndOfEarlyData (its 0-RTT record, sent before the answer, was decrypted as sent)."""
+    c = T.tls13(early=GET, early_rejected=True)
+    c.app(0, b"again")
+    c.app(1, ANSWER)
+    r = run(c.flow, c.keylog, split="bytes")
+    assert r.plain == [GET + b"again", ANSWER] and r.problems == []
+
+
 def test_tls13_missing_application_secret() -> None:
     c = T.tls13()
     c.app(0, GET)

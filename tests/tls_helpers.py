@@ -246,8 +246,8 @@ class Conversation:
 
 
 def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bool = False,
-          early: bytes | None = None, early_in_log: bool = True, ccs: bool = True,
-          key_log: bool = True) -> Conversation:
+          early: bytes | None = None, early_in_log: bool = True, early_rejected: bool = False,
+          ccs: bool = True, key_log: bool = True) -> Conversation:
     """A TLS 1.3 handshake up to both Finished (and the server's NewSessionTicket); app data is
     then added with Conversation.app(). `early`: 0-RTT data sent after the ClientHello."""
     from analyzer.tls.keys import tls13_keys
@@ -285,9 +285,10 @@ def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bo
     if ccs and not hrr:
         c.plain(1, CCS)
     c.enc[1] = enc("SERVER_HANDSHAKE_TRAFFIC_SECRET")
-    c.send(1, 22, encrypted_extensions(alpn, early_data=early is not None) + certificate(900)
+    accepted = early is not None and not early_rejected
+    c.send(1, 22, encrypted_extensions(alpn, early_data=accepted) + certificate(900)
            + handshake(15, b"\x08\x04" + vec(2, b"s" * 64)) + finished(n))
-    if early is not None:
+    if accepted:
         c.send(0, 22, handshake(5, b""))
     c.enc[0] = enc("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
     if ccs and early is None and not hrr:

@@ -381,10 +381,9 @@ class TlsSession:
                         ts_ns: int) -> tuple[int, bytes] | None:
         """A record that did not authenticate: 0-RTT rejected (it opens under the handshake keys),
         else a problem and the side stops decrypting."""
-        if side.epoch is _EARLY and side.next_dec is not None:
-            opened = side.next_dec.decrypt_at(side.next_dec.seq, header, fragment)
+        if side.epoch is _EARLY:
+            opened = self._handshake_keys_open(side, header, fragment)
             if opened is not None:
-                side.dec, side.next_dec, side.epoch = side.next_dec, None, _HANDSHAKE
                 return opened
         if parts:
             out.append(self._chunk(side, parts, record_no, ts_ns))
@@ -565,12 +564,10 @@ class TlsSession:
                record_no: int, ts_ns: int) -> None:
         """The first 0-RTT record: its suite is one the client offered (the PSK's), found by trying."""
         ch = self._ch
-        if side.next_dec is not None:                   # 0-RTT over (or rejected): the handshake keys
-            opened = side.next_dec.decrypt_at(side.next_dec.seq, header, fragment)
-            if opened is not None:
-                side.dec, side.next_dec, side.epoch = side.next_dec, None, _HANDSHAKE
-                self._content(side, opened[0], opened[1], out, record_no, ts_ns)
-                return
+        opened = self._handshake_keys_open(side, header, fragment)
+        if opened is not None:
+            self._content(side, opened[0], opened[1], out, record_no, ts_ns)
+            return
         if side.early_secret is None or ch is None:
             if "early" not in side.causes:
                 side.causes.add("early")
@@ -594,6 +591,17 @@ class TlsSession:
                       "with CLIENT_EARLY_TRAFFIC_SECRET under any offered TLS 1.3 suite: 0-RTT records "
                       "skipped",
                       record_no, ts_ns)
+
+    @staticmethod
+    def _handshake_keys_open(side: _Side, header: bytes,
+                             fragment: bytes | memoryview) -> tuple[int, bytes] | None:
+        """TLS 1.3 client in 0-RTT: a record that opens under its handshake keys ends the early data
+        (after EndOfEarlyData, or at once when the server rejected it)."""
+        nxt = side.next_dec
+        opened = nxt.decrypt_at(nxt.seq, header, fragment) if nxt is not None else None
+        if opened is not None:
+            side.dec, side.next_dec, side.epoch = nxt, None, _HANDSHAKE
+        return opened
 
     def _alert(self, side: _Side, body: bytes, out: list[TlsOut], record_no: int, ts_ns: int) -> None:
         if len(body) < 2:
