@@ -29,6 +29,9 @@ MAX_HANDSHAKE = 256 * 1024
 
 HEADER_LEN = 5
 _RECORD = struct.Struct("!BHH")          # type, version, length
+_FAST = struct.Struct("!H1xH")           # type + major version, length
+#: the first two bytes of a header that can be TLS: content type 20..24, major version 3
+_GOOD_START = frozenset((ctype << 8) | 3 for ctype in range(20, 25))
 _HS_HEADER = struct.Struct("!I")         # msg_type (8 bits) + length (24 bits)
 
 
@@ -105,19 +108,22 @@ class RecordReader:
             self._buf = bytearray()
             self._need = 0
             data = data[take:]
+        if not isinstance(data, bytes):
+            data = bytes(data)
         view = memoryview(data)
-        end = len(view)
+        end = len(data)
         off = 0
-        unpack = _RECORD.unpack_from
+        unpack = _FAST.unpack_from
+        good = _GOOD_START
         while end - off >= HEADER_LEN:
-            ctype, version, length = unpack(view, off)
-            if length > MAX_RECORD or version >> 8 != 3 or not CHANGE_CIPHER_SPEC <= ctype <= HEARTBEAT:
-                _check(bytes(view[off:off + HEADER_LEN]))
+            start, length = unpack(data, off)
+            if start not in good or length > MAX_RECORD:
+                _check(data[off:off + HEADER_LEN])
             stop = off + HEADER_LEN + length
             if stop > end:
                 self._need = stop - off
                 break
-            records.append((bytes(view[off:off + HEADER_LEN]), view[off + HEADER_LEN:stop]))
+            records.append((data[off:off + HEADER_LEN], view[off + HEADER_LEN:stop]))
             off = stop
         if off < end:
             self._buf = bytearray(view[off:])
