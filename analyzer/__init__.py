@@ -3,6 +3,7 @@
     import analyzer
     a = analyzer.analyze("capture.pcapng")
     a.frames, a.messages, a.connections, a.problems
+    w = analyzer.analyze("wss.pcapng", keylog="keys.log")    # wss:// (TLS) decrypted
 
     # the per-file unit every way of running an analysis calls (a process pool, a cluster):
     rows, info = analyzer.analyze_capture("capture.pcapng", "capture.pcapng", analyzer.Options())
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Analysis", "CaptureError", "Options", "analyze", "analyze_capture"]
+__all__ = ["Analysis", "CaptureError", "KeyLogError", "Options", "analyze", "analyze_capture"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from analyzer.api import Analysis, analyze, analyze_capture
     from analyzer.capture import CaptureError
+    from analyzer.tls import KeyLogError
     from analyzer.websocket import Options
 
 
@@ -33,4 +35,7 @@ def __getattr__(name: str) -> Any:
     if name == "CaptureError":
         from analyzer.capture import CaptureError
         return CaptureError
+    if name == "KeyLogError":
+        from analyzer.tls import KeyLogError
+        return KeyLogError
     raise AttributeError(f"module 'analyzer' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from analyzer.capture import CaptureError
 from analyzer.pipeline import ProgressCallback, analyze_file
 from analyzer.tables import TableRows
+from analyzer.tls import KeyLog
 from analyzer.websocket import Options
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class Analysis:
 
     def __repr__(self) -> str:
         names = ", ".join(c.name for c in self.captures) or "no capture"
-        return (f"<Analysis of {names}: {len(self.connections)} WebSocket connections, "
+        from analyzer.stats import websocket_rows
+        return (f"<Analysis of {names}: {len(websocket_rows(self.connections))} WebSocket connections, "
                 f"{len(self.frames)} frames, {len(self.messages)} messages, "
                 f"{len(self.problems)} problems>")
 
@@ -160,7 +162,8 @@ class Analysis:
 def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None = None,
             max_message_bytes: int = 16 << 20, payloads: bool | float = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
-            jobs: int | None = None, max_payload_bytes: int = 256 << 20) -> Analysis:
+            jobs: int | None = None, max_payload_bytes: int = 256 << 20,
+            keylog: PathLike | Iterable[PathLike] | None = None) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
 
     Args:
@@ -181,9 +184,14 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             tables are the same whatever the number; only on hostile input that reaches a memory
             cap (the caps are split between the processes) can which frames were counted rather
             than kept differ.
+        keylog: an NSS key log (SSLKEYLOGFILE format: CLIENT_RANDOM for TLS ≤ 1.2, the *_TRAFFIC_SECRET
+            lines for TLS 1.3) or a list of them, to decrypt wss:// (TLS) connections. The file named
+            by $SSLKEYLOGFILE is read too when that variable is set, and the secrets a pcapng holds
+            in Decryption Secrets Blocks (editcap --inject-secrets) are always used.
 
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
+        KeyLogError: a key log given cannot be read.
     """
     path_list = ([os.fspath(paths)] if isinstance(paths, (str, os.PathLike))
                  else [os.fspath(p) for p in paths])
@@ -192,7 +200,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
                       max_message_bytes=int(max_message_bytes),
                       payloads=payloads if sample else bool(payloads),
                       preview_len=int(preview_len), validate_utf8=bool(validate_utf8),
-                      max_payload_bytes=int(max_payload_bytes))
+                      max_payload_bytes=int(max_payload_bytes),
+                      keylog_files=keylog_files(keylog))
     names = _unique_names(path_list)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     if "-" in path_list:
@@ -208,6 +217,19 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
     del results
     tables = merge_captures(file_tables, names)
     return Analysis(captures=infos, options=options, **tables)
+
+
+def keylog_files(keylog: PathLike | Iterable[PathLike] | None) -> tuple[str, ...]:
+    """The key logs to read: those given, then $SSLKEYLOGFILE when it names a file. Each is read
+    here once, so that one that cannot be read is a KeyLogError before any capture is."""
+    given = ([] if keylog is None else [os.fspath(keylog)] if isinstance(keylog, (str, os.PathLike))
+             else [os.fspath(k) for k in keylog])
+    env = os.environ.get("SSLKEYLOGFILE")
+    if env and os.path.isfile(env) and env not in given:
+        given.append(env)
+    for path in given:
+        KeyLog().add_file(path)
+    return tuple(given)
 
 
 def _shards_for(path: str, workers: int) -> int:

@@ -87,6 +87,10 @@ _BT_IDB = 0x00000001
 _BT_PB = 0x00000002      # obsolete Packet Block
 _BT_SPB = 0x00000003
 _BT_EPB = 0x00000006
+_BT_DSB = 0x0000000A     # Decryption Secrets Block (editcap --inject-secrets)
+_SECRETS_TLS = 0x544C534B    # "TLSK": an NSS key log
+#: the most key log bytes taken from a capture's Decryption Secrets Blocks (the rest is skipped)
+MAX_SECRETS_BYTES = 64 << 20
 _OPT_IF_TSRESOL = 9
 _OPT_IF_TSOFFSET = 14
 #: Of an Interface Description Block, at most this many bytes are read (its fixed 8 bytes and the
@@ -264,8 +268,12 @@ class CaptureReader:
     before it has been yielded).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, first_record_no: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, first_record_no: int = 1,
+                 on_secrets: Callable[[bytes], object] | None = None) -> None:
         self.path: str = os.fspath(path)
+        #: called with the NSS key log text of each pcapng Decryption Secrets Block as it is read
+        self.on_secrets = on_secrets
+        self._secrets_bytes = 0
         self.problems: list[Problem] = []
         self.records_read: int = 0
         self.size: int = 0
@@ -637,7 +645,8 @@ class CaptureReader:
         f = self._f
         want = blen - 8
         parse = btype == _BT_IDB and len(self._ifaces) < MAX_INTERFACES
-        take = min(want, _IDB_READ) if parse else want if blen <= _SMALL_BLOCK else 0
+        secrets = btype == _BT_DSB and self._secrets_bytes + want <= MAX_SECRETS_BYTES
+        take = (min(want, _IDB_READ) if parse else want if blen <= _SMALL_BLOCK or secrets else 0)
         body = _read_exact(f.read, take) if take else b""
         got = len(body) + (_skip(f, want - take) if len(body) == take else 0)
         if got < want:
@@ -647,6 +656,8 @@ class CaptureReader:
                        f"expected={blen} bytes, found={got + 8}", ts)
             return False
         copies = self._skip_copies(hdr + body) if blen <= _SMALL_BLOCK else 0
+        if secrets:
+            self._secrets_block(body)
         if btype == _BT_IDB:
             if parse:
                 # the block's last 4 bytes repeat its length: not options
@@ -657,6 +668,17 @@ class CaptureReader:
             else:
                 self._ifaces_over += 1 + copies
         return True
+
+    def _secrets_block(self, body: bytes) -> None:
+        """A Decryption Secrets Block: its TLS key log is handed to on_secrets (other secret
+        types, WireGuard, SSH…, are not ours to use)."""
+        if len(body) < 8:
+            return
+        kind, length = self._blk_hdr.unpack_from(body)
+        if kind == _SECRETS_TLS and length <= len(body) - 8:
+            self._secrets_bytes += length
+            if self.on_secrets is not None:
+                self.on_secrets(body[8:8 + length])
 
     def _skip_copies(self, block: bytes) -> int:
         """Skip the exact copies of `block` that follow it, a buffer at a time (one small block

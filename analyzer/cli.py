@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--decode-as", "--port", dest="port", type=_port, action="append", metavar="PORT",
                         default=[], help="decode TCP port PORT as WebSocket even with no handshake in "
                                          "the capture (repeatable; --port is the old name)")
+    common.add_argument("--keylog", action="append", metavar="FILE", default=[],
+                        help="NSS key log (SSLKEYLOGFILE) to decrypt wss:// / TLS (repeatable; "
+                             "$SSLKEYLOGFILE and the secrets a pcapng holds are used too)")
     common.add_argument("--max-message-bytes", type=_size, default=16 << 20, metavar="SIZE",
                         help="largest frame or message buffered/decompressed (default 16M)")
     common.add_argument("--jobs", type=_jobs, default=None, metavar="N",
@@ -246,9 +249,24 @@ def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
         captures.append(path)
     a = analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
                 payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
-                validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars))
-    args.warnings = damage_warnings(a)
+                validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars),
+                keylog=args.keylog or None)
+    args.warnings = damage_warnings(a) + tls_warnings(a, bool(args.keylog))
     return a
+
+
+def tls_warnings(a: Any, keylog_given: bool) -> list[str]:
+    """One `note:` line when TLS connections were not decrypted: how many, why, and what to do."""
+    from analyzer.stats import tls_counts
+
+    t = tls_counts(a.connections)
+    if not t["not_decrypted"]:
+        return []
+    why = "; ".join(f"{n} {reason}" for reason, n in t["why_not"].items())
+    hint = ("check that the key log belongs to this capture" if keylog_given
+            else "give the key log with --keylog FILE (SSLKEYLOGFILE of the client)")
+    return [f"{PROG}: note: {t['not_decrypted']} of {t['tls']} TLS connections not decrypted ({why}): "
+            f"{hint}; `{PROG} connections` lists them"]
 
 
 def damage_warnings(a: Any) -> list[str]:
@@ -501,6 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from analyzer.capture import CaptureError
         from analyzer.filters import FilterError
         from analyzer.listings import SelectionError
+        from analyzer.tls import KeyLogError
 
         try:
             status: int = args.func(args)
@@ -508,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in args.warnings:
                 sys.stderr.write(line + "\n")
             return status
-        except (CaptureError, UsageError, FilterError, SelectionError) as exc:
+        except (CaptureError, KeyLogError, UsageError, FilterError, SelectionError) as exc:
             return _error(str(exc))
         except MemoryError:
             return _error(f"out of memory while {args.doing}", 1)

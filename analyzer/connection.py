@@ -56,9 +56,10 @@ from analyzer.events import (
 from analyzer.handshake import HandshakeParser
 from analyzer.protocol import ProblemKind
 from analyzer.tables import ConnectionProblems, ConnectionRow, ProblemRow, TableRows
+from analyzer.tls import KeyLog, PlainGap, ResumptionCache, TlsSession, looks_like_tls
 from analyzer.websocket import Budgets, Options, WebSocket
 
-__all__ = ["STRICT_ENV", "Connection", "State", "StreamTransform"]
+__all__ = ["STRICT_ENV", "Connection", "State", "StreamTransform", "TlsKeys"]
 
 #: When this environment variable is "1", an exception inside a stage is raised instead of
 #: becoming an internal-error row (the test suite sets it: a bug must fail the test that meets it).
@@ -72,6 +73,7 @@ _HTTP_HEAD = re.compile(rb"[\r\n]*(?:HTTP/|[A-Za-z][" + _TCHAR + rb"]{0,23}(?: |
 _HTTP_START_LINE = re.compile(rb"[\r\n]*(?:[A-Za-z][" + _TCHAR + rb"]{0,23} +[^ \t\r\n]+ +HTTP/\d\.\d"
                               rb"|HTTP/\d\.\d +\d{3}(?:[ \t][^\r\n]*)?)[ \t]*\r?\n")
 _REPLAY_LIMIT = 64 * 1024
+_TLS_RECORD_TYPES = frozenset(range(20, 25))   # change_cipher_spec … heartbeat (RFC 8446 §5.1)
 _MAX_START_LINE = 8192          # as handshake.MAX_LINE
 
 
@@ -115,6 +117,9 @@ class IllegalTransition(RuntimeError):
 
 
 Chunk = tuple[int, bytes, int, int]             # direction, bytes, record_no, ts_ns
+#: what a transform yields: bytes out (a Chunk), bytes lost out (PlainGap: a gap in what it read
+#: that it could not bridge), or a problem of one direction (direction, Problem)
+TransformOut = Chunk | PlainGap | tuple[int, Problem]
 
 
 class StreamTransform(Protocol):
@@ -122,8 +127,25 @@ class StreamTransform(Protocol):
     one stream's bytes): bytes of one direction in, the bytes it yields out, each with the record
     number and time of the packet that completed them."""
 
-    def feed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> list[Chunk]:
+    def feed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> list[TransformOut]:
         ...
+
+    def gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> list[TransformOut]:
+        ...
+
+    def finish(self, record_no: int, ts_ns: int) -> list[TransformOut]:
+        ...
+
+
+class TlsKeys:
+    """What decrypts TLS in one analysis: the key log (files, $SSLKEYLOGFILE, the capture's own
+    pcapng secrets) and the TLS 1.2 sessions seen, which later connections may resume."""
+
+    __slots__ = ("keylog", "resumption")
+
+    def __init__(self, keylog: KeyLog | None = None) -> None:
+        self.keylog = keylog if keylog is not None else KeyLog()
+        self.resumption = ResumptionCache()
 
 
 def _address(raw: bytes) -> str:
@@ -168,12 +190,15 @@ class Connection:
         "state",
         "tcp_end",
         "tcp_gaps",
+        "tls",
+        "tls_head",
+        "tls_keys",
         "transforms",
         "websocket",
     )
 
     def __init__(self, opened: StreamOpened, rows: TableRows, options: Options, capture: str,
-                 conn_id: int, budgets: Budgets | None = None) -> None:
+                 conn_id: int, budgets: Budgets | None = None, tls_keys: TlsKeys | None = None) -> None:
         self.opened = opened
         self.rows = rows
         self.options = options
@@ -199,6 +224,9 @@ class Connection:
         self.tcp_end = "open"
         self.tcp_gaps = 0
         self.last_ts = opened.ts_ns
+        self.tls_keys = tls_keys
+        self.tls: TlsSession | None = None      # the TLS transform, when the bytes are TLS records
+        self.tls_head: bytes | None = b""       # the first bytes, until they tell TLS or not (then None)
 
     # --- events from the pipeline (each is the boundary where a bug of ours is caught) ---------
 
@@ -217,8 +245,9 @@ class Connection:
         self.last_ts = ts_ns
         try:
             if self.transforms:
-                for d, chunk, rec, ts in self._transformed(direction, data, record_no, ts_ns):
-                    self._bytes(d, chunk, rec, ts)
+                self._deliver(0, self.transforms[0].feed(direction, data, record_no, ts_ns))
+            elif self.tls_head is not None and state is _DETECTING:
+                self._detect_tls(direction, data, record_no, ts_ns)
             else:
                 self._bytes(direction, data, record_no, ts_ns)
         except Exception as exc:
@@ -236,12 +265,21 @@ class Connection:
         self.tcp_gaps += 1
         self.last_ts = ts_ns
         try:
-            if self.state is _WEBSOCKET and self.websocket is not None:
-                self.websocket.gap(direction, size, record_no, ts_ns)
-            elif self.state is _DETECTING:
-                self._handshake_events(self._parser().gap(direction))
+            if self.transforms:
+                if self.state is _WEBSOCKET or self.state is _DETECTING:
+                    self._deliver(0, self.transforms[0].gap(direction, size, record_no, ts_ns))
+            else:
+                self.tls_head = None        # (TLS is recognised by the first bytes of a stream only)
+                self._gap(direction, size, record_no, ts_ns)
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
+
+    def _gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
+        """Bytes lost in one direction (after the transforms; size -1: how many is not known)."""
+        if self.state is _WEBSOCKET and self.websocket is not None:
+            self.websocket.gap(direction, size, record_no, ts_ns)
+        elif self.state is _DETECTING:
+            self._handshake_events(self._parser().gap(direction))
 
     def on_end(self, direction: int, rst: bool, record_no: int, ts_ns: int) -> None:
         self.last_ts = ts_ns
@@ -258,6 +296,11 @@ class Connection:
     def is_websocket(self) -> bool:
         return self.request_seen or self.websocket is not None
 
+    @property
+    def listed(self) -> bool:
+        """Written to the connections table: WebSocket, or TLS (nothing encrypted is hidden)."""
+        return self.request_seen or self.websocket is not None or self.tls is not None
+
     def close(self, reason: str, record_no: int, ts_ns: int) -> None:
         """The flow is released: flush the stages, write the connections row."""
         # the reassembler's reason for the release settles how TCP ended when no FIN/RST was seen
@@ -267,6 +310,10 @@ class Connection:
         elif reason == "closed" and self.tcp_end == "open":
             self.tcp_end = "fin"
         try:
+            if self.transforms and (self.state is _WEBSOCKET or self.state is _DETECTING):
+                self._deliver(0, self.transforms[0].finish(record_no, ts_ns))
+            if self.state is _DETECTING and self.tls_head:
+                self._bytes(self.client_dir, self.tls_head, record_no, ts_ns)   # too few bytes to tell
             if self.state is _DETECTING and self.parser is not None:
                 self._handshake_events(self.parser.finish())
             if self.state is _WEBSOCKET and self.websocket is not None:
@@ -275,7 +322,7 @@ class Connection:
                 self.websocket.finish(record_no, ts_ns)
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
-        if not self.is_websocket:
+        if not self.listed:
             return
         try:
             self.problems.list_from_now()
@@ -302,7 +349,7 @@ class Connection:
         self.state = State.GIVEN_UP
         self._feed = None
         self.parser = None
-        listed = self.is_websocket
+        listed = self.listed
         o = self.opened
         where = "" if listed else (f" (TCP {_address(o.client)}:{o.client_port} → "
                                    f"{_address(o.server)}:{o.server_port}, not yet known to be WebSocket)")
@@ -316,13 +363,49 @@ class Connection:
 
     # --- bytes ---------------------------------------------------------------------------------
 
-    def _transformed(self, direction: int, data: bytes, record_no: int,
-                     ts_ns: int) -> list[Chunk]:
-        """The bytes through the stack of transforms, the first one fed by the TCP stream."""
-        chunks = [(direction, data, record_no, ts_ns)]
-        for transform in self.transforms:
-            chunks = [out for d, chunk, rec, ts in chunks for out in transform.feed(d, chunk, rec, ts)]
-        return chunks
+    def _deliver(self, level: int, out: list[TransformOut]) -> None:
+        """What transform `level` yielded, to the transform above it or, past the last one, to
+        what reads the bytes in this state; problems to the connection's problems."""
+        above = self.transforms[level + 1] if level + 1 < len(self.transforms) else None
+        for item in out:
+            if type(item) is PlainGap:
+                if above is not None:
+                    self._deliver(level + 1, above.gap(item.direction, -1, item.record_no, item.ts_ns))
+                else:
+                    self._gap(item.direction, -1, item.record_no, item.ts_ns)
+            elif len(item) == 2:
+                direction, problem = item
+                self.problems.report(self._sender(direction), problem)
+            elif above is not None:
+                self._deliver(level + 1, above.feed(*item))
+            else:
+                self._bytes(*item)
+            if self.state is not _WEBSOCKET and self.state is not _DETECTING:
+                return
+
+    # --- TLS ---------------------------------------------------------------------------------------
+
+    def _detect_tls(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+        """The connection's first bytes: TLS records (a ClientHello, or any record of a capture
+        that began after the handshake) stack the TLS transform before anything reads them as
+        HTTP or as WebSocket frames, on a ports= port too; anything else is read as it comes."""
+        head = self.tls_head + data if self.tls_head else data
+        if len(head) < (6 if head[0] == 0x16 else 3) and head[0] in _TLS_RECORD_TYPES:
+            self.tls_head = head            # too few bytes to tell (1-byte segments)
+            return
+        self.tls_head = None
+        if not looks_like_tls(head):
+            self._bytes(direction, head, record_no, ts_ns)
+            return
+        hello = head[0] == 0x16 and len(head) > 5 and head[5] == 0x01
+        if hello:
+            self.client_dir = direction
+        keys = self.tls_keys if self.tls_keys is not None else TlsKeys()
+        self.tls = TlsSession(keys.keylog, self.client_dir, keys.resumption)
+        self.transforms.append(self.tls)
+        self.problems.list_from_now()
+        self._set_feed()
+        self._deliver(0, self.tls.feed(direction, head, record_no, ts_ns))
 
     def _bytes(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """Bytes of one direction (after the transforms) to what reads them in this state."""
@@ -496,9 +579,13 @@ class Connection:
         server, server_port = (o.client, o.client_port) if swap else (o.server, o.server_port)
         cside = ws.client_side() if ws is not None else None
         sside = ws.server_side() if ws is not None else None
+        tls = self.tls.info if self.tls is not None else None
         # handshake_ok False ⇔ "handshake-failed" (the summary counts failed handshakes by either);
         # its close_code stays null: no WebSocket connection was established for the application
-        if hs is not None and not hs.ok:
+        status: str | None
+        if not self.is_websocket:           # a TLS connection listed for itself
+            status, code = None, None
+        elif hs is not None and not hs.ok:
             status, code = "handshake-failed", None
         elif ws is not None:
             status, code = ws.close_status(self.tcp_end)
@@ -545,5 +632,12 @@ class Connection:
             bytes_server=sside.bytes if sside is not None else 0,
             handshake_rtt=rtt, tcp_gaps=self.tcp_gaps,
             request_ts=hs.request_ts_ns if hs else None,
-            transport="tcp", h2_stream_id=None, tcp_id=self.conn_id,
+            transport="tcp" if tls is None else "tls", h2_stream_id=None, tcp_id=self.conn_id,
+            websocket=self.is_websocket,
+            tls_version=tls.version if tls is not None else None,
+            tls_cipher=tls.cipher if tls is not None else None,
+            sni=tls.sni if tls is not None else None,
+            alpn=tls.alpn if tls is not None else None,
+            decrypted=tls.decrypted if tls is not None else None,
+            not_decrypted=tls.not_decrypted if tls is not None else None,
         )

@@ -454,9 +454,21 @@ class FrameDecoder(BudgetedPayload):
         return out
 
     def gap(self, size: int, record_no: int, ts_ns: int) -> list[FrameEvent]:
-        """`size` bytes of this direction are missing (TCP gap); the data after them follows."""
+        """`size` bytes of this direction are missing (TCP gap); the data after them follows.
+        size -1: an unknown number of bytes is missing (a gap inside TLS records): the frame in
+        progress ends there and the next frame is found by resynchronising."""
         out: list[FrameEvent] = []
-        if size <= 0:
+        if size < 0:
+            if self.stopped or self._lost:
+                return out
+            if self._cur is not None:
+                self._gap_in_payload(self._remaining + 1, lambda: self._complete(record_no, ts_ns), out)
+            buffered = len(self._buf)
+            self.bytes_consumed += buffered
+            self._buf.clear()
+            self._lose_sync(buffered, "bytes lost in a gap of the TLS stream", record_no)
+            return out
+        if size == 0:
             return out
         self.bytes_consumed += size
         if self.stopped:

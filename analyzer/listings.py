@@ -84,7 +84,9 @@ def conns_of_hosts(a: Any, hosts: Sequence[str]) -> set[int]:
     bare = host_header.str.replace(r":\d+$", "", regex=True).str.strip("[]")
     hit = (c["client"].astype("string").str.lower().isin(wanted)
            | c["server"].astype("string").str.lower().isin(wanted)
-           | host_header.isin(wanted) | bare.isin(wanted)).fillna(False)
+           | host_header.isin(wanted) | bare.isin(wanted)
+           | (c["sni"].astype("string").str.lower().isin(wanted) if "sni" in c.columns else False)
+           ).fillna(False)
     return set(c.loc[hit.to_numpy(dtype=bool), "conn_id"].astype("int64").tolist())
 
 
@@ -240,7 +242,9 @@ def _endpoint(addr: pd.Series, port: pd.Series) -> pd.Series:
 
 
 def connections_view(a: Any, origin: pd.Timestamp | None) -> View:
-    """Every WebSocket connection: endpoints, draft, handshake status, counts and how it closed."""
+    """Every WebSocket connection (and every TLS connection: nothing encrypted is hidden): endpoints,
+    draft, handshake status, counts, how it closed, and for TLS its version, suite, SNI and whether it
+    was decrypted."""
     c = a.connections.reset_index(drop=True)
     rows = c.copy()
     rows["time"] = timefmt.seconds(c["start"], origin)
@@ -256,6 +260,7 @@ def connections_view(a: Any, origin: pd.Timestamp | None) -> View:
     for col, fmt in (("subprotocol", "subprotocol {}"), ("compression", "{}"), ("failure_reason", "{}")):
         v = c[col].astype("string")
         parts.append(v.map(fmt.format, na_action="ignore").astype("string").fillna(""))
+    parts.append(_tls_text(c))
     info = parts[0]
     for p in parts[1:]:
         info = info + p.where(p == "", "; " + p)
@@ -266,6 +271,22 @@ def connections_view(a: Any, origin: pd.Timestamp | None) -> View:
                 {"conn_id": "conn", "client_endpoint": "client", "server_endpoint": "server",
                  "http_status": "http", "close_status": "status"},
                 {"conn": "conn_id", "status": "close_status", "http": "http_status"}, ts="start")
+
+
+def _tls_text(c: pd.DataFrame) -> pd.Series:
+    """'TLS 1.3 TLS_AES_128_GCM_SHA256 sni example.com alpn http/1.1', and why it was not decrypted
+    ("" on plain TCP)."""
+    empty = pd.Series("", index=c.index, dtype="string")
+    if "transport" not in c.columns:
+        return empty
+    tls = (c["transport"] == "tls").fillna(False).to_numpy(dtype=bool)
+    text = c["tls_version"].astype("string").fillna("TLS (version unknown)")
+    for col, fmt in (("tls_cipher", " {}"), ("sni", " sni {}"), ("alpn", " alpn {}")):
+        text = text + c[col].astype("string").map(fmt.format, na_action="ignore").astype("string").fillna("")
+    why = c["not_decrypted"].astype("string")
+    undecrypted = ~c["decrypted"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    text = text.where(~undecrypted, text + "; NOT DECRYPTED: " + why.fillna("unknown reason"))
+    return text.where(tls, empty)
 
 
 def problems_view(a: Any, origin: pd.Timestamp | None) -> View:

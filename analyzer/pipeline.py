@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 
 from analyzer.capture import CaptureReader
-from analyzer.connection import Connection
+from analyzer.connection import Connection, TlsKeys
 from analyzer.events import (
     Problem,
     StreamClosed,
@@ -27,6 +27,7 @@ from analyzer.protocol import ProblemKind
 from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
 from analyzer.tables import ProblemLimiter, TableRows, capture_problem_row
+from analyzer.tls import KeyLog
 from analyzer.websocket import Budgets, Options
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
@@ -71,7 +72,9 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     shard_index, shards = shard
     name = capture_name or os.path.basename(os.fspath(path))
     rows = TableRows(capture=name)
-    reader = CaptureReader(path)
+    # TLS keys: the key log files given, then the capture's own pcapng secrets as they are read
+    keylog = KeyLog.from_files(options.keylog_files, environ=False)
+    reader = CaptureReader(path, on_secrets=keylog.add_text)
     limiter = ProblemLimiter()
     # the decoder asks the limiter before it builds a problem: past a kind's cap, a flood of
     # defective records costs a counter each (shard 0 reports the capture's packet problems)
@@ -83,7 +86,7 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,
                               max_flows=max(1000, MAX_FLOWS // shards),
                               max_half_open=max(1000, MAX_HALF_OPEN // shards))
-    connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards))
+    connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards), TlsKeys(keylog))
     open_connection = connections.open.get         # (the dict stays the same until close_all)
     # The cyclic GC stays on (the caller's threads keep theirs), but every full collection would
     # rescan every object alive, and a capture can hold 100,000 connections open (measured:
@@ -146,19 +149,20 @@ class Connections:
     """The open connections of one analysis, fed the reassembler's events."""
 
     def __init__(self, rows: TableRows, options: Options, capture: str, id_offset: int,
-                 budgets: Budgets) -> None:
+                 budgets: Budgets, tls_keys: TlsKeys | None = None) -> None:
         self.open: dict[int, Connection] = {}
         self.rows = rows
         self.options = options
         self.capture = capture
         self.id_offset = id_offset
         self.budgets = budgets
+        self.tls_keys = tls_keys if tls_keys is not None else TlsKeys()
 
     def dispatch(self, events: list[StreamEvent]) -> None:
         for ev in events:
             if isinstance(ev, StreamOpened):
                 self.open[ev.conn_id] = Connection(ev, self.rows, self.options, self.capture,
-                                                   ev.conn_id + self.id_offset, self.budgets)
+                                                   ev.conn_id + self.id_offset, self.budgets, self.tls_keys)
                 self.rows.tcp_connections += 1
                 continue
             connection = self.open.pop(ev.conn_id, None) if isinstance(ev, StreamClosed) \

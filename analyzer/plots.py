@@ -305,7 +305,7 @@ def connection_timeline(a_or_df: Any, ax: Axes | None = None, origin: pd.Timesta
     stacked by close_status, with close frames ticked along the top. The x axis counts seconds from
     `origin` (default `time_origin(a)`, the capture start, as traffic() does)."""
     a = _as_analysis(a_or_df)
-    c, f = a.connections, a.frames
+    c, f = stats.websocket_rows(a.connections), a.frames
     title = "Connections over time"
     if c.empty:
         return _no_data(_axes(ax), title)

@@ -238,6 +238,13 @@ class ProblemKind(str, Enum):
     ONE_BYTE_CLOSE_PAYLOAD = "one-byte-close-payload"
     DATA_AFTER_CLOSE = "data-after-close"
     CLOSE_NOT_ECHOED = "close-not-echoed"
+    # TLS (wss://): what kept a TLS connection's records from being decrypted, and what broke them
+    TLS_KEY_MISSING = "tls-key-missing"              # no key log line for the connection's client random
+    TLS_UNSUPPORTED_CIPHER = "tls-unsupported-cipher"  # a suite (or version) we cannot decrypt
+    TLS_DECRYPT_FAILED = "tls-decrypt-failed"        # a record failed authentication (wrong key, damage)
+    TLS_MALFORMED = "tls-malformed"                  # a record or handshake message that does not parse
+    TLS_GAP = "tls-gap"                              # a TCP gap inside TLS: resynchronised or given up
+    TLS_ALERT = "tls-alert"                          # a fatal alert, or any alert before the handshake ended
     # limits of the whole analysis
     KEPT_PAYLOAD_LIMIT = "kept-payload-limit"        # payloads=True: payloads past the budget not kept
     # a bug of ours (never bad input): an exception inside a stage, caught at the connection

@@ -178,7 +178,8 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
 def summary_html(a: Analysis) -> str:
     """A compact HTML summary for Jupyter (`Analysis._repr_html_`): counts and the headline table."""
     names = stats.printable(", ".join(c.name for c in a.captures) or "no capture")
-    head = (f"<p><b>ws-analyzer</b> analysis of {html.escape(names)}: {len(a.connections):,} WebSocket "
+    websockets = len(stats.websocket_rows(a.connections))
+    head = (f"<p><b>ws-analyzer</b> analysis of {html.escape(names)}: {websockets:,} WebSocket "
             f"connections, {len(a.frames):,} frames, {len(a.messages):,} messages, "
             f"{len(a.problems):,} problems. Tables: <code>.connections</code>, <code>.frames</code>, "
             f"<code>.messages</code>, <code>.problems</code>; plots: <code>.plot.*</code>.</p>")

@@ -96,7 +96,7 @@ def close_codes(a: Analysis) -> pd.DataFrame:
         "code": closes["close_code"].fillna(1005).astype("int64").to_numpy(),
         "sender": closes["sender"].astype("object").to_numpy(),
     })
-    c = a.connections
+    c = websocket_rows(a.connections)
     abnormal = c.loc[(c["close_status"] == "abnormal") & c["close_code"].notna(), "close_code"]
     conn_part = pd.DataFrame({"code": abnormal.astype("int64").to_numpy(), "sender": "none"})
     both = pd.concat([frame_part, conn_part], ignore_index=True)
@@ -114,6 +114,27 @@ def close_codes(a: Analysis) -> pd.DataFrame:
         "count": out["count"].astype("int64"),
     })
     return result.sort_values(["code", "sender"], kind="stable").reset_index(drop=True)
+
+
+def websocket_rows(c: pd.DataFrame) -> pd.DataFrame:
+    """The connections rows that are WebSocket (the table also lists every TLS connection, so that
+    nothing encrypted is hidden, WebSocket inside or not)."""
+    if "websocket" not in c.columns or bool(c["websocket"].all()):
+        return c
+    return c.loc[c["websocket"].to_numpy(dtype=bool)]
+
+
+def tls_counts(c: pd.DataFrame) -> dict[str, Any]:
+    """TLS connections: how many, decrypted, not decrypted and why (reason → count, most first)."""
+    if "transport" not in c.columns:
+        return {"tls": 0, "decrypted": 0, "not_decrypted": 0, "why_not": {}, "versions": {}}
+    tls = c.loc[(c["transport"] == "tls").to_numpy(dtype=bool)]
+    decrypted = tls["decrypted"].eq(True).fillna(False).to_numpy(dtype=bool)
+    why = tls.loc[~decrypted, "not_decrypted"].astype("object").fillna("unknown reason")
+    counts = why.value_counts()
+    return {"tls": len(tls), "decrypted": int(decrypted.sum()), "not_decrypted": int((~decrypted).sum()),
+            "why_not": {str(k): int(v) for k, v in zip(counts.index.tolist(), counts.tolist())},
+            "versions": _counts(tls["tls_version"])}
 
 
 def versions(a: Analysis) -> pd.DataFrame:
@@ -248,6 +269,15 @@ class Summary:
             ("WebSocket connections", f"{d['websocket_connections']:,} "
                                       f"({_fmt_counts(d['connections_by_draft'])}); "
                                       f"{failed:,} failed handshake{'s' if failed != 1 else ''}"),
+        ]
+        tls = d.get("tls") or {}
+        if tls.get("tls"):
+            why = "; ".join(f"{n:,} {reason}" for reason, n in tls["why_not"].items())
+            rows.append(("TLS connections", f"{tls['tls']:,} ({_fmt_counts(tls['versions'])}); "
+                                            f"{tls['decrypted']:,} decrypted"
+                                            + (f", {tls['not_decrypted']:,} not: {why} — decrypt "
+                                               "with --keylog FILE" if tls["not_decrypted"] else "")))
+        rows += [
             ("Frames", f"{d['frames']:,} — {_fmt_counts(d['frames_by_opcode'])} — by "
                        f"{_fmt_counts(d['frames_by_sender'])}"),
             ("Messages", f"{d['messages']:,} — {_fmt_counts(d['messages_by_type'])} — by "
@@ -301,7 +331,8 @@ def summary(a: Analysis) -> Summary:
     """Headline statistics of `a`.
 
     Keys of `Summary.data`: captures, packets, tcp_connections, capture_bytes, start, end,
-    duration_s, websocket_connections, connections_by_draft, failed_handshakes, frames,
+    duration_s, websocket_connections, connections_by_draft, failed_handshakes, frames, tls (TLS
+    connections: tls, decrypted, not_decrypted, why_not: reason → count, versions),
     frames_by_opcode, frames_by_sender, messages, messages_by_type, messages_by_sender,
     bytes_on_wire (WebSocket bytes after the handshake, headers included), bytes_on_wire_by_sender,
     message_bytes_wire, message_bytes (after decompression), compressed_messages,
@@ -312,7 +343,7 @@ def summary(a: Analysis) -> Summary:
     time from the first message's start to the last one's end; None when that span is under
     MIN_RATE_SPAN_S, where a rate would be an artefact of two timestamps).
     """
-    c, f, m, p = a.connections, a.frames, a.messages, a.problems
+    c, f, m, p = websocket_rows(a.connections), a.frames, a.messages, a.problems
     caps = [{"name": str(ci.name), "path": str(ci.path), "packets": int(ci.packets),
              "tcp_connections": int(ci.tcp_connections), "bytes": int(ci.bytes)} for ci in a.captures]
     starts = [s for s in (c["start"].min(), f["ts"].min(), m["ts_start"].min()) if not pd.isna(s)]
@@ -373,9 +404,10 @@ def summary(a: Analysis) -> Summary:
         "ping_rtt_ms": _percentiles(f["rtt"], 1000.0),
         "handshake_rtt_ms": _percentiles(c["handshake_rtt"], 1000.0),
         "messages_per_second": rate,
+        "tls": tls_counts(a.connections),
     }
     return Summary(data)
 
 
 __all__ = ["CLOSE_SENDERS", "MIN_RATE_SPAN_S", "Summary", "close_codes", "json_safe", "printable", "summary",
-           "timeline", "versions"]
+           "timeline", "tls_counts", "versions", "websocket_rows"]

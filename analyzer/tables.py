@@ -109,7 +109,7 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("close_initiator", "cat:client,server", "who sent the first close frame"),
     ("close_code", "Int64", "what the application saw: first close frame's code, 1005 empty, 1006 none"),
     ("close_status", "cat:clean,half-closed,abnormal,open-at-end,handshake-failed",
-     "how the connection ended"),
+     "how the connection ended; null when no WebSocket was seen (websocket False)"),
     ("tcp_end", "cat:fin,rst,open", "how the TCP connection ended"),
     ("frames_client", "int64", "frames sent by the client"),
     ("frames_server", "int64", "frames sent by the server"),
@@ -125,6 +125,16 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("h2_stream_id", "Int64", "the HTTP/2 stream of an RFC 8441 WebSocket; null on HTTP/1.1"),
     ("tcp_id", "int64", "the TCP connection (numbered by first packet as conn_id): the same on every "
      "WebSocket one TCP connection carries"),
+    ("websocket", "bool", "a WebSocket upgrade request or frames were seen; False: a TLS connection listed "
+     "so that nothing encrypted is hidden (not decrypted, or no WebSocket inside)"),
+    ("tls_version", "string", "TLS version negotiated (\"TLS 1.3\"…); null on plain TCP"),
+    ("tls_cipher", "string", "TLS cipher suite chosen by the server (IANA name)"),
+    ("sni", "string", "server name the TLS client asked for (ClientHello server_name)"),
+    ("alpn", "string", "application protocol chosen in the TLS handshake (ALPN), e.g. http/1.1, h2"),
+    ("decrypted", "boolean", "TLS application data was decrypted (keys from a key log or the pcapng); "
+     "null on plain TCP"),
+    ("not_decrypted", "string", "TLS: why it was not decrypted, or why decryption stopped (no key for the "
+     "client random, unsupported cipher suite, decryption failed, gap, no handshake seen)"),
 )
 
 #: Connection columns computed from the ones above when the table is made (connections_derived),
@@ -190,7 +200,7 @@ class ConnectionRow:
     close_reason_server: str | None
     close_initiator: str | None
     close_code: int | None
-    close_status: str
+    close_status: str | None
     tcp_end: str
     frames_client: int
     frames_server: int
@@ -204,6 +214,13 @@ class ConnectionRow:
     transport: str
     h2_stream_id: int | None
     tcp_id: int
+    websocket: bool = True
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    sni: str | None = None
+    alpn: str | None = None
+    decrypted: bool | None = None
+    not_decrypted: str | None = None
 
 
 class ProblemRow(NamedTuple):

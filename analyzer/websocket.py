@@ -58,6 +58,7 @@ class Options:
     preview_len: int = 64
     validate_utf8: bool = True
     max_payload_bytes: int = MAX_KEPT_PAYLOAD_BYTES
+    keylog_files: tuple[str, ...] = ()      # NSS key logs that decrypt TLS (analyze(keylog=))
 
 
 @dataclass

@@ -164,10 +164,18 @@ class _Xor:
 
     def __init__(self) -> None:
         self.fed = 0
+        self.finished = False
 
     def feed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> list:
         self.fed += len(data)
         return [(direction, bytes(b ^ 0x5A for b in data), record_no, ts_ns)]
+
+    def gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> list:
+        return []
+
+    def finish(self, record_no: int, ts_ns: int) -> list:
+        self.finished = True
+        return []
 
 
 def test_bytes_go_through_the_stack_of_transforms_before_the_handshake_and_frames() -> None:
@@ -180,7 +188,7 @@ def test_bytes_go_through_the_stack_of_transforms_before_the_handshake_and_frame
     for i, (direction, data) in enumerate(wire):
         c.on_data(direction, bytes(b ^ 0x5A for b in data), 10 + i, 10 + i)
     c.close("closed", 20, 20)
-    assert xor.fed == sum(len(d) for _, d in wire)
+    assert xor.fed == sum(len(d) for _, d in wire) and xor.finished
     assert len(rows.messages) == 2
     assert bytes(rows.messages.preview_utf8) == b"secretreply"
     assert rows.connections[0].handshake_ok is True

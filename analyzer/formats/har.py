@@ -10,7 +10,7 @@ or nothing (binary) and `"_truncated": true`.
 Headers are the ones the connections table keeps (Host, Origin, User-Agent,
 Sec-WebSocket-Protocol/-Extensions, Server), already redacted: Cookie, Set-Cookie and
 Authorization values are never kept, so `cookies` is always empty and no such header is written.
-The url is ws://host/target (the capture's HTTP/1.1 Upgrade is plaintext).
+The url is ws://host/target, wss:// for a WebSocket decrypted from TLS.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def _entry(row: dict[Hashable, Any], messages: list[dict[str, Any]]) -> dict[str
     host = _text(row["host"]) or (f"[{row['server']}]:{row['server_port']}" if row["ip_version"] == 6
                                   else f"{row['server']}:{row['server_port']}")
     target = _text(row["path"]) or "/"
-    url = f"ws://{host}{target if target.startswith('/') else '/' + target}"
+    scheme = "wss" if row.get("transport") == "tls" else "ws"
+    url = f"{scheme}://{host}{target if target.startswith('/') else '/' + target}"
     rtt_ms = float(row["handshake_rtt"]) * 1000 if _text(row["handshake_rtt"]) is not None else 0.0
     status = int(row["http_status"]) if _text(row["http_status"]) is not None else 0
     request_headers = _headers([
