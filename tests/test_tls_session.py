@@ -375,6 +375,25 @@ def test_gap_across_records_resynchronises() -> None:
                                                 and len(o) == 4 and o[2] == 4)
 
 
+def test_two_gaps_before_resynchronising() -> None:
+    c, start, messages = _app_stream()
+    sizes = [len(data) for _, data in c.flow[start:]]
+    stream = b"".join(data for _, data in c.flow[start:])
+    s = TlsSession(keylog(c.keylog), 0)
+    out: list[object] = []
+    for d, data in c.flow[:start]:
+        out += s.feed(d, data, 1, 1)
+    a, b = sum(sizes[:10]) + 7, sum(sizes[:12]) + 5          # lost: 10.. up to 12 ...
+    out += s.feed(1, stream[:a], 2, 2) + s.gap(1, b - a, 3, 3)
+    out += s.feed(1, stream[b:b + 20], 4, 4)                  # 20 bytes inside record 12
+    cut = sum(sizes[:16]) + 1                                 # ... and 12..15 again after a second gap
+    out += s.gap(1, cut - b - 20, 5, 5) + s.feed(1, stream[cut:], 6, 6)
+    r = Run(s, out)
+    assert r.plain[1] == b"".join(messages[:10]) + b"".join(messages[17:])
+    assert [p.detail for _, p in r.problems] == [
+        f"the server resynchronised after {sum(sizes[10:17])} bytes, 7 records lost"]
+
+
 def test_gap_inside_one_record() -> None:
     c, start, messages = _app_stream()
     sizes = [len(data) for _, data in c.flow[start:]]

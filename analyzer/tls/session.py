@@ -264,8 +264,14 @@ class TlsSession:
                 self._problem(out, side, ProblemKind.TLS_GAP, f"a gap of {size} bytes inside a record of the "
                               f"{side.name}: 1 record lost", record_no, ts_ns, once=False)
             return out
-        seq0 = side.dec.seq if side.dec is not None else 0
-        side.resync = _Resync(max(buffered + size, 0), size < 0, seq0)
+        old = side.resync
+        if old is not None:                              # a gap while searching: count from the same start
+            lost = old.lost + old.scanned + len(old.buf) + max(size, 0)
+            side.resync = _Resync(lost, old.unknown or size < 0, old.seq0)
+            side.resync.tries = old.tries
+        else:
+            seq0 = side.dec.seq if side.dec is not None else 0
+            side.resync = _Resync(max(buffered + size, 0), size < 0, seq0)
         side.special = True
         return out
 
