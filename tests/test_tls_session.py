@@ -292,6 +292,16 @@ def test_mid_stream() -> None:
     assert r.info.not_decrypted == "no handshake seen" and r.info.records == 3
 
 
+def test_malformed_client_hello() -> None:
+    hello = T.client_hello()
+    flow = [(0, T.record(22, T.handshake(1, hello[4:60]))), (1, T.record(22, T.server_hello())),
+            (1, T.record(23, b"\x01" * 40)), (0, T.record(23, b"\x02" * 40))]
+    r = run(flow, T.r8448_keylog_text())
+    assert r.chunks == [] and r.kinds() == ["tls-malformed"]
+    assert r.problems[0][1].detail.startswith("ClientHello: expected=")
+    assert r.info.not_decrypted == "malformed ClientHello" and r.info.records == 4
+
+
 def test_record_too_long_gives_up_that_direction() -> None:
     c = T.tls13()
     c.app(1, ANSWER)

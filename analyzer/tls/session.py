@@ -218,6 +218,7 @@ class TlsSession:
         self._hello_done = False                        # TLS 1.2 ServerHelloDone seen (a full handshake)
         self._early_accepted: bool | None = None
         self._key_missing_told = False
+        self._hello_failed = False                      # the ClientHello did not parse (tls-malformed)
 
     # --- the transform -------------------------------------------------------------------------
 
@@ -410,6 +411,9 @@ class TlsSession:
                 self._message(side, msg_type, body, encrypted, out, record_no, ts_ns)
             except H.HelloError as exc:
                 self._problem(out, side, ProblemKind.TLS_MALFORMED, str(exc), record_no, ts_ns)
+                if msg_type == H.CLIENT_HELLO and self._ch is None:
+                    self._hello_failed = True
+                    self._stop(side, side.epoch, "malformed ClientHello")
             if side.epoch in (_OPAQUE, _DEAD):
                 return
 
@@ -642,7 +646,7 @@ class TlsSession:
         for s in self._sides:
             if s.epoch is not _DEAD:
                 s.epoch = _OPAQUE
-        if not self._key_missing_told:
+        if not self._key_missing_told and not self._hello_failed:
             self._key_missing_told = True
             self.info.not_decrypted = "no handshake seen"
             self._problem(out, side, ProblemKind.TLS_KEY_MISSING, "no TLS handshake seen (the capture began "
