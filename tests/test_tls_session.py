@@ -128,6 +128,14 @@ def test_tls13_each_aead(code: int) -> None:
     assert r.info.cipher is not None and r.info.cipher.startswith("TLS_") and r.info.version == "TLS 1.3"
 
 
+def test_tls13_psk_resumption() -> None:
+    c = T.tls13(psk=True)
+    c.app(0, GET)
+    r = run(c.flow, c.keylog)
+    assert r.plain == [GET, b""] and r.info.resumed
+    assert not run(T.tls13().flow, c.keylog).info.resumed
+
+
 def test_tls13_hello_retry_request() -> None:
     c = T.tls13(hrr=True)
     c.app(0, GET)

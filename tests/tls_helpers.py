@@ -247,7 +247,7 @@ class Conversation:
 
 def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bool = False,
           early: bytes | None = None, early_in_log: bool = True, early_rejected: bool = False,
-          ccs: bool = True, key_log: bool = True) -> Conversation:
+          ccs: bool = True, key_log: bool = True, psk: bool = False) -> Conversation:
     """A TLS 1.3 handshake up to both Finished (and the server's NewSessionTicket); app data is
     then added with Conversation.app(). `early`: 0-RTT data sent after the ClientHello."""
     from analyzer.tls.keys import tls13_keys
@@ -281,7 +281,8 @@ def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bo
         c.plain(1, CCS)
         c.plain(0, CCS)
         c.plain(0, record(22, ch))
-    c.plain(1, record(22, server_hello(c.server_random, suite=suite_code)))
+    psk_ext = ext(41, b"\x00\x00") if psk else b""          # pre_shared_key: selected_identity 0
+    c.plain(1, record(22, server_hello(c.server_random, suite=suite_code, extra=psk_ext)))
     if ccs and not hrr:
         c.plain(1, CCS)
     c.enc[1] = enc("SERVER_HANDSHAKE_TRAFFIC_SECRET")

@@ -497,6 +497,7 @@ class TlsSession:
         self._tls13 = version == TLS13
         if sh.alpn is not None:
             info.alpn = sh.alpn
+        info.resumed = sh.psk and self._tls13           # TLS 1.3: the server took a pre-shared key
         suite = SUITES.get(sh.cipher_suite)
         if suite is None or suite.tls13 != self._tls13 or not supports(suite, version):
             what = (f"cipher suite {info.cipher}" if suite is None or suite.tls13 != self._tls13
