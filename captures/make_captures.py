@@ -178,22 +178,25 @@ class Log:
             self.conns.setdefault(client_port, {"client_port": client_port}).update(facts)
 
 
-def ws_conn_facts(ws, server_port: int) -> dict:
-    """Connection facts from a python `websockets` client connection after it closed."""
+def ws_conn_facts(ws, server_port: int, side: str = "client") -> dict:
+    """Connection facts from a python `websockets` connection after it closed; `side`: which end `ws`
+    is (a server connection's close_sent is the server's close frame)."""
     p = ws.protocol
     resp = ws.response
     ext = resp.headers.get("Sec-WebSocket-Extensions") if resp is not None else None
-    sent, rcvd = p.close_sent, p.close_rcvd
+    mine, theirs = p.close_sent, p.close_rcvd
+    sent, rcvd = (mine, theirs) if side == "client" else (theirs, mine)  # by the client, to it
     if sent is not None and rcvd is not None:
         status = "clean"
     elif sent is not None or rcvd is not None:
         status = "half-closed"
     else:
         status = "abnormal"
+    other = "server" if side == "client" else "client"
     if p.close_rcvd_then_sent is None:
-        initiator = "client" if sent is not None else ("server" if rcvd is not None else None)
+        initiator = side if mine is not None else (other if theirs is not None else None)
     else:
-        initiator = "server" if p.close_rcvd_then_sent else "client"
+        initiator = other if p.close_rcvd_then_sent else side
     return {
         "server_port": server_port,
         "version": 13,
@@ -306,20 +309,21 @@ def http_status(head: bytes) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# node peers
+# node peers (and other peer programs)
 
 
-class NodePeer:
-    """A node script under gen/ that prints JSON log lines; collects them into a Log."""
+class Peer:
+    """A program that prints JSON log lines (and READY when it listens); collects them into a Log."""
 
-    def __init__(self, log: Log, script: str, *args: str) -> None:
+    def __init__(self, log: Log, command: list[str], env: dict[str, str] | None = None) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            ["node", str(GEN / script), *args],
+            command,
             cwd=GEN,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         self.ready = threading.Event()
         self.lines: list[str] = []
@@ -345,7 +349,7 @@ class NodePeer:
     def wait_ready(self, timeout: float = 15) -> None:
         if not self.ready.wait(timeout):
             self.proc.kill()
-            raise RuntimeError(f"node peer not ready: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            raise RuntimeError(f"peer not ready: {self.proc.stderr.read() if self.proc.stderr else ''}")
 
     def wait(self, timeout: float = 60) -> None:
         try:
@@ -356,7 +360,7 @@ class NodePeer:
         self.thread.join(5)
         if self.proc.returncode != 0:
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"node peer failed ({self.proc.returncode}): {err}")
+            raise RuntimeError(f"peer failed ({self.proc.returncode}): {err}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -367,6 +371,13 @@ class NodePeer:
                 self.proc.kill()
                 self.proc.wait()
         self.thread.join(5)
+
+
+class NodePeer(Peer):
+    """A node script under gen/ (`env`: the whole environment of the process, e.g. NODE_OPTIONS)."""
+
+    def __init__(self, log: Log, script: str, *args: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(log, ["node", str(GEN / script), *args], env)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1253,7 +1264,7 @@ CHROMIUM_BINARY = 1500  # bytes i % 251 for i in range(n), sent as an ArrayBuffe
 
 CHROMIUM_PAGE = """<!doctype html><meta charset="utf-8"><title>ws</title><script>
 const msgs = %s;
-const ws = new WebSocket("ws://127.0.0.1:%d/ws");
+const ws = new WebSocket(%s);
 ws.binaryType = "arraybuffer";
 let n = 0;
 function next() {
@@ -1273,6 +1284,39 @@ def _chromium_exe() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+async def run_chromium(url: str, done: asyncio.Event, *flags: str, timeout: float = 60) -> None:
+    """Headless Chromium loading `url` until `done` is set (the page's WebSocket closed)."""
+    exe = _chromium_exe()
+    if exe is None:
+        raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        *flags,
+        url,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+        await asyncio.sleep(0.5)
+    finally:
+        proc.terminate()
+        await proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 @register(
     "chromium_client",
     "chromium_client.pcap",
@@ -1284,11 +1328,9 @@ def _chromium_exe() -> str | None:
 def _chromium(log: Log) -> None:
     from aiohttp import web
 
-    exe = _chromium_exe()
-    if exe is None:
-        raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
     done = asyncio.Event()
-    page = CHROMIUM_PAGE % (json.dumps(CHROMIUM_MESSAGES), 9030, CHROMIUM_BINARY)
+    url = json.dumps("ws://127.0.0.1:9030/ws")
+    page = CHROMIUM_PAGE % (json.dumps(CHROMIUM_MESSAGES), url, CHROMIUM_BINARY)
 
     async def index(request):
         return web.Response(text=page, content_type="text/html")
@@ -1345,31 +1387,9 @@ def _chromium(log: Log) -> None:
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 9030).start()
-        profile = tempfile.mkdtemp(prefix="chromium-")
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--disable-extensions",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "http://127.0.0.1:9030/",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
         try:
-            await asyncio.wait_for(done.wait(), 60)
-            await asyncio.sleep(0.5)
+            await run_chromium("http://127.0.0.1:9030/", done)
         finally:
-            proc.terminate()
-            await proc.wait()
-            shutil.rmtree(profile, ignore_errors=True)
             await runner.cleanup()
 
     asyncio.run(main())
@@ -1862,6 +1882,14 @@ def _incident(out: Path) -> dict:
 SCENARIOS["incident"] = _incident
 
 
+def _add_tls_scenarios() -> None:
+    """The wss:// scenarios live in make_tls.py (which imports this module's helpers, so it is
+    imported here, when the scenarios are run, not at import time)."""
+    import make_tls
+
+    SCENARIOS.update(make_tls.SCENARIOS)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated scenario names")
@@ -1869,6 +1897,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--no-install", action="store_true", help="do not install missing tools")
     args = ap.parse_args(argv)
+    _add_tls_scenarios()
     if args.list:
         print("\n".join(SCENARIOS))
         return 0

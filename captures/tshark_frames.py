@@ -24,7 +24,15 @@ def tshark_available() -> bool:
     return shutil.which("tshark") is not None
 
 
-def tshark_command(path: str | Path, server_ports: Iterable[int]) -> list[str]:
+def tshark_command(
+    path: str | Path,
+    server_ports: Iterable[int],
+    *,
+    tls: bool = False,
+    keylog: str | Path | None = None,
+) -> list[str]:
+    """The tshark command line; `tls`: the server ports carry TLS with HTTP inside (decrypted with
+    `keylog`, or with the secrets embedded in a pcapng when keylog is None)."""
     cmd = [
         "tshark",
         "-n",
@@ -35,8 +43,13 @@ def tshark_command(path: str | Path, server_ports: Iterable[int]) -> list[str]:
         "-o",
         "tcp.desegment_tcp_streams:TRUE",
     ]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
     for port in sorted(set(server_ports)):
-        cmd += ["-d", f"tcp.port=={port},http"]
+        if tls:
+            cmd += ["-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},http"]
+        else:
+            cmd += ["-d", f"tcp.port=={port},http"]
     cmd += ["-Y", "websocket", "-T", "pdml", "-J", "tcp websocket"]
     return cmd
 
@@ -50,14 +63,21 @@ def _fields(proto: ET.Element) -> dict[str, str]:
     return out
 
 
-def tshark_frames(path: str | Path, server_ports: Iterable[int]) -> list[dict]:
+def tshark_frames(
+    path: str | Path,
+    server_ports: Iterable[int],
+    *,
+    tls: bool = False,
+    keylog: str | Path | None = None,
+) -> list[dict]:
     """One dict per WebSocket frame tshark dissects, in capture order.
 
     Keys: frame_no, client_port, server_port, sender, opcode, fin, rsv1, masked, payload_len,
     close_code (None when not a close frame or the close payload is empty), close_reason.
     """
     server_ports = set(server_ports)
-    proc = subprocess.run(tshark_command(path, server_ports), capture_output=True, check=True, timeout=300)
+    cmd = tshark_command(path, server_ports, tls=tls, keylog=keylog)
+    proc = subprocess.run(cmd, capture_output=True, check=True, timeout=300)
     root = ET.fromstring(proc.stdout)
     frames: list[dict] = []
     for packet in root.iter("packet"):
@@ -102,3 +122,26 @@ def tshark_frames(path: str | Path, server_ports: Iterable[int]) -> list[dict]:
                     }
                 )
     return frames
+
+
+def tshark_fields(
+    path: str | Path,
+    server_ports: Iterable[int],
+    display_filter: str,
+    fields: Iterable[str],
+    *,
+    keylog: str | Path | None = None,
+) -> list[list[str]]:
+    """`-T fields` rows (one list of field values per packet matching `display_filter`) of a capture
+    whose server ports carry TLS: the generator's checks of handshake facts (HelloRetryRequest,
+    KeyUpdate, encrypt_then_mac) that the senders cannot log themselves."""
+    cmd = ["tshark", "-n", "-r", str(path)]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    for port in sorted(set(server_ports)):
+        cmd += ["-d", f"tcp.port=={port},tls"]
+    cmd += ["-Y", display_filter, "-T", "fields"]
+    for f in fields:
+        cmd += ["-e", f]
+    proc = subprocess.run(cmd, capture_output=True, check=True, timeout=300, text=True)
+    return [line.split("\t") for line in proc.stdout.splitlines() if line]
