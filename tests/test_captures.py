@@ -9,28 +9,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT / "captures"
-EXPECTED = sorted(CAPTURES.glob("*.expected.json"))
+from tests.capture_corpus import CAPTURES, EXPECTED, analyze_kwargs, keylog_paths, load_expected
+
 FRAME_KEYS = ("frame_no", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
-
-
-def load_expected(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @functools.cache  # one analysis per capture for all three tests (the corpus is ~4 MB)
 def analysis(name: str):
-    """analyzer.analyze(capture, payloads=True, **analyze_options)."""
+    """analyzer.analyze(capture, payloads=True, **analyze_options), key logs found in captures/."""
     import analyzer
 
     exp = load_expected(CAPTURES / name)
-    return analyzer.analyze(str(CAPTURES / exp["capture"]), payloads=True, **exp.get("analyze_options", {}))
+    return analyzer.analyze(str(CAPTURES / exp["capture"]), payloads=True, **analyze_kwargs(exp))
 
 
 def _isna(v) -> bool:
@@ -90,6 +84,10 @@ def test_corpus_is_present() -> None:
             assert exp["frames"], p.name
         else:
             assert "frames" not in exp and exp["tshark_notes"], p.name
+        for keylog in keylog_paths(exp):
+            assert keylog.is_file(), keylog
+        if exp.get("tls"):
+            assert all(c["transport"] == "tls" for c in exp["connections"]), p.name
 
 
 def test_corpus_is_small() -> None:
@@ -160,3 +158,55 @@ def test_frames(exp_path: Path) -> None:
     assert len(got) == len(want), "number of frames"
     for g, w in zip(got, want, strict=True):
         assert g == w, f"frame (client_port, {', '.join(FRAME_KEYS)})"
+
+
+PROBLEMS = [p for p in EXPECTED if load_expected(p).get("problems")]
+
+
+@pytest.mark.parametrize("exp_path", PROBLEMS, ids=ids(PROBLEMS))
+def test_problems(exp_path: Path) -> None:
+    """Each (client port, kind) an expected file lists is among the analyzer's problem rows."""
+    exp = load_expected(exp_path)
+    a = analysis(exp_path.name)
+    ports = port_of_conn(a)
+    got = {
+        (ports.get(norm(cid)), kind)
+        for cid, kind in zip(a.problems["conn_id"], a.problems["kind"], strict=True)
+    }
+    want = {(p["client_port"], p["kind"]) for p in exp["problems"]}
+    assert want <= got, f"missing problems {sorted(want - got, key=str)}; analyzer: {sorted(got, key=str)}"
+
+
+# the TLS captures that need a key log, one per capture (two expected files share wss_tls12_resumed.pcap)
+KEYED = list({load_expected(p)["capture"]: p for p in EXPECTED if keylog_paths(load_expected(p))}.values())
+
+
+@pytest.mark.parametrize("exp_path", KEYED, ids=ids(KEYED))
+def test_tls_without_keys(exp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a key log nothing is decrypted and nothing is hidden: every TLS connection is a row with
+    the facts sent in the clear (version, suite, SNI; ALPN too before TLS 1.3) and why it was not
+    decrypted, and no frame or message is made up from encrypted bytes."""
+    import analyzer
+
+    monkeypatch.delenv("SSLKEYLOGFILE", raising=False)
+    exp = load_expected(exp_path)
+    kwargs = {k: v for k, v in analyze_kwargs(exp).items() if k != "keylog"}
+    a = analyzer.analyze(str(CAPTURES / exp["capture"]), **kwargs)
+    assert a.frames.empty and a.messages.empty
+    rows = {int(norm(r["client_port"])): r for r in a.connections.to_dict("records")}
+    assert sorted(rows) == sorted(c["client_port"] for c in exp["connections"])
+    bad = []
+    for conn in exp["connections"]:
+        row = rows[conn["client_port"]]
+        clear = ["server_port", "transport", "tls_version", "tls_cipher", "sni"]
+        if conn["tls_version"] != "TLS 1.3":
+            clear.append("alpn")
+        for key in clear:
+            if not same(conn[key], row[key], key):
+                bad.append(
+                    f"{conn['client_port']}: {key} expected {conn[key]!r}, analyzer {norm(row[key])!r}"
+                )
+        decrypted, why = norm(row["decrypted"]), norm(row["not_decrypted"])
+        if decrypted is not False or not why:
+            bad.append(f"{conn['client_port']}: decrypted {decrypted!r}, why not {why!r}")
+    assert not bad, "\n".join(bad)

@@ -5,19 +5,20 @@ Two checks per capture that tshark can dissect:
   against a hand edit or a regenerated capture whose expectations were not rewritten);
 - analyzer.analyze() agrees with tshark frame by frame (frame_no, opcode, fin, masked, payload_len,
   close code).
+The wss:// captures are decrypted by both with the same key log (tshark: -o tls.keylog_file, TLS
+decoded on the server ports), or with the secrets embedded in the pcapng; with the wrong key log
+tshark must find nothing either.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT / "captures"
+from tests.capture_corpus import CAPTURES, EXPECTED, analyze_kwargs, load_expected, tshark_kwargs
 
 _spec = importlib.util.spec_from_file_location("capture_tshark_frames", CAPTURES / "tshark_frames.py")
 assert _spec is not None and _spec.loader is not None
@@ -29,12 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not tshark_mod.tshark_available(), reason="tshark is not installed"),
 ]
 
-EXPECTED = sorted(
-    p
-    for p in CAPTURES.glob("*.expected.json")
-    if json.loads(p.read_text(encoding="utf-8"))["tshark_dissects"]
-)
-IDS = [p.name.split(".")[0] for p in EXPECTED]
+DISSECTED = [p for p in EXPECTED if load_expected(p)["tshark_dissects"]]
+IDS = [p.name.split(".")[0] for p in DISSECTED]
 COMMITTED_KEYS = (
     "frame_no",
     "client_port",
@@ -51,20 +48,21 @@ AGREE_KEYS = ("frame_no", "opcode", "fin", "masked", "payload_len", "close_code"
 
 @functools.cache
 def expected(name: str) -> dict:
-    return json.loads((CAPTURES / name).read_text(encoding="utf-8"))
+    return load_expected(CAPTURES / name)
 
 
 @functools.cache
 def live_frames(name: str) -> list[dict]:
     exp = expected(name)
-    return tshark_mod.tshark_frames(CAPTURES / exp["capture"], {c["server_port"] for c in exp["connections"]})
+    ports = {c["server_port"] for c in exp["connections"]}
+    return tshark_mod.tshark_frames(CAPTURES / exp["capture"], ports, **tshark_kwargs(exp))
 
 
 def test_there_are_dissectable_captures() -> None:
-    assert len(EXPECTED) >= 15
+    assert len(DISSECTED) >= 15
 
 
-@pytest.mark.parametrize("exp_path", EXPECTED, ids=IDS)
+@pytest.mark.parametrize("exp_path", DISSECTED, ids=IDS)
 def test_tshark_still_matches_expected_frames(exp_path: Path) -> None:
     live = [{k: f[k] for k in COMMITTED_KEYS} for f in live_frames(exp_path.name)]
     assert live == expected(exp_path.name)["frames"]
@@ -78,12 +76,12 @@ def _norm(v):
     return v.item() if hasattr(v, "item") else v
 
 
-@pytest.mark.parametrize("exp_path", EXPECTED, ids=IDS)
+@pytest.mark.parametrize("exp_path", DISSECTED, ids=IDS)
 def test_analyzer_agrees_with_tshark(exp_path: Path) -> None:
     import analyzer
 
     exp = expected(exp_path.name)
-    a = analyzer.analyze(str(CAPTURES / exp["capture"]), **exp.get("analyze_options", {}))
+    a = analyzer.analyze(str(CAPTURES / exp["capture"]), **analyze_kwargs(exp))
     ours = [
         (
             int(_norm(r["frame_no"])),
@@ -99,3 +97,14 @@ def test_analyzer_agrees_with_tshark(exp_path: Path) -> None:
     assert len(ours) == len(theirs), "number of frames"
     for o, t in zip(ours, theirs, strict=True):
         assert o == t, f"({', '.join(AGREE_KEYS)}): analyzer vs tshark"
+
+
+NOT_DECRYPTABLE = [
+    p for p in EXPECTED if load_expected(p).get("tls") and not load_expected(p)["tshark_dissects"]
+]
+
+
+@pytest.mark.parametrize("exp_path", NOT_DECRYPTABLE, ids=[p.name.split(".")[0] for p in NOT_DECRYPTABLE])
+def test_tshark_decrypts_nothing_with_a_wrong_key(exp_path: Path) -> None:
+    """The wrong-key capture: tshark with its key log finds no WebSocket frame either."""
+    assert live_frames(exp_path.name) == []
