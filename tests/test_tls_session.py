@@ -489,3 +489,31 @@ def test_flipped_byte_never_passes_unauthenticated_bytes(item: int, offset: int,
     r = run(flow, T.r8448_keylog_text())
     for plain in r.plain:
         assert plain in (b"", T.R8448_APP_PAYLOAD)
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+def test_memory_stays_bounded_per_direction() -> None:
+    c = T.Conversation()
+    s = TlsSession(keylog(""), 0)
+    s.feed(0, T.record(22, T.client_hello(c.client_random, versions=None)), 1, 1)
+    s.feed(1, T.record(22, T.server_hello(c.server_random, suite=0xC02F, version=None)), 2, 2)
+    # a Certificate that says 16 MiB, carried by 1,000 full records
+    body = T.handshake(11, b"")[:1] + ((16 << 20) - 1).to_bytes(3, "big") + b"\x00" * 16380
+    side = s._sides[1]
+    for i in range(1000):
+        s.feed(1, T.record(22, body if i == 0 else b"\x00" * 16384), 3, 3)
+        assert len(side.hs._buf) <= 16384 and side.reader.buffered == 0
+    # one record's header then a trickle: only that record is held
+    s.feed(1, b"\x16\x03\x03\x48\x00", 4, 4)
+    for _ in range(100):
+        s.feed(1, b"\x00" * 100, 4, 4)
+    assert side.reader.buffered == 5 + 10000
+    # after a gap, at most the search window is held before the direction is given up
+    s.gap(1, 20000, 5, 5)                                  # (past the end of the record being read)
+    out = []
+    for _ in range(200):
+        out += s.feed(1, b"\x00" * 1000, 6, 6)
+        assert side.resync is None or len(side.resync.buf) <= 1002
+    assert [o[1].kind for o in out if len(o) == 2] == [ProblemKind.TLS_GAP]  # type: ignore[union-attr, misc]
+    assert s.info.records == 1002
