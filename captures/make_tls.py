@@ -73,7 +73,7 @@ TLS13_CCM = "TLS_AES_128_CCM_SHA256"
 
 
 def tls_version_name(openssl_version: str | None) -> str | None:
-    """ "TLSv1.3" -> "TLS 1.3" (the analyzer's spelling)."""
+    """OpenSSL's "TLSv1.3" spelled as the analyzer does: "TLS 1.3"."""
     return openssl_version.replace("TLSv", "TLS ") if openssl_version else None
 
 
@@ -167,16 +167,12 @@ def _server_peer(args: argparse.Namespace) -> None:
         server = await ws_server(args.port, PrintLog(), compression="deflate", ssl=ctx)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        emit_ready()
+        print("READY", flush=True)
         await stop.wait()
         server.close()
         await server.wait_closed()
 
     asyncio.run(main())
-
-
-def emit_ready() -> None:
-    print("READY", flush=True)
 
 
 def _libssl() -> ctypes.CDLL:
