@@ -517,3 +517,20 @@ def test_memory_stays_bounded_per_direction() -> None:
         assert side.resync is None or len(side.resync.buf) <= 1002
     assert [o[1].kind for o in out if len(o) == 2] == [ProblemKind.TLS_GAP]  # type: ignore[union-attr, misc]
     assert s.info.records == 1002
+
+
+_CBC = T.tls12(0xC013)
+_CBC.app(0, GET)
+_CBC.app(1, ANSWER)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, len(_CBC.flow) - 1), st.integers(0, 400), st.integers(1, 255))
+def test_tls12_cbc_flipped_byte_never_passes_unauthenticated_bytes(item: int, offset: int, xor: int) -> None:
+    flow = list(_CBC.flow)
+    d, data = flow[item]
+    if offset < len(data):
+        data = data[:offset] + bytes([data[offset] ^ xor]) + data[offset + 1:]
+    flow[item] = (d, data)
+    r = run(flow, _CBC.keylog)
+    assert r.plain[0] in (b"", GET) and r.plain[1] in (b"", ANSWER)
