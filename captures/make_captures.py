@@ -80,11 +80,13 @@ def ensure_tools() -> None:
 
 
 @contextlib.contextmanager
-def tcpdump(out: Path, port_filter: str, iface: str = "lo") -> Iterator[None]:
-    """Record `port_filter` traffic on `iface` into `out` while the block runs."""
+def tcpdump(out: Path, port_filter: str, iface: str = "lo", prefix: tuple[str, ...] = ()) -> Iterator[None]:
+    """Record `port_filter` traffic on `iface` into `out` while the block runs (`prefix`: a command
+    that runs tcpdump, e.g. `ip netns exec NS`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
+            *prefix,
             "tcpdump",
             "-i",
             iface,
@@ -374,10 +376,18 @@ class Peer:
 
 
 class NodePeer(Peer):
-    """A node script under gen/ (`env`: the whole environment of the process, e.g. NODE_OPTIONS)."""
+    """A node script under gen/ (`env`: the whole environment of the process, e.g. NODE_OPTIONS;
+    `prefix`: a command that runs node, e.g. `ip netns exec NS`)."""
 
-    def __init__(self, log: Log, script: str, *args: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(log, ["node", str(GEN / script), *args], env)
+    def __init__(
+        self,
+        log: Log,
+        script: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(log, [*prefix, "node", str(GEN / script), *args], env)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ subprocesses of this file (`make_tls.py peer ...`) because OpenSSL reads its TLS
 groups only from a configuration file (OPENSSL_CONF, section system_default) that Python's ssl cannot
 override; they print what they sent as JSON lines, as the node peers do. The expected files are the
 senders' logs plus the TLS facts the client knew (version, IANA cipher suite name, SNI, ALPN), checked
-against tshark run with the same key log.
+against tshark run with the same key log. Peers and tcpdump run in a network namespace of their own
+whose loopback has an Ethernet MTU, so that TLS records span TCP segments as on a real network.
 """
 
 from __future__ import annotations
@@ -200,8 +201,12 @@ def key_update(sock: ssl.SSLSocket) -> None:
         raise RuntimeError("SSL_key_update failed")
 
 
-def client_messages(i: int) -> list[str | bytes]:
-    return [f"hello over TLS #{i}", _chat_json(i, "tls"), payload_binary(3000, i), "x" * 200]
+def client_messages(i: int, big: int) -> list[str | bytes]:
+    """What a client sends; `big`: also a binary message of that size (over 16 KiB: several records)."""
+    out: list[str | bytes] = [f"hello over TLS #{i}", _chat_json(i, "tls"), payload_binary(3000, i)]
+    if big:
+        out.append(payload_binary(big, 100 + i))
+    return [*out, "x" * 200]
 
 
 def _client_peer(args: argparse.Namespace) -> None:
@@ -242,7 +247,7 @@ def _client_peer(args: argparse.Namespace) -> None:
             close_timeout=5,
             proxy=None,
         ) as ws:
-            for n, data in enumerate(client_messages(i)):
+            for n, data in enumerate(client_messages(i, args.big)):
                 if args.key_update and n in (1, 3):
                     key_update(sock)
                 ws.send(data)
@@ -274,16 +279,36 @@ def peer_main(argv: list[str]) -> None:
     ap.add_argument("--no-ticket", action="store_true")
     ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--key-update", action="store_true")
+    ap.add_argument("--big", type=int, default=0)
     args = ap.parse_args(argv)
     (_server_peer if args.role == "server" else _client_peer)(args)
 
 
-def py_peer(log: Log, *args: str, conf: Path | None = None) -> Peer:
+@contextlib.contextmanager
+def network_namespace() -> Iterator[tuple[str, ...]]:
+    """A private network namespace whose loopback looks like Ethernet (MTU 1500, GSO packets no
+    larger than one segment), for the block; yields the command prefix that runs a program in it.
+
+    On the host's loopback (MTU 65536, GSO) tcpdump sees a 16 KiB TLS record as one packet; on a
+    real network it spans TCP segments, which the analyzer must reassemble. The namespace is ours
+    alone: the host's loopback and its other users are not touched."""
+    name = f"wss-capture-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        prefix = ("ip", "netns", "exec", name)
+        subprocess.run([*prefix, "ip", "link", "set", "lo", "mtu", "1500", "up"], check=True)
+        subprocess.run([*prefix, "ip", "link", "set", "lo", "gso_max_size", "1448"], check=True)
+        yield prefix
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def py_peer(log: Log, *args: str, conf: Path | None = None, prefix: tuple[str, ...] = ()) -> Peer:
     """This file run as a peer subprocess, under the OpenSSL config `conf` when given."""
     env = {k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"}
     if conf is not None:
         env["OPENSSL_CONF"] = str(conf)
-    return Peer(log, [sys.executable, str(Path(__file__).resolve()), "peer", *args], env)
+    return Peer(log, [*prefix, sys.executable, str(Path(__file__).resolve()), "peer", *args], env)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +319,16 @@ class Run:
     """One scenario's working state: the certificate and OpenSSL configs in a temp folder, the Log,
     the capture and key log paths (captures/<name>.pcap, captures/<name>.keylog)."""
 
-    def __init__(self, name: str, out_dir: Path, tmp: Path, port: int, suffix: str = ".pcap") -> None:
+    def __init__(
+        self,
+        name: str,
+        out_dir: Path,
+        tmp: Path,
+        port: int,
+        suffix: str = ".pcap",
+        netns: tuple[str, ...] = (),
+    ) -> None:
+        self.netns = netns  # the command prefix of the network namespace the peers and tcpdump run in
         self.name = name
         self.port = port
         self.log = Log()
@@ -310,7 +344,7 @@ class Run:
     @contextlib.contextmanager
     def server(self, *extra: str, conf: Path | None = None, port: int | None = None) -> Iterator[None]:
         args = ["server", "--port", str(port or self.port), "--cert", str(self.cert), "--key", str(self.key)]
-        peer = py_peer(self.log, *args, *extra, conf=conf)
+        peer = py_peer(self.log, *args, *extra, conf=conf, prefix=self.netns)
         try:
             peer.wait_ready()
             yield
@@ -323,11 +357,11 @@ class Run:
     ) -> None:
         args = ["client", "--port", str(port or self.port), "--cert", str(self.cert)]
         args += ["--keylog", str(keylog or self.keylog), *extra]
-        py_peer(self.log, *args, conf=conf).wait(60)
+        py_peer(self.log, *args, conf=conf, prefix=self.netns).wait(60)
 
     def record(self, body: Callable[[], None], port_filter: str = "", path: Path | None = None) -> None:
         """Run `body` while tcpdump records (`port_filter`, default the scenario's port)."""
-        with tcpdump(path or self.path, port_filter or f"tcp port {self.port}"):
+        with tcpdump(path or self.path, port_filter or f"tcp port {self.port}", prefix=self.netns):
             body()
 
     def exchange(
@@ -414,12 +448,15 @@ def finish_tls(
 SCENARIOS: dict[str, Callable[[Path], dict]] = {}
 
 
-def scenario(fn: Callable[[Path, Path], dict]) -> Callable[[Path, Path], dict]:
-    """Register fn(out_dir, tmp) as the scenario named after it; tmp is a fresh temp folder."""
+def scenario(
+    fn: Callable[[Path, Path, tuple[str, ...]], dict],
+) -> Callable[[Path, Path, tuple[str, ...]], dict]:
+    """Register fn(out_dir, tmp, netns) as the scenario named after it: tmp a fresh temp folder, netns
+    the command prefix of a fresh network namespace (see network_namespace)."""
 
     def run(out_dir: Path) -> dict:
-        with tempfile.TemporaryDirectory(prefix="wss-") as tmp:
-            return fn(out_dir, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="wss-") as tmp, network_namespace() as netns:
+            return fn(out_dir, Path(tmp), netns)
 
     SCENARIOS[fn.__name__.removeprefix("_")] = run
     return fn
@@ -427,7 +464,8 @@ def scenario(fn: Callable[[Path, Path], dict]) -> Callable[[Path, Path], dict]:
 
 EXCHANGE = (
     "text, JSON and binary echoed with permessage-deflate, a ping, client closes 1000 'tls bye'; ALPN "
-    "http/1.1, SNI localhost"
+    "http/1.1, SNI localhost; recorded in a network namespace whose loopback has an Ethernet MTU (1500), "
+    "so TLS records span TCP segments"
 )
 
 # --------------------------------------------------------------------------------------------
@@ -435,14 +473,14 @@ EXCHANGE = (
 
 
 @scenario
-def _wss_tls13(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_tls13", out_dir, tmp, 9401)
+def _wss_tls13(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_tls13", out_dir, tmp, 9401, netns=netns)
     suites = list(TLS13_SUITES)
 
     def body() -> None:
         with run.server(conf=run.conf("server", Ciphersuites=":".join((*TLS13_SUITES, TLS13_CCM)))):
-            for suite in TLS13_SUITES:
-                run.client(conf=run.conf(suite, Ciphersuites=suite))
+            for n, suite in enumerate(TLS13_SUITES):
+                run.client(*(["--big", "20000"] if n == 0 else []), conf=run.conf(suite, Ciphersuites=suite))
             with contextlib.suppress(RuntimeError):  # AES-CCM when this OpenSSL has it
                 run.client(conf=run.conf(TLS13_CCM, Ciphersuites=TLS13_CCM))
                 suites.append(TLS13_CCM)
@@ -454,7 +492,8 @@ def _wss_tls13(out_dir: Path, tmp: Path) -> dict:
     return run.finish(
         "python websockets 17 server and client (sync client over an ssl socket) over TLS 1.3, one "
         f"connection per AEAD ({', '.join(suites)}; OpenSSL's TLS 1.3 suites chosen with an OPENSSL_CONF "
-        f"system_default Ciphersuites line): {EXCHANGE}; key log written by the client"
+        f"system_default Ciphersuites line): {EXCHANGE}; the first connection also sends a 20,000-byte "
+        "binary message (2 TLS records each way); key log written by the client"
     )
 
 
@@ -468,15 +507,19 @@ TLS12_CIPHERS = [  # (OpenSSL name, MAC-then-encrypt)
 ]
 
 
+TLS12_BIG = ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-SHA384")  # also a 20,000-byte message
+
+
 @scenario
-def _wss_tls12(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_tls12", out_dir, tmp, 9402)
+def _wss_tls12(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_tls12", out_dir, tmp, 9402, netns=netns)
 
     def body() -> None:
         # Python's default server list leaves out SHA-1 MACs and RSA key exchange: OpenSSL's DEFAULT has them
         with run.server("--tls12-ciphers", "DEFAULT"):
             for cipher, mte in TLS12_CIPHERS:
-                run.client("--tls12-ciphers", cipher, *(["--no-etm"] if mte else []))
+                big = ["--big", "20000"] if cipher in TLS12_BIG else []
+                run.client("--tls12-ciphers", cipher, *(["--no-etm"] if mte else []), *big)
 
     run.record(body)
     # encrypt_then_mac (extension 22) in the ServerHello exactly for the CBC suites that were not MtE
@@ -489,13 +532,15 @@ def _wss_tls12(out_dir: Path, tmp: Path) -> dict:
         "python websockets 17 over TLS 1.2 (client maximum_version TLSv1_2), one connection per suite: "
         "ECDHE-RSA with AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305, AES-128-CBC-SHA (encrypt-then-MAC), "
         "AES-256-CBC-SHA384 (MAC-then-encrypt: SSL_OP_NO_ENCRYPT_THEN_MAC), and RSA key exchange "
-        f"AES-128-CBC-SHA256 (MAC-then-encrypt): {EXCHANGE}; key log written by the client"
+        f"AES-128-CBC-SHA256 (MAC-then-encrypt): {EXCHANGE}; the AES-128-GCM and AES-256-CBC-SHA384 "
+        "connections also send a 20,000-byte binary message (2 TLS records each way); key log written by "
+        "the client"
     )
 
 
 @scenario
-def _wss_tls12_resumed(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_tls12_resumed", out_dir, tmp, 9403)
+def _wss_tls12_resumed(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_tls12_resumed", out_dir, tmp, 9403, netns=netns)
     ticket_port = 9404
 
     def body() -> None:
@@ -541,8 +586,8 @@ HRR_RANDOM = "cf:21:ad:74:e5:9a:61:11:be:1d:8c:02:1e:65:b8:91:c2:a2:11:16:7a:bb:
 
 
 @scenario
-def _wss_hrr(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_hrr", out_dir, tmp, 9405)
+def _wss_hrr(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_hrr", out_dir, tmp, 9405, netns=netns)
     run.record(lambda: run.exchange(server_conf=run.conf("p256", Groups="P-256")))
     if not tshark_fields(run.path, {run.port}, f"tls.handshake.random == {HRR_RANDOM}", ["frame.number"]):
         raise RuntimeError("wss_hrr: no HelloRetryRequest in the capture")
@@ -554,8 +599,8 @@ def _wss_hrr(out_dir: Path, tmp: Path) -> dict:
 
 
 @scenario
-def _wss_keyupdate(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_keyupdate", out_dir, tmp, 9406)
+def _wss_keyupdate(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_keyupdate", out_dir, tmp, 9406, netns=netns)
     run.record(lambda: run.exchange("--key-update"))
     updates = tshark_fields(
         run.path, {run.port}, "tls.handshake.type == 24", ["tcp.srcport"], keylog=run.keylog
@@ -572,8 +617,8 @@ def _wss_keyupdate(out_dir: Path, tmp: Path) -> dict:
 
 
 @scenario
-def _wss_injected(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_injected", out_dir, tmp, 9407, suffix=".pcapng")
+def _wss_injected(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_injected", out_dir, tmp, 9407, suffix=".pcapng", netns=netns)
     raw = out_dir / "wss_injected.tmp.pcap"
     keylog = tmp / "injected.keylog"
     try:
@@ -589,8 +634,8 @@ def _wss_injected(out_dir: Path, tmp: Path) -> dict:
 
 
 @scenario
-def _wss_wrong_key(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_wrong_key", out_dir, tmp, 9408)
+def _wss_wrong_key(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_wrong_key", out_dir, tmp, 9408, netns=netns)
     right, other = tmp / "right.keylog", tmp / "other.keylog"
     run.record(lambda: run.exchange(keylog=right))
     (port,) = run.log.conns  # the recorded connection
@@ -627,15 +672,20 @@ def _wss_wrong_key(out_dir: Path, tmp: Path) -> dict:
 
 
 @scenario
-def _wss_node(out_dir: Path, tmp: Path) -> dict:
-    run = Run("wss_node", out_dir, tmp, 9409)
+def _wss_node(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_node", out_dir, tmp, 9409, netns=netns)
 
     def body() -> None:
-        server = NodePeer(run.log, "wss_node.js", "server", str(run.port), str(run.cert), str(run.key))
+        server = NodePeer(
+            run.log, "wss_node.js", "server", str(run.port), str(run.cert), str(run.key), prefix=netns
+        )
         try:
             server.wait_ready()
             env = dict(os.environ, NODE_OPTIONS=f"--tls-keylog={run.keylog}")
-            NodePeer(run.log, "wss_node.js", "client", str(run.port), str(run.cert), env=env).wait(30)
+            client = NodePeer(
+                run.log, "wss_node.js", "client", str(run.port), str(run.cert), env=env, prefix=netns
+            )
+            client.wait(30)
             time.sleep(0.3)
         finally:
             server.stop()
@@ -667,7 +717,7 @@ def _server_tls_facts(transport: Any, names: dict[int, str]) -> dict:
 
 
 @scenario
-def _wss_chromium(out_dir: Path, tmp: Path) -> dict:
+def _wss_chromium(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
     run = Run("wss_chromium", out_dir, tmp, 9410)
     log = run.log
     page = CHROMIUM_PAGE % (
