@@ -237,7 +237,6 @@ def _client_peer(args: argparse.Namespace) -> None:
             "decrypted": True,
         }
         resumed = sock.session_reused
-        session = sock.session  # TLS 1.2: known once the handshake is done
         with connect(
             f"ws://{SNI}:{args.port}/tls",
             sock=sock,
@@ -254,6 +253,7 @@ def _client_peer(args: argparse.Namespace) -> None:
                 log.sent(cport, "client", data)
                 ws.recv()
             ws.ping(b"tls ping").wait(5)
+            session = sock.session  # TLS 1.3: the server's NewSessionTicket has come by now
             ws.close(1000, "tls bye")
         emit(
             {
@@ -578,6 +578,25 @@ def _wss_tls12_resumed(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict
         "ones are decrypted with the master secret of the session they resume, found in the capture",
         keylog=first,
         expected_name="wss_tls12_resumed_first_only",
+    )
+
+
+@scenario
+def _wss_tls13_resumed(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    run = Run("wss_tls13_resumed", out_dir, tmp, 9411, netns=netns)
+    run.record(lambda: run.exchange("--connections", "2"))
+    conns = sorted(run.log.conns.values(), key=lambda c: c["client_port"])
+    if sorted(c.pop("resumed") for c in conns) != [False, True]:
+        raise RuntimeError("wss_tls13_resumed: the second connection was not resumed")
+    # the resumed ClientHello offers a PSK (extension 41) and the ServerHello accepts it
+    psk = tshark_fields(run.path, {run.port}, "tls.handshake.extension.type == 41", ["tls.handshake.type"])
+    if sorted(r[0] for r in psk) != ["1", "2"]:
+        raise RuntimeError(f"wss_tls13_resumed: pre_shared_key in handshake types {psk}, expected 1 and 2")
+    return run.finish(
+        "TLS 1.3 session resumption: a python websockets 17 client connects, keeps the session of the "
+        "server's NewSessionTicket and connects again with it (python ssl session=): the second "
+        "handshake is PSK with (EC)DHE, no certificate; "
+        f"{EXCHANGE}; the key log has both connections' secrets (TLS 1.3 logs each handshake's own)"
     )
 
 
