@@ -227,6 +227,17 @@ def test_tls12_suites(code: int, etm: bool) -> None:
     assert r.info.version == "TLS 1.2" and r.info.decrypted and not r.info.resumed
 
 
+@pytest.mark.parametrize("version", [0x0301, 0x0302])
+def test_tls10_tls11_cbc(version: int) -> None:
+    c = T.tls12(0xC013, version=version)                  # ECDHE-RSA AES-128-CBC-SHA (TLS 1.0: chained IV)
+    c.app(0, GET)
+    c.app(0, b"second")
+    c.app(1, ANSWER)
+    r = run(c.flow, c.keylog, split="bytes")
+    assert r.plain == [GET + b"second", ANSWER] and r.problems == []
+    assert r.info.version == ("TLS 1.0" if version == 0x0301 else "TLS 1.1")
+
+
 def test_tls12_big_certificate_is_skipped() -> None:
     c = T.tls12()
     big = T.certificate(300 * 1024)

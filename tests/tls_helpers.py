@@ -70,7 +70,7 @@ def client_hello(random: bytes = b"\x11" * 32, *, session_id: bytes = b"",
 
 def server_hello(random: bytes = b"\x22" * 32, *, session_id: bytes = b"", suite: int = 0x1301,
                  version: int | None = 0x0304, alpn: bytes | None = None, etm: bool = False,
-                 ems: bool = False, extra: bytes = b"") -> bytes:
+                 ems: bool = False, extra: bytes = b"", legacy_version: int = 0x0303) -> bytes:
     """A ServerHello (or, with random=HRR_RANDOM, a HelloRetryRequest) with its handshake header.
     `version` goes in supported_versions (TLS 1.3); None leaves it out (TLS 1.2)."""
     exts = b""
@@ -83,7 +83,8 @@ def server_hello(random: bytes = b"\x22" * 32, *, session_id: bytes = b"", suite
     if ems:
         exts += ext(23, b"")
     exts += extra
-    body = b"\x03\x03" + random + vec(1, session_id) + struct.pack("!HB", suite, 0) + vec(2, exts)
+    body = (struct.pack("!H", legacy_version) + random + vec(1, session_id) + struct.pack("!HB", suite, 0)
+            + vec(2, exts))
     return handshake(2, body)
 
 
@@ -304,8 +305,9 @@ def tls13(suite_code: int = 0x1301, *, alpn: bytes | None = b"http/1.1", hrr: bo
 def tls12(suite_code: int = 0xC02F, *, etm: bool = False, session_id: bytes = b"",
           ticket: bytes | None = None, resume: bool = False, new_ticket: bytes | None = None,
           master: bytes = b"\x4d" * 48, client_random: bytes = b"\xc2" * 32,
-          key_log: bool = True) -> Conversation:
-    """A TLS 1.2 handshake (full, or abbreviated when `resume`) up to both Finished."""
+          key_log: bool = True, version: int = 0x0303) -> Conversation:
+    """A TLS 1.2 handshake (full, or abbreviated when `resume`) up to both Finished (`version`
+    0x0301/0x0302: the same as TLS 1.0/1.1)."""
     from analyzer.tls.keys import tls12_keys
     from analyzer.tls.protection import RecordEncryptor
     from analyzer.tls.suites import SUITES
@@ -314,30 +316,31 @@ def tls12(suite_code: int = 0xC02F, *, etm: bool = False, session_id: bytes = b"
     c = Conversation(client_random=client_random, server_random=b"\x5f" * 32)
     if key_log:
         c.keylog = keylog_line("CLIENT_RANDOM", c.client_random, master)
-    ck, sk = tls12_keys(suite, master, c.client_random, c.server_random)
+    ck, sk = tls12_keys(suite, master, c.client_random, c.server_random, version=version)
     etm = etm and not suite.aead
     c.plain(0, record(22, client_hello(c.client_random, session_id=session_id, suites=(suite_code, 0x009C),
-                                       versions=None, ticket=ticket, etm=etm, ems=True), 0x0301))
+                                       versions=None, ticket=ticket, etm=etm, ems=True,
+                                       legacy_version=version), 0x0301))
     sh = server_hello(c.server_random, session_id=session_id, suite=suite_code, version=None, etm=etm,
-                      ems=True)
-    client_enc = RecordEncryptor(suite, ck, version=0x0303, encrypt_then_mac=etm)
-    server_enc = RecordEncryptor(suite, sk, version=0x0303, encrypt_then_mac=etm)
+                      ems=True, legacy_version=version)
+    client_enc = RecordEncryptor(suite, ck, version=version, encrypt_then_mac=etm)
+    server_enc = RecordEncryptor(suite, sk, version=version, encrypt_then_mac=etm)
     if resume:
-        c.plain(1, record(22, sh + (new_session_ticket12(new_ticket) if new_ticket else b"")))
-        c.plain(1, CCS)
+        c.plain(1, record(22, sh + (new_session_ticket12(new_ticket) if new_ticket else b""), version))
+        c.plain(1, record(20, b"\x01", version))
         c.enc[1] = server_enc
         c.send(1, 22, finished(12))
-        c.plain(0, CCS)
+        c.plain(0, record(20, b"\x01", version))
         c.enc[0] = client_enc
         c.send(0, 22, finished(12))
         return c
-    c.plain(1, record(22, sh + certificate(700) + handshake(12, b"k" * 100) + handshake(14, b"")))
-    c.plain(0, record(22, handshake(16, vec(1, b"p" * 32))) + CCS)
+    c.plain(1, record(22, sh + certificate(700) + handshake(12, b"k" * 100) + handshake(14, b""), version))
+    c.plain(0, record(22, handshake(16, vec(1, b"p" * 32)), version) + record(20, b"\x01", version))
     c.enc[0] = client_enc
     c.send(0, 22, finished(12))
     if new_ticket:
-        c.plain(1, record(22, new_session_ticket12(new_ticket)))
-    c.plain(1, CCS)
+        c.plain(1, record(22, new_session_ticket12(new_ticket), version))
+    c.plain(1, record(20, b"\x01", version))
     c.enc[1] = server_enc
     c.send(1, 22, finished(12))
     return c

@@ -559,7 +559,7 @@ class TlsSession:
         if master is None:
             side.dec, side.missing, side.epoch = None, "CLIENT_RANDOM", _OPAQUE
             return
-        keys = tls12_keys(suite, master, ch.random, sh.random)
+        keys = tls12_keys(suite, master, ch.random, sh.random, version=self._version)
         etm = sh.encrypt_then_mac and not suite.aead
         index = 0 if side.name == "client" else 1
         side.dec = RecordDecryptor(suite, keys[index], version=self._version, encrypt_then_mac=etm)
