@@ -215,6 +215,8 @@ def test_tls13_missing_application_secret() -> None:
     (0xC013, True),      # ECDHE-RSA AES-128-CBC-SHA, encrypt-then-MAC
     (0xC013, False),     # the same, MAC-then-encrypt
     (0xC028, False),     # ECDHE-RSA AES-256-CBC-SHA384
+    (0xC0AC, False),     # ECDHE-ECDSA AES-128-CCM
+    (0xC0AE, False),     # ECDHE-ECDSA AES-128-CCM-8
 ])
 def test_tls12_suites(code: int, etm: bool) -> None:
     c = T.tls12(code, etm=etm)
