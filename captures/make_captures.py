@@ -2,11 +2,13 @@
 
     python captures/make_captures.py [--only NAME[,NAME...]] [--out captures/] [--list]
 
-Needs root (tcpdump on lo), tcpdump, tshark/editcap, node+npm, and the Python packages websockets,
-aiohttp and tornado; `--install` (or the first run when something is missing) installs them:
-pip install websockets aiohttp tornado; npm install in captures/gen; apt-get install tcpdump tshark
-nodejs npm chromium. Every sending program logs what it sent (type, size, sha256, text prefix, close
-code and reason), and <name>.expected.json is written from those logs, cross-checked against tshark.
+Needs root (tcpdump on lo, ip netns), tcpdump, tshark/editcap, iproute2, node+npm, chromium, and the
+Python packages websockets, aiohttp, tornado and cryptography; `--install` (or the first run when
+something is missing) installs them: pip install websockets aiohttp tornado cryptography; npm install
+in captures/gen; apt-get install tcpdump tshark nodejs npm chromium iproute2. Every sending program
+logs what it sent (type, size, sha256, text prefix, close code and reason), and <name>.expected.json
+is written from those logs, cross-checked against tshark. The wss:// (TLS) scenarios are in
+make_tls.py.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def ensure_tools() -> None:
             ("nodejs", "node"),
             ("npm", "npm"),
             ("chromium", "chromium"),
+            ("iproute2", "ip"),  # ip netns: the wss scenarios' network namespace
         )
         if shutil.which(exe) is None
     ]
@@ -64,6 +67,7 @@ def ensure_tools() -> None:
         ("websockets", "websockets>=12"),
         ("aiohttp", "aiohttp>=3.9"),
         ("tornado", "tornado>=6.4"),
+        ("cryptography", "cryptography>=42"),
     ):
         try:
             __import__(mod)
