@@ -154,6 +154,28 @@ class Epoch(IntEnum):
 
 _PLAIN, _EARLY, _HANDSHAKE, _APP, _OPAQUE, _DEAD = Epoch
 
+#: The epochs a side may go to from each (staying is always allowed). Rule: a side's epoch changes
+#: only in `_enter`, along this table; anything else is a bug of ours (an internal-error row).
+_NEXT: dict[Epoch, frozenset[Epoch]] = {
+    _PLAIN: frozenset({_EARLY, _HANDSHAKE, _APP, _OPAQUE, _DEAD}),
+    # (back to PLAIN after a HelloRetryRequest; APP: the server chose TLS 1.2 after a 0-RTT offer)
+    _EARLY: frozenset({_PLAIN, _HANDSHAKE, _APP, _OPAQUE, _DEAD}),
+    _HANDSHAKE: frozenset({_APP, _OPAQUE, _DEAD}),
+    _APP: frozenset({_OPAQUE, _DEAD}),
+    _OPAQUE: frozenset({_DEAD}),
+    _DEAD: frozenset(),
+}
+
+
+class IllegalEpoch(RuntimeError):
+    """An epoch change the table does not allow: a bug of ours."""
+
+
+def _enter(side: _Side, epoch: Epoch) -> None:
+    if epoch is not side.epoch and epoch not in _NEXT[side.epoch]:
+        raise IllegalEpoch(f"the {side.name}'s TLS epoch {side.epoch.name} -> {epoch.name}")
+    side.epoch = epoch
+
 
 class _Resync:
     """A side looking for its record boundary after a gap."""
@@ -447,7 +469,7 @@ class TlsSession:
             side.dec = RecordDecryptor(self._suite, tls13_keys(self._suite, side.secret), version=TLS13)
         elif msg_type == H.END_OF_EARLY_DATA and side.epoch is _EARLY:
             side.dec, side.next_dec = side.next_dec, None
-            side.epoch = _HANDSHAKE if side.dec is not None else _OPAQUE
+            _enter(side, _HANDSHAKE if side.dec is not None else _OPAQUE)
         elif msg_type == H.NEW_SESSION_TICKET and not self._tls13 and body is not None:
             self._ticket = H.parse_new_session_ticket(body)
         elif msg_type == H.SERVER_HELLO_DONE:
@@ -465,7 +487,8 @@ class TlsSession:
                               "HelloRetryRequest has another random: the first one's keys are looked up",
                               record_no, ts_ns)
             if side.epoch is _EARLY:                  # 0-RTT is abandoned after a HelloRetryRequest
-                side.epoch, side.dec, side.early_secret = _PLAIN, None, None
+                side.dec, side.early_secret = None, None
+                _enter(side, _PLAIN)
             return
         if side.direction != self.client_dir:
             self.client_dir = side.direction
@@ -478,7 +501,7 @@ class TlsSession:
         info.version = version_name(ch.best_version)
         if ch.early_data and ch.best_version == TLS13:
             self._tls13 = True
-            side.epoch = _EARLY
+            _enter(side, _EARLY)
             side.early_secret = self.keylog.secret("CLIENT_EARLY_TRAFFIC_SECRET", ch.random)
 
     def _server_hello(self, side: _Side, sh: H.ServerHello, out: list[TlsOut], record_no: int,
@@ -524,16 +547,19 @@ class TlsSession:
             self._tls13_keys(client, _HANDSHAKE, "CLIENT_HANDSHAKE_TRAFFIC_SECRET")
 
     def _tls13_keys(self, side: _Side, epoch: Epoch, label: str) -> None:
-        """The side's records from now on are under this secret (OPAQUE when the key log lacks it)."""
+        """The side's records from now on are under this secret (OPAQUE when the key log lacks it).
+        A side that already stopped (OPAQUE, DEAD) stays stopped."""
+        if side.epoch is _OPAQUE or side.epoch is _DEAD:
+            return
         suite, ch = self._suite, self._ch
         secret = self.keylog.secret(label, ch.random) if ch is not None and suite is not None else None
         if secret is None or suite is None:
             side.dec, side.secret, side.missing = None, None, label
-            side.epoch = _OPAQUE
+            _enter(side, _OPAQUE)
             return
         side.secret = secret
         side.dec = RecordDecryptor(suite, tls13_keys(suite, secret), version=TLS13)
-        side.epoch = epoch
+        _enter(side, epoch)
 
     def _change_cipher_spec(self, side: _Side, out: list[TlsOut], record_no: int, ts_ns: int) -> None:
         """TLS <= 1.2: the side's records are encrypted from here on."""
@@ -546,7 +572,7 @@ class TlsSession:
             self._stop(side, _OPAQUE, "no ServerHello seen")
             return
         if suite is None:                               # unsupported: said at the ServerHello
-            side.epoch = _OPAQUE
+            _enter(side, _OPAQUE)
             return
         if not self._hello_done and (ch.session_ticket or (sh.session_id and sh.session_id == ch.session_id)):
             self.info.resumed = True                    # the abbreviated handshake: no ServerHelloDone
@@ -557,13 +583,14 @@ class TlsSession:
                 master = self.resumption.lookup(sh.session_id, ch.session_ticket)
             self._master = master
         if master is None:
-            side.dec, side.missing, side.epoch = None, "CLIENT_RANDOM", _OPAQUE
+            side.dec, side.missing = None, "CLIENT_RANDOM"
+            _enter(side, _OPAQUE)
             return
         keys = tls12_keys(suite, master, ch.random, sh.random, version=self._version)
         etm = sh.encrypt_then_mac and not suite.aead
         index = 0 if side.name == "client" else 1
         side.dec = RecordDecryptor(suite, keys[index], version=self._version, encrypt_then_mac=etm)
-        side.epoch = _APP
+        _enter(side, _APP)
 
     def _remember(self) -> None:
         """After a TLS 1.2 Finished decrypted: its master secret is good for later resumptions."""
@@ -611,7 +638,8 @@ class TlsSession:
         nxt = side.next_dec
         opened = nxt.decrypt_at(nxt.seq, header, fragment) if nxt is not None else None
         if opened is not None:
-            side.dec, side.next_dec, side.epoch = nxt, None, _HANDSHAKE
+            side.dec, side.next_dec = nxt, None
+            _enter(side, _HANDSHAKE)
         return opened
 
     def _alert(self, side: _Side, body: bytes, out: list[TlsOut], record_no: int, ts_ns: int) -> None:
@@ -646,7 +674,7 @@ class TlsSession:
         """A record before any ClientHello: the capture began after the handshake."""
         for s in self._sides:
             if s.epoch is not _DEAD:
-                s.epoch = _OPAQUE
+                _enter(s, _OPAQUE)
         if not self._key_missing_told and not self._hello_failed:
             self._key_missing_told = True
             self.info.not_decrypted = "no handshake seen"
@@ -654,7 +682,9 @@ class TlsSession:
                           "after it): the records cannot be decrypted", record_no, ts_ns)
 
     def _stop(self, side: _Side, epoch: Epoch, why: str) -> None:
-        side.epoch = epoch
+        if side.epoch is _DEAD:
+            return
+        _enter(side, epoch)
         side.dec = side.next_dec = None
         side.missing = None
         if self.info.not_decrypted is None:
