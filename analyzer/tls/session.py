@@ -3,7 +3,7 @@ reassembled bytes of each direction in, the plaintext of its application_data re
 keys from an NSS key log (or, for a resumed TLS 1.2 session, from an earlier handshake of the
 same analysis).
 
-Each direction ("side") is in one epoch; the rules, all in `_Side`/`TlsSession` below:
+Each direction ("side") is in one epoch (the allowed changes: the `_NEXT` table, applied by `_enter`):
 
   PLAIN      records are plaintext (before the keys change). A ClientHello starts the handshake;
              any other first record means the capture began after the handshake (mid-stream:
