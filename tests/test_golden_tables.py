@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import golden
+from tests.capture_corpus import analyze_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden"
@@ -25,7 +26,7 @@ def _options(capture: Path) -> dict:
     expected = capture.with_suffix(".expected.json")
     if not expected.exists():
         return {}
-    return json.loads(expected.read_text(encoding="utf-8")).get("analyze_options", {})
+    return analyze_kwargs(json.loads(expected.read_text(encoding="utf-8")))
 
 
 def test_every_capture_has_saved_tables() -> None:

@@ -323,9 +323,9 @@ def test_tshark_lists_the_cut_frames_as_we_do(tmp_path, monkeypatch):
     if not tshark_mod.tshark_available():
         pytest.skip("tshark is not installed")
     command = tshark_mod.tshark_command
-    monkeypatch.setattr(tshark_mod, "tshark_command", lambda path, ports: [
+    monkeypatch.setattr(tshark_mod, "tshark_command", lambda path, ports, **kw: [
         "tcp.desegment_tcp_streams:FALSE" if arg == "tcp.desegment_tcp_streams:TRUE" else arg
-        for arg in command(path, ports)])
+        for arg in command(path, ports, **kw)])
     path = shapes.cut_mid_frame(tmp_path, 1.0)
     theirs = [(t["frame_no"], t["opcode"], t["fin"], t["masked"], t["payload_len"])
               for t in tshark_mod.tshark_frames(path, {9000})]

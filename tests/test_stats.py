@@ -17,6 +17,7 @@ import pytest
 
 from analyzer.api import Analysis, CaptureInfo
 from analyzer.tables import SCHEMAS, empty_tables, make_frame
+from tests.capture_corpus import analyze_kwargs
 
 T0 = 1_700_000_000_000_000_000  # ns
 MS = 1_000_000
@@ -43,7 +44,8 @@ def _row(schema: str, **values: Any) -> SimpleNamespace:
         "frames_server": 0, "messages_client": 0, "messages_server": 0, "bytes_client": 0,
         "bytes_server": 0, "handshake_rtt": np.nan, "tcp_gaps": 0, "kind": "tcp-gap", "detail": "",
         "request_ts": None, "transport": "tcp", "h2_stream_id": None, "tcp_id": values.get("conn_id", 1),
-        "community_id": None, "subprotocols_offered_list": None,
+        "websocket": True, "tls_version": None, "tls_cipher": None, "sni": None, "alpn": None,
+        "decrypted": None, "not_decrypted": None, "community_id": None, "subprotocols_offered_list": None,
         "extensions_offered_list": None, "extensions_list": None,
     }
     defaults.update(values)
@@ -276,9 +278,11 @@ def test_summary_matches_expected_capture(expected_path) -> None:
     exp = json.loads(expected_path.read_text())
     if not exp.get("frames"):
         pytest.skip("no frame list in the expected file (hixie framing: tshark cannot count them)")
-    a = analyzer.analyze(_CAPTURES / exp["capture"], **exp.get("analyze_options", {}))
+    a = analyzer.analyze(_CAPTURES / exp["capture"], **analyze_kwargs(exp))
     d = a.summary().to_dict()
     frames, messages, conns = exp["frames"], exp["messages"], exp["connections"]
+    assert d["tls"]["tls"] == sum(c.get("transport") == "tls" for c in conns)
+    conns = [c for c in conns if c.get("transport") != "tls" or "draft" in c]  # TLS without WebSocket: no draft
     assert d["websocket_connections"] == len(conns)
     assert d["failed_handshakes"] == sum(c.get("handshake_ok") is False for c in conns)
     assert d["frames"] == len(frames)
