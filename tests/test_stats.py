@@ -282,7 +282,7 @@ def test_summary_matches_expected_capture(expected_path) -> None:
     d = a.summary().to_dict()
     frames, messages, conns = exp["frames"], exp["messages"], exp["connections"]
     assert d["tls"]["tls"] == sum(c.get("transport") == "tls" for c in conns)
-    conns = [c for c in conns if c.get("transport") != "tls" or "draft" in c]  # TLS without WebSocket: no draft
+    conns = [c for c in conns if c.get("transport") != "tls" or "draft" in c]  # no draft: no WebSocket
     assert d["websocket_connections"] == len(conns)
     assert d["failed_handshakes"] == sum(c.get("handshake_ok") is False for c in conns)
     assert d["frames"] == len(frames)
