@@ -5,6 +5,7 @@ is what tshark decrypts with the same keys (`-z follow,tls,raw`)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,7 +42,8 @@ class Conn:
         self.problems: list[tuple[str, str]] = []
 
 
-def decrypt(capture: str, keylog: str | None) -> list[Conn]:
+def decrypt(capture: str, keylog: str | None, drop: frozenset[int] = frozenset()) -> list[Conn]:
+    """Each connection's plaintext and problems (`drop`: capture records left out, as if lost)."""
     log = KeyLog()
     if keylog is not None:
         log.add_file(CAPTURES / keylog)
@@ -69,6 +71,8 @@ def decrypt(capture: str, keylog: str | None) -> list[Conn]:
                     conn.plain[item[0]] += item[1]  # type: ignore[operator]
 
     for rec in reader:
+        if rec.record_no in drop:
+            continue
         seg = decoder.decode(rec)
         if seg is not None:
             handle(reassembler.feed(seg))
@@ -142,3 +146,41 @@ def test_without_keys_every_connection_says_why() -> None:
         assert [kind for kind, _ in conn.problems] == ["tls-key-missing"]
         assert conn.session.info.not_decrypted == "no key for the client random"
         assert conn.session.info.records > 0
+
+
+def _full_segments(capture: str) -> list[tuple[int, int]]:
+    """(record number, sender 0/1) of the full-size (1,448-byte) TCP segments of a one-connection
+    capture: the pieces of its large records."""
+    decoder, out, client_port = PacketDecoder(), [], None
+    for rec in CaptureReader(CAPTURES / capture):
+        seg = decoder.decode(rec)
+        if seg is None:
+            continue
+        if client_port is None:
+            client_port = seg.sport                      # the SYN's sender
+        if len(seg.payload) == 1448:
+            out.append((rec.record_no, 0 if seg.sport == client_port else 1))
+    return out
+
+
+@pytest.mark.parametrize(("case", "pattern"), [
+    # the second full packet of a client record (its header was read): exactly that record is lost
+    ("client-middle", r"a gap of 1448 bytes inside a record of the client: 1 record lost"),
+    # the first full packet of a server record (its header is lost): found again by the search
+    ("server-head", r"the server resynchronised after \d+ bytes, 1 records lost"),
+])
+def test_lost_packets_in_a_real_capture(case: str, pattern: str) -> None:
+    """wss_keyupdate.pcap with a TCP segment left out: the records after the gap decrypt again, and
+    the plaintext is the whole capture's with one piece cut out."""
+    segments = _full_segments("wss_keyupdate.pcap")
+    side = 0 if case.startswith("client") else 1
+    mine = [no for no, sender in segments if sender == side]
+    drop = mine[1] if case == "client-middle" else mine[0]
+    whole, = decrypt("wss_keyupdate.pcap", "wss_keyupdate.keylog")
+    cut, = decrypt("wss_keyupdate.pcap", "wss_keyupdate.keylog", frozenset({drop}))
+    (kind, detail), = cut.problems
+    assert kind == "tls-gap" and re.fullmatch(pattern, detail), detail
+    assert cut.plain[1 - side] == whole.plain[1 - side]
+    full, got = bytes(whole.plain[side]), bytes(cut.plain[side])
+    same = next(i for i in range(len(got)) if got[i] != full[i])
+    assert same > 0 and full.endswith(got[same:]) and len(got) < len(full)
