@@ -245,6 +245,8 @@ class ProblemKind(str, Enum):
     TLS_MALFORMED = "tls-malformed"                  # a record or handshake message that does not parse
     TLS_GAP = "tls-gap"                              # a TCP gap inside TLS: resynchronised or given up
     TLS_ALERT = "tls-alert"                          # a fatal alert, or any alert before the handshake ended
+    TLS_RENEGOTIATION = "tls-renegotiation"          # TLS ≤ 1.2 renegotiation: later records not decrypted
+    TLS_RECORD_CUT = "tls-record-cut"                # the capture ends inside a TLS record
     # limits of the whole analysis
     KEPT_PAYLOAD_LIMIT = "kept-payload-limit"        # payloads=True: payloads past the budget not kept
     # a bug of ours (never bad input): an exception inside a stage, caught at the connection

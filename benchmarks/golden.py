@@ -98,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", type=int, nargs="*", default=[])
     parser.add_argument("--payloads", action="store_true")
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--keylog", action="append", default=None, help="TLS key log (repeatable)")
     args = parser.parse_args(argv)
     import analyzer
-    analysis = analyzer.analyze(args.capture, ports=args.ports, payloads=args.payloads, jobs=args.jobs)
+    analysis = analyzer.analyze(args.capture, ports=args.ports, payloads=args.payloads, jobs=args.jobs,
+                                keylog=args.keylog)
     if args.action == "save":
         save(analysis, args.directory)
         print(f"saved {', '.join(f'{len(getattr(analysis, t))} {t}' for t in TABLES)} to {args.directory}")

@@ -194,7 +194,7 @@ def test_real_wss_capture_decrypted_with_its_key_log(jobs) -> None:
     a = analyzer.analyze(CAPTURES / "wss_tls13.pcap", keylog=CAPTURES / "wss_tls13.keylog", jobs=jobs)
     c = a.connections
     assert c.decrypted.all() and c.websocket.all() and set(c.close_status) == {"clean"}
-    assert c.not_decrypted.isna().all() and a.problems.empty and len(a.frames) == 48
+    assert c.not_decrypted.isna().all() and a.problems.empty and len(a.frames) == 50
 
 
 def test_keys_embedded_in_the_pcapng_need_no_key_log() -> None:

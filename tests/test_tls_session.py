@@ -285,7 +285,7 @@ def test_tls12_renegotiation() -> None:
     c.send(0, 23, b"after renegotiation")                 # (would be under the new keys)
     r = run(c.flow, c.keylog)
     assert r.plain == [GET, b""]
-    assert r.kinds() == ["tls-unsupported-cipher"] and "renegotiation" in r.problems[0][1].detail
+    assert r.kinds() == ["tls-renegotiation"] and "renegotiation" in r.problems[0][1].detail
     assert r.info.not_decrypted == "renegotiation"
 
 
@@ -360,7 +360,7 @@ def test_finish_inside_a_record() -> None:
     c.app(0, GET)
     flow = [*c.flow[:-1], (0, c.flow[-1][1][:-3])]
     r = run(flow, c.keylog)
-    assert r.kinds() == ["tls-malformed"] and "ends inside a record" in r.problems[0][1].detail
+    assert r.kinds() == ["tls-record-cut"] and "ends inside a record" in r.problems[0][1].detail
 
 
 # --- gaps -----------------------------------------------------------------------------------------

@@ -303,7 +303,7 @@ class TlsSession:
         out: list[TlsOut] = []
         for side in self._sides:
             if side.reader.buffered and side.epoch is not _DEAD:
-                self._problem(out, side, ProblemKind.TLS_MALFORMED, f"the stream of the {side.name} ends "
+                self._problem(out, side, ProblemKind.TLS_RECORD_CUT, f"the stream of the {side.name} ends "
                               f"inside a record: {side.reader.buffered} of "
                               f"{side.reader.pending_total or '?'} bytes",
                               record_no, ts_ns)
@@ -449,7 +449,7 @@ class TlsSession:
             if not side.renegotiating:
                 for s in self._sides:
                     s.renegotiating = True
-                self._problem(out, side, ProblemKind.TLS_UNSUPPORTED_CIPHER, f"renegotiation started by the "
+                self._problem(out, side, ProblemKind.TLS_RENEGOTIATION, f"renegotiation started by the "
                               f"{side.name}: records after the new handshake's ChangeCipherSpec are not "
                               "decrypted", record_no, ts_ns)
         elif msg_type == H.FINISHED and encrypted:
