@@ -3,12 +3,12 @@
     python captures/make_captures.py [--only NAME[,NAME...]] [--out captures/] [--list]
 
 Needs root (tcpdump on lo, ip netns), tcpdump, tshark/editcap, iproute2, node+npm, chromium, and the
-Python packages websockets, aiohttp, tornado and cryptography; `--install` (or the first run when
-something is missing) installs them: pip install websockets aiohttp tornado cryptography; npm install
-in captures/gen; apt-get install tcpdump tshark nodejs npm chromium iproute2. Every sending program
-logs what it sent (type, size, sha256, text prefix, close code and reason), and <name>.expected.json
-is written from those logs, cross-checked against tshark. The wss:// (TLS) scenarios are in
-make_tls.py.
+Python packages websockets, aiohttp, tornado, cryptography, hypercorn, h2 and wsproto; `--install`
+(or the first run when something is missing) installs them: pip install websockets aiohttp tornado
+cryptography hypercorn h2 wsproto; npm install in captures/gen; apt-get install tcpdump tshark nodejs
+npm chromium iproute2. Every sending program logs what it sent (type, size, sha256, text prefix, close
+code and reason), and <name>.expected.json is written from those logs, cross-checked against tshark.
+The wss:// (TLS) scenarios are in make_tls.py, the HTTP/2 (RFC 8441) ones in make_h2.py.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def ensure_tools() -> None:
         ("aiohttp", "aiohttp>=3.9"),
         ("tornado", "tornado>=6.4"),
         ("cryptography", "cryptography>=42"),
+        ("hypercorn", "hypercorn>=0.18"),  # the HTTP/2 (RFC 8441) scenarios, with h2 and wsproto
+        ("h2", "h2>=4.1"),
+        ("wsproto", "wsproto>=1.2"),
     ):
         try:
             __import__(mod)
@@ -140,6 +143,23 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def message_record(client_port: int, sender: str, data: str | bytes, **where: object) -> dict:
+    """A sent message as the expected files list it (`where`: more keys, after client_port)."""
+    if isinstance(data, str):
+        raw, kind, prefix = data.encode(), "text", data[:64]
+    else:
+        raw, kind, prefix = bytes(data), "binary", None
+    return {
+        "client_port": client_port,
+        **where,
+        "sender": sender,
+        "type": kind,
+        "size": len(raw),
+        "sha256": sha(raw),
+        "text_prefix": prefix,
+    }
+
+
 @dataclass
 class Log:
     """What the programs did: per-connection facts and every data message sent, in send order."""
@@ -149,21 +169,8 @@ class Log:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sent(self, client_port: int, sender: str, data: str | bytes) -> None:
-        if isinstance(data, str):
-            raw, kind, prefix = data.encode(), "text", data[:64]
-        else:
-            raw, kind, prefix = bytes(data), "binary", None
         with self.lock:
-            self.messages.append(
-                {
-                    "client_port": client_port,
-                    "sender": sender,
-                    "type": kind,
-                    "size": len(raw),
-                    "sha256": sha(raw),
-                    "text_prefix": prefix,
-                }
-            )
+            self.messages.append(message_record(client_port, sender, data))
 
     def record(self, rec: dict) -> None:
         """A JSON line from a node/browser peer: {"event": "message"|"conn", ...}."""
@@ -1897,11 +1904,13 @@ SCENARIOS["incident"] = _incident
 
 
 def _add_tls_scenarios() -> None:
-    """The wss:// scenarios live in make_tls.py (which imports this module's helpers, so it is
-    imported here, when the scenarios are run, not at import time)."""
+    """The wss:// scenarios live in make_tls.py and the HTTP/2 ones in make_h2.py (which import this
+    module's helpers, so they are imported here, when the scenarios are run, not at import time)."""
+    import make_h2
     import make_tls
 
     SCENARIOS.update(make_tls.SCENARIOS)
+    SCENARIOS.update(make_h2.SCENARIOS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -63,6 +63,20 @@ def _fields(proto: ET.Element) -> dict[str, str]:
     return out
 
 
+def _packets(pdml: bytes) -> Iterator[tuple[int, int, int, list[ET.Element]]]:
+    """Per packet of tshark's PDML: its number, TCP source and destination ports, and its protocols."""
+    for packet in ET.fromstring(pdml).iter("packet"):
+        protos = packet.findall("proto")
+        frame_no = src = dst = 0
+        for proto in protos:
+            if proto.get("name") == "geninfo":
+                frame_no = int(_fields(proto)["num"])
+            elif proto.get("name") == "tcp":
+                f = _fields(proto)
+                src, dst = int(f["tcp.srcport"]), int(f["tcp.dstport"])
+        yield frame_no, src, dst, protos
+
+
 def tshark_frames(
     path: str | Path,
     server_ports: Iterable[int],
@@ -78,19 +92,10 @@ def tshark_frames(
     server_ports = set(server_ports)
     cmd = tshark_command(path, server_ports, tls=tls, keylog=keylog)
     proc = subprocess.run(cmd, capture_output=True, check=True, timeout=300)
-    root = ET.fromstring(proc.stdout)
     frames: list[dict] = []
-    for packet in root.iter("packet"):
-        frame_no = None
-        src = dst = None
-        for proto in packet.findall("proto"):
-            name = proto.get("name")
-            if name == "geninfo":
-                frame_no = int(_fields(proto)["num"])
-            elif name == "tcp":
-                f = _fields(proto)
-                src, dst = int(f["tcp.srcport"]), int(f["tcp.dstport"])
-            elif name == "websocket":
+    for frame_no, src, dst, protos in _packets(proc.stdout):
+        for proto in protos:
+            if proto.get("name") == "websocket":
                 f = _fields(proto)
                 if "websocket.opcode" not in f:
                     continue
@@ -145,3 +150,55 @@ def tshark_fields(
         cmd += ["-e", f]
     proc = subprocess.run(cmd, capture_output=True, check=True, timeout=300, text=True)
     return [line.split("\t") for line in proc.stdout.splitlines() if line]
+
+
+def tshark_h2_frames(
+    path: str | Path,
+    server_ports: Iterable[int],
+    *,
+    tls: bool = False,
+    keylog: str | Path | None = None,
+) -> list[dict]:
+    """tshark's HTTP/2 frames (h2c on the server ports, or h2 inside TLS found by ALPN), one dict per
+    frame in capture order: frame_no, client_port, sender, type, stream_id, length (of the frame
+    payload: DATA bytes plus any padding), and protocol (the :protocol of a HEADERS frame, else "").
+
+    tshark 4.0 does not dissect WebSocket inside HTTP/2; the capture generator checks these against
+    the DATA bytes and CONNECT streams its programs logged."""
+    server_ports = set(server_ports)
+    cmd = ["tshark", "-n", "-r", str(path), "-o", "tcp.reassemble_out_of_order:TRUE"]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    for port in sorted(server_ports):
+        cmd += ["-d", f"tcp.port=={port},{'tls' if tls else 'http2'}"]
+    cmd += ["-Y", "http2.type", "-T", "pdml", "-J", "tcp http2"]
+    proc = subprocess.run(cmd, capture_output=True, check=True, timeout=300)
+    out: list[dict] = []
+    for frame_no, src, dst, protos in _packets(proc.stdout):
+        for proto in protos:
+            if proto.get("name") == "http2":
+                for stream in proto.iter("field"):
+                    if stream.get("name") != "http2.stream":
+                        continue
+                    f = _fields(stream)
+                    if "http2.type" not in f:
+                        continue
+                    protocol = ""
+                    for h in stream.iter("field"):
+                        if h.get("name") == "http2.header":
+                            hf = _fields(h)
+                            if hf.get("http2.header.name") == ":protocol":
+                                protocol = hf.get("http2.header.value", "")
+                    client = dst in server_ports
+                    out.append(
+                        {
+                            "frame_no": frame_no,
+                            "client_port": src if client else dst,
+                            "sender": "client" if client else "server",
+                            "type": int(f["http2.type"]),
+                            "stream_id": int(f["http2.streamid"]),
+                            "length": int(f["http2.length"]),
+                            "protocol": protocol,
+                        }
+                    )
+    return out

@@ -1,8 +1,9 @@
 """The recorded capture corpus against the analyzer: every captures/*.expected.json, written by
 captures/make_captures.py from what the sending programs logged, must be what analyzer.analyze() finds.
 
-Connections are matched by client port; messages are compared per connection and sender, in order
-(type, size, sha256 of the whole payload); frames (where tshark could list them) row by row.
+Connections are matched by client port and, for WebSockets over HTTP/2 (RFC 8441: several on one TCP
+connection), h2_stream_id; messages are compared per connection and sender, in order (type, size,
+sha256 of the whole payload); frames (where tshark could list them) row by row.
 """
 
 from __future__ import annotations
@@ -63,10 +64,21 @@ def same(expected, actual, key: str = "") -> bool:
     return actual == expected
 
 
+def conn_key(row) -> tuple[int, int | None]:
+    """A connection's key in the expected files: (client_port, h2_stream_id), the stream None when the
+    connection is not a WebSocket over HTTP/2."""
+    sid = norm(row.get("h2_stream_id"))
+    return int(norm(row["client_port"])), None if sid is None else int(sid)
+
+
+def key_of_conn(a) -> dict:
+    """conn_id -> (client_port, h2_stream_id), from the analysis' connections table."""
+    return {norm(r["conn_id"]): conn_key(r) for r in a.connections.to_dict("records")}
+
+
 def port_of_conn(a) -> dict:
     """conn_id -> client_port, from the analysis' connections table."""
-    c = a.connections
-    return {norm(cid): int(norm(port)) for cid, port in zip(c["conn_id"], c["client_port"], strict=True)}
+    return {cid: key[0] for cid, key in key_of_conn(a).items()}
 
 
 def ids(paths: list[Path]) -> list[str]:
@@ -87,7 +99,15 @@ def test_corpus_is_present() -> None:
             assert ("frames" in exp) == ("frames_source" in exp), p.name
         for keylog in keylog_paths(exp):
             assert keylog.is_file(), keylog
-        if exp.get("tls"):
+        if exp.get("h2"):  # every WebSocket stream says so, and is keyed by its stream id
+            ws = [c for c in exp["connections"] if "http_status" in c]
+            assert ws and all(c["transport"] in ("h2", "h2c") and c["h2_stream_id"] for c in ws), p.name
+            keys = [conn_key(c) for c in exp["connections"]]
+            assert len(keys) == len(set(keys)), p.name
+            assert {(d["client_port"], d["h2_stream_id"]) for d in exp["h2_data"]} == {
+                conn_key(c) for c in ws if c["handshake_ok"]
+            }, p.name
+        elif exp.get("tls"):
             assert all(c["transport"] == "tls" for c in exp["connections"]), p.name
 
 
@@ -100,12 +120,13 @@ def test_corpus_is_small() -> None:
 def test_connections(exp_path: Path) -> None:
     exp = load_expected(exp_path)
     a = analysis(exp_path.name)
-    rows = {int(norm(r["client_port"])): r for r in a.connections.to_dict("records")}
-    want_ports = sorted(c["client_port"] for c in exp["connections"])
-    assert sorted(rows) == want_ports, "connections found (by client port)"
+    rows = {conn_key(r): r for r in a.connections.to_dict("records")}
+    assert len(rows) == len(a.connections), "one row per (client port, HTTP/2 stream)"
+    want_keys = sorted((conn_key(c) for c in exp["connections"]), key=str)
+    assert sorted(rows, key=str) == want_keys, "connections found (by client port and HTTP/2 stream)"
     bad = []
     for conn in exp["connections"]:
-        row = rows[conn["client_port"]]
+        row = rows[conn_key(conn)]
         for key, want in conn.items():
             if key not in row:
                 bad.append(f"{conn['client_port']}: column {key} missing")
@@ -127,17 +148,44 @@ def _payload_sha(v) -> str | None:
 def test_messages(exp_path: Path) -> None:
     exp = load_expected(exp_path)
     a = analysis(exp_path.name)
-    ports = port_of_conn(a)
-    got: dict[tuple[int, str], list[tuple]] = {}
+    keys = key_of_conn(a)
+    got: dict[tuple, list[tuple]] = {}
     for r in a.messages.to_dict("records"):
-        key = (ports[norm(r["conn_id"])], r["sender"])
+        key = (*keys[norm(r["conn_id"])], r["sender"])
         got.setdefault(key, []).append((r["type"], int(norm(r["size"])), _payload_sha(r["payload"])))
-    want: dict[tuple[int, str], list[tuple]] = {}
+    want: dict[tuple, list[tuple]] = {}
     for m in exp["messages"]:
-        want.setdefault((m["client_port"], m["sender"]), []).append((m["type"], m["size"], m["sha256"]))
-    assert sorted(got) == sorted(want), "connections/senders with messages"
+        key = (m["client_port"], m.get("h2_stream_id"), m["sender"])
+        want.setdefault(key, []).append((m["type"], m["size"], m["sha256"]))
+    assert sorted(got, key=str) == sorted(want, key=str), "connections/senders with messages"
     for key, msgs in want.items():
-        assert got[key] == msgs, f"messages of client port {key[0]}, {key[1]}"
+        assert got[key] == msgs, f"messages of client port {key[0]} (HTTP/2 stream {key[1]}), {key[2]}"
+
+
+H2 = [p for p in EXPECTED if load_expected(p).get("h2")]
+
+
+@pytest.mark.parametrize("exp_path", H2, ids=ids(H2))
+def test_h2_streams(exp_path: Path) -> None:
+    """WebSockets over HTTP/2: the streams of one TCP connection share its tcp_id, and each stream's
+    WebSocket frames (headers and payloads) add up, per direction, to the HTTP/2 DATA bytes tshark
+    counted on that stream (h2_data): no byte of a stream is lost, doubled or given to another."""
+    exp = load_expected(exp_path)
+    a = analysis(exp_path.name)
+    rows = a.connections.to_dict("records")
+    tcp_ids: dict[int, set] = {}
+    for r in rows:
+        tcp_ids.setdefault(conn_key(r)[0], set()).add(norm(r["tcp_id"]))
+    assert all(len(v) == 1 for v in tcp_ids.values()), f"tcp_id per client port: {tcp_ids}"
+    keys = key_of_conn(a)
+    got: dict[tuple, int] = {}
+    for r in a.frames.to_dict("records"):
+        key = (*keys[norm(r["conn_id"])], r["sender"])
+        got[key] = got.get(key, 0) + int(norm(r["header_len"])) + int(norm(r["payload_len"]))
+    for d in exp["h2_data"]:
+        for sender in ("client", "server"):
+            key = (d["client_port"], d["h2_stream_id"], sender)
+            assert got.get(key, 0) == d[f"{sender}_bytes"], f"WebSocket bytes of {key}"
 
 
 FRAMED = [p for p in EXPECTED if "frames" in load_expected(p)]
@@ -205,18 +253,21 @@ def test_tls_without_keys(exp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     a = analyzer.analyze(str(CAPTURES / exp["capture"]), **kwargs)
     assert a.frames.empty and a.messages.empty
     rows = {int(norm(r["client_port"])): r for r in a.connections.to_dict("records")}
-    assert sorted(rows) == sorted(c["client_port"] for c in exp["connections"])
+    assert len(rows) == len(a.connections), "one row per TCP connection"
+    # one row per TCP connection: the WebSocket streams of an HTTP/2 connection cannot be seen
+    by_port = {c["client_port"]: c for c in exp["connections"]}
+    assert sorted(rows) == sorted(by_port)
     bad = []
-    for conn in exp["connections"]:
+    for conn in by_port.values():
         row = rows[conn["client_port"]]
         clear = ["server_port", "transport", "tls_version", "tls_cipher", "sni"]
         if conn["tls_version"] != "TLS 1.3":
             clear.append("alpn")
         for key in clear:
-            if not same(conn[key], row[key], key):
-                bad.append(
-                    f"{conn['client_port']}: {key} expected {conn[key]!r}, analyzer {norm(row[key])!r}"
-                )
+            # HTTP/2 is known only from the decrypted bytes (TLS 1.3 encrypts the chosen ALPN)
+            want = "tls" if key == "transport" and conn[key] == "h2" else conn[key]
+            if not same(want, row[key], key):
+                bad.append(f"{conn['client_port']}: {key} expected {want!r}, analyzer {norm(row[key])!r}")
         decrypted, why = norm(row["decrypted"]), norm(row["not_decrypted"])
         if decrypted is not False or not why:
             bad.append(f"{conn['client_port']}: decrypted {decrypted!r}, why not {why!r}")

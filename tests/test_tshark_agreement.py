@@ -106,3 +106,27 @@ NOT_DECRYPTABLE = [p for p in EXPECTED if load_expected(p).get("tls") and "frame
 def test_tshark_decrypts_nothing_with_a_wrong_key(exp_path: Path) -> None:
     """The wrong-key capture: tshark with its key log finds no WebSocket frame either."""
     assert live_frames(exp_path.name) == []
+
+
+H2 = [p for p in EXPECTED if load_expected(p).get("h2")]
+
+
+@pytest.mark.parametrize("exp_path", H2, ids=[p.name.split(".")[0] for p in H2])
+def test_tshark_h2_streams_still_match(exp_path: Path) -> None:
+    """WebSockets over HTTP/2 (tshark 4.0 does not dissect WebSocket inside HTTP/2): tshark's HTTP/2
+    frames still show the expected file's extended CONNECT streams and DATA bytes per stream and
+    direction (h2_data, which tests/test_captures.py holds the analyzer's frames to)."""
+    exp = expected(exp_path.name)
+    ports = {c["server_port"] for c in exp["connections"]}
+    frames = tshark_mod.tshark_h2_frames(CAPTURES / exp["capture"], ports, **tshark_kwargs(exp))
+    connects = {(f["client_port"], f["stream_id"]) for f in frames if f["type"] == 1 and f["protocol"]}
+    streams = {(c["client_port"], c["h2_stream_id"]) for c in exp["connections"] if "h2_stream_id" in c}
+    assert connects == streams
+    data: dict[tuple[int, int, str], int] = {}
+    for f in frames:
+        if f["type"] == 0:
+            key = (f["client_port"], f["stream_id"], f["sender"])
+            data[key] = data.get(key, 0) + f["length"]
+    for d in exp["h2_data"]:
+        for sender in ("client", "server"):
+            assert data.get((d["client_port"], d["h2_stream_id"], sender), 0) == d[f"{sender}_bytes"]
