@@ -40,6 +40,7 @@ from make_captures import (  # noqa: E402
     CHROMIUM_PAGE,
     CONN_KEYS,
     Log,
+    NodePeer,
     Peer,
     _chat_json,
     message_record,
@@ -80,13 +81,13 @@ class H2Log(Log):
         super().__init__()
         self.streams: dict[tuple[int, int], dict] = {}
         self.server_recs: list[dict] = []
-        self.client_msgs: list[dict] = []
+        self.msgs_with_sid: list[dict] = []
 
     def record(self, rec: dict) -> None:
         ev = rec.pop("event")
         with self.lock:
             if ev == "message" and "h2_stream_id" in rec:
-                self.client_msgs.append(rec)
+                self.msgs_with_sid.append(rec)
             elif ev == "message" or ev == "server":
                 self.server_recs.append({"event": ev, **rec})
             elif ev == "stream":
@@ -103,7 +104,7 @@ class H2Log(Log):
 
     def messages_in_order(self) -> list[dict]:
         """Client messages with their stream ids, server messages with the stream of their path."""
-        out = [dict(m) for m in self.client_msgs]
+        out = [dict(m) for m in self.msgs_with_sid]
         for r in self.server_recs:
             if r["event"] == "message":
                 m = {k: v for k, v in r.items() if k not in ("event", "path")}
@@ -280,6 +281,8 @@ class WsStream:
         from wsproto.frame_protocol import Opcode
 
         self.data_rcvd += len(data)
+        if self.status is None or not 200 <= self.status < 300:  # a refusal's body: no frames
+            return b""
         self.proto.receive_bytes(data)
         reply = b""
         for frame in self.proto.received_frames():
@@ -821,6 +824,74 @@ def _h2_tls_hypercorn(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
         log,
         server_ports={port},
         keylog=keylog,
+    )
+
+
+@scenario
+def _h2_node(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    port, log, path = 9503, H2Log(), out_dir / "h2_node.pcap"
+
+    def body() -> None:
+        with running(NodePeer(log, "h2_node.js", "server", str(port), prefix=netns)):
+            NodePeer(log, "h2_node.js", "client", str(port), prefix=netns).wait(60)
+
+    _record(path, f"tcp port {port}", netns, body)
+    return finish_h2(
+        "h2_node",
+        path,
+        "node 20's http2 module at both ends, h2c (prior knowledge): the server's SETTINGS enable extended "
+        "CONNECT (settings: { enableConnectProtocol: true }); the client waits for them, then opens two "
+        "WebSockets on one connection with ':protocol': 'websocket' (gen/h2_node.js writes and parses the "
+        "RFC 6455 frames itself; no compression). Stream 1 /chat (subprotocols chat.v1, chat.v2 offered, "
+        "chat.v1 chosen): texts, JSON, a 70,000-byte binary (several DATA frames and WINDOW_UPDATEs), a "
+        "text in three fragments, each echoed (text 'echo:'+text, binary reversed), a ping answered by a "
+        "pong, client closes 1000 'node bye', the server answers the close and both end the stream. "
+        "Stream 3 /feed: the server sends three messages (text, 2,000-byte binary, JSON) then closes 1001 "
+        "'going away'; the client answers the close and ends the stream; node logs stream ids on both "
+        "sides; recorded in a network namespace whose loopback has an Ethernet MTU (1500)",
+        log,
+        server_ports={port},
+    )
+
+
+@scenario
+def _h2_refused(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
+    port, bare, log, path = 9504, 9505, H2Log(), out_dir / "h2_refused.pcap"
+
+    def body() -> None:
+        hyper = py_peer(log, "server", "--port", str(port), prefix=netns)
+        node = NodePeer(log, "h2_node.js", "server", str(bare), "--no-connect", prefix=netns)
+        with running(hyper), running(node):
+            py_peer(log, "client", "--port", str(port), "--plan", "refused", prefix=netns).wait(60)
+            py_peer(log, "client", "--port", str(bare), "--plan", "not-enabled", prefix=netns).wait(60)
+
+    _record(path, f"tcp port {port} or tcp port {bare}", netns, body)
+    refused = [s for s in log.streams.values() if s["path"] == "/refuse/me"]
+    if [s["http_status"] for s in refused] != [403]:
+        raise RuntimeError(f"h2_refused: the refused CONNECT got {refused}")
+    (not_enabled,) = [s for s in log.streams.values() if s["server_port"] == bare]
+    if not_enabled["http_status"] is not None or not_enabled["reset"] is None:
+        raise RuntimeError(f"h2_refused: node answered the CONNECT it did not enable: {not_enabled}")
+    import h2.errors
+
+    reset = h2.errors.ErrorCodes(not_enabled["reset"]).name
+    return finish_h2(
+        "h2_refused",
+        path,
+        f"refused WebSockets over HTTP/2, h2c. On port {port} a hypercorn 0.18 server (SETTINGS enable "
+        "extended CONNECT) answers a CONNECT to /refuse/me (permessage-deflate offered) with :status 403 "
+        "and a text body (the ASGI websocket.http.response extension); then, on the same connection, a "
+        "CONNECT to /ws/after-refusal is accepted, one text echoed, client closes 1000 'bye'. On port "
+        f"{bare} a node 20 http2 server whose SETTINGS do not enable extended CONNECT gets one anyway from "
+        f"the python h2 client (header validation off): node resets the stream (RST_STREAM {reset}) "
+        "without an answer and ends the connection with GOAWAY; python h2 clients; recorded in "
+        "a network namespace whose loopback has an Ethernet MTU (1500)",
+        log,
+        server_ports={port, bare},
+        problems=[
+            {"client_port": refused[0]["client_port"], "kind": "h2-connect-refused"},
+            {"client_port": not_enabled["client_port"], "kind": "h2-connect-not-enabled"},
+        ],
     )
 
 
