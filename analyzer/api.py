@@ -225,8 +225,10 @@ def keylog_files(keylog: PathLike | Iterable[PathLike] | None) -> tuple[str, ...
     given = ([] if keylog is None else [os.fspath(keylog)] if isinstance(keylog, (str, os.PathLike))
              else [os.fspath(k) for k in keylog])
     env = os.environ.get("SSLKEYLOGFILE")
-    if env and os.path.isfile(env) and env not in given:
+    if env and os.path.isfile(env):
         given.append(env)
+    # absolute: worker processes may run elsewhere; each file once
+    given = list(dict.fromkeys(os.path.abspath(p) for p in given))
     for path in given:
         KeyLog().add_file(path)
     return tuple(given)

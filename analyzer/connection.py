@@ -53,6 +53,8 @@ from analyzer.events import (
     Problem,
     StreamOpened,
 )
+from analyzer.h2 import H2Out, H2Session, looks_like_h2
+from analyzer.h2_streams import H2Streams
 from analyzer.handshake import HandshakeParser
 from analyzer.protocol import ProblemKind
 from analyzer.tables import ConnectionProblems, ConnectionRow, ProblemRow, TableRows
@@ -80,6 +82,7 @@ _MAX_START_LINE = 8192          # as handshake.MAX_LINE
 class State(Enum):
     DETECTING = "detecting"
     WEBSOCKET = "websocket"
+    HTTP2 = "http2"
     IGNORED = "ignored"
     GIVEN_UP = "given-up"
 
@@ -90,6 +93,7 @@ class Event(Enum):
     FRAMES_WITHOUT_HANDSHAKE = "frames-without-handshake"
     NOT_WEBSOCKET = "not-websocket"
     HTTP_AFTER_FRAMES = "http-after-frames"
+    H2_PREFACE = "h2-preface"
     INTERNAL_ERROR = "internal-error"
 
 
@@ -99,8 +103,10 @@ _TRANSITIONS: dict[State, dict[Event, State]] = {
         Event.UPGRADED: State.WEBSOCKET,
         Event.FRAMES_WITHOUT_HANDSHAKE: State.WEBSOCKET,
         Event.NOT_WEBSOCKET: State.IGNORED,
+        Event.H2_PREFACE: State.HTTP2,
         Event.INTERNAL_ERROR: State.GIVEN_UP,
     },
+    State.HTTP2: {Event.INTERNAL_ERROR: State.GIVEN_UP},
     State.WEBSOCKET: {
         Event.HTTP_AFTER_FRAMES: State.IGNORED,
         Event.INTERNAL_ERROR: State.GIVEN_UP,
@@ -109,7 +115,14 @@ _TRANSITIONS: dict[State, dict[Event, State]] = {
     State.GIVEN_UP: {Event.INTERNAL_ERROR: State.GIVEN_UP},
 }
 
-_DETECTING, _WEBSOCKET = State.DETECTING, State.WEBSOCKET      # (hot path: no attribute lookups)
+_DETECTING, _WEBSOCKET, _HTTP2 = State.DETECTING, State.WEBSOCKET, State.HTTP2   # (hot path)
+_READING = frozenset((_DETECTING, _WEBSOCKET, _HTTP2))   # the states in which bytes are read
+#: an HTTP/2 SETTINGS frame header on stream 0 (or as much of one as came): a server's first bytes
+#: may come before the client's preface (prior knowledge, or TLS 1.3 with ALPN h2), held until the
+#: client's first bytes tell
+_H2_SETTINGS = re.compile(rb"\A\x00(?:[\x00-\xff](?:[\x00-\xff](?:\x04(?:[\x00\x01]"
+                          rb"(?:\x00(?:\x00(?:\x00(?:\x00|\Z)|\Z)|\Z)|\Z)|\Z)|\Z)|\Z)|\Z)", re.S)
+_H2_HOLD_LIMIT = 64 * 1024
 
 
 class IllegalTransition(RuntimeError):
@@ -148,6 +161,12 @@ class TlsKeys:
         self.resumption = ResumptionCache()
 
 
+def _counter(start: int) -> Callable[[], int]:
+    """Ids after `start` (a Connection made without the pipeline's id source, in tests)."""
+    ids = iter(range((start + 1) << 20, (start + 2) << 20))
+    return lambda: next(ids)
+
+
 def _address(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
@@ -175,9 +194,14 @@ class Connection:
         "client_dir",
         "conn_id",
         "forced",
+        "h2",
+        "h2_held",
+        "h2_sniff",
+        "h2_streams",
         "handshake",
         "http_seen",
         "last_ts",
+        "new_id",
         "opened",
         "options",
         "parser",
@@ -198,7 +222,8 @@ class Connection:
     )
 
     def __init__(self, opened: StreamOpened, rows: TableRows, options: Options, capture: str,
-                 conn_id: int, budgets: Budgets | None = None, tls_keys: TlsKeys | None = None) -> None:
+                 conn_id: int, budgets: Budgets | None = None, tls_keys: TlsKeys | None = None,
+                 new_id: Callable[[], int] | None = None) -> None:
         self.opened = opened
         self.rows = rows
         self.options = options
@@ -227,6 +252,11 @@ class Connection:
         self.tls_keys = tls_keys
         self.tls: TlsSession | None = None      # the TLS transform, when the bytes are TLS records
         self.tls_head: bytes | None = b""       # the first bytes, until they tell TLS or not (then None)
+        self.new_id = new_id                    # more conn_ids (the WebSockets of an HTTP/2 connection)
+        self.h2: H2Session | None = None        # the HTTP/2 stage, when the bytes are HTTP/2
+        self.h2_streams: H2Streams | None = None
+        self.h2_sniff = True                    # the first bytes may still be an HTTP/2 preface
+        self.h2_held: list[Chunk] = []          # first bytes held until they tell HTTP/2 or not
 
     # --- events from the pipeline (each is the boundary where a bug of ours is caught) ---------
 
@@ -240,7 +270,7 @@ class Connection:
                 self._internal_error(exc, record_no, ts_ns)
             return
         state = self.state
-        if state is not _WEBSOCKET and state is not _DETECTING:
+        if state not in _READING:
             return
         self.last_ts = ts_ns
         try:
@@ -266,7 +296,7 @@ class Connection:
         self.last_ts = ts_ns
         try:
             if self.transforms:
-                if self.state is _WEBSOCKET or self.state is _DETECTING:
+                if self.state in _READING:
                     self._deliver(0, self.transforms[0].gap(direction, size, record_no, ts_ns))
             else:
                 self.tls_head = None        # (TLS is recognised by the first bytes of a stream only)
@@ -278,7 +308,11 @@ class Connection:
         """Bytes lost in one direction (after the transforms; size -1: how many is not known)."""
         if self.state is _WEBSOCKET and self.websocket is not None:
             self.websocket.gap(direction, size, record_no, ts_ns)
+        elif self.state is _HTTP2:
+            self._h2_events(self.h2.gap(direction, record_no, ts_ns))  # type: ignore[union-attr]
         elif self.state is _DETECTING:
+            self.h2_sniff = False
+            self._release_h2_held()
             self._handshake_events(self._parser().gap(direction))
 
     def on_end(self, direction: int, rst: bool, record_no: int, ts_ns: int) -> None:
@@ -298,8 +332,10 @@ class Connection:
 
     @property
     def listed(self) -> bool:
-        """Written to the connections table: WebSocket, or TLS (nothing encrypted is hidden)."""
-        return self.request_seen or self.websocket is not None or self.tls is not None
+        """Written to the connections table: WebSocket (HTTP/2 ones included), or TLS (nothing
+        encrypted is hidden)."""
+        return (self.request_seen or self.websocket is not None or self.tls is not None
+                or bool(self.h2_streams and self.h2_streams.streams))
 
     def close(self, reason: str, record_no: int, ts_ns: int) -> None:
         """The flow is released: flush the stages, write the connections row."""
@@ -310,10 +346,16 @@ class Connection:
         elif reason == "closed" and self.tcp_end == "open":
             self.tcp_end = "fin"
         try:
-            if self.transforms and (self.state is _WEBSOCKET or self.state is _DETECTING):
+            if self.transforms and self.state in _READING:
                 self._deliver(0, self.transforms[0].finish(record_no, ts_ns))
             if self.state is _DETECTING and self.tls_head:
                 self._bytes(self.client_dir, self.tls_head, record_no, ts_ns)   # too few bytes to tell
+            if self.state is _DETECTING and self.h2_sniff:
+                self.h2_sniff = False
+                self._release_h2_held()
+            if self.state is _HTTP2:
+                self._h2_events(self.h2.finish(record_no, ts_ns))  # type: ignore[union-attr]
+                self.h2_streams.finish(record_no, ts_ns, self.tcp_end)  # type: ignore[union-attr]
             if self.state is _DETECTING and self.parser is not None:
                 self._handshake_events(self.parser.finish())
             if self.state is _WEBSOCKET and self.websocket is not None:
@@ -329,7 +371,16 @@ class Connection:
             if self.websocket is not None:
                 self.websocket.check_close_echoed(self.tcp_end, record_no, ts_ns)
             self.problems.finish()
-            self.rows.connections.append(self._row())
+            streams = self.h2_streams.streams if self.h2_streams is not None else None
+            if streams:
+                transport = "h2" if self.tls is not None else "h2c"
+                for stream in streams.values():
+                    self.rows.connections.append(self._row(stream.handshake, stream.websocket, stream.conn_id,
+                                                           transport, stream.stream_id, stream.end))
+            else:
+                self.rows.connections.append(self._row(self.handshake, self.websocket, self.conn_id,
+                                                       "tcp" if self.tls is None else "tls", None,
+                                                       self.tcp_end))
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
 
@@ -380,7 +431,7 @@ class Connection:
                 self._deliver(level + 1, above.feed(*item))
             else:
                 self._bytes(*item)
-            if self.state is not _WEBSOCKET and self.state is not _DETECTING:
+            if self.state not in _READING:
                 return
 
     # --- TLS ---------------------------------------------------------------------------------------
@@ -414,7 +465,11 @@ class Connection:
                 self._sniff(direction, data, record_no, ts_ns)
             else:
                 self.websocket.feed(direction, data, record_no, ts_ns)  # type: ignore[union-attr]
+        elif self.state is _HTTP2:
+            self._h2_events(self.h2.feed(direction, data, record_no, ts_ns))  # type: ignore[union-attr]
         elif self.state is _DETECTING:
+            if self.h2_sniff and self._h2_sniffed(direction, data, record_no, ts_ns):
+                return
             if self.forced and not self.request_seen and not self.http_seen and self._forced_bytes(
                     direction, data, record_no, ts_ns):
                 return
@@ -473,6 +528,62 @@ class Connection:
         self.websocket = WebSocket(self.rows, self.problems, self.options, self.budgets, self.conn_id,
                                    self.client_dir, handshake)
         self.problems.list_from_now()
+
+    # --- HTTP/2 (RFC 8441) ---------------------------------------------------------------------------
+
+    def _h2_sniffed(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> bool:
+        """The first bytes of the connection (after TLS): True when they were taken by the HTTP/2
+        detection: the client's preface starts the HTTP/2 stage; a server's SETTINGS frame that came
+        first is held until the other side's first bytes tell; anything else ends the detection and
+        the held bytes are read as they would have been."""
+        held = b"".join(d for dr, d, _r, _t in self.h2_held if dr == direction)
+        head = held + data if held else data
+        verdict = looks_like_h2(head)
+        if verdict is None:                     # a proper prefix of the preface: wait
+            self.h2_held = [c for c in self.h2_held if c[0] != direction]
+            self.h2_held.append((direction, head, record_no, ts_ns))
+            return True
+        if verdict:
+            self._start_h2(direction, head, record_no, ts_ns)
+            return True
+        others = [c for c in self.h2_held if c[0] != direction]
+        if not others and _H2_SETTINGS.match(head) and len(head) <= _H2_HOLD_LIMIT:
+            self.h2_held = [(direction, head, record_no, ts_ns)]
+            return True
+        self.h2_sniff = False
+        self.h2_held = [c for c in self.h2_held if c[0] != direction]
+        self._release_h2_held()
+        if self.state is _DETECTING:
+            self._bytes(direction, head, record_no, ts_ns)
+        return True
+
+    def _release_h2_held(self) -> None:
+        held, self.h2_held = self.h2_held, []
+        for d, chunk, rec, ts in held:
+            if self.state is not _DETECTING and self.state is not _WEBSOCKET:
+                return
+            self._bytes(d, chunk, rec, ts)
+
+    def _start_h2(self, client_dir: int, preface: bytes, record_no: int, ts_ns: int) -> None:
+        self.client_dir = client_dir
+        self.h2_sniff = False
+        self._to(Event.H2_PREFACE)
+        self.parser = None
+        self.h2 = H2Session(client_dir)
+        new_id = self.new_id if self.new_id is not None else _counter(self.conn_id)
+        self.h2_streams = H2Streams(self.rows, self.problems, self.options, self.budgets, self.capture,
+                                    self.conn_id, client_dir, new_id)
+        held, self.h2_held = self.h2_held, []
+        for d, chunk, rec, ts in held:              # the server's first frames, which came first
+            if d != client_dir:
+                self._h2_events(self.h2.feed(d, chunk, rec, ts))
+        self._h2_events(self.h2.feed(client_dir, preface, record_no, ts_ns))
+
+    def _h2_events(self, events: list[H2Out]) -> None:
+        if events:
+            self.h2_streams.handle(events, self._sender)  # type: ignore[union-attr]
+            if self.h2_streams.streams:  # type: ignore[union-attr]
+                self.problems.list_from_now()
 
     # --- ports= mode: WebSocket frames without a handshake --------------------------------------------
 
@@ -570,10 +681,10 @@ class Connection:
 
     # --- the connections row -------------------------------------------------------------------------
 
-    def _row(self) -> ConnectionRow:
+    def _row(self, hs: Handshake | None, ws: WebSocket | None, conn_id: int, transport: str,
+             h2_stream_id: int | None, tcp_end: str) -> ConnectionRow:
+        """The connections row of the connection's WebSocket (or of one of its HTTP/2 streams)."""
         o = self.opened
-        hs = self.handshake
-        ws = self.websocket
         swap = self.client_dir == SERVER
         client, client_port = (o.server, o.server_port) if swap else (o.client, o.client_port)
         server, server_port = (o.client, o.client_port) if swap else (o.server, o.server_port)
@@ -583,13 +694,14 @@ class Connection:
         # handshake_ok False ⇔ "handshake-failed" (the summary counts failed handshakes by either);
         # its close_code stays null: no WebSocket connection was established for the application
         status: str | None
-        if not self.is_websocket:           # a TLS connection listed for itself
+        websocket = self.is_websocket or h2_stream_id is not None
+        if not websocket:                   # a TLS connection listed for itself
             status, code = None, None
         elif hs is not None and not hs.ok:
             status, code = "handshake-failed", None
         elif ws is not None:
-            status, code = ws.close_status(self.tcp_end)
-        elif self.tcp_end == "open":
+            status, code = ws.close_status(tcp_end)
+        elif tcp_end == "open":
             status, code = "open-at-end", None
         else:
             status, code = "abnormal", 1006
@@ -601,7 +713,7 @@ class Connection:
         if hs is not None and hs.request_ts_ns is not None and hs.response_ts_ns is not None:
             rtt = (hs.response_ts_ns - hs.request_ts_ns) / 1e9
         return ConnectionRow(
-            capture=self.capture, conn_id=self.conn_id,
+            capture=self.capture, conn_id=conn_id,
             client=_address(client), client_port=client_port,
             server=_address(server), server_port=server_port,
             ip_version=o.ip_version, first_packet=o.record_no, start=o.ts_ns, end=self.last_ts,
@@ -632,8 +744,8 @@ class Connection:
             bytes_server=sside.bytes if sside is not None else 0,
             handshake_rtt=rtt, tcp_gaps=self.tcp_gaps,
             request_ts=hs.request_ts_ns if hs else None,
-            transport="tcp" if tls is None else "tls", h2_stream_id=None, tcp_id=self.conn_id,
-            websocket=self.is_websocket,
+            transport=transport, h2_stream_id=h2_stream_id, tcp_id=self.conn_id,
+            websocket=websocket,
             tls_version=tls.version if tls is not None else None,
             tls_cipher=tls.cipher if tls is not None else None,
             sni=tls.sni if tls is not None else None,

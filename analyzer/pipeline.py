@@ -86,7 +86,8 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
     reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,
                               max_flows=max(1000, MAX_FLOWS // shards),
                               max_half_open=max(1000, MAX_HALF_OPEN // shards))
-    connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards), TlsKeys(keylog))
+    connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards), TlsKeys(keylog),
+                              reassembler.new_id)
     open_connection = connections.open.get         # (the dict stays the same until close_all)
     # The cyclic GC stays on (the caller's threads keep theirs), but every full collection would
     # rescan every object alive, and a capture can hold 100,000 connections open (measured:
@@ -149,7 +150,8 @@ class Connections:
     """The open connections of one analysis, fed the reassembler's events."""
 
     def __init__(self, rows: TableRows, options: Options, capture: str, id_offset: int,
-                 budgets: Budgets, tls_keys: TlsKeys | None = None) -> None:
+                 budgets: Budgets, tls_keys: TlsKeys | None = None,
+                 new_id: Callable[[], int] | None = None) -> None:
         self.open: dict[int, Connection] = {}
         self.rows = rows
         self.options = options
@@ -157,12 +159,15 @@ class Connections:
         self.id_offset = id_offset
         self.budgets = budgets
         self.tls_keys = tls_keys if tls_keys is not None else TlsKeys()
+        # more conn_ids, for the WebSockets after the first of an HTTP/2 connection
+        self.new_id = (lambda: new_id() + id_offset) if new_id is not None else None
 
     def dispatch(self, events: list[StreamEvent]) -> None:
         for ev in events:
             if isinstance(ev, StreamOpened):
                 self.open[ev.conn_id] = Connection(ev, self.rows, self.options, self.capture,
-                                                   ev.conn_id + self.id_offset, self.budgets, self.tls_keys)
+                                                   ev.conn_id + self.id_offset, self.budgets, self.tls_keys,
+                                                   self.new_id)
                 self.rows.tcp_connections += 1
                 continue
             connection = self.open.pop(ev.conn_id, None) if isinstance(ev, StreamClosed) \

@@ -248,9 +248,9 @@ class ProblemKind(str, Enum):
     TLS_RENEGOTIATION = "tls-renegotiation"          # TLS ≤ 1.2 renegotiation: later records not decrypted
     TLS_RECORD_CUT = "tls-record-cut"                # the capture ends inside a TLS record
     # HTTP/2 (RFC 8441 WebSockets)
-    H2_MALFORMED = "h2-malformed"                    # a frame or preface that does not parse: not followed further
-    H2_HPACK_ERROR = "h2-hpack-error"                # a header block that does not decode: later ones untrusted
-    H2_CONNECT_NOT_ENABLED = "h2-connect-not-enabled"  # extended CONNECT without SETTINGS_ENABLE_CONNECT_PROTOCOL
+    H2_MALFORMED = "h2-malformed"                    # a frame or preface that does not parse
+    H2_HPACK_ERROR = "h2-hpack-error"                # a header block that does not decode
+    H2_CONNECT_NOT_ENABLED = "h2-connect-not-enabled"  # CONNECT without SETTINGS_ENABLE_CONNECT_PROTOCOL
     H2_CONNECT_REFUSED = "h2-connect-refused"        # a non-2xx answer to the extended CONNECT
     H2_STREAM_RESET = "h2-stream-reset"              # RST_STREAM of a WebSocket stream
     # limits of the whole analysis

@@ -202,6 +202,13 @@ class Reassembler:
         """Out-of-order payload bytes held, all flows together."""
         return self._total_bytes
 
+    def new_id(self) -> int:
+        """The next connection id (the connection layer takes ids here for the several WebSockets
+        an HTTP/2 connection carries, so that ids stay dense and in order of appearance)."""
+        conn_id = self._next_id
+        self._next_id += 1
+        return conn_id
+
     def feed(self, seg: Segment) -> list[StreamEvent]:
         """Process one segment (in capture record order) and return what it made happen."""
         record_no, ts, _ver, src, dst, sport, dport, seq, ack, flags, payload, _cut = seg
@@ -328,8 +335,7 @@ class Reassembler:
             sender_is_client = seg.sport > seg.dport      # the ephemeral port is the client's
         else:
             sender_is_client = True
-        conn_id = self._next_id
-        self._next_id += 1
+        conn_id = self.new_id()
         keys = (key, rkey) if sender_is_client else (rkey, key)
         flow = _Flow(conn_id, keys, seg.record_no, seg.ts_ns)
         self._table[keys[0]] = flow.halves[0]

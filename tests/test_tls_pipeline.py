@@ -69,6 +69,8 @@ def test_sslkeylogfile_is_read_when_set(tmp_path: Path, monkeypatch) -> None:
     given.write_bytes(KEYLOG_LINE)
     monkeypatch.setenv("SSLKEYLOGFILE", str(keys))
     assert keylog_files(given) == (str(given), str(keys))
+    monkeypatch.chdir(tmp_path)
+    assert keylog_files(["given.keylog", str(given)]) == (str(given), str(keys))   # absolute, once
     monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "not-written-yet.keylog"))
     assert keylog_files(None) == ()         # a browser may name a file it has not written: no error
 

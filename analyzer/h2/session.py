@@ -265,10 +265,10 @@ class H2Session:
             hi, lo, ftype, flags, stream_id = _HEADER.unpack_from(mv, pos)
             length = hi << 8 | lo
             stream_id &= 0x7FFFFFFF
-            self._check_header(side, ftype, length, stream_id)
+            if length > side.max_frame or side.block is not None or not side.started:
+                self._check_header(side, ftype, length, stream_id)
             if ftype == DATA:
-                pos += HEADER_LEN
-                self._data_start(side, flags, length, stream_id)
+                pos = self._data_body(side, mv, self._data_start(side, flags, length, stream_id, pos), n)
                 continue
             if ftype > CONTINUATION:              # §5.5: unknown types are ignored
                 pos += HEADER_LEN
@@ -339,7 +339,8 @@ class H2Session:
 
     # --- DATA ----------------------------------------------------------------------------------
 
-    def _data_start(self, side: _Side, flags: int, length: int, stream_id: int) -> None:
+    def _data_start(self, side: _Side, flags: int, length: int, stream_id: int, pos: int) -> int:
+        """A DATA frame's header at pos: the offset of its body."""
         if stream_id == 0:
             raise _Malformed("a DATA frame on stream 0")
         if flags & PADDED and length == 0:
@@ -354,10 +355,13 @@ class H2Session:
         side.pad_left = 0
         side.data_end = bool(flags & END_STREAM)
         side.data_stream = stream
+        return pos + HEADER_LEN
 
     def _data_body(self, side: _Side, mv: memoryview, pos: int, n: int) -> int:
         """The hot path: a piece of the current DATA frame's body."""
         if side.need_pad:
+            if pos == n:
+                return pos
             pad = mv[pos]
             pos += 1
             side.data_left -= 1
@@ -376,9 +380,10 @@ class H2Session:
             side.data_left -= k
             pos += k
         if not side.data_left:
-            k = min(side.pad_left, n - pos)
-            side.pad_left -= k
-            pos += k
+            if side.pad_left:
+                k = min(side.pad_left, n - pos)
+                side.pad_left -= k
+                pos += k
             if not side.pad_left:
                 side.in_data = False
                 stream = side.data_stream
