@@ -241,6 +241,15 @@ def test_informational_answer_then_200() -> None:
     assert websockets(events)[1].handshake.http_status == 200
 
 
+def test_101_is_a_refusal_on_http2() -> None:
+    wire = Wire(validate=False)
+    open_ws(wire, 1, status="101")
+    events = feed_all(wire.chunks)
+    hs = websockets(events)[1].handshake
+    assert (hs.http_status, hs.upgraded, hs.failure_reason) == (101, False, "HTTP/2 :status 101")
+    assert kinds(events) == [(1, "h2-connect-refused")]
+
+
 def test_rst_stream_of_a_websocket() -> None:
     wire = Wire()
     open_ws(wire, 1)
@@ -545,3 +554,29 @@ def test_memory_one_partial_frame_per_side() -> None:
         assert len(session._sides[CLIENT].buf) == 0
     assert digest.digest() == hashlib.sha256(b"z" * size).digest()
     assert out == []
+
+
+def test_push_promise_header_block_keeps_the_hpack_table() -> None:
+    """A PUSH_PROMISE's header block adds to the server's dynamic table; the answer to a later
+    CONNECT refers to that entry, so it decodes only if the promise was decoded too."""
+    wire = Wire()
+    wire.client.send_headers(1, GET_HEADERS, end_stream=True)
+    wire.pump()
+    wire.server.push_stream(1, 2, [(":method", "GET"), (":scheme", "https"), (":path", "/pushed.css"),
+                                   (":authority", "example.com"), ("x-shared", "only-in-the-promise")])
+    wire.server.send_headers(1, [(":status", "200")], end_stream=True)
+    wire.pump()
+    wire.client.send_headers(3, connect_headers())
+    wire.pump()
+    wire.server.send_headers(3, [(":status", "200"), ("sec-websocket-protocol", "chat"),
+                                 ("x-shared", "only-in-the-promise")])
+    wire.pump()
+    answer = wire.chunks[-1][1]
+    assert b"only-in-the-promise" not in answer                  # an index into the dynamic table
+    events = feed_all(wire.chunks)
+    assert kinds(events) == []
+    assert websockets(events)[3].handshake.ok
+    # without the PUSH_PROMISE the same answer does not decode
+    promise = next(i for i, (d, b) in enumerate(wire.chunks) if d == SERVER and b[3:4] == b"\x05")
+    assert promise < len(wire.chunks) - 1
+    assert (None, "h2-hpack-error") in kinds(feed_all(wire.chunks[:promise] + wire.chunks[promise + 1:]))

@@ -471,7 +471,7 @@ class H2Session:
         elif stream is not None and stream.state is StreamState.PENDING and headers is not None:
             answer = kept_fields(headers)
             status = status_of(answer)
-            if status is None or not 100 <= status < 200 or end_stream:
+            if status is None or not 100 <= status < 200 or status == 101 or end_stream:   # §8.6: no 101
                 self._answer(stream, answer, None)
         if stream is not None and end_stream and stream.stream_id in self._streams:
             self._end(stream, side.direction)
