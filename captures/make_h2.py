@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from make_captures import (  # noqa: E402
     _chat_json,
     message_record,
     payload_binary,
+    run_chromium,
     tcpdump,
 )
 from make_tls import (  # noqa: E402
@@ -54,7 +56,7 @@ from make_tls import (  # noqa: E402
     network_namespace,
     tls_version_name,
 )
-from tshark_frames import tshark_h2_frames  # noqa: E402
+from tshark_frames import tshark_fields, tshark_h2_frames  # noqa: E402
 
 H2_CONN_KEYS = ("h2_stream_id",)
 SNI = "localhost"
@@ -121,6 +123,25 @@ class H2Log(Log):
 PAGE_WS = "/ws/page"
 
 
+def _accepted(scope: dict) -> dict:
+    """The HTTP version and the extensions hypercorn answered to the offer of `scope`, computed as
+    hypercorn 0.18 does (ws_stream.Handshake.accept: wsproto's server_extensions_handshake with
+    PerMessageDeflate())."""
+    from wsproto.extensions import PerMessageDeflate
+    from wsproto.handshake import server_extensions_handshake
+    from wsproto.utilities import split_comma_header
+
+    offer = [v for k, v in scope["headers"] if k.lower() == b"sec-websocket-extensions"]
+    accepts = (
+        server_extensions_handshake(split_comma_header(offer[0]), [PerMessageDeflate()]) if offer else None
+    )
+    return {
+        "http_version": scope["http_version"],
+        "extensions_offered": offer[0].decode() if offer else None,
+        "extensions": accepts.decode() if accepts else None,
+    }
+
+
 def asgi_app(page: str | None) -> Callable[..., Any]:
     """The ASGI app: GET / (the Chromium page, or a text), GET /hello; WebSocket routes: /refuse*
     answers 403 (the ASGI websocket.http.response extension), others echo (text: a JSON ack, binary:
@@ -155,8 +176,16 @@ def asgi_app(page: str | None) -> Callable[..., Any]:
             return
         offered = scope.get("subprotocols") or []
         await send({"type": "websocket.accept", "subprotocol": "chat.v1" if "chat.v1" in offered else None})
+        if path == PAGE_WS:  # a browser: what it offered and sent is known only here
+            emit({"event": "server", "client_port": port, "path": path, **_accepted(scope)})
         while True:
             ev = await receive()
+            if path == PAGE_WS and ev["type"] == "websocket.receive":
+                emit(
+                    message(
+                        port, "client", ev["text"] if ev.get("text") is not None else ev["bytes"], path=path
+                    )
+                )
             if ev["type"] == "websocket.disconnect":
                 emit({"event": "server", "client_port": port, "path": path, "disconnect": ev.get("code")})
                 return
@@ -893,6 +922,162 @@ def _h2_refused(out_dir: Path, tmp: Path, netns: tuple[str, ...]) -> dict:
             {"client_port": not_enabled["client_port"], "kind": "h2-connect-not-enabled"},
         ],
     )
+
+
+CHROMIUM_HOST = "h2-chromium.test"  # mapped to 127.0.0.1 by --host-resolver-rules, sent as SNI
+TLS13_NAMES = {
+    "0x1301": "TLS_AES_128_GCM_SHA256",
+    "0x1302": "TLS_AES_256_GCM_SHA384",
+    "0x1303": "TLS_CHACHA20_POLY1305_SHA256",
+}
+
+
+def _tls_facts_from_tshark(path: Path, port: int, keylog: Path) -> dict[int, dict]:
+    """Per TCP connection (client port): SNI, version, suite and ALPN as tshark decodes them with the key
+    log (the server, hypercorn, does not tell its app; the browser logs nothing)."""
+    rows = {}
+    for cport, sni in tshark_fields(
+        path, {port}, "tls.handshake.type == 1", ["tcp.srcport", "tls.handshake.extensions_server_name"]
+    ):
+        rows[int(cport)] = {"client_port": int(cport), "server_port": port, "sni": sni}
+    fields = ["tcp.dstport", "tls.handshake.ciphersuite", "tls.handshake.extensions.supported_version"]
+    for cport, suite, version in tshark_fields(path, {port}, "tls.handshake.type == 2", fields):
+        if version != "0x0304":
+            raise RuntimeError(f"h2_chromium: TLS version {version} on {cport}, expected TLS 1.3")
+        rows[int(cport)] |= {"tls_version": "TLS 1.3", "tls_cipher": TLS13_NAMES[suite]}
+    fields = ["tcp.dstport", "tls.handshake.extensions_alpn_str"]
+    for cport, alpn in tshark_fields(path, {port}, "tls.handshake.type == 8", fields, keylog=keylog):
+        rows[int(cport)]["alpn"] = alpn
+    return rows
+
+
+def _h2_chromium(out_dir: Path) -> dict:
+    port, log, path = 9506, H2Log(), out_dir / "h2_chromium.pcap"
+    keylog = out_dir / "h2_chromium.keylog"
+    keylog.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="h2-") as tmp:
+        cert, key = make_cert(Path(tmp))
+
+        def page_closed() -> bool:
+            return any(
+                r.get("disconnect") is not None and r["path"] == PAGE_WS for r in list(log.server_recs)
+            )
+
+        async def browse() -> None:
+            done = asyncio.Event()
+
+            async def watch() -> None:
+                while not page_closed():
+                    await asyncio.sleep(0.1)
+                done.set()
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                await run_chromium(
+                    f"https://{CHROMIUM_HOST}:{port}/",
+                    done,
+                    "--ignore-certificate-errors",
+                    f"--host-resolver-rules=MAP {CHROMIUM_HOST} 127.0.0.1",
+                    f"--ssl-key-log-file={keylog}",
+                )
+            finally:
+                watcher.cancel()
+
+        def body() -> None:
+            server = py_peer(
+                log, "server", "--port", str(port), "--cert", str(cert), "--key", str(key), "--page"
+            )
+            with running(server):
+                asyncio.run(browse())
+
+        _record(path, f"tcp port {port}", (), body)
+    keylog.chmod(0o644)  # Chromium writes its key log 0600
+    (page,) = [r for r in log.server_recs if r["event"] == "server" and "http_version" in r]
+    if page["http_version"] != "2":
+        raise RuntimeError(f"h2_chromium: Chromium opened its WebSocket over HTTP/{page['http_version']}")
+    h2frames = tshark_h2_frames(path, {port}, tls=True, keylog=keylog)
+    ((cport, sid),) = _ws_connects(h2frames)
+    if cport != page["client_port"]:
+        raise RuntimeError(f"h2_chromium: tshark's CONNECT on {cport}, the app's on {page['client_port']}")
+    # hypercorn tells its app 1006 for any close the client starts over HTTP/2 (its state is still
+    # CONNECTED when the stream goes), so the close frames are checked by size instead: the page's
+    # close(1000, "page done") masked (2 + 4 + 2 + 9 bytes) and wsproto's answer in kind (2 + 2 + 9),
+    # each the last DATA frame of its direction on the stream
+    last = {f["sender"]: f["length"] for f in h2frames if f["type"] == 0 and f["stream_id"] == sid}
+    if last != {"client": 17, "server": 13}:
+        raise RuntimeError(f"h2_chromium: last DATA frames {last}, expected the close frames (17, 13)")
+    resets = tshark_fields(
+        path,
+        {port},
+        "http2.type == 3",
+        ["tcp.srcport", "http2.streamid", "http2.rst_stream.error"],
+        keylog=keylog,
+    )
+    if resets != [[str(cport), str(sid), "8"]]:
+        raise RuntimeError(
+            f"h2_chromium: RST_STREAM frames {resets}, expected Chromium's CANCEL of the stream"
+        )
+    log.streams[(cport, sid)] = {
+        "path": PAGE_WS,
+        "client_port": cport,
+        "h2_stream_id": sid,
+        "server_port": port,
+        "transport": "h2",
+        "version": 13,
+        "draft": "rfc6455",
+        "http_status": 200,
+        "handshake_ok": True,
+        "subprotocol": None,
+        "extensions": page["extensions"],
+        "compression": page["extensions"] is not None,
+        "close_code_client": 1000,
+        "close_code_server": 1000,
+        "close_reason_client": "page done",
+        "close_reason_server": "page done",
+        "close_status": "clean",
+        "close_initiator": "client",
+    }
+    talking = {f["client_port"] for f in h2frames}
+    for p, facts in _tls_facts_from_tshark(path, port, keylog).items():
+        log.conns[p] = {"transport": "tls", **facts} | ({"decrypted": True} if p in talking else {})
+    received = [m for m in log.server_recs if m["event"] == "message" and m["sender"] == "client"]
+    sent = [*CHROMIUM_MESSAGES, bytes(i % 251 for i in range(CHROMIUM_BINARY))]
+    want = [message_record(m["client_port"], "client", d) for m, d in zip(received, sent, strict=False)]
+    if len(received) != len(sent) or [(m["size"], m["sha256"]) for m in received] != [
+        (m["size"], m["sha256"]) for m in want
+    ]:
+        raise RuntimeError("h2_chromium: the server received other messages than the page sends")
+    return finish_h2(
+        "h2_chromium",
+        path,
+        f"headless Chromium {_chromium_version()} loads a page over https from a hypercorn 0.18 server "
+        f"(TLS 1.3, ALPN h2, self-signed certificate, --ignore-certificate-errors; host {CHROMIUM_HOST} "
+        "mapped to 127.0.0.1 by --host-resolver-rules, so it is the SNI); the page opens a wss:// "
+        "WebSocket, which Chromium sends as an RFC 8441 extended CONNECT on the same HTTP/2 connection "
+        "(the server's SETTINGS enable it), offering permessage-deflate; the page sends three texts and an "
+        "ArrayBuffer, the server answers JSON acks and the reversed bytes, the page closes 1000 'page "
+        "done', wsproto answers the close in kind; hypercorn sends no END_STREAM after it, and Chromium "
+        "resets the stream (RST_STREAM CANCEL) a moment later. The server's app logged what it "
+        "received and sent and the negotiated extensions (computed as hypercorn does); the close codes "
+        "are the page's, checked by the close frames' sizes (hypercorn tells its app 1006); the stream "
+        "id and each TCP connection's TLS facts are tshark's (decrypted with the key log); a TCP "
+        "connection without a WebSocket (Chromium opens a spare one) is a TLS row with its TLS facts "
+        "only; key log from --ssl-key-log-file",
+        log,
+        server_ports={port},
+        keylog=keylog,
+        counted=False,
+        tcp_rows=True,
+        problems=[{"client_port": cport, "kind": "h2-stream-reset"}],
+    )
+
+
+def _chromium_version() -> str:
+    out = subprocess.run(["chromium", "--version"], capture_output=True, text=True, check=False).stdout
+    return out.split()[1] if out.split()[1:] else "(version unknown)"
+
+
+SCENARIOS["h2_chromium"] = _h2_chromium
 
 
 # --------------------------------------------------------------------------------------------

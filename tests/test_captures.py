@@ -102,6 +102,8 @@ def test_corpus_is_present() -> None:
         if exp.get("h2"):  # every WebSocket stream says so, and is keyed by its stream id
             ws = [c for c in exp["connections"] if "http_status" in c]
             assert ws and all(c["transport"] in ("h2", "h2c") and c["h2_stream_id"] for c in ws), p.name
+            # a TLS connection without a WebSocket stream (Chromium's spare one) is a TLS row
+            assert all(c["transport"] == "tls" for c in exp["connections"] if c not in ws), p.name
             keys = [conn_key(c) for c in exp["connections"]]
             assert len(keys) == len(set(keys)), p.name
             assert {(d["client_port"], d["h2_stream_id"]) for d in exp["h2_data"]} == {
