@@ -580,3 +580,21 @@ def test_push_promise_header_block_keeps_the_hpack_table() -> None:
     promise = next(i for i, (d, b) in enumerate(wire.chunks) if d == SERVER and b[3:4] == b"\x05")
     assert promise < len(wire.chunks) - 1
     assert (None, "h2-hpack-error") in kinds(feed_all(wire.chunks[:promise] + wire.chunks[promise + 1:]))
+
+
+def test_data_frame_cut_by_a_reset_is_not_output_after_it() -> None:
+    """The rest of a DATA frame that was arriving when the other side reset the stream is dropped:
+    nothing of a stream comes after its H2StreamEnd(reset=True)."""
+    wire = Wire()
+    open_ws(wire, 1)
+    events = feed_all(wire.chunks)
+    session = H2Session(CLIENT)
+    for i, (direction, data) in enumerate(wire.chunks):
+        session.feed(direction, data, i + 1, 0)
+    data = DataFrame(1, data=b"s" * 1000).serialize()
+    out = session.feed(SERVER, data[:500], 50, 0)
+    out += session.feed(CLIENT, b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08", 51, 0)   # RST CANCEL
+    out += session.feed(SERVER, data[500:], 52, 0)
+    assert [type(ev).__name__ for ev in out] == ["H2Data", "H2Problem", "H2StreamEnd"]
+    assert out[0].data == b"s" * (500 - 9)
+    assert websockets(events)[1].handshake.ok

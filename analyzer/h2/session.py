@@ -108,6 +108,8 @@ def looks_like_h2(data: bytes) -> bool | None:
 class StreamState(Enum):
     PENDING = "pending"          # extended CONNECT sent, no final answer yet
     OPEN = "open"                # answered 2xx: a WebSocket
+    CLOSED = "closed"            # forgotten (refused, reset, ended both ways): a DATA frame still
+                                 # arriving for it is dropped
 
 
 class _Stream:
@@ -399,6 +401,8 @@ class H2Session:
                 self._flush()
                 self._parts_key = key
             self._parts.append(piece.tobytes())
+        elif stream.state is StreamState.CLOSED:
+            return
         elif self._held + len(piece) <= MAX_HELD:
             self._held += len(piece)
             stream.held.append((direction, piece.tobytes(), *self._at))
@@ -504,7 +508,7 @@ class H2Session:
         held, stream.held = stream.held, []
         self._held -= sum(len(data) for _, data, _, _ in held)
         if not handshake.upgraded:
-            del self._streams[stream.stream_id]
+            self._forget(stream)
             return
         stream.state = StreamState.OPEN
         for direction, data, record_no, ts_ns in held:
@@ -530,7 +534,7 @@ class H2Session:
         stream.ended[direction] = True
         self._emit(H2StreamEnd(stream.stream_id, direction, False, *self._at))
         if stream.ended[1 - direction]:
-            del self._streams[stream.stream_id]
+            self._forget(stream)
 
     def _reset(self, stream: _Stream, direction: int, code: int) -> None:
         name = _NAMES[self._role(direction)]
@@ -541,6 +545,10 @@ class H2Session:
             ProblemKind.H2_STREAM_RESET, f"stream {stream.stream_id} reset by the {name}: {error_name(code)}",
             *self._at)))
         self._emit(H2StreamEnd(stream.stream_id, direction, True, *self._at))
+        self._forget(stream)
+
+    def _forget(self, stream: _Stream) -> None:
+        stream.state = StreamState.CLOSED
         del self._streams[stream.stream_id]
 
     # --- the end of a side ---------------------------------------------------------------------
