@@ -449,22 +449,19 @@ class H2Client:
                 raise TimeoutError("h2 client: timed out waiting")
             self.pump()
 
-    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+    def send(self, sid: int, data: bytes) -> None:
         """DATA within the flow-control windows (waits for WINDOW_UPDATEs)."""
         view = memoryview(data)
-        while True:
+        while view:
             n = min(len(view), self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
-            if n == 0 and view:
+            if n == 0:
                 self.flush()
                 self.pump()
                 continue
-            last = end and n == len(view)
-            self.conn.send_data(sid, bytes(view[:n]), end_stream=last)
+            self.conn.send_data(sid, bytes(view[:n]))
             if sid in self.ws:
                 self.ws[sid].data_sent += n
             view = view[n:]
-            if not view:
-                break
         self.flush()
 
     def open_ws(self, path: str, deflate: bool = False, subprotocols: list[str] | None = None) -> WsStream:
@@ -495,14 +492,6 @@ class H2Client:
     def ws_close(self, ws: WsStream, code: int, reason: str) -> None:
         ws.close_sent, ws.initiator = (code, reason), "client"
         self.send(ws.sid, bytes(ws.proto.close(code, reason)))
-
-    def end_stream(self, ws: WsStream) -> None:
-        """END_STREAM after both close frames (RFC 8441 section 5: the orderly close)."""
-        import h2.exceptions
-
-        with contextlib.suppress(h2.exceptions.StreamClosedError):
-            self.conn.end_stream(ws.sid)
-        self.flush()
 
 
 def client_socket(args: argparse.Namespace) -> tuple[socket.socket, dict]:

@@ -119,7 +119,9 @@ def test_tshark_h2_streams_still_match(exp_path: Path) -> None:
     exp = expected(exp_path.name)
     ports = {c["server_port"] for c in exp["connections"]}
     frames = tshark_mod.tshark_h2_frames(CAPTURES / exp["capture"], ports, **tshark_kwargs(exp))
-    connects = {(f["client_port"], f["stream_id"]) for f in frames if f["type"] == 1 and f["protocol"]}
+    connects = {
+        (f["client_port"], f["stream_id"]) for f in frames if f["type"] == 1 and f["protocol"] == "websocket"
+    }
     streams = {(c["client_port"], c["h2_stream_id"]) for c in exp["connections"] if "h2_stream_id" in c}
     assert connects == streams
     data: dict[tuple[int, int, str], int] = {}
