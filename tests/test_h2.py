@@ -126,6 +126,7 @@ def test_error_names() -> None:
 def test_multiplexed_websockets_and_gets() -> None:
     wire, sent = multiplexed()
     events = feed_all(wire.chunks)
+    check_contract(events)
     assert kinds(events) == []
     ws = websockets(events)
     assert sorted(ws) == [1, 5, 9]
@@ -498,6 +499,29 @@ def test_garbage_frames_after_a_good_start() -> None:
     assert (None, "h2-malformed") in kinds(events)
 
 
+def check_contract(events: list[object]) -> None:
+    """What the connection layer relies on: only H2Out values; a stream's H2Data and H2StreamEnd
+    after its H2WebSocket (an upgraded one), nothing after a reset, one end per direction."""
+    upgraded: set[int] = set()
+    done: set[int] = set()
+    ended: set[tuple[int, int]] = set()
+    answered: set[int] = set()
+    for ev in events:
+        assert isinstance(ev, H2WebSocket | H2Data | H2StreamEnd | H2Problem)
+        if isinstance(ev, H2WebSocket):
+            assert ev.stream_id not in answered
+            answered.add(ev.stream_id)
+            if ev.handshake.upgraded:
+                upgraded.add(ev.stream_id)
+        elif isinstance(ev, H2Data | H2StreamEnd):
+            assert ev.stream_id in upgraded and ev.stream_id not in done
+            if isinstance(ev, H2StreamEnd):
+                assert (ev.stream_id, ev.direction) not in ended
+                ended.add((ev.stream_id, ev.direction))
+                if ev.reset:
+                    done.add(ev.stream_id)
+
+
 def _valid_start() -> list[tuple[int, bytes]]:
     wire = Wire()
     open_ws(wire, 1)
@@ -511,8 +535,7 @@ def test_hostile_bytes_only_give_events(tail: list[tuple[int, bytes]], start: bo
     chunks = (_valid_start() if start else []) + tail
     if not start:
         chunks = [(CLIENT, PREFACE), *chunks]
-    for ev in feed_all(chunks, pieces=[3, 100]):
-        assert isinstance(ev, H2WebSocket | H2Data | H2StreamEnd | H2Problem)
+    check_contract(feed_all(chunks, pieces=[3, 100]))
 
 
 @settings(max_examples=200, deadline=None)
@@ -527,7 +550,7 @@ def test_flipped_byte_never_raises(where: int, value: int) -> None:
             b[k] = value
             break
         k -= len(b)
-    feed_all([(d, bytes(b)) for d, b in flat])
+    check_contract(feed_all([(d, bytes(b)) for d, b in flat]))
 
 
 def test_memory_one_partial_frame_per_side() -> None:
@@ -598,3 +621,54 @@ def test_data_frame_cut_by_a_reset_is_not_output_after_it() -> None:
     assert [type(ev).__name__ for ev in out] == ["H2Data", "H2Problem", "H2StreamEnd"]
     assert out[0].data == b"s" * (500 - 9)
     assert websockets(events)[1].handshake.ok
+
+
+_BLOCKS = {
+    "connect": hpack.Encoder().encode(connect_headers()),
+    "get": hpack.Encoder().encode(GET_HEADERS),
+    "200": hpack.Encoder().encode([(":status", "200"), ("sec-websocket-protocol", "chat")]),
+    "403": hpack.Encoder().encode([(":status", "403")]),
+    "100": hpack.Encoder().encode([(":status", "100")]),
+}
+
+
+@st.composite
+def h2_frames(draw: st.DrawFn) -> tuple[int, bytes]:
+    """One well-formed frame from either side, on streams 1, 3 or 5 (headers blocks made without
+    the dynamic table, so any order decodes)."""
+    direction = draw(st.integers(0, 1))
+    sid = draw(st.sampled_from([1, 3, 5]))
+    kind = draw(st.sampled_from(["headers", "split", "data", "rst", "settings", "ping", "window"]))
+    end = ["END_STREAM"] if draw(st.booleans()) else []
+    if kind in ("headers", "split"):
+        block = _BLOCKS[draw(st.sampled_from(["connect", "get"]) if direction == CLIENT else
+                             st.sampled_from(["200", "403", "100"]))]
+        if kind == "headers":
+            return direction, HeadersFrame(sid, data=block, flags=["END_HEADERS", *end]).serialize()
+        cut = draw(st.integers(0, len(block)))
+        return direction, (HeadersFrame(sid, data=block[:cut], flags=end).serialize()
+                           + ContinuationFrame(sid, data=block[cut:], flags=["END_HEADERS"]).serialize())
+    if kind == "data":
+        pad = draw(st.none() | st.integers(0, 20))
+        flags = end + (["PADDED"] if pad is not None else [])
+        return direction, DataFrame(sid, data=draw(st.binary(max_size=40)), pad_length=pad or 0,
+                                    flags=flags).serialize()
+    if kind == "rst":
+        return direction, b"\x00\x00\x04\x03\x00" + sid.to_bytes(4, "big") + b"\x00\x00\x00\x08"
+    if kind == "settings":
+        return direction, SettingsFrame(0, settings={8: draw(st.integers(0, 1))}).serialize()
+    if kind == "ping":
+        return direction, b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + bytes(8)
+    return direction, b"\x00\x00\x04\x08\x00" + sid.to_bytes(4, "big") + b"\x00\x00\x01\x00"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(h2_frames(), max_size=30), st.sampled_from([None, [1], [4, 9, 100]]))
+def test_random_well_formed_conversations_keep_the_contract(frames: list[tuple[int, bytes]],
+                                                            pieces: list[int] | None) -> None:
+    start = [(CLIENT, PREFACE + SettingsFrame(0).serialize()), (SERVER, SettingsFrame(0).serialize())]
+    events = feed_all(start + frames, pieces=pieces)
+    check_contract(events)
+    assert not any(isinstance(ev, H2Problem) and ev.problem.kind in (
+        ProblemKind.H2_MALFORMED, ProblemKind.H2_HPACK_ERROR) for ev in events)
+    assert normalized(events) == normalized(feed_all(start + frames))

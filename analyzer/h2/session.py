@@ -176,6 +176,7 @@ class H2Session:
         self._sides = (_Side(0, client_dir == 0), _Side(1, client_dir == 1))
         self._streams: dict[int, _Stream] = {}
         self._held = 0
+        self._last_stream = 0                  # the largest stream id the client opened
         self._open_refused = False             # MAX_OPEN reached once (said once)
         self._finished = False
         self.settings_connect_protocol = False
@@ -468,7 +469,10 @@ class H2Session:
                  end_stream: bool) -> None:
         stream = self._streams.get(stream_id)
         if self._role(side.direction) == 0:
-            if stream is None and headers is not None:
+            # RFC 9113 §5.1.1: a new stream's id is larger than any the client opened before
+            # (a HEADERS on an older one is a trailer, or a stream used again: never a new CONNECT)
+            if stream is None and headers is not None and stream_id > self._last_stream:
+                self._last_stream = stream_id
                 request = kept_fields(headers)
                 if is_websocket_connect(request):
                     stream = self._open(stream_id, request)
