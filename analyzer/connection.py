@@ -285,11 +285,34 @@ class Connection:
         self._set_feed()
 
     def _set_feed(self) -> None:
-        """The conversation's feed when the bytes go nowhere else (WEBSOCKET, no transform, no
-        direction held), else None: on_data's short way."""
+        """on_data's short way when the bytes go nowhere else (WEBSOCKET, no direction held): the
+        conversation's feed, or with TLS below it the transform's plaintext straight to that feed;
+        else None."""
         ws = self.websocket
-        self._feed = (ws.feed if ws is not None and self.state is _WEBSOCKET and not self.transforms
-                      and not self._held else None)
+        if ws is None or self.state is not _WEBSOCKET or self._held:
+            self._feed = None
+        elif not self.transforms:
+            self._feed = ws.feed
+        elif len(self.transforms) == 1:
+            self._feed = self._through_one_transform(self.transforms[0].feed, ws.feed)
+        else:
+            self._feed = None
+
+    def _through_one_transform(self, transform: Callable[[int, bytes, int, int], list[TransformOut]],
+                               feed: Callable[[int, bytes, int, int], None]
+                               ) -> Callable[[int, bytes, int, int], None]:
+        """The transform's plaintext chunks straight to the conversation; anything else it yields
+        (a gap, a problem) the long way, after which the short way is set again."""
+        def through(direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
+            out = transform(direction, data, record_no, ts_ns)
+            for i, item in enumerate(out):
+                if len(item) == 4 and type(item) is tuple:
+                    feed(*item)
+                else:
+                    self._deliver(0, out[i:])
+                    self._set_feed()
+                    return
+        return through
 
     def on_gap(self, direction: int, size: int, record_no: int, ts_ns: int) -> None:
         self.tcp_gaps += 1

@@ -71,6 +71,7 @@ __all__ = [
     "classify",
     "deflate_params",
     "hixie76_answer",
+    "negotiation_failures",
     "parse_extensions",
     "redact_subprotocols",
     "redact_target",
@@ -296,6 +297,33 @@ def deflate_params(accepted: str | None) -> DeflateParams | None:
 
 def _tokens(value: str | None) -> set[str]:
     return {t.lower() for t in _split_commas(value)}
+
+
+def negotiation_failures(offered: tuple[str, ...], chosen: str | None, extensions_offered: str | None,
+                         extensions: str | None) -> tuple[list[str], list[tuple[ProblemKind, str]]]:
+    """(reasons, problems) for a chosen subprotocol that was not offered, none chosen although some
+    were offered, and an accepted extension that was not offered. Subprotocols as sent (they are
+    redacted here, in the details)."""
+    reasons: list[str] = []
+    problems: list[tuple[ProblemKind, str]] = []
+    if chosen is not None and chosen not in offered:
+        shown, shown_chosen = redact_subprotocols(offered, chosen)
+        problems.append((ProblemKind.SUBPROTOCOL_NOT_OFFERED,
+                         f"expected one of {list(shown)}, found={shown_chosen}"))
+        reasons.append(f"subprotocol {shown_chosen!r} was not offered")
+    elif chosen is None and offered:
+        shown, _ = redact_subprotocols(offered, chosen)
+        problems.append((ProblemKind.SUBPROTOCOL_NOT_SELECTED,
+                         f"expected one of {list(shown)}, found=(none)"))
+        reasons.append("no subprotocol selected although the client offered some "
+                       "(a browser would fail the connection)")
+    offered_ext = {name for name, _ in parse_extensions(extensions_offered)}
+    for name, _ in parse_extensions(extensions):
+        if name not in offered_ext:
+            problems.append((ProblemKind.EXTENSION_NOT_OFFERED,
+                             f"expected one of {sorted(offered_ext)}, found={name}"))
+            reasons.append(f"extension {name!r} was not offered")
+    return reasons, problems
 
 
 # --- credentials (README: cookie and authorization values never reach an output) ----------------
@@ -1044,23 +1072,10 @@ class HandshakeParser:
                            if request.hixie76 else
                            "Sec-WebSocket-Accept mismatch (a browser would fail the connection)")
         offered, chosen = self._subprotocols(req, resp)
-        if chosen is not None and chosen not in offered:
-            shown, shown_chosen = redact_subprotocols(offered, chosen)
-            problems.append((ProblemKind.SUBPROTOCOL_NOT_OFFERED,
-                             f"expected one of {list(shown)}, found={shown_chosen}"))
-            reasons.append(f"subprotocol {shown_chosen!r} was not offered")
-        elif chosen is None and offered:
-            shown, _ = redact_subprotocols(offered, chosen)
-            problems.append((ProblemKind.SUBPROTOCOL_NOT_SELECTED,
-                             f"expected one of {list(shown)}, found=(none)"))
-            reasons.append("no subprotocol selected although the client offered some "
-                           "(a browser would fail the connection)")
-        offered_ext = {name for name, _ in parse_extensions(req.get("sec-websocket-extensions"))}
-        for name, _ in parse_extensions(resp.get("sec-websocket-extensions")):
-            if name not in offered_ext:
-                problems.append((ProblemKind.EXTENSION_NOT_OFFERED,
-                                 f"expected one of {sorted(offered_ext)}, found={name}"))
-                reasons.append(f"extension {name!r} was not offered")
+        more_reasons, more_problems = negotiation_failures(
+            offered, chosen, req.get("sec-websocket-extensions"), resp.get("sec-websocket-extensions"))
+        reasons += more_reasons
+        problems += more_problems
         # RFC 6455 §4.1: each reason above makes the client _Fail the WebSocket Connection_; the
         # frames that follow an upgraded 101 are still decoded (the verdict is the client's).
         return upgraded, upgraded and not reasons, accept_valid, reasons, problems

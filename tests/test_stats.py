@@ -277,7 +277,8 @@ def test_summary_matches_expected_capture(expected_path) -> None:
 
     exp = json.loads(expected_path.read_text())
     if not exp.get("frames"):
-        pytest.skip("no frame list in the expected file (hixie framing: tshark cannot count them)")
+        pytest.skip("no frame list in the expected file (tshark cannot list them: hixie framing, or "
+                    "WebSocket over HTTP/2)")
     a = analyzer.analyze(_CAPTURES / exp["capture"], **analyze_kwargs(exp))
     d = a.summary().to_dict()
     frames, messages, conns = exp["frames"], exp["messages"], exp["connections"]

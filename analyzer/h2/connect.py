@@ -1,6 +1,6 @@
 """RFC 8441 extended CONNECT: the header lists of a WebSocket stream's request and answer → the
 Handshake the connections row shows (the same fields and checks as an HTTP/1.1 upgrade, with
-HTTP/1.1's redaction and negotiation rules imported from handshake.py and negotiation.py).
+HTTP/1.1's redaction and negotiation rules imported from handshake.py).
 
 Only the fields a Handshake needs are kept from a header list (values capped at MAX_VALUE
 characters); cookie and authorization values never are, only that they were present.
@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from analyzer.events import Handshake
-from analyzer.handshake import deflate_params, redact_subprotocols, redact_target
-from analyzer.negotiation import negotiation_failures
+from analyzer.handshake import deflate_params, negotiation_failures, redact_subprotocols, redact_target
 from analyzer.protocol import ProblemKind
 
 __all__ = ["MAX_VALUE", "handshake_from_h2", "is_websocket_connect", "kept_fields", "status_of"]
