@@ -257,7 +257,8 @@ def connections_view(a: Any, origin: pd.Timestamp | None) -> View:
     rows["close"] = _close_text(code, pd.Series(pd.NA, index=c.index, dtype="string")).where(code.notna(), "")
     path = c["path"].astype("string").fillna("")
     parts = [c["host"].astype("string").fillna("") + path]
-    for col, fmt in (("subprotocol", "subprotocol {}"), ("compression", "{}"), ("failure_reason", "{}")):
+    for col, fmt in (("h2_stream_id", "HTTP/2 stream {}"), ("subprotocol", "subprotocol {}"),
+                     ("compression", "{}"), ("failure_reason", "{}")):
         v = c[col].astype("string")
         parts.append(v.map(fmt.format, na_action="ignore").astype("string").fillna(""))
     parts.append(_tls_text(c))

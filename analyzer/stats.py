@@ -268,7 +268,8 @@ class Summary:
         rows += [
             ("WebSocket connections", f"{d['websocket_connections']:,} "
                                       f"({_fmt_counts(d['connections_by_draft'])}); "
-                                      f"{failed:,} failed handshake{'s' if failed != 1 else ''}"),
+                                      f"{failed:,} failed handshake{'s' if failed != 1 else ''}"
+                                      + _by_transport(d.get("connections_by_transport") or {})),
         ]
         tls = d.get("tls") or {}
         if tls.get("tls"):
@@ -327,11 +328,20 @@ class Summary:
         return f"<table class='ws-summary'>{body}</table>"
 
 
+def _by_transport(counts: dict[str, int]) -> str:
+    """'; over tcp 2, h2 3' when anything but plain TCP carried WebSockets, else ''."""
+    shown = {k: v for k, v in counts.items() if v}
+    if not shown or set(shown) == {"tcp"}:
+        return ""
+    return "; over " + _fmt_counts(shown)
+
+
 def summary(a: Analysis) -> Summary:
     """Headline statistics of `a`.
 
     Keys of `Summary.data`: captures, packets, tcp_connections, capture_bytes, start, end,
-    duration_s, websocket_connections, connections_by_draft, failed_handshakes, frames, tls (TLS
+    duration_s, websocket_connections, connections_by_draft, connections_by_transport (tcp, tls, h2,
+    h2c), failed_handshakes, frames, tls (TLS
     connections: tls, decrypted, not_decrypted, why_not: reason → count, versions),
     frames_by_opcode, frames_by_sender, messages, messages_by_type, messages_by_sender,
     bytes_on_wire (WebSocket bytes after the handshake, headers included), bytes_on_wire_by_sender,
@@ -378,6 +388,7 @@ def summary(a: Analysis) -> Summary:
         "duration_s": (end - start).total_seconds() if start is not None and end is not None else None,
         "websocket_connections": len(c),
         "connections_by_draft": _counts(c["draft"]),
+        "connections_by_transport": _counts(c["transport"]) if "transport" in c.columns else {},
         "failed_handshakes": int(c["handshake_ok"].eq(False).fillna(False).sum()),
         "frames": len(f),
         "frames_by_opcode": _counts(f["opcode_name"]),

@@ -124,7 +124,9 @@ def test_two_websockets_multiplexed_on_one_h2c_connection(tmp_path: Path, segmen
     assert list(m[m.conn_id == 1].preview) == [f"{w} {i}" for i in range(3) for w in ("chat", "CHAT")]
     assert list(m[m.conn_id == 2]["size"]) == [6, 10] * 3
     assert a.problems.empty
-    assert a.summary()["websocket_connections"] == 2
+    s = a.summary()
+    assert s["websocket_connections"] == 2 and s["connections_by_transport"] == {"h2c": 2}
+    assert "over h2c 2" in str(s)
 
 
 def test_a_refused_connect_is_a_failed_handshake_with_a_problem(tmp_path: Path) -> None:
