@@ -44,8 +44,9 @@ _FIGURE_DPI = 100
 # Columns shown in the HTML, per table (the files have all of them).
 _COLUMNS = {
     "connections": ["conn_id", "capture", "client", "client_port", "server", "server_port", "start",
-                    "duration", "draft", "version", "http_status", "handshake_ok", "host", "path", "origin",
-                    "user_agent", "subprotocol", "extensions", "close_initiator", "close_code",
+                    "duration", "transport", "h2_stream_id", "tls_version", "sni", "decrypted",
+                    "not_decrypted", "draft", "version", "http_status", "handshake_ok", "host", "path",
+                    "origin", "user_agent", "subprotocol", "extensions", "close_initiator", "close_code",
                     "close_reason_client", "close_reason_server", "close_status", "tcp_end", "frames_client",
                     "frames_server", "messages_client", "messages_server", "bytes_client", "bytes_server",
                     "handshake_rtt", "tcp_gaps", "failure_reason"],

@@ -29,7 +29,10 @@ REQUEST_FIELDS = [("Host", "host"), ("Path", "path"), ("Origin", "origin"), ("Us
                   ("Subprotocols offered", "subprotocols_offered"),
                   ("Extensions offered", "extensions_offered"),
                   ("Versions supported", "versions_supported"), ("Cookies present", "cookies_present"),
-                  ("Draft", "draft"), ("Version", "version")]
+                  ("Draft", "draft"), ("Version", "version"), ("Transport", "transport"),
+                  ("HTTP/2 stream", "h2_stream_id"), ("TLS version", "tls_version"),
+                  ("TLS cipher", "tls_cipher"), ("SNI", "sni"), ("ALPN", "alpn"), ("Decrypted", "decrypted"),
+                  ("Not decrypted", "not_decrypted")]
 RESPONSE_FIELDS = [("HTTP status", "http_status"), ("Server", "server_software"),
                    ("Subprotocol", "subprotocol"), ("Extensions", "extensions"),
                    ("Compression", "compression"),
