@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CAPTURES = ROOT / "captures"
-NAMES = ["explore.ipynb", "incident.ipynb"]
-MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2}  # explore draws all its plots in one figure
+NAMES = ["explore.ipynb", "incident.ipynb", "encrypted.ipynb"]
+MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2, "encrypted.ipynb": 1}  # explore draws all its plots in one figure
 FRAME_KEYS = ("frame_no", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
 
 
@@ -70,6 +70,11 @@ def test_notebook_runs_from_a_clean_kernel(name: str) -> None:
     text = _text(nb)
     if name == "explore.ipynb":
         assert "demo.pcapng" in text and "abnormal" in text and "rst" in text
+    elif name == "encrypted.ipynb":
+        for seen in ("no key for the client random", "TLS_AES_256_GCM_SHA384", "hello from chromium",
+                     "permessage-deflate", "half-closed", "close-not-echoed"):
+            assert seen in text, seen
+        assert text.count(" h2 ") >= 3            # one row per HTTP/2 stream
     else:
         for kind in ("tcp-gap", "unmasked-client-frame", "control-frame-too-long", "invalid-utf8",
                      "reserved-opcode", "handshake-failed", "HTTP 404"):
