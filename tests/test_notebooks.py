@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CAPTURES = ROOT / "captures"
 NAMES = ["explore.ipynb", "incident.ipynb", "encrypted.ipynb"]
-MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2, "encrypted.ipynb": 1}  # explore: all plots in one figure
+MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2, "encrypted.ipynb": 1}  # explore: one figure
 FRAME_KEYS = ("frame_no", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
 
 
