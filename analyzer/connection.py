@@ -46,6 +46,7 @@ from analyzer.events import (
     CLIENT,
     SENDER_NAMES,
     SERVER,
+    H2cUpgrade,
     Handshake,
     HandshakeDone,
     HandshakeEvent,
@@ -527,6 +528,9 @@ class Connection:
                         rec, ts = self._trailing_origin(ev.handshake, direction)
                         self.websocket.feed(direction, trailing, rec, ts)  # type: ignore[union-attr]
                 return
+            if isinstance(ev, H2cUpgrade):
+                self._start_h2(ev.client_direction, b"", ev.record_no, ev.ts_ns, upgraded=ev)
+                return
             if isinstance(ev, NotWebSocket):
                 if (self.forced and not self.request_seen and not self.http_seen
                         and not self._replay_is_http()):
@@ -587,7 +591,11 @@ class Connection:
                 return
             self._bytes(d, chunk, rec, ts)
 
-    def _start_h2(self, client_dir: int, preface: bytes, record_no: int, ts_ns: int) -> None:
+    def _start_h2(self, client_dir: int, preface: bytes, record_no: int, ts_ns: int,
+                  upgraded: H2cUpgrade | None = None) -> None:
+        """HTTP/2 from here: after the client's preface (prior knowledge, ALPN h2), or after a 101
+        to `Upgrade: h2c` (`upgraded`: the bytes after it, the server's first; stream 1 is the
+        upgraded request, answered in HTTP/2)."""
         self.client_dir = client_dir
         self.h2_sniff = False
         self._to(Event.H2_PREFACE)
@@ -596,6 +604,11 @@ class Connection:
         new_id = self.new_id if self.new_id is not None else _counter(self.conn_id)
         self.h2_streams = H2Streams(self.rows, self.problems, self.options, self.budgets, self.capture,
                                     self.conn_id, client_dir, new_id)
+        if upgraded is not None:
+            for d in (1 - client_dir, client_dir):
+                if upgraded.trailing[d]:
+                    self._h2_events(self.h2.feed(d, upgraded.trailing[d], record_no, ts_ns))
+            return
         held, self.h2_held = self.h2_held, []
         for d, chunk, rec, ts in held:              # the server's first frames, which came first
             if d != client_dir:

@@ -199,7 +199,20 @@ class NotWebSocket:
     reason: str
 
 
-HandshakeEvent = Union[HandshakeDone, NotWebSocket, Problem]
+@dataclass(frozen=True, slots=True)
+class H2cUpgrade:
+    """A 101 switched the connection to HTTP/2 in clear (RFC 7540 §3.2, `Upgrade: h2c`): what
+    follows is HTTP/2, where WebSockets may open as streams (RFC 8441). `trailing` holds, per
+    direction, the bytes after the request and after the 101 (the client's preface, the server's
+    SETTINGS)."""
+
+    client_direction: int
+    trailing: tuple[bytes, bytes] = (b"", b"")
+    record_no: int = 0
+    ts_ns: int = 0
+
+
+HandshakeEvent = Union[HandshakeDone, H2cUpgrade, NotWebSocket, Problem]
 
 
 # --- frames.py / frames_hixie.py ------------------------------------------------------------

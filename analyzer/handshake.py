@@ -56,6 +56,7 @@ from urllib.parse import unquote_plus
 from analyzer.budget import SHARED_HANDSHAKE_BUDGET, PayloadBudget
 from analyzer.events import (
     DeflateParams,
+    H2cUpgrade,
     Handshake,
     HandshakeDone,
     HandshakeEvent,
@@ -950,6 +951,16 @@ class HandshakeParser:
         if 100 <= status < 200 and status != 101:
             return True                               # interim response: request still open
         if status == 101 and not request.upgrade:
+            if "h2c" in _tokens(fields.get("upgrade")) and not self._finished:
+                # HTTP/2 in clear follows (RFC 7540 §3.2): WebSockets may open on it (RFC 8441)
+                self._finished = True
+                assert self._client is not None
+                client_bytes = bytes(self._sides[self._client].buf)
+                server_bytes = bytes(side.buf)
+                trailing = ((client_bytes, server_bytes) if self._client == 0
+                            else (server_bytes, client_bytes))
+                self._out.append(H2cUpgrade(self._client, trailing, rec or 0, ts or 0))
+                return False
             self._not_websocket(f"switched to another protocol ({fields.get('upgrade', '?')!r})")
             return False
         if request.upgrade:

@@ -161,3 +161,36 @@ def test_websocket_over_http2_inside_tls(tmp_path: Path) -> None:
     assert list(c.transport) == ["h2", "h2"] and list(c.h2_stream_id) == [1, 5]
     assert list(c.alpn) == ["h2", "h2"] and c.decrypted.all()
     assert len(a.messages) == 12 and a.problems.empty
+
+
+def test_websocket_on_http2_reached_by_an_h2c_upgrade(tmp_path: Path) -> None:
+    """HTTP/1.1 `Upgrade: h2c` (RFC 7540 §3.2), answered 101; the upgraded GET is stream 1 and
+    a WebSocket opens on stream 3 by extended CONNECT."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    settings = client.initiate_upgrade_connection()
+    server.initiate_upgrade_connection(settings)
+    server.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    request = (b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+    switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    w = _Wire.__new__(_Wire)
+    w.client, w.server, w.flow = client, server, [(0, request)]
+    first = server.data_to_send()
+    w.flow.append((1, switched + first))
+    client.receive_data(first)
+    w._out(0)
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"hello over h2c", end_stream=True)
+    w._out(1)
+    w.connect(3, "/ws")
+    w.ws(0, 3, frame(1, b"after the upgrade", mask=MASK))
+    w.ws(1, 3, frame(1, b"AFTER THE UPGRADE"))
+    w.ws(0, 3, frame(8, close_payload(1000), mask=MASK))
+    w.ws(1, 3, frame(8, close_payload(1000)), end=True)
+    w.ws(0, 3, b"", end=True)
+    a = analyzer.analyze(_pcap(tmp_path, w.flow, 5))
+    c = a.connections
+    assert list(c.transport) == ["h2c"] and list(c.h2_stream_id) == [3] and list(c.close_status) == ["clean"]
+    assert list(a.messages.preview) == ["after the upgrade", "AFTER THE UPGRADE"]
+    assert a.problems.empty
