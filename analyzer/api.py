@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.capture import CaptureError
 from analyzer.pipeline import ProgressCallback, analyze_file
+from analyzer.ring import reading_order, ring_files, ring_name
 from analyzer.tables import TableRows
 from analyzer.tls import KeyLog
 from analyzer.websocket import Options
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 # parent imports it while its workers already read the capture.
 
 PathLike = str | os.PathLike[str]
+#: what one capture is read from: a file, or the files of one ring buffer (in reading order)
+CapturePath = str | tuple[str, ...]
 SHARD_MIN_BYTES = 64 << 20    # below this, starting worker processes costs more than it saves
 TEMP_PREFIX = "ws-analyzer-"  # the temporary folder of a parallel analysis (analyzer.worker removes
                               # only folders named so)
@@ -43,19 +46,21 @@ class CaptureInfo:
     packets: int
     tcp_connections: int
     bytes: int
+    files: tuple[str, ...] = ()     # a ring buffer's files in reading order (path is the first)
 
 
 ShardResult = tuple[TableRows, "CaptureInfo"]
 
 
-def analyze_capture(path: str, name: str, options: Options, shard: tuple[int, int] = (0, 1),
+def analyze_capture(path: CapturePath, name: str, options: Options, shard: tuple[int, int] = (0, 1),
                     progress: bool | ProgressCallback = False) -> ShardResult:
     """The per-file unit of work: one capture (or shard k of n of it) → its table rows and what
     was read. Every way of running an analysis calls this and only this per file: analyze() in
     this process, its worker processes (analyzer.worker), and a cluster driver.
 
     Args:
-        path: the capture ("-": standard input).
+        path: the capture ("-": standard input), or a tuple of the files of one ring buffer
+            (analyzer.ring: read as one capture, in the order of their first records).
         name: the capture's name in the tables' `capture` column.
         options: the analysis options.
         shard: (k, n): the TCP connections process k of n owns (analyzer.sharding).
@@ -78,7 +83,10 @@ def analyze_capture(path: str, name: str, options: Options, shard: tuple[int, in
     finally:
         if callback is not None and hasattr(callback, "close"):
             callback.close()
-    return rows, CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
+    if isinstance(path, str):
+        return rows, CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
+    return rows, CaptureInfo(path[0], name, rows.packets, rows.tcp_connections, rows.bytes_read,
+                             tuple(path))
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
@@ -163,7 +171,7 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             max_message_bytes: int = 16 << 20, payloads: bool | float = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
             jobs: int | None = None, max_payload_bytes: int = 256 << 20,
-            keylog: PathLike | Iterable[PathLike] | None = None) -> Analysis:
+            keylog: PathLike | Iterable[PathLike] | None = None, ring: bool | None = None) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
 
     Args:
@@ -188,6 +196,14 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             lines for TLS 1.3) or a list of them, to decrypt wss:// (TLS) connections. The file named
             by $SSLKEYLOGFILE is read too when that variable is set, and the secrets a pcapng holds
             in Decryption Secrets Blocks (editcap --inject-secrets) are always used.
+        ring: True: the files are the consecutive files of ONE capture (a ring buffer: tcpdump -G, -C,
+            -W, dumpcap -b) and are read as one stream, in the order of their first record's time,
+            numbered on as after `mergecap -a` of them in that order, connections continuing from
+            file to file; the capture is named after the first file and how many follow
+            ("r_00001_20261129203700.pcapng+2"); capture-gap, capture-overlap, capture-file-missing
+            and capture-linktype-change problems say where files do not join up. False: each file
+            is its own capture. None (default): a ring when the names are unmistakably one
+            (analyzer.ring.ring_files: one dumpcap ring, or one tcpdump -C set NAME, NAME1, …).
 
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
@@ -202,15 +218,20 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
                       preview_len=int(preview_len), validate_utf8=bool(validate_utf8),
                       max_payload_bytes=int(max_payload_bytes),
                       keylog_files=keylog_files(keylog))
-    names = _unique_names(path_list)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     if "-" in path_list:
         workers = 1         # standard input is this process's: no worker could read it
-    per_file = [_shards_for(p, workers) for p in path_list]
-    if workers == 1 or sum(per_file) == 1:
-        results = [[analyze_capture(p, n, options, (0, 1), progress)] for p, n in zip(path_list, names)]
+    captures: list[CapturePath]
+    if len(path_list) > 1 and (ring or (ring is None and ring_files(path_list))):
+        order = reading_order(path_list)
+        captures, names = [order], [ring_name(order)]
     else:
-        results = _run_parallel(path_list, names, per_file, options, workers, progress)
+        captures, names = list(path_list), _unique_names(path_list)
+    per_file = [_shards_for(p, workers) for p in captures]
+    if workers == 1 or sum(per_file) == 1:
+        results = [[analyze_capture(p, n, options, (0, 1), progress)] for p, n in zip(captures, names)]
+    else:
+        results = _run_parallel(captures, names, per_file, options, workers, progress)
     from analyzer.merge import merge_captures, tables_from_rows
     infos = [_merge_info(shards) for shards in results]
     file_tables = [tables_from_rows([rows for rows, _ in shards]) for shards in results]
@@ -234,16 +255,16 @@ def keylog_files(keylog: PathLike | Iterable[PathLike] | None) -> tuple[str, ...
     return tuple(given)
 
 
-def _shards_for(path: str, workers: int) -> int:
+def _shards_for(path: CapturePath, workers: int) -> int:
     """How many processes share one capture: one per core for large files, else one."""
     try:
-        size = os.path.getsize(path)
+        size = sum(os.path.getsize(p) for p in ((path,) if isinstance(path, str) else path))
     except OSError:
         return 1            # the reader reports the error itself
     return workers if workers > 1 and size >= SHARD_MIN_BYTES else 1
 
 
-def _run_parallel(paths: list[str], names: list[str], per_file: list[int], options: Options,
+def _run_parallel(paths: list[CapturePath], names: list[str], per_file: list[int], options: Options,
                   workers: int, progress: bool | ProgressCallback) -> list[list[ShardResult]]:
     """Every (capture, shard) as a task, `workers` at a time: this process takes tasks from the
     front of the queue itself (its imports are done and its rows need no passing on), while
@@ -259,7 +280,7 @@ def _run_parallel(paths: list[str], names: list[str], per_file: list[int], optio
     lock = threading.Lock()
     pool_of_workers = _Workers()
 
-    def take(front: bool) -> tuple[int, int, str, str, tuple[int, int]] | None:
+    def take(front: bool) -> tuple[int, int, CapturePath, str, tuple[int, int]] | None:
         with lock:
             if not tasks:
                 return None
@@ -346,7 +367,8 @@ class _Workers:
         """One task in a `python -m analyzer.worker` subprocess; its rows, or its error raised here."""
         from analyzer.worker import PARENT_ENV, create_private, encode_task, load_result
 
-        task["path"] = os.path.abspath(task["path"])
+        path = task["path"]
+        task["path"] = os.path.abspath(path) if isinstance(path, str) else tuple(map(os.path.abspath, path))
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -400,7 +422,7 @@ def _run_worker(result_path: str, task: dict[str, Any], workers: _Workers | None
 def _merge_info(shards: list[ShardResult]) -> CaptureInfo:
     first = shards[0][1]
     return CaptureInfo(first.path, first.name, first.packets,
-                       sum(info.tcp_connections for _, info in shards), first.bytes)
+                       sum(info.tcp_connections for _, info in shards), first.bytes, first.files)
 
 
 def _progress_callback(progress: bool | ProgressCallback, name: str) -> ProgressCallback | None:

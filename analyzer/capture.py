@@ -277,6 +277,8 @@ class CaptureReader:
         self.problems: list[Problem] = []
         self.records_read: int = 0
         self.size: int = 0
+        #: the timestamp (ns) of the last record read, once iteration has ended (None: no record)
+        self.last_ts_ns: int | None = None
         self._next_no = first_record_no
         self._raw: io.BufferedReader | None = None
         self._f: Any = None
@@ -389,6 +391,12 @@ class CaptureReader:
         if self._pcap is not None:
             return self._iter_pcap()
         return self._iter_pcapng()
+
+    @property
+    def next_record_no(self) -> int:
+        """The number the next record would get (after iteration: the first record of a file read
+        next, as `mergecap -a` numbers them)."""
+        return self._next_no
 
     def position(self) -> int:
         """Bytes of the on-disk file consumed so far (the compressed offset for a .gz)."""
@@ -510,6 +518,7 @@ class CaptureReader:
         finally:
             # every record of a pcap file is numbered, and yielded unless it is empty
             self._next_no, self.records_read = no, no - first - self._empty
+        self.last_ts_ns = ts
         self._finish(first, no)
 
     def _skip_empty(self, no: int) -> int:
@@ -636,6 +645,7 @@ class CaptureReader:
             self._next_no = no
             self._read_failed(exc, ts)
         self._next_no = no
+        self.last_ts_ns = ts
         self._finish(first, no)
 
     def _other_block(self, hdr: bytes, btype: int, blen: int, no: int, ts: int | None) -> bool:

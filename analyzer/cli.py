@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="characters of message previews kept (0: none, faster; default 64)")
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing but the requested output")
     common.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    common.add_argument("--ring", action=argparse.BooleanOptionalAction, default=None,
+                        help="the files are one rotated capture (tcpdump -G/-C, dumpcap -b), read as one "
+                             "(default: when the names are one dumpcap ring or one tcpdump -C set)")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("report", parents=[common], help="write an HTML report with figures and tables",
@@ -250,7 +253,7 @@ def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
     a = analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
                 payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
                 validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars),
-                keylog=args.keylog or None)
+                keylog=args.keylog or None, ring=args.ring)
     args.warnings = damage_warnings(a) + tls_warnings(a, bool(args.keylog))
     return a
 

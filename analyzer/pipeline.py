@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from analyzer.capture import CaptureReader
 from analyzer.connection import Connection, TlsKeys
 from analyzer.events import (
     Problem,
@@ -24,9 +23,10 @@ from analyzer.events import (
 )
 from analyzer.packets import PacketDecoder
 from analyzer.protocol import ProblemKind
+from analyzer.ring import RingReader, open_capture, ring_name
 from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
-from analyzer.tables import ProblemLimiter, TableRows, capture_problem_row
+from analyzer.tables import ProblemLimiter, ProblemRow, TableRows, capture_problem_row
 from analyzer.tls import KeyLog
 from analyzer.websocket import Budgets, Options
 
@@ -57,12 +57,14 @@ def _refuse(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
     return False
 
 
-def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_id: int = 1,
+def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
                  shard: tuple[int, int] = (0, 1)) -> TableRows:
     """Run one capture through every stage and return its table rows.
 
     Args:
+        path: the capture file, or the files of one ring buffer (a list or tuple: analyzer.ring),
+            read as one capture.
         shard: (k, n): look only at the TCP connections process k of n owns (analyzer.sharding),
             so n processes can share one capture; capture-level problems are reported by shard 0.
 
@@ -70,11 +72,12 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
         CaptureError: the file cannot be read as a capture at all (nothing was read).
     """
     shard_index, shards = shard
-    name = capture_name or os.path.basename(os.fspath(path))
-    rows = TableRows(capture=name)
     # TLS keys: the key log files given, then the capture's own pcapng secrets as they are read
     keylog = KeyLog.from_files(options.keylog_files, environ=False)
-    reader = CaptureReader(path, on_secrets=keylog.add_text)
+    reader = open_capture(path, on_secrets=keylog.add_text)
+    name = capture_name or (ring_name(reader.paths) if isinstance(reader, RingReader)
+                            else os.path.basename(reader.path))
+    rows = TableRows(capture=name)
     limiter = ProblemLimiter()
     # the decoder asks the limiter before it builds a problem: past a kind's cap, a flood of
     # defective records costs a counter each (shard 0 reports the capture's packet problems)
@@ -133,6 +136,9 @@ def analyze_file(path: str | os.PathLike[str], options: Options, *, first_conn_i
         capture_level = (reader.problems if shard_index == 0 else []) + _dropped(reassembler, shards)
         rows.problems.extend(capture_problem_row(name, p) for p in capture_level
                              if limiter.admit(str(p.kind), p.record_no, p.ts_ns))
+        if isinstance(reader, RingReader) and shard_index == 0:     # where the ring's files do not join
+            rows.problems.extend(ProblemRow(name, None, p.record_no, p.ts_ns, None, str(p.kind), p.detail)
+                                 for p in reader.ring_problems)
         rows.problems.extend(limiter.summary_rows(name, None, "in this capture"))
         rows.packets = records
         rows.bytes_read = reader.size
