@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: csv; zeek, zeek-json, eve, har: one file in that tool's format")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (or FILE.json)")
     p.add_argument("--payloads", action="store_true", help="keep whole message payloads (hex in CSV/JSON)")
+    p.add_argument("--scheduler", metavar="local|ADDRESS",
+                   help="analyse the captures on a Dask cluster, one task each (needs the cluster "
+                        "extra): local (a cluster of --jobs processes on this machine) or a running "
+                        "scheduler's address such as tcp://host:8786, whose workers must see the "
+                        "captures, key logs and DIR at the same absolute paths. With --format parquet "
+                        "the workers write DIR/TABLE/capture=NAME/part.0.parquet (conn_id numbered "
+                        "within each capture); other formats are written here as without it")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -238,11 +245,23 @@ def _time_mode(text: str) -> str:
 
 def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
     from analyzer.api import analyze
+
+    captures = _distinct_captures(args)
+    a = analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
+                payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
+                validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars),
+                keylog=args.keylog or None, ring=args.ring)
+    args.warnings = damage_warnings(a) + tls_warnings(a, bool(args.keylog))
+    return a
+
+
+def _distinct_captures(args: argparse.Namespace) -> list[str]:
+    """The captures given, each file once (the same file twice would count everything twice)."""
     from analyzer.stats import printable
 
     seen: set[str] = set()
     captures = []
-    for path in args.captures:  # the same file twice would count everything twice
+    for path in args.captures:
         key = os.path.realpath(path)
         if key in seen:
             if not args.quiet:
@@ -250,12 +269,7 @@ def _analyze(args: argparse.Namespace, payloads: bool = False) -> Any:
             continue
         seen.add(key)
         captures.append(path)
-    a = analyze(captures, ports=args.port or None, max_message_bytes=args.max_message_bytes,
-                payloads=payloads, progress=not (args.quiet or args.no_progress), jobs=args.jobs,
-                validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars),
-                keylog=args.keylog or None, ring=args.ring)
-    args.warnings = damage_warnings(a) + tls_warnings(a, bool(args.keylog))
-    return a
+    return captures
 
 
 def tls_warnings(a: Any, keylog_given: bool) -> list[str]:
@@ -333,12 +347,51 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from analyzer.export import export
 
-    a = _analyze(args, payloads=args.payloads)
-    args.doing = "writing the tables"
-    paths = export(a, args.output, args.format)
+    if args.scheduler:
+        paths = _export_on_cluster(args)
+    else:
+        a = _analyze(args, payloads=args.payloads)
+        args.doing = "writing the tables"
+        paths = export(a, args.output, args.format)
     if not args.quiet:
         print("\n".join(paths))
     return 0
+
+
+def _export_on_cluster(args: argparse.Namespace) -> list[str]:
+    """export --scheduler: the captures analysed on a Dask cluster (analyzer.cluster), one task each;
+    parquet written by the workers as a dataset partitioned by capture, the other formats here."""
+    import types
+
+    from analyzer.export import export
+
+    try:
+        from analyzer.cluster import analyze_many, cluster_client
+    except ImportError as exc:
+        raise UsageError(f"--scheduler needs Dask: pip install 'ws-analyzer[cluster]' ({exc})") from None
+    if args.scheduler != "local" and "://" not in args.scheduler:
+        raise UsageError(f"--scheduler: not a scheduler: {args.scheduler!r} (local, or an address "
+                         "such as tcp://host:8786)")
+    if args.scheduler != "local" and args.jobs is not None:
+        raise UsageError("--jobs sets the workers of --scheduler local; a remote cluster has its own")
+    if getattr(args, "ring", None):
+        raise UsageError("--scheduler reads each file as its own capture: leave --ring out")
+    captures = _distinct_captures(args)
+    with cluster_client(args.scheduler, args.jobs) as client:
+        many = analyze_many(captures, client, ports=args.port or None,
+                            max_message_bytes=args.max_message_bytes, payloads=args.payloads,
+                            validate_utf8=not args.no_utf8_check,
+                            preview_len=max(0, args.preview_chars), keylog=args.keylog or None)
+        args.doing = "writing the tables"
+        if args.format != "parquet":
+            a = many.compute()
+            args.warnings = damage_warnings(a) + tls_warnings(a, bool(args.keylog))
+            return export(a, args.output, args.format)
+        paths = many.to_parquet(args.output)
+        seen = types.SimpleNamespace(connections=many.gathered("connections"),
+                                     problems=many.gathered("problems"))
+    args.warnings = damage_warnings(seen) + tls_warnings(seen, bool(args.keylog))
+    return paths
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
