@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -48,6 +49,15 @@ def _records(path: str) -> tuple[int, int | None, int | None]:
         return reader.next_record_no - 1, first, reader.last_ts_ns
 
 
+def _tshark_frames(path: Path, server_port: int) -> list[dict]:
+    spec = importlib.util.spec_from_file_location("ring_tshark_frames", RING.parent / "tshark_frames.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    frames: list[dict] = module.tshark_frames(path, [server_port])
+    return frames
+
+
 def _without_capture(a: analyzer.Analysis, table: str) -> pd.DataFrame:
     return getattr(a, table).drop(columns="capture")
 
@@ -80,6 +90,15 @@ def test_real_ring_equals_mergecap(tmp_path, name):
     assert ring.captures[0].files == tuple(order)
     assert ring.captures[0].packets == whole.captures[0].packets
     assert list(ring.frames.frame_no) == sorted(ring.frames.frame_no)
+    # tshark, the reference, on the merged file: the same frames at the same record numbers
+    if shutil.which("tshark") is not None:
+        server_port = int(ring.connections.server_port.iloc[0])
+        port = dict(zip(ring.connections.conn_id, ring.connections.client_port))
+        ours = [(int(f.frame_no), int(port[f.conn_id]), f.sender, int(f.opcode), bool(f.fin),
+                 int(f.payload_len)) for f in ring.frames.itertuples()]
+        theirs = [(f["frame_no"], f["client_port"], f["sender"], f["opcode"], bool(f["fin"]),
+                   f["payload_len"]) for f in _tshark_frames(merged, server_port)]
+        assert ours == theirs
 
 
 @pytest.mark.parametrize("name", SETS)
