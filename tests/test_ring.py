@@ -174,8 +174,11 @@ def test_without_ring_later_files_lose_their_handshake(name):
 
 
 def test_ring_on_two_processes_is_the_same(monkeypatch):
-    """jobs=2: both processes read the chained records and keep their own connections."""
-    _, files = _set("tcpdump_C")
+    """jobs=2: both processes read the chained records and keep their own connections (the paths
+    relative: the worker runs elsewhere)."""
+    exp, _ = _set("tcpdump_C")
+    monkeypatch.chdir(RING)
+    files = [f"tcpdump_C/{f}" for f in exp["files"]]
     one = analyzer.analyze(files, ring=True, jobs=1, payloads=True)
     monkeypatch.setattr(analyzer.api, "SHARD_MIN_BYTES", 0)
     calls = []
