@@ -26,7 +26,7 @@ from analyzer.protocol import ProblemKind
 from analyzer.ring import RingReader, open_capture, ring_name
 from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
-from analyzer.tables import ProblemLimiter, ProblemRow, TableRows, capture_problem_row
+from analyzer.tables import ProblemLimiter, TableRows, capture_problem_row
 from analyzer.tls import KeyLog
 from analyzer.websocket import Budgets, Options
 
@@ -137,8 +137,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
         rows.problems.extend(capture_problem_row(name, p) for p in capture_level
                              if limiter.admit(str(p.kind), p.record_no, p.ts_ns))
         if isinstance(reader, RingReader) and shard_index == 0:     # where the ring's files do not join
-            rows.problems.extend(ProblemRow(name, None, p.record_no, p.ts_ns, None, str(p.kind), p.detail)
-                                 for p in reader.ring_problems)
+            rows.problems.extend(capture_problem_row(name, p) for p in reader.ring_problems)
         rows.problems.extend(limiter.summary_rows(name, None, "in this capture"))
         rows.packets = records
         rows.bytes_read = reader.size

@@ -191,6 +191,11 @@ class ProblemKind(str, Enum):
     # capture and packets
     CAPTURE_TRUNCATED = "capture-truncated"
     CAPTURE_UNREADABLE = "capture-unreadable"
+    # ring-buffer files read as one capture (analyzer.ring): where they do not join up
+    CAPTURE_GAP = "capture-gap"                      # more than ring.GAP_NS with no record between files
+    CAPTURE_OVERLAP = "capture-overlap"              # a file starts before the previous one ended
+    CAPTURE_FILE_MISSING = "capture-file-missing"    # a sequence number of the file names is skipped
+    CAPTURE_LINKTYPE_CHANGE = "capture-linktype-change"  # the next file's link type differs
     UNKNOWN_LINKTYPE = "unknown-linktype"
     MALFORMED_PACKET = "malformed-packet"
     PACKET_TRUNCATED = "packet-truncated"            # cut by the snap length

@@ -6,7 +6,7 @@ as one stream, as `mergecap -a` of them would be. `RingReader` chains one `Captu
 (each in its own format: pcap, pcapng, gzipped or not), in the order of each file's first record
 time, numbering the records on across files, so the pipeline sees one capture.
 
-Where the files do not join up, a capture-level problem says so (`RingProblem`, at the first
+Where the files do not join up, a capture-level problem says so (a `Problem` in `ring_problems`, at the first
 record of the later file): `capture-overlap` when a file starts before the previous one ended,
 `capture-gap` when more than GAP_NS pass between them (a file of the ring may be missing, or the
 link was quiet), `capture-file-missing` when the sequence numbers in dumpcap's or tcpdump -C's
@@ -23,12 +23,12 @@ import re
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 from analyzer.capture import STDIN, CaptureError, CaptureReader
 from analyzer.events import PacketRecord, Problem
+from analyzer.protocol import ProblemKind
 
-__all__ = ["GAP_NS", "FileStart", "RingProblem", "RingProblemKind", "RingReader", "open_capture", "probe",
+__all__ = ["GAP_NS", "FileStart", "RingReader", "open_capture", "probe",
            "reading_order", "ring_files", "ring_name"]
 
 #: Silence between two files longer than this is reported as a possible gap: 60 s, longer than the
@@ -41,28 +41,6 @@ _DUMPCAP = re.compile(r"(?P<base>.+)_(?P<no>\d{5,})_\d{14}(?P<ext>(?:\.[A-Za-z0-
 # tcpdump -C (and -W): NAME, NAME1, NAME2… (NAME0, NAME1… zero-padded with -W); -z gzip adds .gz
 _TCPDUMP_C = re.compile(r"(?P<base>.+?\.(?:pcap|pcapng|cap|dmp))(?P<no>\d*)(?P<ext>\.gz)?",
                         re.IGNORECASE)
-
-
-class RingProblemKind(str, Enum):
-    """Kinds of the problems where ring files do not join up (stable kebab-case keys)."""
-
-    CAPTURE_GAP = "capture-gap"                      # more than GAP_NS with no record between files
-    CAPTURE_OVERLAP = "capture-overlap"              # a file starts before the previous one ended
-    CAPTURE_FILE_MISSING = "capture-file-missing"    # a sequence number of the file names is skipped
-    CAPTURE_LINKTYPE_CHANGE = "capture-linktype-change"  # the next file's link type differs
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, slots=True)
-class RingProblem:
-    """A capture-level problem of a ring: where its files do not join up."""
-
-    kind: RingProblemKind
-    detail: str
-    record_no: int | None
-    ts_ns: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +152,7 @@ class RingReader:
         self.paths: list[str] = [s.path for s in self.starts]
         self.on_secrets = on_secrets
         self.problems: list[Problem] = []
-        self.ring_problems: list[RingProblem] = []
+        self.ring_problems: list[Problem] = []
         self.size: int = sum(s.size for s in self.starts)
         self._done_bytes = 0
         self._current: CaptureReader | None = None
@@ -215,27 +193,27 @@ class RingReader:
         last = previous.last_ts_ns
         missing = _missing_files(before, now)
         if missing is not None:
-            self._add(RingProblemKind.CAPTURE_FILE_MISSING,
+            self._add(ProblemKind.CAPTURE_FILE_MISSING,
                       f"{name}: {missing} of the ring missing between {prev_name} and {name}",
                       first_no, ts)
         if ts is not None and last is not None:
             if ts < last:
-                self._add(RingProblemKind.CAPTURE_OVERLAP,
+                self._add(ProblemKind.CAPTURE_OVERLAP,
                           f"{name}: starts {(last - ts) / 1e9:.6f} s before {prev_name} ended: its records "
                           "are read after all of that file's (as mergecap -a would), not merged by time",
                           first_no, ts)
             elif ts - last > GAP_NS and missing is None:
-                self._add(RingProblemKind.CAPTURE_GAP,
+                self._add(ProblemKind.CAPTURE_GAP,
                           f"{name}: no record for {(ts - last) / 1e9:.6f} s after {prev_name} ended: "
                           "a file of the ring may be missing (or the link was quiet)", first_no, ts)
         lt_before = before_start.linktype
         if start.linktype is not None and lt_before is not None and start.linktype != lt_before:
-            self._add(RingProblemKind.CAPTURE_LINKTYPE_CHANGE,
+            self._add(ProblemKind.CAPTURE_LINKTYPE_CHANGE,
                       f"{name}: link type {start.linktype} after {prev_name}'s {lt_before}: the files may "
                       "come from different interfaces or captures", first_no, ts)
 
-    def _add(self, kind: RingProblemKind, detail: str, record_no: int, ts_ns: int | None) -> None:
-        self.ring_problems.append(RingProblem(kind, detail, record_no, ts_ns))
+    def _add(self, kind: ProblemKind, detail: str, record_no: int, ts_ns: int | None) -> None:
+        self.ring_problems.append(Problem(kind, detail, record_no, ts_ns))
 
     def position(self) -> int:
         """Bytes of all files consumed so far (the compressed offset for a .gz)."""
