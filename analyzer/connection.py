@@ -465,6 +465,8 @@ class Connection:
         that began after the handshake) stack the TLS transform before anything reads them as
         HTTP or as WebSocket frames, on a ports= port too; anything else is read as it comes."""
         head = self.tls_head + data if self.tls_head else data
+        if not head:
+            return
         if len(head) < (6 if head[0] == 0x16 else 3) and head[0] in _TLS_RECORD_TYPES:
             self.tls_head = head            # too few bytes to tell (1-byte segments)
             return
@@ -565,6 +567,8 @@ class Connection:
         the held bytes are read as they would have been."""
         held = b"".join(d for dr, d, _r, _t in self.h2_held if dr == direction)
         head = held + data if held else data
+        if not head:
+            return True                         # (an empty TLS record's plaintext)
         verdict = looks_like_h2(head)
         if verdict is None:                     # a proper prefix of the preface: wait
             self.h2_held = [c for c in self.h2_held if c[0] != direction]
