@@ -5,6 +5,8 @@ decoded is only what was sent, and undamaged bytes cut anywhere decode exactly a
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,7 +75,7 @@ def _cut(flow: list[tuple[int, bytes]], cuts: list[int]) -> list[tuple[int, byte
 def _previews(rows: TableRows) -> list[str]:
     m = rows.messages
     text, ends = bytes(m.preview_utf8), list(m.preview_ends)
-    return [text[a:b].decode("utf-8", "replace") for a, b in zip(ends, ends[1:])]
+    return [text[a:b].decode("utf-8", "replace") for a, b in itertools.pairwise(ends)]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
