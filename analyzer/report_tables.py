@@ -37,6 +37,7 @@ class Links:
     prefix: str = ""
     conn_pages: frozenset[int] = frozenset()
     frame_page: dict[int, int] = field(default_factory=dict)
+    _sorted: np.ndarray | None = field(default=None, repr=False)
 
     def conn(self, cid: object) -> str | None:
         if cid is None or cid is pd.NA or (isinstance(cid, float) and np.isnan(cid)):
@@ -44,11 +45,25 @@ class Links:
         return f"{self.prefix}conn/{int(cid)}.html" if int(cid) in self.conn_pages else None  # type: ignore[call-overload]
 
     def frame(self, frame_no: object) -> str | None:
+        """The frames page row of `frame_no`; for a record that completed no frame (a TCP gap, a
+        problem of the handshake or of TLS), the first frame after it (else the last before it),
+        so that every problem leads to the frames around it."""
         if frame_no is None or frame_no is pd.NA or (isinstance(frame_no, float) and np.isnan(frame_no)):
             return None
         n = int(frame_no)  # type: ignore[call-overload]
         page = self.frame_page.get(n)
+        if page is None and self.frame_page:
+            shown = self._shown()
+            i = int(np.searchsorted(shown, n))
+            n = int(shown[min(i, len(shown) - 1)])
+            page = self.frame_page[n]
         return None if page is None else f"{self.prefix}frames/{page}.html#frame-{n}"
+
+    def _shown(self) -> np.ndarray:
+        """The frame numbers that have a page row, sorted (made once)."""
+        if self._sorted is None or len(self._sorted) != len(self.frame_page):
+            self._sorted = np.fromiter(sorted(self.frame_page), dtype=np.int64, count=len(self.frame_page))
+        return self._sorted
 
 
 def cell_strings(s: pd.Series) -> tuple[list[str], bool]:

@@ -79,8 +79,12 @@ def test_problems_link_to_their_frames(incident) -> None:
     frames1 = (out / "frames" / "1.html").read_text(encoding="utf-8")
     row = frames1.split('<tr id="frame-123">', 1)[1].split("</tr>", 1)[0]
     assert ">123<" in row
-    # a problem at a packet that completed no frame (the 404 at packet 19) is shown without a link
+    # a problem at a packet that completed no frame leads to the first frame after it: the 404 at
+    # packet 19 (the frame at 20 and after), the TCP gap at 53 (the frames at 55 it cut)
     assert 19 not in frame_nos and "frames/1.html#frame-19" not in page
+    after_19 = min(n for n in frame_nos if n > 19)
+    assert f'<a href="frames/1.html#frame-{after_19}">19</a>' in page
+    assert 53 not in frame_nos and '<a href="frames/1.html#frame-55">53</a>' in page
 
 
 def test_every_link_resolves(incident) -> None:
