@@ -98,8 +98,9 @@ def _new_id(lut: np.ndarray, old: int) -> int | None:
     return None if new < 0 else new
 
 
-def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
-    """Per part, old conn_id → new one (by first packet, then part, then old id); -1 unknown."""
+def _lookups(parts: list[TableRows], at_least: int = 0) -> list[np.ndarray]:
+    """Per part, old conn_id → new one (by first packet, then part, then old id); -1 unknown.
+    `at_least`: the largest old id to cover beyond those in the parts (rows taken out of them)."""
     starts = sorted((int(first), i, int(old)) for i, part in enumerate(parts)
                     for first, old in zip(part.connections.columns["first_packet"],
                                           part.connections.columns["conn_id"]))
@@ -107,7 +108,7 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     for part in parts:
         ids = list(part.connections.columns["conn_id"])
         ids += [row.conn_id for row in part.problems if row.conn_id is not None]
-        top = max(ids, default=0)
+        top = max(max(ids, default=0), at_least)
         for table in (part.frames, part.messages):
             if len(table):
                 top = max(top, int(table.column("conn_id").max()))
@@ -115,6 +116,12 @@ def _lookups(parts: list[TableRows]) -> list[np.ndarray]:
     for new_id, (_, i, old) in enumerate(starts, start=1):
         lookups[i][old] = new_id
     return lookups
+
+
+def conn_id_lookup(rows: TableRows, top: int) -> np.ndarray:
+    """One process's provisional conn_id → the final one (as tables_from_rows numbers them), for
+    ids up to `top` at least; -1 for an id of no connection (analyzer.outofcore)."""
+    return _lookups([rows], top)[0]
 
 
 def _connections(parts: list[TableRows], lookups: list[np.ndarray]) -> pd.DataFrame:

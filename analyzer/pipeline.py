@@ -31,6 +31,9 @@ from analyzer.tls import KeyLog
 from analyzer.websocket import Budgets, Options
 
 ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
+#: called with the rows at each compaction (final False) and once when the capture is read (True);
+#: it may take rows out of them (TableRows' take_rows: the out-of-core export, analyzer.outofcore)
+RowsSink = Callable[[TableRows, bool], None]
 _COMPACT_MASK = (1 << 14) - 1     # every 16,384 records: rows into columns, a progress callback
 REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
@@ -59,7 +62,7 @@ def _refuse(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
 
 def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> TableRows:
+                 shard: tuple[int, int] = (0, 1), sink: RowsSink | None = None) -> TableRows:
     """Run one capture through every stage and return its table rows.
 
     Args:
@@ -67,6 +70,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
             read as one capture.
         shard: (k, n): look only at the TCP connections process k of n owns (analyzer.sharding),
             so n processes can share one capture; capture-level problems are reported by shard 0.
+        sink: called after each compaction and at the end (RowsSink), so that rows can be written
+            while the capture is read; what it takes out is not in the rows returned.
 
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
@@ -126,6 +131,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
                 decoder.dropped_ts = None
             if not records & _COMPACT_MASK:
                 rows.compact()
+                if sink is not None:
+                    sink(rows, False)
                 gc.freeze()     # what lives on (open connections) is not rescanned (see below)
                 if progress is not None:
                     progress(reader.position(), reader.size)
@@ -142,6 +149,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
         rows.packets = records
         rows.bytes_read = reader.size
         rows.done()
+        if sink is not None:
+            sink(rows, True)
         if progress is not None:
             progress(reader.size, reader.size)
     finally:

@@ -983,6 +983,15 @@ class FrameColumns(_IntRows):
             self.close_reason[len(self)] = close_reason
         self.extend((conn_id, frame_no, ts_ns, flags, payload_len, close_code, message_id, rtt_ns))
 
+    def take_rows(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        """Every row collected so far, let go of here (the out-of-core export, analyzer.outofcore):
+        the int64 columns and the close reasons by row. The containers the writers hold stay the
+        same objects, emptied, and rows added next are numbered from 0 again."""
+        columns = {name: self.column(name, take=True) for name in self.FIELDS}
+        reasons = dict(self.close_reason)
+        self.close_reason.clear()
+        return columns, reasons
+
     def _state_names(self) -> tuple[str, ...]:
         return ("close_reason",)
 
@@ -1018,6 +1027,21 @@ class MessageColumns(_IntRows):
         import pyarrow as pa
         return pa.Array.from_buffers(pa.large_string(), len(self.preview_ends) - 1,
                                      [None, pa.py_buffer(self.preview_ends), pa.py_buffer(self.preview_utf8)])
+
+    def take_rows(self) -> tuple[dict[str, np.ndarray], Any, dict[int, bytes]]:
+        """Every row collected so far, let go of here (see FrameColumns.take_rows): the int64
+        columns, the previews (a copy: the buffers the writers append to are emptied in place)
+        and the kept payloads by row."""
+        import pyarrow as pa
+        columns = {name: self.column(name, take=True) for name in self.FIELDS}
+        previews = pa.Array.from_buffers(pa.large_string(), len(self.preview_ends) - 1,
+                                         [None, pa.py_buffer(self.preview_ends.tobytes()),
+                                          pa.py_buffer(bytes(self.preview_utf8))])
+        del self.preview_utf8[:]
+        del self.preview_ends[1:]
+        payload = dict(self.payload)
+        self.payload.clear()
+        return columns, previews, payload
 
     def _state_names(self) -> tuple[str, ...]:
         return ("payload", "preview_ends", "preview_utf8")
