@@ -160,21 +160,22 @@ class ManyAnalysis:
 
     Attributes:
         names: the captures' names (the `capture` column), in the order given.
-        captures: what was read of each capture.
         options: the analysis options.
     """
 
-    def __init__(self, names: list[str], captures: list[CaptureInfo], options: Options,
-                 parts: list[dict[str, Any]], client: Client | None) -> None:
+    def __init__(self, paths: list[str], names: list[str], options: Options, results: list[Any],
+                 client: Client | None) -> None:
         self.names = names
-        self.captures = captures
         self.options = options
-        self._parts = parts         # per capture, table → a Future on `client` or a DataFrame here
+        self._paths = paths
+        self._results = results     # per capture, its task's (tables, info): a Future on `client`, or here
         self._client = client
+        self._captures: list[CaptureInfo] | None = None
 
     @classmethod
     def _run(cls, client: Client, paths: list[str], names: list[str], options: Options) -> ManyAnalysis:
-        """Submit one task per capture, wait for them, raise the first failure in the order given."""
+        """Submit one task per capture, wait for them, raise the first failure in the order given.
+        Nothing else runs per capture until a table is asked for."""
         from distributed import as_completed
 
         tasks = [client.submit(capture_tables, os.path.abspath(p), n, options, names, pure=False,
@@ -188,18 +189,23 @@ class ManyAnalysis:
             error = _task_error(failed[0], names[tasks.index(failed[0])])
             client.cancel(tasks)
             raise error
-        infos = client.gather([client.submit(operator.getitem, f, 1) for f in tasks])
-        parts = [{t: client.submit(_table, f, t) for t in TABLES} for f in tasks]
-        del tasks                   # the tables stay, held by their own futures
-        captures = [dataclasses.replace(info, path=p) for info, p in zip(infos, paths)]
-        return cls(names, captures, options, parts, client)
+        return cls(paths, names, options, tasks, client)
 
     def held_here(self) -> ManyAnalysis:
         """The same result with every table gathered into this process (before its cluster goes)."""
         if self._client is None:
             return self
-        gathered = self._client.gather(self._parts)
-        return ManyAnalysis(self.names, self.captures, self.options, gathered, None)
+        return ManyAnalysis(self._paths, self.names, self.options, self._client.gather(self._results), None)
+
+    @property
+    def captures(self) -> list[CaptureInfo]:
+        """What was read of each capture (path as given)."""
+        if self._captures is None:
+            infos = (self._client.gather(self._client.map(operator.getitem, self._results,
+                                                          [1] * len(self._results)))
+                     if self._client is not None else [info for _, info in self._results])
+            self._captures = [dataclasses.replace(info, path=p) for info, p in zip(infos, self._paths)]
+        return self._captures
 
     # --- the tables as dask DataFrames ---
     @property
@@ -219,14 +225,14 @@ class ManyAnalysis:
         return self.table("problems")
 
     def table(self, name: str) -> dd.DataFrame:
-        """One table as a dask DataFrame, partition i = capture i (conn_id numbered within it)."""
+        """One table as a dask DataFrame, partition i = capture i (conn_id numbered within it).
+        With a client that is not the default one, compute it with `client.compute(...)`."""
         import dask.config
         import dask.dataframe as dd
         from dask.delayed import delayed
 
         _check_table(name)
-        pieces = [part[name] if self._client is not None else delayed(part[name], pure=False)
-                  for part in self._parts]
+        pieces = [delayed(_table, pure=False)(result, name) for result in self._results]
         # dask would turn object columns into strings: the lists and payload bytes must stay as they are
         with dask.config.set({"dataframe.convert-string": False}):
             table: dd.DataFrame = dd.from_delayed(pieces, meta=_meta(name, self.names), verify_meta=False)
@@ -238,9 +244,11 @@ class ManyAnalysis:
         import pandas as pd
 
         _check_table(name)
-        pieces = [part[name] for part in self._parts]
-        if self._client is not None:
-            pieces = self._client.gather(pieces)
+        if self._client is None:
+            pieces = [_table(result, name) for result in self._results]
+        else:
+            pieces = self._client.gather(self._client.map(_table, self._results,
+                                                          [name] * len(self._results)))
         table: pd.DataFrame = pd.concat(pieces, ignore_index=True)
         return table
 
@@ -251,10 +259,12 @@ class ManyAnalysis:
         from analyzer.api import Analysis
         from analyzer.merge import merge_captures
 
-        parts = (self._client.gather(self._parts) if self._client is not None
-                 else copy.deepcopy(self._parts))       # merge_captures works in place
-        tables = merge_captures(parts, self.names)
-        return Analysis(captures=list(self.captures), options=self.options, **tables)
+        results = (self._client.gather(self._results) if self._client is not None
+                   else copy.deepcopy(self._results))       # merge_captures works in place
+        if self._captures is None:
+            self._captures = [dataclasses.replace(info, path=p) for (_, info), p in zip(results, self._paths)]
+        tables = merge_captures([tables for tables, _ in results], self.names)
+        return Analysis(captures=list(self._captures), options=self.options, **tables)
 
     def to_parquet(self, directory: PathLike) -> list[str]:
         """Write the tables as a Parquet dataset partitioned by capture (hive layout):
@@ -268,10 +278,11 @@ class ManyAnalysis:
         for name in TABLES:
             make_subdir(os.path.join(root, name))
         if self._client is None:
-            written = [write_capture(part, root, n) for part, n in zip(self._parts, self.names)]
+            written = [write_capture(result, root, n) for result, n in zip(self._results, self.names)]
         else:
-            written = self._client.gather([self._client.submit(write_capture, part, root, n, pure=False)
-                                           for part, n in zip(self._parts, self.names)])
+            written = self._client.gather(self._client.map(write_capture, self._results,
+                                                           [root] * len(self.names), self.names,
+                                                           pure=False))
         return [path for paths in written for path in paths]
 
     def __repr__(self) -> str:
@@ -318,15 +329,16 @@ def _meta(name: str, names: list[str]) -> pd.DataFrame:
     return meta
 
 
-def write_capture(tables: dict[str, pd.DataFrame], root: str, name: str) -> list[str]:
-    """One capture's four tables into the dataset under `root` (see ManyAnalysis.to_parquet)."""
+def write_capture(result: tuple[dict[str, pd.DataFrame], CaptureInfo], root: str, name: str) -> list[str]:
+    """One capture's four tables (its task's result) into the dataset under `root` (see
+    ManyAnalysis.to_parquet)."""
     from analyzer.export import make_subdir
 
     segment = f"{PARTITION}={urllib.parse.quote(name, safe='')}"
     paths = []
     for table in TABLES:
         folder = make_subdir(os.path.join(root, table, segment))
-        paths.append(_write_part(tables[table].drop(columns=[PARTITION]),
+        paths.append(_write_part(result[0][table].drop(columns=[PARTITION]),
                                  os.path.join(folder, "part.0.parquet")))
     return paths
 
