@@ -177,6 +177,17 @@ def test_without_a_client_a_local_cluster_is_made_and_closed(local: Any) -> None
     assert len(many.frames.compute()) == len(expected.frames)
 
 
+def test_the_default_client_is_used_when_there_is_one(client: Any) -> None:
+    with distributed.Client(client.scheduler.address) as default:      # made the default client
+        many = analyze_many(PATHS[1:3])
+        assert repr(many) == f"<ManyAnalysis of 2 captures (on {client.scheduler.address})>"
+        # and plain dask compute() runs on it
+        frames = many.frames.compute()
+        assert len(frames) == len(analyzer.analyze(PATHS[1:3], jobs=1).frames)
+        assert many.captures[1].path == PATHS[2]
+    assert default.status == "closed"
+
+
 def test_cli_export_on_a_scheduler(tmp_path: Path, client: Any, capsys: pytest.CaptureFixture[str],
                                    many: ManyAnalysis) -> None:
     address = client.scheduler.address
