@@ -271,7 +271,8 @@ class ManyAnalysis:
         DIR/<table>/capture=<name, percent-encoded>/part.0.parquet, one file per table and capture,
         written by the worker that holds it; the `capture` column is the directory's name (pandas
         and pyarrow read `pd.read_parquet("DIR/frames")` back with it). Every file of a table has
-        the same schema. Returns the paths written."""
+        the same schema. A capture's files already there are replaced; other captures' directories
+        are left as they are, so that several runs can fill one dataset. Returns the paths written."""
         from analyzer.export import make_subdir
 
         root = make_subdir(os.path.abspath(os.fspath(directory)))
@@ -309,7 +310,9 @@ def _task_error(future: Any, name: str) -> BaseException:
     if isinstance(exc, (CaptureError, KeyLogError)):
         return exc.with_traceback(None)         # the message is the error, not the worker's stack
     if isinstance(exc, KilledWorker):
-        return RuntimeError(f"{name}: the cluster's workers died analysing this capture ({exc})")
+        last = getattr(getattr(exc, "last_worker", None), "address", "?")
+        return RuntimeError(f"{name}: the cluster's workers died analysing this capture (dask "
+                            f"KilledWorker, last on {last}: out of memory or a crash; see its log)")
     return exc
 
 

@@ -5,6 +5,7 @@ dataset reads back equal, a bad capture is the local CaptureError, and `export -
 from __future__ import annotations
 
 import shutil
+import types
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import analyzer
 from analyzer import cli
 from analyzer.capture import CaptureError
-from analyzer.cluster import TABLES, ManyAnalysis, analyze_many, cluster_client
+from analyzer.cluster import TABLES, ManyAnalysis, _task_error, analyze_many, cluster_client
 from tests.capture_corpus import CAPTURES, analyze_kwargs, load_expected
 
 distributed = pytest.importorskip("distributed")
@@ -216,6 +217,18 @@ def test_cli_export_on_a_scheduler(tmp_path: Path, client: Any, capsys: pytest.C
     for wrong in (["--scheduler", "nowhere"], ["--scheduler", address, "--jobs", "2"]):
         assert cli.main(["export", PATHS[1], *wrong, "-o", str(tmp_path / "y")]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_worker_lost_on_a_capture_is_one_line_naming_it() -> None:
+    class Lost:
+        def exception(self) -> BaseException:
+            worker = types.SimpleNamespace(address="tcp://10.0.0.7:40000")
+            return distributed.KilledWorker("ws-analyzer-3-big.pcap-1234", worker, 3)  # type: ignore[arg-type]
+
+    error = _task_error(Lost(), "big.pcap")
+    assert isinstance(error, RuntimeError)
+    assert str(error).startswith("big.pcap: the cluster's workers died analysing this capture")
+    assert "tcp://10.0.0.7:40000" in str(error) and "\n" not in str(error)
 
 
 def test_cluster_client_refuses_what_is_not_a_scheduler() -> None:
