@@ -390,6 +390,12 @@ class TlsSession:
             self._mid_stream(side, out, record_no, ts_ns)
             return
         if ctype == HANDSHAKE:
+            if self._tls13 and epoch in (_HANDSHAKE, _APP):
+                # TLS 1.3 sends every handshake message after the ServerHello encrypted: a plaintext
+                # one is not authentic and must not move the key state nor the message reassembly
+                self._problem(out, side, ProblemKind.TLS_MALFORMED, f"a plaintext handshake record from "
+                              f"the {side.name} after its keys changed: ignored", record_no, ts_ns)
+                return
             self._handshake(side, side.hs.feed(fragment), False, out, record_no, ts_ns)
         elif ctype == CHANGE_CIPHER_SPEC:
             if not self._tls13:
@@ -482,10 +488,11 @@ class TlsSession:
             self._early_accepted = early
             if alpn is not None:
                 self.info.alpn = alpn
-        elif msg_type == H.KEY_UPDATE and self._tls13 and side.epoch is _APP and side.secret and self._suite:
+        elif msg_type == H.KEY_UPDATE and encrypted and self._tls13 and side.epoch is _APP and side.secret \
+                and self._suite:
             side.secret = tls13_next_secret(self._suite, side.secret)
             side.dec = RecordDecryptor(self._suite, tls13_keys(self._suite, side.secret), version=TLS13)
-        elif msg_type == H.END_OF_EARLY_DATA and side.epoch is _EARLY:
+        elif msg_type == H.END_OF_EARLY_DATA and encrypted and side.epoch is _EARLY:
             side.dec, side.next_dec = side.next_dec, None
             _enter(side, _HANDSHAKE if side.dec is not None else _OPAQUE)
         elif msg_type == H.NEW_SESSION_TICKET and not self._tls13 and body is not None:
