@@ -376,7 +376,7 @@ class H2Session:
         k = min(side.data_left, n - pos)
         if k:
             stream = side.data_stream
-            if stream is None:
+            if stream is None or stream.state is StreamState.CLOSED:
                 self.other_data += k
             else:
                 self._data(stream, side.direction, mv[pos:pos + k])
@@ -391,7 +391,7 @@ class H2Session:
                 side.in_data = False
                 stream = side.data_stream
                 side.data_stream = None
-                if side.data_end and stream is not None:
+                if side.data_end and stream is not None and stream.state is not StreamState.CLOSED:
                     self._end(stream, side.direction)
         return pos
 
@@ -529,7 +529,10 @@ class H2Session:
                 self._end(stream, direction)
 
     def _end(self, stream: _Stream, direction: int) -> None:
-        """END_STREAM from `direction`."""
+        """END_STREAM from `direction` (nothing for a stream already closed: a DATA frame that
+        began before an RST_STREAM ended it)."""
+        if stream.state is StreamState.CLOSED:
+            return
         if stream.state is StreamState.PENDING:
             stream.ended[direction] = True     # told after the answer
             return
@@ -553,7 +556,7 @@ class H2Session:
 
     def _forget(self, stream: _Stream) -> None:
         stream.state = StreamState.CLOSED
-        del self._streams[stream.stream_id]
+        self._streams.pop(stream.stream_id, None)
 
     # --- the end of a side ---------------------------------------------------------------------
 
