@@ -32,8 +32,9 @@ def test_h2_data_frame_cut_by_a_reset_of_its_stream() -> None:
     settings = SettingsFrame(0)
     settings.settings = {8: 1}
     out += s.feed(S, settings.serialize(), 2, 0)
-    out += s.feed(C, _headers(1, enc_c, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
-                                         (":path", "/"), (":authority", "a")]), 3, 0)
+    connect = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/"),
+               (":authority", "a")]
+    out += s.feed(C, _headers(1, enc_c, connect), 3, 0)
     out += s.feed(S, _headers(1, enc_s, [(":status", "200")], end=True), 4, 0)
     d = DataFrame(1)
     d.data = b"\x81\x80" + b"\0" * 4 + b"x" * 10
