@@ -55,7 +55,7 @@ from analyzer.events import (
     StreamOpened,
 )
 from analyzer.h2 import H2Out, H2Session, looks_like_h2
-from analyzer.h2_streams import H2Streams
+from analyzer.h2_streams import H2Stream, H2Streams
 from analyzer.handshake import HandshakeParser
 from analyzer.protocol import ProblemKind
 from analyzer.tables import ConnectionProblems, ConnectionRow, ProblemRow, TableRows
@@ -217,6 +217,7 @@ class Connection:
         "tcp_gaps",
         "tls",
         "tls_head",
+        "tls_head_dir",
         "tls_keys",
         "transforms",
         "websocket",
@@ -253,6 +254,7 @@ class Connection:
         self.tls_keys = tls_keys
         self.tls: TlsSession | None = None      # the TLS transform, when the bytes are TLS records
         self.tls_head: bytes | None = b""       # the first bytes, until they tell TLS or not (then None)
+        self.tls_head_dir = 0                   # … and the direction they came from
         self.new_id = new_id                    # more conn_ids (the WebSockets of an HTTP/2 connection)
         self.h2: H2Session | None = None        # the HTTP/2 stage, when the bytes are HTTP/2
         self.h2_streams: H2Streams | None = None
@@ -323,7 +325,7 @@ class Connection:
                 if self.state in _READING:
                     self._deliver(0, self.transforms[0].gap(direction, size, record_no, ts_ns))
             else:
-                self.tls_head = None        # (TLS is recognised by the first bytes of a stream only)
+                self._release_tls_head(record_no, ts_ns)  # (TLS is recognised by the first bytes only)
                 self._gap(direction, size, record_no, ts_ns)
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
@@ -359,7 +361,7 @@ class Connection:
         """Written to the connections table: WebSocket (HTTP/2 ones included), or TLS (nothing
         encrypted is hidden)."""
         return (self.request_seen or self.websocket is not None or self.tls is not None
-                or bool(self.h2_streams and self.h2_streams.streams))
+                or (self.h2_streams is not None and self.h2_streams.any))
 
     def close(self, reason: str, record_no: int, ts_ns: int) -> None:
         """The flow is released: flush the stages, write the connections row."""
@@ -372,8 +374,8 @@ class Connection:
         try:
             if self.transforms and self.state in _READING:
                 self._deliver(0, self.transforms[0].finish(record_no, ts_ns))
-            if self.state is _DETECTING and self.tls_head:
-                self._bytes(self.client_dir, self.tls_head, record_no, ts_ns)   # too few bytes to tell
+            if self.state is _DETECTING:
+                self._release_tls_head(record_no, ts_ns)      # too few bytes to tell
             if self.state is _DETECTING and self.h2_sniff:
                 self.h2_sniff = False
                 self._release_h2_held()
@@ -395,12 +397,9 @@ class Connection:
             if self.websocket is not None:
                 self.websocket.check_close_echoed(self.tcp_end, record_no, ts_ns)
             self.problems.finish()
-            streams = self.h2_streams.streams if self.h2_streams is not None else None
-            if streams:
-                transport = "h2" if self.tls is not None else "h2c"
-                for stream in streams.values():
-                    self.rows.connections.append(self._row(stream.handshake, stream.websocket, stream.conn_id,
-                                                           transport, stream.stream_id, stream.end))
+            if self.h2_streams is not None and self.h2_streams.any:
+                for stream in self.h2_streams.streams.values():
+                    self._stream_row(stream)
             else:
                 self.rows.connections.append(self._row(self.handshake, self.websocket, self.conn_id,
                                                        "tcp" if self.tls is None else "tls", None,
@@ -460,15 +459,27 @@ class Connection:
 
     # --- TLS ---------------------------------------------------------------------------------------
 
+    def _release_tls_head(self, record_no: int, ts_ns: int) -> None:
+        """TLS detection ends without TLS: the first bytes held go on, as the side that sent them."""
+        head, self.tls_head = self.tls_head, None
+        if head:
+            self._bytes(self.tls_head_dir, head, record_no, ts_ns)
+
     def _detect_tls(self, direction: int, data: bytes, record_no: int, ts_ns: int) -> None:
         """The connection's first bytes: TLS records (a ClientHello, or any record of a capture
         that began after the handshake) stack the TLS transform before anything reads them as
         HTTP or as WebSocket frames, on a ports= port too; anything else is read as it comes."""
+        if self.tls_head and direction != self.tls_head_dir:
+            # the other side spoke before the first one's bytes could tell: not a TLS start
+            self._release_tls_head(record_no, ts_ns)
+            if self.state is _DETECTING:
+                self._bytes(direction, data, record_no, ts_ns)
+            return
         head = self.tls_head + data if self.tls_head else data
         if not head:
             return
         if len(head) < (6 if head[0] == 0x16 else 3) and head[0] in _TLS_RECORD_TYPES:
-            self.tls_head = head            # too few bytes to tell (1-byte segments)
+            self.tls_head, self.tls_head_dir = head, direction   # too few bytes to tell (1-byte segments)
             return
         self.tls_head = None
         if not looks_like_tls(head):
@@ -578,8 +589,10 @@ class Connection:
             self._start_h2(direction, head, record_no, ts_ns)
             return True
         others = [c for c in self.h2_held if c[0] != direction]
-        if not others and _H2_SETTINGS.match(head) and len(head) <= _H2_HOLD_LIMIT:
-            self.h2_held = [(direction, head, record_no, ts_ns)]
+        other_head = b"".join(c[1] for c in others)
+        if ((not others or looks_like_h2(other_head) is None)   # the other side: nothing, or a preface begun
+                and _H2_SETTINGS.match(head) and len(head) <= _H2_HOLD_LIMIT):
+            self.h2_held = [*others, (direction, head, record_no, ts_ns)]
             return True
         self.h2_sniff = False
         self.h2_held = [c for c in self.h2_held if c[0] != direction]
@@ -608,6 +621,7 @@ class Connection:
         new_id = self.new_id if self.new_id is not None else _counter(self.conn_id)
         self.h2_streams = H2Streams(self.rows, self.problems, self.options, self.budgets, self.capture,
                                     self.conn_id, client_dir, new_id)
+        self.h2_streams.write_row = self._stream_row
         if upgraded is not None:
             for d in (1 - client_dir, client_dir):
                 if upgraded.trailing[d]:
@@ -619,10 +633,15 @@ class Connection:
                 self._h2_events(self.h2.feed(d, chunk, rec, ts))
         self._h2_events(self.h2.feed(client_dir, preface, record_no, ts_ns))
 
+    def _stream_row(self, stream: H2Stream) -> None:
+        self.rows.connections.append(self._row(stream.handshake, stream.websocket, stream.conn_id,
+                                               "h2" if self.tls is not None else "h2c", stream.stream_id,
+                                               stream.end))
+
     def _h2_events(self, events: list[H2Out]) -> None:
         if events:
             self.h2_streams.handle(events, self._sender)  # type: ignore[union-attr]
-            if self.h2_streams.streams:  # type: ignore[union-attr]
+            if self.h2_streams.any:  # type: ignore[union-attr]
                 self.problems.list_from_now()
 
     # --- ports= mode: WebSocket frames without a handshake --------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analyzer.events import Handshake
+from analyzer.events import Handshake, Problem
 from analyzer.h2 import H2Data, H2Out, H2Problem, H2StreamEnd, H2WebSocket
 from analyzer.tables import ConnectionProblems, TableRows
 from analyzer.websocket import Budgets, Options, WebSocket
@@ -37,8 +37,15 @@ class H2Stream:
 class H2Streams:
     """The WebSocket streams of one HTTP/2 connection, in the order they were answered."""
 
-    __slots__ = ("budgets", "capture", "client_dir", "conn_id", "new_id", "options", "problems", "rows",
-                 "streams")
+    __slots__ = ("budgets", "capture", "client_dir", "conn_id", "early", "finished", "new_id", "options",
+                 "problems", "rows", "rows_written", "streams", "write_row")
+    #: problems of streams not yet opened as WebSockets kept for them (a refusal comes before the
+    #: H2WebSocket that reports the failed stream), at most this many
+    MAX_EARLY = 64
+    #: streams that ended wait for the TCP connection's end to be written (their row shows how it
+    #: ended); past this many, the ended ones are written at once, so that memory does not grow
+    #: with the streams a long-lived connection has carried
+    MAX_FINISHED_HELD = 64
 
     def __init__(self, rows: TableRows, problems: ConnectionProblems, options: Options, budgets: Budgets,
                  capture: str, conn_id: int, client_dir: int, new_id: Callable[[], int]) -> None:
@@ -51,6 +58,11 @@ class H2Streams:
         self.client_dir = client_dir
         self.new_id = new_id
         self.streams: dict[int, H2Stream] = {}
+        self.early: list[tuple[int, str | None, Problem]] = []
+        self.finished: list[int] = []
+        self.rows_written = 0
+        #: writes a stream's connections row (set by the connection, which makes rows)
+        self.write_row: Callable[[H2Stream], None] | None = None
 
     def handle(self, events: list[H2Out], sender: Callable[[int], str]) -> None:
         streams = self.streams
@@ -64,20 +76,30 @@ class H2Streams:
             elif type(ev) is H2StreamEnd:
                 self._end(ev)
             elif type(ev) is H2Problem:
+                who = None if ev.direction is None else sender(ev.direction)
                 stream = streams.get(ev.stream_id) if ev.stream_id is not None else None
-                problems = stream.problems if stream is not None else self.problems
-                problems.report(None if ev.direction is None else sender(ev.direction), ev.problem)
+                if stream is not None:
+                    stream.problems.report(who, ev.problem)
+                elif ev.stream_id is not None and len(self.early) < self.MAX_EARLY:
+                    self.early.append((ev.stream_id, who, ev.problem))
+                else:
+                    self.problems.report(who, ev.problem)
 
     def _open(self, ev: H2WebSocket) -> None:
         if ev.stream_id in self.streams:
             return
-        first = not self.streams
+        first = not self.any                # (not: no stream held, which is true again after a flush)
         conn_id = self.conn_id if first else self.new_id()
         problems = self.problems if first else ConnectionProblems(self.rows.problems, self.capture, conn_id)
         problems.list_from_now()
         websocket = WebSocket(self.rows, problems, self.options, self.budgets, conn_id, self.client_dir,
                               ev.handshake)
         self.streams[ev.stream_id] = H2Stream(ev.stream_id, conn_id, ev.handshake, websocket, problems)
+        if self.early:
+            for stream_id, who, problem in self.early:
+                if stream_id == ev.stream_id:
+                    problems.report(who, problem)
+            self.early = [e for e in self.early if e[0] != ev.stream_id]
 
     def _end(self, ev: H2StreamEnd) -> None:
         stream = self.streams.get(ev.stream_id)
@@ -85,15 +107,35 @@ class H2Streams:
             return
         if ev.reset:
             stream.end = "rst"
-            return
-        stream.ended |= 1 << ev.direction
-        if stream.ended == 3 and stream.end == "open":
-            stream.end = "fin"
+        else:
+            stream.ended |= 1 << ev.direction
+            if stream.ended == 3 and stream.end == "open":
+                stream.end = "fin"
+        if stream.end != "open":
+            self.finished.append(ev.stream_id)
+            if len(self.finished) > self.MAX_FINISHED_HELD and self.write_row is not None:
+                for stream_id in self.finished:
+                    self._close(self.streams.pop(stream_id), ev.record_no, ev.ts_ns)
+                self.finished = []
+
+    def _close(self, stream: H2Stream, record_no: int, ts_ns: int) -> None:
+        """A stream's last frames and messages, its close checked, its row written."""
+        stream.websocket.finish(record_no, ts_ns)
+        stream.problems.list_from_now()
+        stream.websocket.check_close_echoed(stream.end, record_no, ts_ns)
+        if stream.problems is not self.problems:
+            stream.problems.finish()
+        if self.write_row is not None:
+            self.write_row(stream)
+            self.rows_written += 1
 
     def finish(self, record_no: int, ts_ns: int, tcp_end: str) -> None:
         """The connection ended: each stream's frames and messages the capture ended inside are
         written, and its close checked against how the stream (or, still open, the TCP connection)
         ended."""
+        for _stream_id, who, problem in self.early:        # streams that never became WebSockets
+            self.problems.report(who, problem)
+        self.early = []
         for stream in self.streams.values():
             if stream.end == "open" and tcp_end != "open":
                 stream.end = tcp_end
@@ -102,3 +144,8 @@ class H2Streams:
             stream.websocket.check_close_echoed(stream.end, record_no, ts_ns)
             if stream.problems is not self.problems:
                 stream.problems.finish()
+
+    @property
+    def any(self) -> bool:
+        """Did the connection carry a WebSocket stream (one still held, or one already written)?"""
+        return bool(self.streams) or self.rows_written > 0

@@ -65,3 +65,92 @@ def test_tls13_plaintext_handshake_record_cannot_rotate_the_keys() -> None:
         plain = [item[1] for item in out if len(item) == 4]
         kinds = [str(item[1].kind) for item in out if len(item) == 2]
         assert plain == [b"hello-1", b"hello-2"] and kinds == ["tls-malformed"]
+
+
+# --- the connection layer with HTTP/2 (conversations made by tests/test_h2_pipeline._Wire) --------
+
+def _connection_rows(flow: list[tuple[int, bytes]]):
+    from analyzer.connection import Connection
+    from analyzer.events import StreamOpened
+    from analyzer.tables import TableRows
+    from analyzer.websocket import Options
+
+    rows = TableRows()
+    opened = StreamOpened(1, 1, 1_700_000_000_000_000_000, 4, b"\x0a\0\0\1", 50000, b"\x0a\0\0\2", 80, True)
+    ids = iter(range(100, 10**7))
+    c = Connection(opened, rows, Options(), "m", 1, new_id=lambda: next(ids))
+    for i, (d, b) in enumerate(flow, 2):
+        c.on_data(d, b, i, opened.ts_ns + i)
+    return c, rows
+
+
+MASK = b"\1\2\3\4"
+
+
+def test_h2c_found_when_the_two_sides_first_bytes_interleave() -> None:
+    """The server's SETTINGS in two segments with the client's first preface bytes between them."""
+    from tests.pcapgen import frame
+    from tests.test_h2_pipeline import _Wire
+    w = _Wire()
+    w.connect(1, "/ok")
+    w.ws(0, 1, frame(1, b"hello", mask=MASK))
+    (sd, settings), (cd, preface) = w.flow[0], w.flow[1]
+    assert (sd, cd) == (1, 0)
+    cut = [(1, settings[:9]), (0, preface[:10]), (1, settings[9:]), (0, preface[10:]), *w.flow[2:]]
+    c, rows = _connection_rows(cut)
+    c.close("closed", 99, 99)
+    rows.done()
+    assert c.h2 is not None and len(rows.connections) == 1 and len(rows.messages) == 1
+
+
+def test_a_refused_later_stream_has_its_own_problem() -> None:
+    from tests.test_h2_pipeline import _Wire
+    w = _Wire()
+    w.connect(1, "/ok")
+    w.connect(3, "/refused", status=403)
+    c, rows = _connection_rows(w.flow)
+    c.close("closed", 99, 99)
+    rows.done()
+    refused = [r.conn_id for r in rows.connections if r.h2_stream_id == 3]
+    assert [p.conn_id for p in rows.problems if p.kind == "h2-connect-refused"] == refused == [100]
+
+
+def test_streams_that_ended_are_written_rather_than_held() -> None:
+    """A long-lived HTTP/2 connection carrying streams one after another: what the connection holds
+    stays bounded (the ended streams' rows are written), every stream still gets its row."""
+    from tests.pcapgen import close_payload, frame
+    from tests.test_h2_pipeline import _Wire
+    w = _Wire()
+    n = 300
+    for k in range(n):
+        sid = 1 + 2 * k
+        w.connect(sid, "/x")
+        w.ws(0, sid, frame(1, b"hi", mask=MASK))
+        w.ws(0, sid, frame(8, close_payload(1000), mask=MASK), end=True)
+        w.ws(1, sid, frame(8, close_payload(1000)), end=True)
+    c, rows = _connection_rows(w.flow)
+    assert c.h2_streams is not None and len(c.h2_streams.streams) <= c.h2_streams.MAX_FINISHED_HELD + 1
+    c.close("closed", 10**6, 10**6)
+    rows.done()
+    assert len(rows.connections) == n and len({r.conn_id for r in rows.connections}) == n
+    assert {r.close_status for r in rows.connections} == {"clean"} and len(rows.messages) == n
+
+
+def test_tls_detection_keeps_each_sides_first_bytes_its_own() -> None:
+    """The client's first byte could start a TLS record; the server speaks before more comes: the
+    byte stays the client's, the server's bytes the server's."""
+    from analyzer.connection import Connection
+    seen: list[tuple[int, bytes]] = []
+    original = Connection._bytes
+
+    def spy(self, direction, data, record_no, ts_ns):
+        seen.append((direction, bytes(data)))
+        return original(self, direction, data, record_no, ts_ns)
+
+    Connection._bytes = spy                                 # type: ignore[method-assign]
+    try:
+        _connection_rows([(0, b"\x17"), (1, b"HTTP/1.1 200 OK\r\n\r\n")])
+    finally:
+        Connection._bytes = original                        # type: ignore[method-assign]
+    assert seen[0] == (0, b"\x17") and all(d == 0 for d, b in seen if b == b"\x17")
+    assert all(d == 1 for d, b in seen if b.startswith(b"HTTP/"))
