@@ -154,3 +154,19 @@ def test_tls_detection_keeps_each_sides_first_bytes_its_own() -> None:
         Connection._bytes = original                        # type: ignore[method-assign]
     assert seen[0] == (0, b"\x17") and all(d == 0 for d, b in seen if b == b"\x17")
     assert all(d == 1 for d, b in seen if b.startswith(b"HTTP/"))
+
+
+def test_an_announced_huge_header_frame_is_refused_at_its_header_not_buffered() -> None:
+    """A HEADERS frame of 16 MiB announced (the server allows such frames) and never completed:
+    the side is given up at the frame header (h2-malformed), nothing is held."""
+    from analyzer.h2 import H2Problem
+    s = H2Session(C)
+    allow = SettingsFrame(0)
+    allow.settings = {5: (1 << 24) - 1}
+    s.feed(S, allow.serialize(), 1, 0)
+    s.feed(C, PREFACE + SettingsFrame(0).serialize(), 2, 0)
+    out = s.feed(C, ((1 << 24) - 1).to_bytes(3, "big") + b"\x01\x04\x00\x00\x00\x01", 3, 0)
+    for i in range(8):
+        out += s.feed(C, b"\0" * 65536, 4 + i, 0)
+    assert [str(e.problem.kind) for e in out if isinstance(e, H2Problem)] == ["h2-malformed"]
+    assert len(s._sides[C].buf) == 0

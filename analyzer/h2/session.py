@@ -278,6 +278,9 @@ class H2Session:
                 side.skip = length
                 self.frames += 1
                 continue
+            if length > MAX_HEADER_BLOCK:           # (a frame but DATA is held whole: bounded)
+                raise _Malformed(f"a frame of {length} bytes (type {ftype}) on stream {stream_id}: no "
+                                 f"frame but DATA is followed past {MAX_HEADER_BLOCK} bytes")
             if n - pos < HEADER_LEN + length:
                 side.need = HEADER_LEN + length
                 break
