@@ -60,6 +60,8 @@ TLS13 = 0x0304
 #: number) decryptions to try, before giving the side up.
 RESYNC_WINDOW = 64 * 1024
 RESYNC_TRIES = 1024
+#: 0-RTT plaintext held until the server accepts or rejects it (past it, passed on at once)
+MAX_EARLY_HELD = 64 * 1024
 #: The smallest protected record on the wire (header + 1-byte inner type + 16-byte tag).
 _MIN_PROTECTED = HEADER_LEN + 17
 _HEADER = struct.Struct("!BHH")
@@ -239,6 +241,10 @@ class TlsSession:
         self._master: bytes | None = None
         self._hello_done = False                        # TLS 1.2 ServerHelloDone seen (a full handshake)
         self._early_accepted: bool | None = None
+        # 0-RTT plaintext waits for the server's EncryptedExtensions: passed on when it accepted the
+        # early data, dropped when it rejected it (the client sends it again under 1-RTT keys)
+        self._early_held: list[TlsOut] = []
+        self._early_held_bytes = 0
         self._key_missing_told = False
         self._hello_failed = False                      # the ClientHello did not parse (tls-malformed)
 
@@ -317,8 +323,9 @@ class TlsSession:
         return out
 
     def finish(self, record_no: int, ts_ns: int) -> list[TlsOut]:
-        """The capture ended: a record left incomplete (or a search still on) is a problem."""
-        out: list[TlsOut] = []
+        """The capture ended: a record left incomplete (or a search still on) is a problem; 0-RTT
+        data whose fate the capture did not show is passed on."""
+        out: list[TlsOut] = self._early_release()
         for side in self._sides:
             if side.reader.buffered and side.epoch is not _DEAD:
                 self._problem(out, side, ProblemKind.TLS_RECORD_CUT, f"the stream of the {side.name} ends "
@@ -420,8 +427,13 @@ class TlsSession:
             self._alert(side, plain, out, record_no, ts_ns)
         elif ctype == APPLICATION_DATA:
             if side.epoch is _EARLY:
-                if self._early_accepted is not False:
-                    out.append((side.direction, plain, record_no, ts_ns))
+                chunk = (side.direction, plain, record_no, ts_ns)
+                if self._early_accepted is None and self._early_held_bytes + len(plain) <= MAX_EARLY_HELD:
+                    self._early_held.append(chunk)
+                    self._early_held_bytes += len(plain)
+                elif self._early_accepted is not False:
+                    out.extend(self._early_release())
+                    out.append(chunk)
                     self.info.decrypted = True
             else:
                 self._problem(out, side, ProblemKind.TLS_MALFORMED, f"application data from the {side.name} "
@@ -486,6 +498,10 @@ class TlsSession:
         elif msg_type == H.ENCRYPTED_EXTENSIONS and encrypted and body is not None:
             alpn, early = H.parse_encrypted_extensions(body)
             self._early_accepted = early
+            if early:
+                out.extend(self._early_release())
+            else:
+                self._early_held, self._early_held_bytes = [], 0
             if alpn is not None:
                 self.info.alpn = alpn
         elif msg_type == H.KEY_UPDATE and encrypted and self._tls13 and side.epoch is _APP and side.secret \
@@ -616,6 +632,12 @@ class TlsSession:
         index = 0 if side.name == "client" else 1
         side.dec = RecordDecryptor(suite, keys[index], version=self._version, encrypt_then_mac=etm)
         _enter(side, _APP)
+
+    def _early_release(self) -> list[TlsOut]:
+        held, self._early_held, self._early_held_bytes = self._early_held, [], 0
+        if held:
+            self.info.decrypted = True
+        return held
 
     def _remember(self) -> None:
         """After a TLS 1.2 Finished decrypted: its master secret is good for later resumptions."""
