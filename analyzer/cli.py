@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "captures, key logs and DIR at the same absolute paths. With --format parquet "
                         "the workers write DIR/TABLE/capture=NAME/part.0.parquet (conn_id numbered "
                         "within each capture); other formats are written here as without it")
+    p.add_argument("--out-of-core", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --format parquet and one capture file (the default there): write frames "
+                        "and messages as Parquet row groups while the capture is read, so memory does "
+                        "not grow with the capture (one process, --jobs unused; within a row group "
+                        "frames by frame_no, messages by conn_id and message_id); --no-out-of-core: "
+                        "analyse in memory first, the tables sorted whole")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -349,6 +355,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.scheduler:
         paths = _export_on_cluster(args)
+    elif _out_of_core(args):
+        paths = _export_out_of_core(args)
     else:
         a = _analyze(args, payloads=args.payloads)
         args.doing = "writing the tables"
@@ -356,6 +364,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("\n".join(paths))
     return 0
+
+
+def _out_of_core(args: argparse.Namespace) -> bool:
+    """export's out-of-core way: asked for, or by default for Parquet from one capture file."""
+    single = (len({os.path.realpath(c) for c in args.captures}) == 1 and args.captures[0] != "-"
+              and not args.ring)
+    if args.out_of_core and (args.format != "parquet" or not single or args.scheduler):
+        raise UsageError("--out-of-core writes --format parquet from one capture file (not standard "
+                         "input, a ring or --scheduler)")
+    return bool(args.out_of_core if args.out_of_core is not None else args.format == "parquet" and single
+                and not args.scheduler)
+
+
+def _export_out_of_core(args: argparse.Namespace) -> list[str]:
+    """export --out-of-core (analyzer.outofcore): the tables written while the capture is read."""
+    from analyzer.outofcore import export_parquet
+    from analyzer.progress import ProgressBar
+
+    path = args.captures[0]
+    bar = None if args.quiet or args.no_progress else ProgressBar(os.path.basename(path))
+    try:
+        written = export_parquet(path, args.output, progress=bar, ports=args.port or None,
+                                 max_message_bytes=args.max_message_bytes, payloads=args.payloads,
+                                 validate_utf8=not args.no_utf8_check, preview_len=max(0, args.preview_chars),
+                                 keylog=args.keylog or None)
+    finally:
+        if bar is not None:
+            bar.close()
+    args.warnings = damage_warnings(written) + tls_warnings(written, bool(args.keylog))
+    return written.paths
 
 
 def _export_on_cluster(args: argparse.Namespace) -> list[str]:

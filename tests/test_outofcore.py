@@ -3,6 +3,9 @@ export(), written while the capture is read, with nothing already written left i
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,7 +16,7 @@ import analyzer.pipeline
 from analyzer.export import export
 from analyzer.outofcore import ParquetSink, export_parquet
 from analyzer.tables import TableRows
-from tests.capture_corpus import CAPTURES, EXPECTED, analyze_kwargs, load_expected
+from tests.capture_corpus import CAPTURES, EXPECTED, ROOT, analyze_kwargs, load_expected
 from tests.pcapgen import Conversation, PcapStream, frame, upgrade_request, upgrade_response
 
 TABLES = ("connections", "frames", "messages", "problems")
@@ -168,7 +171,11 @@ def test_a_capture_that_cannot_be_read_leaves_no_files(tmp_path):
     bad.write_text("not a capture")
     with pytest.raises(analyzer.CaptureError):
         export_parquet(bad, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "there").mkdir()
+    with pytest.raises(analyzer.CaptureError):
+        export_parquet(bad, tmp_path / "there")
+    assert list((tmp_path / "there").iterdir()) == []
 
 
 def test_a_capture_without_websocket_gives_empty_tables_of_the_schema(tmp_path):
@@ -183,3 +190,48 @@ def test_a_capture_without_websocket_gives_empty_tables_of_the_schema(tmp_path):
     for name in TABLES:
         assert len(pd.read_parquet(tmp_path / f"ooc/{name}.parquet")) == 0
     _same_files(str(tmp_path / "ooc"), str(tmp_path / "mem"))
+
+
+# --- the command line: export --format parquet of one capture goes this way -------------------------
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("keylog", [True, False], ids=["keylog", "no-keylog"])
+def test_cli_parquet_export_is_out_of_core_and_says_the_same(tmp_path, keylog):
+    """wss_chromium with and without its key log: the default (out of core) and --no-out-of-core
+    write the same tables and the same paths and notes (the TLS note without the key log)."""
+    keys = ["--keylog", "captures/wss_chromium.keylog"] if keylog else []
+    export = ["export", "captures/wss_chromium.pcap", *keys, "--format", "parquet"]
+    ooc = _cli(*export, "-o", str(tmp_path / "ooc"))
+    mem = _cli(*export, "--no-out-of-core", "-o", str(tmp_path / "mem"))
+    assert ooc.returncode == mem.returncode == 0, ooc.stderr + mem.stderr
+    assert ooc.stdout.replace("/ooc/", "/") == mem.stdout.replace("/mem/", "/")
+    assert ooc.stderr == mem.stderr
+    assert ("TLS connections not decrypted" in ooc.stderr) is not keylog
+    _same_files(str(tmp_path / "ooc"), str(tmp_path / "mem"))
+    decrypted = pd.read_parquet(tmp_path / "ooc/connections.parquet")["decrypted"]
+    assert bool(decrypted.fillna(False).any()) == keylog
+
+
+def test_cli_damaged_capture_warns_as_in_memory(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    data = (CAPTURES / "node_ws.pcap").read_bytes()
+    cut.write_bytes(data[:len(data) - 7])
+    ooc = _cli("export", str(cut), "--format", "parquet", "-o", str(tmp_path / "ooc"))
+    mem = _cli("export", str(cut), "--format", "parquet", "--no-out-of-core", "-o", str(tmp_path / "mem"))
+    assert ooc.returncode == mem.returncode == 0
+    assert ooc.stderr == mem.stderr and "cut.pcap: damaged: " in ooc.stderr
+    _same_files(str(tmp_path / "ooc"), str(tmp_path / "mem"))
+
+
+@pytest.mark.parametrize("args", [["--format", "csv"], ["captures/node_ws.pcap", "--format", "parquet"],
+                                  ["--format", "parquet", "--ring"]], ids=["csv", "two", "ring"])
+def test_cli_out_of_core_only_for_parquet_of_one_capture(tmp_path, args):
+    proc = _cli("export", "captures/demo.pcapng", *args, "--out-of-core", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "ws-analyzer: error: --out-of-core writes --format parquet from one capture file (not standard "
+        "input, a ring or --scheduler)"]
