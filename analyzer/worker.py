@@ -30,6 +30,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 from array import array
 from typing import Any, NoReturn
 
@@ -99,6 +100,10 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
+#: how long a SIGTERM waits to see the parent gone (see _Orphan.on_sigterm)
+PARENT_EXIT_WAIT = 2.0
+
+
 class _Orphan:
     """Ends this worker when its parent is gone: removes the parent's temporary folder, exits."""
 
@@ -127,6 +132,12 @@ class _Orphan:
         threading.Thread(target=wait, name="parent-watch", daemon=True).start()
 
     def on_sigterm(self, signum: int, frame: Any) -> None:
+        # PR_SET_PDEATHSIG fires when the parent's *thread* that started us ends: when the parent is
+        # killed, that thread may go first and we are handed to another of its threads (getppid()
+        # unchanged) for a moment before the whole process is gone. Wait for that moment.
+        end = time.monotonic() + PARENT_EXIT_WAIT
+        while not self.parent_gone() and time.monotonic() < end:
+            time.sleep(0.01)
         if self.parent_gone():
             self.exit()
         os._exit(128 + signum)          # someone else's SIGTERM: the parent sees the status
