@@ -9,8 +9,8 @@ reports its own peak RSS (ru_maxrss) and times; the output directory is removed 
 A bigger capture from bench.pcap: copies appended, each shifted in time and with its own
 addresses (copy k: 127.0.k.1 both ways), so that the analyzer sees k times the connections:
     python3 benchmarks/outofcore.py --make-big 4 /tmp/bench/bench.pcap /tmp/ooc/bench-x4.pcap
-(`editcap -t` + `mergecap -a` copies keep the 5-tuples and sequence numbers: a replayed
-connection is the same TCP flow again, and the analyzer rightly sees no new WebSocket in it.)
+(`editcap -t` + `mergecap -a` copies keep the 5-tuples and sequence numbers: on four such copies
+the analyzer found 1,422 TCP connections (two copies' worth) and 1,922,924 frames of 4 x 942,059.)
 """
 
 from __future__ import annotations
