@@ -53,7 +53,7 @@ from make_tls import (  # noqa: E402
     IANA,
     TLS_CONN_KEYS,
     make_cert,
-    network_namespace,
+    scenario_registry,
     tls_version_name,
 )
 from tshark_frames import tshark_fields, tshark_h2_frames  # noqa: E402
@@ -756,19 +756,7 @@ def finish_h2(
 
 
 SCENARIOS: dict[str, Callable[[Path], dict]] = {}
-
-
-def scenario(
-    fn: Callable[[Path, Path, tuple[str, ...]], dict],
-) -> Callable[[Path, Path, tuple[str, ...]], dict]:
-    """Register fn(out_dir, tmp, netns) under its name (make_tls.scenario's convention)."""
-
-    def run(out_dir: Path) -> dict:
-        with tempfile.TemporaryDirectory(prefix="h2-") as tmp, network_namespace() as netns:
-            return fn(out_dir, Path(tmp), netns)
-
-    SCENARIOS[fn.__name__.removeprefix("_")] = run
-    return fn
+scenario = scenario_registry(SCENARIOS, "h2-")
 
 
 HYPERCORN_ENDS = (

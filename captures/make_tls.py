@@ -459,21 +459,28 @@ def finish_tls(
     return expected
 
 
+Scenario = Callable[[Path, Path, tuple[str, ...]], dict]
+
+
+def scenario_registry(registry: dict[str, Callable[[Path], dict]],
+                      tmp_prefix: str) -> Callable[[Scenario], Scenario]:
+    """A decorator that registers fn(out_dir, tmp, netns) in `registry` as the scenario named after
+    it: tmp a fresh temp folder (named `tmp_prefix`…), netns the command prefix of a fresh network
+    namespace (see network_namespace). make_h2.py registers its scenarios with one of its own."""
+
+    def scenario(fn: Scenario) -> Scenario:
+        def run(out_dir: Path) -> dict:
+            with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp, network_namespace() as netns:
+                return fn(out_dir, Path(tmp), netns)
+
+        registry[fn.__name__.removeprefix("_")] = run
+        return fn
+
+    return scenario
+
+
 SCENARIOS: dict[str, Callable[[Path], dict]] = {}
-
-
-def scenario(
-    fn: Callable[[Path, Path, tuple[str, ...]], dict],
-) -> Callable[[Path, Path, tuple[str, ...]], dict]:
-    """Register fn(out_dir, tmp, netns) as the scenario named after it: tmp a fresh temp folder, netns
-    the command prefix of a fresh network namespace (see network_namespace)."""
-
-    def run(out_dir: Path) -> dict:
-        with tempfile.TemporaryDirectory(prefix="wss-") as tmp, network_namespace() as netns:
-            return fn(out_dir, Path(tmp), netns)
-
-    SCENARIOS[fn.__name__.removeprefix("_")] = run
-    return fn
+scenario = scenario_registry(SCENARIOS, "wss-")
 
 
 EXCHANGE = (
