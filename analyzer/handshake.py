@@ -451,6 +451,17 @@ def _redact_pair(m: re.Match[str]) -> str:
     return m.group(0)
 
 
+_REQUEST_CREDENTIALS = ("cookie", "cookie2", "authorization", "proxy-authorization")
+_RESPONSE_CREDENTIALS = ("set-cookie", "set-cookie2")
+
+
+def credentials_present(request: Mapping[str, str], response: Mapping[str, str]) -> bool:
+    """The `cookies_present` column: did the handshake carry a cookie or credentials (their values
+    are never kept)? Header names lower-case, as HTTP/1.1 headers are kept and HTTP/2 sends them."""
+    return (any(k in request for k in _REQUEST_CREDENTIALS)
+            or any(k in response for k in _RESPONSE_CREDENTIALS))
+
+
 def redact_target(target: str) -> str:
     """A request target with the values of credential query parameters (``token=<redacted>``;
     the other parameters as they are; JWT-looking values whatever their name) and the userinfo
@@ -1134,9 +1145,7 @@ class HandshakeParser:
             extensions=accepted_ext,
             deflate=deflate_params(accepted_ext) if response is not None and response.status == 101
             else None,
-            cookies_present=any(k in req for k in ("cookie", "cookie2", "authorization",
-                                                    "proxy-authorization"))
-            or any(k in resp for k in ("set-cookie", "set-cookie2")),
+            cookies_present=credentials_present(req, resp),
             versions_supported=versions,
             failure_reason="; ".join(reasons) or None,
             key=req.get("sec-websocket-key") if version == 4 else None,

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from analyzer.events import Handshake
-from analyzer.handshake import deflate_params, negotiation_failures, redact_subprotocols, redact_target
+from analyzer.handshake import (
+    credentials_present,
+    deflate_params,
+    negotiation_failures,
+    redact_subprotocols,
+    redact_target,
+)
 from analyzer.protocol import ProblemKind
 
 __all__ = ["MAX_VALUE", "handshake_from_h2", "is_websocket_connect", "kept_fields", "status_of"]
@@ -121,9 +127,7 @@ def handshake_from_h2(request: Mapping[str, str], answer: Mapping[str, str] | No
         extensions_offered=request.get("sec-websocket-extensions") or None,
         extensions=extensions,
         deflate=deflate_params(extensions) if upgraded else None,
-        cookies_present=any(k in request for k in ("cookie", "cookie2", "authorization",
-                                                   "proxy-authorization"))
-        or any(k in resp for k in ("set-cookie", "set-cookie2")),
+        cookies_present=credentials_present(request, resp),
         failure_reason="; ".join(reasons) or None,
         request_record_no=request_at[0],
         request_ts_ns=request_at[1],
