@@ -398,6 +398,7 @@ class Connection:
                 self.websocket.check_close_echoed(self.tcp_end, record_no, ts_ns)
             self.problems.finish()
             if self.h2_streams is not None and self.h2_streams.any:
+                # H2Streams.finish wrote the streams' rows; those of a connection given up are written here
                 for stream in self.h2_streams.streams.values():
                     self._stream_row(stream)
             else:

@@ -130,20 +130,17 @@ class H2Streams:
             self.rows_written += 1
 
     def finish(self, record_no: int, ts_ns: int, tcp_end: str) -> None:
-        """The connection ended: each stream's frames and messages the capture ended inside are
-        written, and its close checked against how the stream (or, still open, the TCP connection)
-        ended."""
+        """The connection ended: each stream still held is closed (_close) against how it ended or,
+        still open, how the TCP connection did, and its row written."""
         for _stream_id, who, problem in self.early:        # streams that never became WebSockets
             self.problems.report(who, problem)
         self.early = []
         for stream in self.streams.values():
             if stream.end == "open" and tcp_end != "open":
                 stream.end = tcp_end
-            stream.websocket.finish(record_no, ts_ns)
-            stream.problems.list_from_now()
-            stream.websocket.check_close_echoed(stream.end, record_no, ts_ns)
-            if stream.problems is not self.problems:
-                stream.problems.finish()
+            self._close(stream, record_no, ts_ns)
+        self.streams.clear()
+        self.finished = []
 
     @property
     def any(self) -> bool:
