@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from analyzer.connection import Connection, TlsKeys
 from analyzer.events import (
@@ -34,7 +37,7 @@ ProgressCallback = Callable[[int, int], None]   # (bytes read so far, file size)
 #: called with the rows at each compaction (final False) and once when the capture is read (True);
 #: it may take rows out of them (TableRows' take_rows: the out-of-core export, analyzer.outofcore)
 RowsSink = Callable[[TableRows, bool], None]
-_COMPACT_MASK = (1 << 14) - 1     # every 16,384 records: rows into columns, a progress callback
+COMPACT_EVERY = 1 << 14     # records between compactions (rows into columns, sink, progress callback)
 REASSEMBLY_BUDGET = 64 << 20                    # out-of-order TCP bytes held for all flows
 MAX_FLOWS = 100_000                             # open TCP flows tracked at once
 MAX_HALF_OPEN = 20_000                          # flows without payload yet (SYN floods, scans)
@@ -56,13 +59,60 @@ def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
     return problems
 
 
+def _with_idle_ticks(records: Iterable[Any], idle: float) -> Iterator[Any]:
+    """`records` read ahead by a thread, with a None wherever none came for `idle` seconds. The
+    thread's exceptions are raised here; it stops when the consumer does (its queue is bounded,
+    so it never reads far ahead)."""
+    handed: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=4096)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for record in records:
+                while not stop.is_set():
+                    try:
+                        handed.put((0, record), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handed.put((1, None))
+        except BaseException as exc:       # handed over to the consumer, raised there
+            handed.put((2, exc))
+
+    thread = threading.Thread(target=read, name="ws-analyzer-reader", daemon=True)
+    thread.start()
+    waiting = False
+    try:
+        while True:
+            try:
+                what, item = handed.get(timeout=idle) if not waiting else handed.get()
+            except queue.Empty:
+                waiting = True      # one tick per quiet spell
+                yield None
+                continue
+            waiting = False
+            if what == 0:
+                yield item
+            elif what == 1:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
+
+
 def _refuse(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
     return False
 
 
 def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
-                 shard: tuple[int, int] = (0, 1), sink: RowsSink | None = None) -> TableRows:
+                 shard: tuple[int, int] = (0, 1), sink: RowsSink | None = None,
+                 every: int | None = None, idle: float | None = None,
+                 watch: Callable[[Connections], None] | None = None) -> TableRows:
     """Run one capture through every stage and return its table rows.
 
     Args:
@@ -72,6 +122,13 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
             so n processes can share one capture; capture-level problems are reported by shard 0.
         sink: called after each compaction and at the end (RowsSink), so that rows can be written
             while the capture is read; what it takes out is not in the rows returned.
+        every: records between compactions, a power of two (default COMPACT_EVERY; a streamed
+            listing asks for fewer).
+        idle: records are read in a thread, and a compaction (with the sink's call) also happens
+            when none has come for this many seconds: a pipe or a live capture shows its rows
+            while it waits for more.
+        watch: given the open connections once, before the first record (a streamed listing
+            numbers connections as the final tables will, analyzer.streaming).
 
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
@@ -97,6 +154,12 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
     connections = Connections(rows, options, name, first_conn_id - 1, Budgets.split(shards), TlsKeys(keylog),
                               reassembler.new_id)
     open_connection = connections.open.get         # (the dict stays the same until close_all)
+    if watch is not None:
+        watch(connections)
+    every = COMPACT_EVERY if every is None else every
+    if every < 1 or every & (every - 1):
+        raise ValueError(f"every must be a power of two, not {every}")
+    compact_mask = every - 1
     # The cyclic GC stays on (the caller's threads keep theirs), but every full collection would
     # rescan every object alive, and a capture can hold 100,000 connections open (measured:
     # +43 % CPU on 90,000 open flows). What is alive at each compaction is frozen, so collections
@@ -108,7 +171,12 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
     gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
     try:
         records = 0
-        for record in reader:
+        for record in (reader if idle is None else _with_idle_ticks(reader, idle)):
+            if record is None:      # nothing came for `idle` seconds: show what is there
+                rows.compact()
+                if sink is not None:
+                    sink(rows, False)
+                continue
             records += 1
             segment = decoder.decode(record)
             if decoder.problems:
@@ -129,7 +197,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
                 # another process's segment: the idle checks run as if this one had seen it
                 connections.dispatch(reassembler.tick(decoder.dropped_ts))
                 decoder.dropped_ts = None
-            if not records & _COMPACT_MASK:
+            if not records & compact_mask:
                 rows.compact()
                 if sink is not None:
                     sink(rows, False)

@@ -62,7 +62,7 @@ def test_corpus_tables_equal_the_in_memory_ones(exp_path, tmp_path, monkeypatch)
     exp = load_expected(exp_path)
     path, kwargs = str(CAPTURES / exp["capture"]), analyze_kwargs(exp)
     export(analyzer.analyze(path, payloads=True, jobs=1, **kwargs), tmp_path / "mem", "parquet")
-    monkeypatch.setattr(analyzer.pipeline, "_COMPACT_MASK", 7)
+    monkeypatch.setattr(analyzer.pipeline, "COMPACT_EVERY", 8)
     written = export_parquet(path, tmp_path / "ooc", payloads=True, min_rows=3, **kwargs)
     assert [p.rsplit("/", 1)[1] for p in written.paths] == [f"{t}.parquet" for t in TABLES]
     _same_files(str(tmp_path / "ooc"), str(tmp_path / "mem"))
@@ -116,7 +116,7 @@ def test_rows_are_written_while_the_capture_is_read(tmp_path):
     wrote is no longer in the rows; the files equal the in-memory tables."""
     path = tmp_path / "many.pcap"
     records = _many_records(path, conversations=80)
-    assert records > 2 * (analyzer.pipeline._COMPACT_MASK + 1)
+    assert records > 2 * analyzer.pipeline.COMPACT_EVERY
     calls: list[tuple[bool, int, int, int, int]] = []
 
     class Watching(ParquetSink):

@@ -385,7 +385,7 @@ def test_rows_moved_into_columns_often_change_nothing(monkeypatch):
     import analyzer.pipeline
 
     once = analyzer.analyze("captures/demo.pcapng", jobs=1, payloads=True)
-    monkeypatch.setattr(analyzer.pipeline, "_COMPACT_MASK", 7)
+    monkeypatch.setattr(analyzer.pipeline, "COMPACT_EVERY", 8)
     often = analyzer.analyze("captures/demo.pcapng", jobs=1, payloads=True)
     for name in ("connections", "frames", "messages", "problems"):
         pd.testing.assert_frame_equal(getattr(once, name), getattr(often, name), check_exact=True)
