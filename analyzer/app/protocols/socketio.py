@@ -1,0 +1,286 @@
+"""Socket.IO v4 (protocol 5) over Engine.IO v4 on the WebSocket transport.
+
+On WebSocket, Engine.IO sends one packet per message: a text message is `<type digit><data>`
+(0 open, 1 close, 2 ping, 3 pong, 4 message, 5 upgrade, 6 noop) and a binary message is a message
+packet carrying raw bytes. A Socket.IO packet rides in an Engine.IO message packet as
+`<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]` (socket.io-protocol v5, the
+socket.io-parser decoder's reading of it: a namespace runs from its "/" to the next "," or the end).
+BINARY_EVENT and BINARY_ACK carry `{"_placeholder": true, "num": n}` objects in their JSON, filled
+by the sender's next n binary messages; the packet is reported at the last of them.
+
+Pairing (correlation ids):
+- Engine.IO heartbeat: ping "2" (from the server in v4) → pong "3": "eio-ping"; the transport
+  upgrade probe "2probe" → "3probe": "eio-probe".
+- namespace connection: the client's CONNECT → the server's CONNECT (ok) or CONNECT_ERROR
+  (status "error: <message>"): "c:connect:<namespace>".
+- EVENT or BINARY_EVENT with an ack id → ACK or BINARY_ACK from the other side:
+  "<sender initial>:<namespace>:<ack id>"; the ACK's channel is the event name it answers.
+
+What is not decoded: Engine.IO v3 (binary messages prefixed with 4, heartbeat from the client) is
+read as v4, and HTTP long-polling never reaches a WebSocket decoder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
+from analyzer.app.json_payload import clip, load_json
+
+__all__ = ["SocketIODecoder"]
+
+#: Engine.IO v4 packet types by their digit (engine.io-protocol "Packet encoding")
+EIO_TYPES = {
+    ord("0"): "open", ord("1"): "close", ord("2"): "ping", ord("3"): "pong",
+    ord("4"): "message", ord("5"): "upgrade", ord("6"): "noop",
+}
+#: Socket.IO protocol 5 packet types, indexed by their number
+SIO_TYPES = ("CONNECT", "DISCONNECT", "EVENT", "ACK", "CONNECT_ERROR", "BINARY_EVENT", "BINARY_ACK")
+_CONNECT, _DISCONNECT, _EVENT, _ACK, _CONNECT_ERROR, _BINARY_EVENT, _BINARY_ACK = range(7)
+
+#: at most this many attachments to one packet (socket.io-parser's own default is 10)
+MAX_ATTACHMENTS = 1000
+#: at most this many ack ids remembered per connection to name the ACK's event (oldest forgotten)
+MAX_OPEN_ACKS = 1024
+#: ack ids and attachment counts longer than this are not numbers a sender produces
+_MAX_DIGITS = 16
+
+# type, attachments ("N-"), namespace up to "," or the end, ack id; the JSON payload follows
+_SIO_HEADER = re.compile(rb"([0-6])(?:(\d+)-)?(?:(/[^,]*),?)?(\d+)?")
+
+_OPEN_FIELDS = ("sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload")
+
+
+@dataclass(slots=True)
+class _Binary:
+    """A BINARY_EVENT or BINARY_ACK waiting for its attachments."""
+
+    message: AppMessage
+    expected: int
+    placeholders_error: str | None     # why the JSON's placeholders do not fit `expected`
+    received: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+    def done(self, *, missing: bool = False) -> AppMessage:
+        fields = self.message.fields
+        fields["attachment_bytes"] = sum(self.sizes)
+        if missing:
+            fields["attachments_missing"] = self.expected - self.received
+        elif self.placeholders_error:
+            raise AppMalformed(f"{self.message.type}: {self.placeholders_error}")
+        return self.message
+
+
+def _placeholder_error(data: Any, expected: int) -> str | None:
+    """Why the placeholders in `data` do not number 0..expected-1 once each (None: they do)."""
+    seen: list[int] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            num = item.get("num")
+            if item.get("_placeholder") is True and type(num) is int:
+                seen.append(num)
+            else:
+                stack.extend(item.values())
+    if sorted(seen) != list(range(expected)):
+        return f"placeholders {sorted(seen)[:10]} do not match {expected} attachment(s)"
+    return None
+
+
+def _open_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The handshake values of an Engine.IO open packet, short: numbers, strings cut, the upgrade
+    list comma-joined."""
+    fields: dict[str, Any] = {}
+    for key in _OPEN_FIELDS:
+        value = info.get(key)
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value[:10])
+        if isinstance(value, str):
+            fields[key] = clip(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            fields[key] = value
+    return fields
+
+
+def _status_error(data: Any) -> str:
+    """CONNECT_ERROR's status: its message (an object with "message" in v5, a string in v4)."""
+    if isinstance(data, dict):
+        message = data.get("message")
+        return f"error: {clip(str(message))}" if message is not None else "error"
+    if isinstance(data, str):
+        return f"error: {clip(data)}"
+    return "error"
+
+
+class SocketIODecoder(AppDecoder):
+    """Engine.IO v4 and Socket.IO protocol 5 on one WebSocket connection."""
+
+    name: ClassVar[str] = "socketio"
+    subprotocols: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._binary: dict[str, _Binary] = {}          # by sender: the packet collecting attachments
+        self._acks: dict[str, str] = {}                # correlation id -> event name awaiting its ACK
+
+    @classmethod
+    def sniff(cls, msg: WsMessage) -> float:
+        if not msg.text:
+            return 0.0
+        head = msg.payload[:64]
+        if head.startswith(b'0{"sid"') or (head.startswith(b"0{") and b'"sid"' in head):
+            return 0.95
+        if msg.payload == b"2probe":
+            return 0.9
+        if head.startswith((b"40", b"42[", b"42/")):
+            return 0.7
+        return 0.0
+
+    def feed(self, msg: WsMessage) -> list[AppMessage]:
+        if not msg.text:
+            return self._attachment(msg)
+        payload = msg.payload
+        if not payload:
+            raise AppMalformed("empty Engine.IO packet")
+        kind = EIO_TYPES.get(payload[0])
+        if kind is None:
+            raise AppMalformed(f"unknown Engine.IO packet type {clip(repr(payload[:1]))}")
+        if kind != "message":
+            return [self._engineio(kind, payload[1:], msg)]
+        out: list[AppMessage] = []
+        left = self._binary.pop(msg.sender, None)
+        if left is not None:        # a new packet: the previous one will get no more attachments
+            out.append(left.done(missing=True))
+        out.extend(self._socketio(payload[1:], msg))
+        return out
+
+    def finish(self) -> list[AppMessage]:
+        left = [pending.done(missing=True) for pending in self._binary.values()]
+        self._binary.clear()
+        return left
+
+    # Engine.IO
+
+    def _engineio(self, kind: str, data: bytes, msg: WsMessage) -> AppMessage:
+        if kind == "open":
+            info = load_json(data, "Engine.IO open", complete=msg.complete)
+            if not isinstance(info, dict):
+                raise AppMalformed("Engine.IO open: the handshake data is not a JSON object")
+            return AppMessage(self.name, kind, fields=_open_fields(info))
+        if kind in ("ping", "pong"):
+            probe = data == b"probe"
+            fields = {"data": clip(data.decode("utf-8", "replace"))} if data else {}
+            return AppMessage(
+                self.name, kind, correlation_id="eio-probe" if probe else "eio-ping",
+                role="request" if kind == "ping" else "response",
+                status="ok" if kind == "pong" else None, fields=fields,
+            )
+        return AppMessage(self.name, kind)
+
+    def _attachment(self, msg: WsMessage) -> list[AppMessage]:
+        pending = self._binary.get(msg.sender)
+        if pending is None:
+            raise AppMalformed("binary message with no BINARY_EVENT or BINARY_ACK awaiting attachments")
+        pending.received += 1
+        pending.sizes.append(len(msg.payload))
+        if pending.received < pending.expected:
+            return []
+        del self._binary[msg.sender]
+        return [pending.done()]
+
+    # Socket.IO
+
+    def _socketio(self, body: bytes, msg: WsMessage) -> list[AppMessage]:
+        header = _SIO_HEADER.match(body)
+        if header is None:
+            raise AppMalformed(f"not a Socket.IO packet: {clip(repr(body[:40]))}")
+        ptype = int(header[1])
+        kind = SIO_TYPES[ptype]
+        attachments_text, nsp_raw, ack_text = header[2], header[3], header[4]
+        binary = ptype in (_BINARY_EVENT, _BINARY_ACK)
+        if binary != (attachments_text is not None):
+            raise AppMalformed(f"{kind}: attachment count {'missing' if binary else 'not allowed'}")
+        for digits in (attachments_text, ack_text):
+            if digits is not None and len(digits) > _MAX_DIGITS:
+                raise AppMalformed(f"{kind}: number too long ({len(digits)} digits)")
+        try:
+            nsp = nsp_raw.decode() if nsp_raw is not None else "/"
+        except UnicodeDecodeError:
+            raise AppMalformed(f"{kind}: namespace is not UTF-8") from None
+        rest = body[header.end():]
+        data = load_json(rest, kind, complete=msg.complete) if rest else None
+        ack_id = int(ack_text) if ack_text is not None else None
+        fields: dict[str, Any] = {"namespace": clip(nsp)}
+        if ack_id is not None:
+            fields["ack_id"] = ack_id
+        me = msg.sender[:1]
+        if ptype in (_EVENT, _BINARY_EVENT):
+            app = self._event(kind, nsp, ack_id, data, me, fields)
+        elif ptype in (_ACK, _BINARY_ACK):
+            app = self._ack(kind, nsp, ack_id, data, "s" if me == "c" else "c", fields)
+        elif ptype == _CONNECT:
+            app = self._connect(nsp, data, msg.sender, fields)
+        elif ptype == _CONNECT_ERROR:
+            app = AppMessage(self.name, kind, correlation_id=f"c:connect:{nsp}", role="response",
+                             status=_status_error(data), fields=fields)
+        else:
+            app = AppMessage(self.name, kind, fields=fields)
+        if not binary:
+            return [app]
+        expected = int(attachments_text)
+        if expected > MAX_ATTACHMENTS:
+            raise AppMalformed(f"{kind}: {expected} attachments (more than {MAX_ATTACHMENTS})")
+        fields["attachments"] = expected
+        pending = _Binary(app, expected, _placeholder_error(data, expected))
+        if expected == 0:
+            return [pending.done()]
+        self._binary[msg.sender] = pending
+        return []
+
+    def _event(self, kind: str, nsp: str, ack_id: int | None, data: Any, me: str,
+               fields: dict[str, Any]) -> AppMessage:
+        if not isinstance(data, list) or not data:
+            raise AppMalformed(f"{kind}: the payload is not a non-empty JSON array")
+        event = data[0]
+        if not isinstance(event, (str, int)) or isinstance(event, bool):
+            raise AppMalformed(f"{kind}: the event name is not a string")
+        channel = clip(str(event))
+        fields["args"] = len(data) - 1
+        if ack_id is None:
+            return AppMessage(self.name, kind, channel=channel, fields=fields)
+        correlation = f"{me}:{nsp}:{ack_id}"
+        self._acks.pop(correlation, None)
+        self._acks[correlation] = channel
+        if len(self._acks) > MAX_OPEN_ACKS:
+            del self._acks[next(iter(self._acks))]
+        return AppMessage(self.name, kind, channel=channel, correlation_id=correlation,
+                          role="request", fields=fields)
+
+    def _ack(self, kind: str, nsp: str, ack_id: int | None, data: Any, asker: str,
+             fields: dict[str, Any]) -> AppMessage:
+        if ack_id is None:
+            raise AppMalformed(f"{kind}: no ack id")
+        if not isinstance(data, list):
+            raise AppMalformed(f"{kind}: the payload is not a JSON array")
+        correlation = f"{asker}:{nsp}:{ack_id}"
+        fields["args"] = len(data)
+        return AppMessage(self.name, kind, channel=self._acks.pop(correlation, None),
+                          correlation_id=correlation, role="response", status="ok", fields=fields)
+
+    def _connect(self, nsp: str, data: Any, sender: str, fields: dict[str, Any]) -> AppMessage:
+        if data is not None and not isinstance(data, dict):
+            raise AppMalformed("CONNECT: the payload is not a JSON object")
+        correlation = f"c:connect:{nsp}"
+        if sender == "client":
+            if data:
+                fields["auth_keys"] = clip(",".join(sorted(str(key) for key in data)))
+            return AppMessage(self.name, "CONNECT", correlation_id=correlation, role="request",
+                              fields=fields)
+        if data and isinstance(data.get("sid"), str):
+            fields["sid"] = clip(data["sid"])
+        return AppMessage(self.name, "CONNECT", correlation_id=correlation, role="response",
+                          status="ok", fields=fields)

@@ -1,0 +1,269 @@
+"""The Socket.IO v4 / Engine.IO v4 decoder (analyzer/app/protocols/socketio.py) on messages built
+here as the socket.io-protocol v5 and engine.io-protocol v4 documents spell them."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.app.base import AppMalformed, AppMessage, WsMessage
+from analyzer.app.protocols.socketio import MAX_OPEN_ACKS, SocketIODecoder
+from analyzer.app.registry import by_content, by_subprotocol, decoders
+
+_ids = itertools.count(1)
+
+
+def ws(sender: str, payload: bytes, *, text: bool = True, complete: bool = True) -> WsMessage:
+    return WsMessage(conn_id=1, message_id=next(_ids), sender=sender, ts_ns=0, text=text,
+                     payload=payload, complete=complete)
+
+
+def one(decoder: SocketIODecoder, sender: str, payload: bytes) -> AppMessage:
+    out = decoder.feed(ws(sender, payload))
+    assert len(out) == 1, out
+    return out[0]
+
+
+def summary(app: AppMessage) -> tuple[object, ...]:
+    return (app.type, app.channel, app.correlation_id, app.role, app.status)
+
+
+def test_engineio_open_and_heartbeat() -> None:
+    dec = SocketIODecoder()
+    open_ = one(dec, "server", b'0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],'
+                               b'"pingInterval":25000,"pingTimeout":5000,"maxPayload":1000000}')
+    assert summary(open_) == ("open", None, None, "message", None)
+    assert open_.fields == {"sid": "lv_VI97HAXpY6yYWAAAC", "upgrades": "websocket",
+                            "pingInterval": 25000, "pingTimeout": 5000, "maxPayload": 1000000}
+    assert summary(one(dec, "server", b"2")) == ("ping", None, "eio-ping", "request", None)
+    assert summary(one(dec, "client", b"3")) == ("pong", None, "eio-ping", "response", "ok")
+
+
+def test_engineio_upgrade_probe_and_the_other_packets() -> None:
+    dec = SocketIODecoder()
+    probe = one(dec, "client", b"2probe")
+    assert summary(probe) == ("ping", None, "eio-probe", "request", None)
+    assert probe.fields == {"data": "probe"}
+    assert summary(one(dec, "server", b"3probe")) == ("pong", None, "eio-probe", "response", "ok")
+    assert one(dec, "client", b"5").type == "upgrade"
+    assert one(dec, "server", b"6").type == "noop"
+    assert one(dec, "client", b"1").type == "close"
+
+
+def test_connect_to_namespaces_ok_and_refused() -> None:
+    dec = SocketIODecoder()
+    assert summary(one(dec, "client", b"40")) == ("CONNECT", None, "c:connect:/", "request", None)
+    ok = one(dec, "server", b'40{"sid":"wZX3oN0bSVIhsaknAAAI"}')
+    assert summary(ok) == ("CONNECT", None, "c:connect:/", "response", "ok")
+    assert ok.fields == {"namespace": "/", "sid": "wZX3oN0bSVIhsaknAAAI"}
+    admin = one(dec, "client", b'40/admin,{"token":"123","user":"x"}')
+    assert summary(admin) == ("CONNECT", None, "c:connect:/admin", "request", None)
+    assert admin.fields == {"namespace": "/admin", "auth_keys": "token,user"}
+    refused = one(dec, "server", b'44/admin,{"message":"Not authorized"}')
+    assert summary(refused) == ("CONNECT_ERROR", None, "c:connect:/admin", "response",
+                                "error: Not authorized")
+    # protocol 4 (socket.io 2) sent the reason as a bare string
+    assert one(dec, "server", b'44"Invalid namespace"').status == "error: Invalid namespace"
+
+
+def test_events_acks_and_namespaces() -> None:
+    dec = SocketIODecoder()
+    plain = one(dec, "server", b'42["hello",1,{"a":[2]}]')
+    assert summary(plain) == ("EVENT", "hello", None, "message", None)
+    assert plain.fields == {"namespace": "/", "args": 2}
+    asked = one(dec, "client", b'4212["question","why?"]')
+    assert summary(asked) == ("EVENT", "question", "c:/:12", "request", None)
+    assert asked.fields == {"namespace": "/", "ack_id": 12, "args": 1}
+    # the server asks with the same number in another namespace: a different exchange
+    other = one(dec, "server", b'42/admin,12["project:delete",123]')
+    assert summary(other) == ("EVENT", "project:delete", "s:/admin:12", "request", None)
+    answer = one(dec, "server", b'4312["because"]')
+    assert summary(answer) == ("ACK", "question", "c:/:12", "response", "ok")
+    assert answer.fields == {"namespace": "/", "ack_id": 12, "args": 1}
+    answer2 = one(dec, "client", b"43/admin,12[]")
+    assert summary(answer2) == ("ACK", "project:delete", "s:/admin:12", "response", "ok")
+    # an ACK nobody is known to have asked for (the capture began later): no channel
+    assert summary(one(dec, "client", b"4399[]")) == ("ACK", None, "s:/:99", "response", "ok")
+    # socket.io-parser 4.2 accepts numbers as event names
+    assert one(dec, "client", b"42[7]").channel == "7"
+    assert summary(one(dec, "client", b"41/admin,")) == ("DISCONNECT", None, None, "message", None)
+    assert one(dec, "client", b"41").fields == {"namespace": "/"}
+
+
+def test_binary_event_waits_for_its_attachments() -> None:
+    dec = SocketIODecoder()
+    head = b'451-["upload",{"name":"a.bin","data":{"_placeholder":true,"num":0}}]'
+    assert dec.feed(ws("client", head)) == []
+    done = dec.feed(ws("client", b"\x00\x01\x02", text=False))
+    assert [summary(app) for app in done] == [("BINARY_EVENT", "upload", None, "message", None)]
+    assert done[0].fields == {"namespace": "/", "args": 1, "attachments": 1, "attachment_bytes": 3}
+
+
+def test_binary_event_with_ack_and_binary_ack_interleaved_with_the_other_side() -> None:
+    dec = SocketIODecoder()
+    head = (b'452-/files,7["up",{"_placeholder":true,"num":1},'
+            b'[{"_placeholder":true,"num":0}]]')
+    assert dec.feed(ws("client", head)) == []
+    # the other direction goes on meanwhile
+    assert summary(one(dec, "server", b"2")) == ("ping", None, "eio-ping", "request", None)
+    assert one(dec, "server", b'42["news"]').channel == "news"
+    assert dec.feed(ws("client", b"x" * 10, text=False)) == []
+    assert summary(one(dec, "client", b"3")) == ("pong", None, "eio-ping", "response", "ok")
+    (event,) = dec.feed(ws("client", b"y" * 5, text=False))
+    assert summary(event) == ("BINARY_EVENT", "up", "c:/files:7", "request", None)
+    assert event.fields == {"namespace": "/files", "ack_id": 7, "args": 2, "attachments": 2,
+                            "attachment_bytes": 15}
+    assert dec.feed(ws("server", b'461-/files,7[{"_placeholder":true,"num":0}]')) == []
+    (ack,) = dec.feed(ws("server", b"\xff" * 4, text=False))
+    assert summary(ack) == ("BINARY_ACK", "up", "c:/files:7", "response", "ok")
+    assert ack.fields == {"namespace": "/files", "ack_id": 7, "args": 1, "attachments": 1,
+                          "attachment_bytes": 4}
+
+
+def test_a_binary_packet_short_of_attachments_is_reported_incomplete() -> None:
+    dec = SocketIODecoder()
+    assert dec.feed(ws("server", b'452-["pics",{"_placeholder":true,"num":0},'
+                                 b'{"_placeholder":true,"num":1}]')) == []
+    assert dec.feed(ws("server", b"12345", text=False)) == []
+    cut, nxt = dec.feed(ws("server", b'42["next"]'))
+    assert (cut.type, cut.channel, cut.fields["attachments_missing"]) == ("BINARY_EVENT", "pics", 1)
+    assert cut.fields["attachment_bytes"] == 5
+    assert (nxt.type, nxt.channel) == ("EVENT", "next")
+    assert dec.feed(ws("client", b'451-["late",{"_placeholder":true,"num":0}]')) == []
+    (left,) = dec.finish()
+    assert (left.channel, left.fields["attachments_missing"]) == ("late", 1)
+    assert dec.finish() == []
+
+
+def test_zero_attachments_is_reported_at_once() -> None:
+    (app,) = SocketIODecoder().feed(ws("client", b'450-["nothing"]'))
+    assert (app.type, app.fields["attachments"], app.fields["attachment_bytes"]) == (
+        "BINARY_EVENT", 0, 0)
+
+
+def test_placeholders_not_matching_the_count_are_malformed_at_the_last_attachment() -> None:
+    dec = SocketIODecoder()
+    assert dec.feed(ws("client", b'452-["x",{"_placeholder":true,"num":0}]')) == []
+    assert dec.feed(ws("client", b"a", text=False)) == []
+    with pytest.raises(AppMalformed, match="placeholders"):
+        dec.feed(ws("client", b"b", text=False))
+    # the decoder goes on: the attachments were consumed, the next packet decodes
+    assert one(dec, "client", b'42["ok"]').channel == "ok"
+
+
+MALFORMED = [
+    (b"", "empty Engine.IO packet"),
+    (b"7", "unknown Engine.IO packet type"),
+    (b"x42", "unknown Engine.IO packet type"),
+    (b"0[1]", "not a JSON object"),
+    (b"0{sid", "not JSON"),
+    (b"4", "not a Socket.IO packet"),
+    (b"49", "not a Socket.IO packet"),
+    (b"4x", "not a Socket.IO packet"),
+    (b"42", "not a non-empty JSON array"),
+    (b"42[]", "not a non-empty JSON array"),
+    (b'42{"a":1}', "not a non-empty JSON array"),
+    (b"42[1.5]", "event name is not a string"),
+    (b"42[true]", "event name is not a string"),
+    (b'42["a"', "not JSON"),
+    (b'42["a"]]', "not JSON"),
+    (b"43[]", "no ack id"),
+    (b'431{"a":1}', "not a JSON array"),
+    (b'40"x"', "not a JSON object"),
+    (b'421-["a"]', "attachment count not allowed"),
+    (b'451["a"]', "attachment count missing"),
+    (b'45' + b"9" * 20 + b'-["a"]', "number too long"),
+    (b'42' + b"9" * 20 + b'["a"]', "number too long"),
+    (b'452000-["a"]', "more than 1000"),
+    (b'40/\xff\xfe,', "namespace is not UTF-8"),
+    (b'42["\xff"]', "not JSON"),
+    (b"42" + b"[" * 100_000, "not JSON"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), MALFORMED)
+def test_malformed_packets_raise_app_malformed_with_a_reason(payload: bytes, reason: str) -> None:
+    dec = SocketIODecoder()
+    with pytest.raises(AppMalformed, match=reason):
+        dec.feed(ws("client", payload))
+    assert one(dec, "client", b'42["still fine"]').channel == "still fine"
+
+
+def test_binary_message_with_nothing_waiting_is_malformed() -> None:
+    dec = SocketIODecoder()
+    with pytest.raises(AppMalformed, match="no BINARY_EVENT"):
+        dec.feed(ws("server", b"\x00", text=False))
+
+
+def test_a_message_cut_by_a_gap_says_so() -> None:
+    with pytest.raises(AppMalformed, match="cut by a gap"):
+        SocketIODecoder().feed(ws("server", b'42["half', complete=False))
+
+
+def test_remembered_ack_ids_are_bounded() -> None:
+    dec = SocketIODecoder()
+    for ack_id in range(MAX_OPEN_ACKS + 10):
+        dec.feed(ws("client", b'42%d["e%d"]' % (ack_id, ack_id)))
+    assert one(dec, "server", b"430[]").channel is None          # forgotten, the oldest
+    last = MAX_OPEN_ACKS + 9
+    assert one(dec, "server", b"43%d[]" % last).channel == f"e{last}"
+    assert one(dec, "server", b"43%d[]" % last).channel is None  # answered once
+
+
+def test_sniff() -> None:
+    assert SocketIODecoder.sniff(ws("server", b'0{"sid":"abc","upgrades":[]}')) == 0.95
+    assert SocketIODecoder.sniff(ws("server", b'0{"upgrades":[],"sid":"abc"}')) == 0.95
+    assert SocketIODecoder.sniff(ws("client", b"2probe")) == 0.9
+    assert SocketIODecoder.sniff(ws("client", b"40")) == 0.7
+    assert SocketIODecoder.sniff(ws("client", b'42["a"]')) == 0.7
+    assert SocketIODecoder.sniff(ws("client", b'42/chat,["a"]')) == 0.7
+    assert SocketIODecoder.sniff(ws("client", b'0{"sid":1}', text=False)) == 0.0
+    assert SocketIODecoder.sniff(ws("client", b'{"jsonrpc":"2.0"}')) == 0.0
+    assert SocketIODecoder.sniff(ws("client", b"")) == 0.0
+
+
+def test_registry_finds_it_by_content_and_not_by_subprotocol() -> None:
+    assert decoders()["socketio"] is SocketIODecoder
+    assert by_subprotocol("socketio") is None
+    assert by_content(ws("server", b'0{"sid":"x","upgrades":[]}')) == (SocketIODecoder, 0.95)
+
+
+VALID = [
+    ("server", b'0{"sid":"a","upgrades":[],"pingInterval":25000}'), ("client", b"40"),
+    ("server", b'40{"sid":"b"}'), ("client", b'421["q",{"k":"v"}]'), ("server", b'431["r"]'),
+    ("client", b'42/admin,["ev",1]'), ("server", b'451-["bin",{"_placeholder":true,"num":0}]'),
+    ("server", b"2"), ("client", b"3"), ("client", b'44{"message":"no"}'), ("client", b"41"),
+]
+
+
+def test_every_truncation_of_valid_packets_gives_messages_or_app_malformed() -> None:
+    for sender, payload in VALID:
+        for cut in range(len(payload) + 1):
+            dec = SocketIODecoder()
+            with contextlib.suppress(AppMalformed):
+                dec.feed(ws(sender, payload[:cut], complete=False))
+            dec.finish()
+
+
+_alphabet = st.sampled_from(list(b'0123456789[]{}",-/:_placeholdernum\xff '))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["client", "server"]), st.booleans(),
+                          st.one_of(st.binary(max_size=40),
+                                    st.lists(_alphabet, max_size=40).map(bytes))),
+                max_size=12))
+def test_random_messages_never_raise_anything_but_app_malformed(
+        messages: list[tuple[str, bool, bytes]]) -> None:
+    dec = SocketIODecoder()
+    for sender, text, payload in messages:
+        try:
+            for app in dec.feed(ws(sender, payload, text=text)):
+                assert app.role in ("request", "response", "message")
+        except AppMalformed:
+            pass
+    dec.finish()
