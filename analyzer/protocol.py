@@ -258,6 +258,8 @@ class ProblemKind(str, Enum):
     H2_CONNECT_NOT_ENABLED = "h2-connect-not-enabled"  # CONNECT without SETTINGS_ENABLE_CONNECT_PROTOCOL
     H2_CONNECT_REFUSED = "h2-connect-refused"        # a non-2xx answer to the extended CONNECT
     H2_STREAM_RESET = "h2-stream-reset"              # RST_STREAM of a WebSocket stream
+    # application protocols inside the messages (analyzer.app)
+    APP_PROTOCOL_MALFORMED = "app-protocol-malformed"  # a decoder's reason; or a decoder given up
     # limits of the whole analysis
     KEPT_PAYLOAD_LIMIT = "kept-payload-limit"        # payloads=True: payloads past the budget not kept
     # a bug of ours (never bad input): an exception inside a stage, caught at the connection

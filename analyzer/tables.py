@@ -1,9 +1,11 @@
-"""The four DataFrames: their columns, dtypes and one line of doc each, and the builder that fills them.
+"""The DataFrames: their columns, dtypes and one line of doc each, and the builder that fills them.
 
 Frames and messages, the two tables that grow with the capture, are collected in typed
 `array.array` columns (8 bytes a value, no Python object per cell), with the small fields packed
 into one flags integer; each DataFrame is made once, when the analysis ends, from zero-copy numpy
-views. Connections and problems are rare and collected as row tuples. No pandas work per packet.
+views. Connections and problems are rare and collected as row tuples, as are the application
+messages and exchanges (analyzer.app: only connections whose protocol is decoded have them).
+No pandas work per packet.
 The schemas below are the contract of shared/DESIGN.md that tests and notebooks rely on.
 """
 
@@ -135,6 +137,8 @@ CONNECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
      "null on plain TCP"),
     ("not_decrypted", "string", "TLS: why it was not decrypted, or why decryption stopped (no key for the "
      "client random, unsupported cipher suite, decryption failed, gap, no handshake seen)"),
+    ("app_protocol", "string", "the application protocol decoded in its messages (jsonrpc, mqtt, "
+     "stomp…: app_messages); null when no decoder was chosen"),
 )
 
 #: Connection columns computed from the ones above when the table is made (connections_derived),
@@ -158,6 +162,42 @@ PROBLEM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("kind", "cat", "stable kebab-case key (analyzer.protocol.ProblemKind)"),
     ("detail", "string", "what was expected and what was found"),
 )
+
+APP_MESSAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("capture", "cat", "capture file"),
+    ("conn_id", "int64", "connection id (joins connections and, with message_id, messages)"),
+    ("message_id", "int64", "the WebSocket message that carried (or completed) it"),
+    ("app_index", "int64", "its place among the application messages of that WebSocket message (0 first)"),
+    ("sender", "cat:client,server", "who sent it"),
+    ("ts", "ts", "time of the packet that completed the WebSocket message"),
+    ("protocol", "cat", "the decoder: jsonrpc, socketio, graphql-ws, mqtt, stomp, jupyter…"),
+    ("type", "cat", "the protocol's packet type or command (request, PUBLISH, SEND, EVENT…)"),
+    ("channel", "string", "topic, destination, event name, method or operation name"),
+    ("correlation_id", "string", "what pairs a request with its response (exchanges)"),
+    ("role", "cat:request,response,message", "request and response are paired in exchanges"),
+    ("status", "string", "of a response: ok, error or the protocol's code or reason"),
+    ("fields", "string", "a few decoded values as a JSON object (text)"),
+    ("chosen_by", "cat:subprotocol,content", "how the decoder was chosen: the negotiated subprotocol, "
+     "or the content of the connection's first data message"),
+    ("confidence", "float64", "the decoder's confidence in that choice (1.0 by subprotocol)"),
+)
+
+EXCHANGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("capture", "cat", "capture file"),
+    ("conn_id", "int64", "connection id"),
+    ("exchange_id", "int64", "1, 2, 3… per connection, in the order of the requests"),
+    ("protocol", "cat", "the decoder (app_messages.protocol)"),
+    ("method", "string", "the request's channel: method, topic, destination, event, operation"),
+    ("correlation_id", "string", "the correlation id the request and its response share"),
+    ("request_message_id", "int64", "the WebSocket message of the request (messages.message_id)"),
+    ("response_message_id", "Int64", "the WebSocket message of the response; null when unanswered"),
+    ("ts_request", "ts", "time of the request"),
+    ("ts_response", "ts", "time of the response; null when unanswered"),
+    ("latency", "float64", "seconds from the request to its response; NaN when unanswered"),
+    ("status", "string", "the response's status (ok, error…); null when unanswered"),
+    ("answered", "bool", "a response was seen (False: none before the connection's end)"),
+)
+
 
 @dataclass(slots=True)
 class ConnectionRow:
@@ -221,6 +261,7 @@ class ConnectionRow:
     alpn: str | None = None
     decrypted: bool | None = None
     not_decrypted: str | None = None
+    app_protocol: str | None = None
 
 
 class ProblemRow(NamedTuple):
@@ -235,6 +276,44 @@ class ProblemRow(NamedTuple):
     kind: str
     detail: str
     stands_for: int = 1
+
+
+class AppMessageRow(NamedTuple):
+    """One app_messages row (APP_MESSAGE_COLUMNS); `fields` is JSON text."""
+
+    capture: str
+    conn_id: int
+    message_id: int
+    app_index: int
+    sender: str
+    ts: int
+    protocol: str
+    type: str
+    channel: str | None
+    correlation_id: str | None
+    role: str
+    status: str | None
+    fields: str
+    chosen_by: str
+    confidence: float
+
+
+class ExchangeRow(NamedTuple):
+    """One exchanges row (EXCHANGE_COLUMNS); the response fields are None when unanswered."""
+
+    capture: str
+    conn_id: int
+    exchange_id: int
+    protocol: str
+    method: str | None
+    correlation_id: str
+    request_message_id: int
+    response_message_id: int | None
+    ts_request: int
+    ts_response: int | None
+    latency: float | None
+    status: str | None
+    answered: bool
 
 
 #: null in an int64 column of ConnectionColumns (NaT when read as a time, as pandas reads it)
@@ -367,6 +446,8 @@ def capture_problem_row(capture: str, problem: Problem) -> ProblemRow:
 # the column contract lives in the schemas: the row types must name exactly their columns
 assert tuple(f.name for f in fields(ConnectionRow)) == tuple(c[0] for c in CONNECTION_ROW_COLUMNS)
 assert ProblemRow._fields[:-1] == tuple(c[0] for c in PROBLEM_COLUMNS)
+assert AppMessageRow._fields == tuple(c[0] for c in APP_MESSAGE_COLUMNS)
+assert ExchangeRow._fields == tuple(c[0] for c in EXCHANGE_COLUMNS)
 
 
 SCHEMAS = {
@@ -374,6 +455,8 @@ SCHEMAS = {
     "messages": MESSAGE_COLUMNS,
     "connections": CONNECTION_COLUMNS,
     "problems": PROBLEM_COLUMNS,
+    "app_messages": APP_MESSAGE_COLUMNS,
+    "exchanges": EXCHANGE_COLUMNS,
 }
 
 
@@ -1059,6 +1142,8 @@ class TableRows:
     connections: ConnectionColumns = field(default_factory=ConnectionColumns)
     problems: ProblemRows = field(default_factory=ProblemRows)
     kept: KeptPayloads = field(default_factory=KeptPayloads)
+    app_messages: list[AppMessageRow] = field(default_factory=list)
+    exchanges: list[ExchangeRow] = field(default_factory=list)
     packets: int = 0
     tcp_connections: int = 0
     bytes_read: int = 0

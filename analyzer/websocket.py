@@ -59,6 +59,7 @@ class Options:
     validate_utf8: bool = True
     max_payload_bytes: int = MAX_KEPT_PAYLOAD_BYTES
     keylog_files: tuple[str, ...] = ()      # NSS key logs that decrypt TLS (analyze(keylog=))
+    app: bool = True                        # decode application protocols (analyzer.app)
 
 
 @dataclass

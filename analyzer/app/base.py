@@ -57,7 +57,14 @@ class AppMessage:
 class AppMalformed(ValueError):
     """Raised by AppDecoder.feed for application data that does not parse; the message is the
     reason shown in the `app-protocol-malformed` problem row. The decoder stays usable: the next
-    message is fed as usual (a decoder of a byte stream resynchronises or gives up by itself)."""
+    message is fed as usual (a decoder of a byte stream resynchronises or gives up by itself).
+
+    `messages`: what did parse in the same WebSocket message (the valid elements of a JSON-RPC
+    batch with one bad element), recorded as if feed had returned them."""
+
+    def __init__(self, reason: str, messages: list[AppMessage] | None = None) -> None:
+        super().__init__(reason)
+        self.messages: list[AppMessage] = list(messages or ())
 
 
 class AppDecoder(ABC):
