@@ -103,6 +103,11 @@ def _unique_names(paths: Sequence[str]) -> list[str]:
     return unique
 
 
+def _empty(table: str) -> pd.DataFrame:
+    from analyzer.tables import SCHEMAS, make_frame
+    return make_frame(SCHEMAS[table], [])
+
+
 @dataclass
 class Analysis:
     """The result of `analyze()`: four DataFrames plus aggregates, plots and the report.
@@ -113,6 +118,10 @@ class Analysis:
         messages: one row per reassembled data message.
         problems: one row per protocol violation or capture defect.
         captures: what was read of each capture file.
+        app_messages: one row per application message decoded from a WebSocket message (JSON-RPC,
+            MQTT, STOMP, Socket.IO, GraphQL over WebSocket, Jupyter: analyzer.app).
+        exchanges: one row per request paired with its response (latency, status), unanswered
+            requests included.
     """
 
     connections: pd.DataFrame
@@ -121,6 +130,8 @@ class Analysis:
     problems: pd.DataFrame
     captures: list[CaptureInfo] = field(default_factory=list)
     options: Options = field(default_factory=Options)
+    app_messages: pd.DataFrame = field(default_factory=lambda: _empty("app_messages"))
+    exchanges: pd.DataFrame = field(default_factory=lambda: _empty("exchanges"))
 
     # --- aggregates (stats.py) ---
     def summary(self) -> Any:
@@ -171,7 +182,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             max_message_bytes: int = 16 << 20, payloads: bool | float = False, preview_len: int = 64,
             validate_utf8: bool = True, progress: bool | ProgressCallback = False,
             jobs: int | None = None, max_payload_bytes: int = 256 << 20,
-            keylog: PathLike | Iterable[PathLike] | None = None, ring: bool | None = None) -> Analysis:
+            keylog: PathLike | Iterable[PathLike] | None = None, ring: bool | None = None,
+            app: bool = True) -> Analysis:
     """Analyse one capture or several and return the four DataFrames.
 
     Args:
@@ -204,6 +216,8 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
             and capture-linktype-change problems say where files do not join up. False: each file
             is its own capture. None (default): a ring when the names are unmistakably one
             (analyzer.ring.ring_files: one dumpcap ring, or one tcpdump -C set NAME, NAME1, …).
+        app: decode the application protocols inside the messages (app_messages, exchanges);
+            False leaves those tables empty.
 
     Raises:
         CaptureError: a file cannot be read as a capture (not a capture, empty, missing, a folder).
@@ -217,7 +231,7 @@ def analyze(paths: PathLike | Iterable[PathLike], *, ports: Iterable[int] | None
                       payloads=payloads if sample else bool(payloads),
                       preview_len=int(preview_len), validate_utf8=bool(validate_utf8),
                       max_payload_bytes=int(max_payload_bytes),
-                      keylog_files=keylog_files(keylog))
+                      keylog_files=keylog_files(keylog), app=bool(app))
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     if "-" in path_list:
         workers = 1         # standard input is this process's: no worker could read it
