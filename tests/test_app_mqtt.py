@@ -1,0 +1,491 @@
+"""MQTT 3.1/3.1.1/5.0 decoder (analyzer/app/protocols/mqtt.py) on packets built here byte by byte
+from the OASIS specifications (MQTT 3.1.1 §2-§3, MQTT 5.0 §2-§3)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.app import registry
+from analyzer.app.base import AppMalformed, AppMessage, WsMessage
+from analyzer.app.protocols import mqtt
+from analyzer.app.protocols._common import PartialMalformed
+from analyzer.app.protocols.mqtt import MqttDecoder
+
+# -- building packets -------------------------------------------------------------------------
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def s(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+def b(raw: bytes) -> bytes:
+    return struct.pack("!H", len(raw)) + raw
+
+
+def pkt(ptype: int, flags: int, body: bytes) -> bytes:
+    return bytes([ptype << 4 | flags]) + varint(len(body)) + body
+
+
+def props(*items: tuple[int, bytes]) -> bytes:
+    raw = b"".join(bytes([ident]) + value for ident, value in items)
+    return varint(len(raw)) + raw
+
+
+def u16(n: int) -> bytes:
+    return struct.pack("!H", n)
+
+
+def u32(n: int) -> bytes:
+    return struct.pack("!I", n)
+
+
+def connect(level: int = 4, client_id: str = "cid", *, name: str = "MQTT", flags: int = 0x02,
+            keepalive: int = 30, properties: bytes = b"", tail: bytes = b"") -> bytes:
+    body = s(name) + bytes([level, flags]) + u16(keepalive)
+    if level == 5:
+        body += properties or props()
+    return pkt(1, 0, body + s(client_id) + tail)
+
+
+# MQTT 3.1.1 session: client and server byte streams, packet by packet
+C311 = [
+    connect(4, "paho-1", flags=0xC2 | 0x04 | 0x08, tail=s("last/will") + b(b"bye") + s("user") + b(b"pw")),
+    pkt(8, 2, u16(1) + s("a/b") + b"\x00" + s("c/#") + b"\x02"),          # SUBSCRIBE
+    pkt(3, 0, s("a/b") + b"hello"),                                       # PUBLISH QoS 0
+    pkt(3, 2 | 1, s("a/b") + u16(2) + b"q1"),                             # PUBLISH QoS 1 retain
+    pkt(3, 4, s("c/d") + u16(3) + b"q2"),                                 # PUBLISH QoS 2
+    pkt(6, 2, u16(3)),                                                    # PUBREL
+    pkt(10, 2, u16(4) + s("a/b")),                                        # UNSUBSCRIBE
+    pkt(12, 0, b""),                                                      # PINGREQ
+    pkt(14, 0, b""),                                                      # DISCONNECT
+]
+S311 = [
+    pkt(2, 0, b"\x00\x00"),                                               # CONNACK accepted
+    pkt(9, 0, u16(1) + b"\x00\x80"),                                      # SUBACK, 2nd refused
+    pkt(4, 0, u16(2)),                                                    # PUBACK
+    pkt(5, 0, u16(3)),                                                    # PUBREC
+    pkt(7, 0, u16(3)),                                                    # PUBCOMP
+    pkt(11, 0, u16(4)),                                                   # UNSUBACK
+    pkt(13, 0, b""),                                                      # PINGRESP
+]
+
+
+def ws(payload: bytes, sender: str = "client", *, complete: bool = True, n: int = 0) -> WsMessage:
+    return WsMessage(conn_id=1, message_id=n, sender=sender, ts_ns=n, text=False, payload=payload,
+                     complete=complete)
+
+
+def feed_all(dec: MqttDecoder, messages: list[tuple[str, bytes]]) -> list[AppMessage]:
+    out: list[AppMessage] = []
+    for i, (sender, payload) in enumerate(messages):
+        out.extend(dec.feed(ws(payload, sender, n=i)))
+    return out
+
+
+def summary(msgs: list[AppMessage]) -> list[tuple[object, ...]]:
+    return [(m.type, m.channel, m.correlation_id, m.role, m.status) for m in msgs]
+
+
+def test_registered_by_subprotocol_and_sniffed() -> None:
+    assert registry.by_subprotocol("mqtt") is MqttDecoder
+    assert registry.by_subprotocol("MQTTv3.1") is MqttDecoder
+    assert MqttDecoder.sniff(ws(C311[0])) == 0.95
+    assert MqttDecoder.sniff(ws(connect(3, name="MQIsdp"))) == 0.95
+    assert MqttDecoder.sniff(ws(b"\x10\x0c\x00\x04MQTX\x04\x02\x00\x1e\x00\x00")) == 0.0
+    assert MqttDecoder.sniff(ws(S311[0], "server")) == 0.0
+    text = ws(C311[0])
+    text.text = True
+    assert MqttDecoder.sniff(text) == 0.0
+    found = registry.by_content(ws(C311[0]))
+    assert found is not None and found[0] is MqttDecoder
+
+
+def test_mqtt311_session_every_packet_type() -> None:
+    order = [("client", C311[0]), ("server", S311[0]), ("client", C311[1]), ("server", S311[1]),
+             ("client", C311[2]), ("client", C311[3]), ("server", S311[2]), ("client", C311[4]),
+             ("server", S311[3]), ("client", C311[5]), ("server", S311[4]), ("client", C311[6]),
+             ("server", S311[5]), ("client", C311[7]), ("server", S311[6]), ("client", C311[8])]
+    dec = MqttDecoder()
+    got = feed_all(dec, order)
+    assert summary(got) == [
+        ("CONNECT", None, "connect", "request", None),
+        ("CONNACK", None, "connect", "response", "ok"),
+        ("SUBSCRIBE", "a/b,c/#", "c:1", "request", None),
+        ("SUBACK", "a/b,c/#", "c:1", "response", "0x80"),
+        ("PUBLISH", "a/b", None, "message", None),
+        ("PUBLISH", "a/b", "c:2", "request", None),
+        ("PUBACK", "a/b", "c:2", "response", "ok"),
+        ("PUBLISH", "c/d", "c:3", "request", None),
+        ("PUBREC", "c/d", "c:3", "response", "ok"),
+        ("PUBREL", "c/d", "c:3:rel", "request", None),
+        ("PUBCOMP", "c/d", "c:3:rel", "response", "ok"),
+        ("UNSUBSCRIBE", "a/b", "c:4", "request", None),
+        ("UNSUBACK", "a/b", "c:4", "response", "ok"),
+        ("PINGREQ", None, "ping", "request", None),
+        ("PINGRESP", None, "ping", "response", "ok"),
+        ("DISCONNECT", None, None, "message", None),
+    ]
+    assert {m.protocol for m in got} == {"mqtt"}
+    assert got[0].fields == {"protocol": "MQTT", "level": 4, "keepalive": 30, "clean_start": True,
+                             "client_id": "paho-1", "will_topic": "last/will", "will_payload_len": 3,
+                             "will_qos": 1, "will_retain": False, "username": True, "password": True}
+    assert got[3].fields == {"packet_id": 1, "reason_codes": [0, 0x80]}
+    assert got[2].fields["filters"] == [["a/b", 0], ["c/#", 2]]
+    assert got[4].fields == {"qos": 0, "retain": False, "dup": False, "payload_len": 5}
+    assert got[5].fields == {"qos": 1, "retain": True, "dup": False, "packet_id": 2, "payload_len": 2}
+    assert not dec.v5
+    assert dec.finish() == []
+
+
+def test_server_publish_is_the_servers_request() -> None:
+    dec = MqttDecoder()
+    feed_all(dec, [("client", C311[0])])
+    got = feed_all(dec, [("server", pkt(3, 2 | 8, s("t") + u16(9) + b"x")), ("client", pkt(4, 0, u16(9)))])
+    assert summary(got) == [("PUBLISH", "t", "s:9", "request", None),
+                            ("PUBACK", "t", "s:9", "response", "ok")]
+    assert got[0].fields["dup"] is True
+
+
+def test_mqtt31_mqisdp() -> None:
+    dec = MqttDecoder()
+    got = feed_all(dec, [("client", connect(3, "old", name="MQIsdp")), ("server", pkt(2, 0, b"\x00\x05"))])
+    assert got[0].fields["protocol"] == "MQIsdp" and got[0].fields["level"] == 3
+    assert got[1].status == "0x05" and got[1].fields["reason"] == "not authorized"
+
+
+def test_mqtt5_properties_reason_codes_aliases_auth() -> None:
+    user = (0x26, s("k") + s("v"))
+    client = [
+        connect(5, "v5", flags=0x02 | 0x04,
+                properties=props((0x11, u32(60)), (0x21, u16(10)), (0x15, s("SCRAM")), user),
+                tail=props((0x18, u32(5))) + s("w/t") + b(b"gone")),
+        pkt(15, 0, b"\x19" + props((0x15, s("SCRAM")), (0x16, b(b"\x01\x02")))),   # AUTH re-auth
+        pkt(8, 2, u16(7) + props((0x0B, varint(300))) + s("x/+") + b"\x2d"),        # SUBSCRIBE opts
+        pkt(3, 2, s("x/y") + u16(8) + props((0x23, u16(1)), (0x03, s("text/plain"))) + b"payload"),
+        pkt(3, 2, u16(0) + u16(9) + props((0x23, u16(1))) + b"again"),              # alias only
+        pkt(10, 2, u16(10) + props() + s("x/+")),
+        pkt(14, 0, b"\x04" + props((0x1F, s("bye now")))),
+    ]
+    server = [
+        pkt(2, 0, b"\x01\x00" + props((0x12, s("assigned")), (0x22, u16(5)), (0x24, b"\x01"))),
+        pkt(15, 0, b"\x00"),                                                       # AUTH success, no props
+        pkt(9, 0, u16(7) + props() + b"\x01"),
+        pkt(4, 0, u16(8) + b"\x10"),                                               # no matching subscribers
+        pkt(4, 0, u16(9) + b"\x97" + props((0x1F, s("quota")))),                   # quota exceeded
+        pkt(11, 0, u16(10) + props() + b"\x11"),                                   # no subscription existed
+    ]
+    order = [("client", client[0]), ("server", server[0]), ("client", client[1]), ("server", server[1]),
+             ("client", client[2]), ("server", server[2]), ("client", client[3]), ("server", server[3]),
+             ("client", client[4]), ("server", server[4]), ("client", client[5]), ("server", server[5]),
+             ("client", client[6])]
+    dec = MqttDecoder()
+    got = feed_all(dec, order)
+    assert dec.v5
+    assert summary(got) == [
+        ("CONNECT", None, "connect", "request", None),
+        ("CONNACK", None, "connect", "response", "ok"),
+        ("AUTH", None, None, "message", "ok"),
+        ("AUTH", None, None, "message", "ok"),
+        ("SUBSCRIBE", "x/+", "c:7", "request", None),
+        ("SUBACK", "x/+", "c:7", "response", "ok"),
+        ("PUBLISH", "x/y", "c:8", "request", None),
+        ("PUBACK", "x/y", "c:8", "response", "ok"),
+        ("PUBLISH", "x/y", "c:9", "request", None),
+        ("PUBACK", "x/y", "c:9", "response", "0x97"),
+        ("UNSUBSCRIBE", "x/+", "c:10", "request", None),
+        ("UNSUBACK", "x/+", "c:10", "response", "ok"),
+        ("DISCONNECT", None, None, "message", "ok"),
+    ]
+    assert got[0].fields["properties"] == {"session_expiry_interval": 60, "receive_maximum": 10,
+                                           "authentication_method": "SCRAM", "user_property": [["k", "v"]]}
+    assert got[0].fields["will_properties"] == {"will_delay_interval": 5}
+    assert got[0].fields["will_topic"] == "w/t"
+    assert got[1].fields == {"session_present": True, "reason": "Success", "properties": {
+        "assigned_client_identifier": "assigned", "topic_alias_maximum": 5, "maximum_qos": 1}}
+    assert got[2].fields == {"reason": "Re-authenticate", "properties": {
+        "authentication_method": "SCRAM", "authentication_data": "<2 bytes>"}}
+    assert got[4].fields["properties"] == {"subscription_identifier": [300]}
+    assert got[4].fields["filters"] == [["x/+", 1]]
+    assert got[6].fields["properties"] == {"topic_alias": 1, "content_type": "text/plain"}
+    assert got[6].fields["payload_len"] == 7 and got[8].fields["payload_len"] == 5
+    assert got[8].fields["topic_alias"] == 1
+    assert got[7].fields["reason"] == "No matching subscribers"
+    assert got[9].fields == {"packet_id": 9, "reason": "Quota exceeded",
+                             "properties": {"reason_string": "quota"}}
+    assert got[11].fields["reason_codes"] == [0x11]
+    assert got[12].fields == {"reason": "Disconnect with Will Message",
+                              "properties": {"reason_string": "bye now"}}
+
+
+def test_mqtt5_refused_connack_and_failed_suback_and_pubrec() -> None:
+    dec = MqttDecoder()
+    got = feed_all(dec, [
+        ("client", connect(5)), ("server", pkt(2, 0, b"\x00\x87" + props())),
+        ("client", pkt(8, 2, u16(1) + props() + s("a") + b"\x00" + s("b") + b"\x01")),
+        ("server", pkt(9, 0, u16(1) + props() + b"\x00\x8f")),
+        ("client", pkt(3, 4, s("q") + u16(2) + props())), ("server", pkt(5, 0, u16(2) + b"\x80")),
+        ("server", pkt(14, 0, b"\x8e")),
+    ])
+    assert [m.status for m in got] == [None, "0x87", None, "0x8f", None, "0x80", "0x8e"]
+    assert got[1].fields["reason"] == "Not authorized"
+    assert got[6].fields == {"reason": "Session taken over"}
+    assert dec._topics.get("c:2") is None       # a refused PUBREC ends the flow
+
+
+def test_mqtt5_short_acks_mean_success() -> None:
+    dec = MqttDecoder()
+    got = feed_all(dec, [("client", connect(5)), ("client", pkt(3, 2, s("t") + u16(5) + props())),
+                         ("server", pkt(4, 0, u16(5))), ("client", pkt(14, 0, b""))])
+    assert got[2].status == "ok" and got[2].fields == {"packet_id": 5}
+    assert got[3].status == "ok" and got[3].fields == {"reason": "Success"}
+
+
+def streams() -> tuple[bytes, bytes]:
+    return b"".join(C311), b"".join(S311)
+
+
+def decode_stream(chunks: list[bytes], sender: str = "client") -> list[tuple[object, ...]]:
+    dec = MqttDecoder()
+    out: list[AppMessage] = []
+    for i, chunk in enumerate(chunks):
+        out.extend(dec.feed(ws(chunk, sender, n=i)))
+    assert dec.finish() == []
+    return summary(out)
+
+
+def test_several_packets_per_message_and_split_at_every_offset() -> None:
+    client, server = streams()
+    whole = decode_stream([client])
+    assert [t[0] for t in whole] == ["CONNECT", "SUBSCRIBE", "PUBLISH", "PUBLISH", "PUBLISH", "PUBREL",
+                                     "UNSUBSCRIBE", "PINGREQ", "DISCONNECT"]
+    assert decode_stream([bytes([x]) for x in client]) == whole
+    for cut in range(1, len(client)):
+        assert decode_stream([client[:cut], client[cut:]]) == whole, cut
+    whole_s = decode_stream([server], "server")
+    assert len(whole_s) == len(S311)
+    for cut in range(1, len(server)):
+        assert decode_stream([server[:cut], server[cut:]], "server") == whole_s, cut
+    rnd = random.Random(7)
+    for _ in range(50):
+        cuts = sorted(rnd.sample(range(1, len(client)), 5))
+        pieces = [client[i:j] for i, j in zip([0, *cuts], [*cuts, len(client)])]
+        assert decode_stream(pieces) == whole
+
+
+def test_a_packet_is_reported_at_the_message_that_completes_it() -> None:
+    publish = pkt(3, 0, s("big") + bytes(100_000))
+    dec = MqttDecoder()
+    assert dec.feed(ws(publish[:3])) == []
+    assert dec.feed(ws(publish[3:70_000])) == []
+    got = dec.feed(ws(publish[70_000:] + C311[7]))
+    assert summary(got) == [("PUBLISH", "big", None, "message", None),
+                            ("PINGREQ", None, "ping", "request", None)]
+    assert got[0].fields["payload_len"] == 100_000
+
+
+def test_remaining_length_limits() -> None:
+    # a 4-byte Remaining Length is read whole (16,383 = 0xFF 0x7F in 2 bytes)
+    dec = MqttDecoder()
+    assert dec.feed(ws(b"\x30\xff\x7f" + s("t") + bytes(100))) == []
+    assert dec._streams["client"].need == 16_386
+    # a fifth length byte is malformed and loses the boundaries (§2.2.3: at most 4 bytes)
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match="remaining length longer than 4 bytes"):
+        dec.feed(ws(b"\x30\xff\xff\xff\xff\x01"))
+
+
+def test_oversized_packet_is_skipped_not_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt, "MAX_PACKET", 1000)
+    big = pkt(3, 0, s("t") + bytes(5000))
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match="PUBLISH of 5006 bytes over the"):
+        dec.feed(ws(big[:600]))
+    stream = dec._streams["client"]
+    assert not stream.buf and stream.skip == 5006 - 600
+    assert dec.feed(ws(big[600:3000])) == []
+    got = dec.feed(ws(big[3000:] + C311[7]))
+    assert summary(got) == [("PINGREQ", None, "ping", "request", None)]
+    # whole in one message it is already in memory: decoded
+    assert dec.feed(ws(big))[0].fields["payload_len"] == 5000
+
+
+def test_default_cap_skips_the_largest_length() -> None:
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match="over the 16 MiB limit"):
+        dec.feed(ws(b"\x30\xff\xff\xff\x7f" + bytes(10)))
+    assert dec._streams["client"].skip == 268_435_455 + 5 - 15
+
+
+MALFORMED = [
+    (connect(4, name="HTTP"), "CONNECT: protocol name 'HTTP'"),
+    (connect(4, flags=0x03), "reserved connect flag"),
+    (connect(4, flags=0x18 | 0x04, tail=s("w") + b(b"")), "will flags"),
+    (connect(4, flags=0x20), "will flags"),
+    (connect(4, tail=b"x"), "1 bytes after the end of the CONNECT"),
+    (pkt(1, 0, s("MQTT")), "truncated protocol level"),
+    (pkt(1, 0, b"\x00\x04MQ"), "truncated protocol name"),
+    (pkt(3, 0, b"\x00\x02\xc3\x28"), "topic name is not UTF-8"),
+    (pkt(3, 0, s("a\x00b")), "contains U+0000"),
+    (pkt(3, 0, s("a/#") + b"x"), "wildcard in the topic name"),
+    (pkt(3, 0, s("")), "empty topic name"),
+    (pkt(3, 2, s("t") + u16(0)), "packet identifier 0"),
+    (pkt(3, 8, s("t")), "DUP set on a QoS 0"),
+    (pkt(3, 2, s("t")), "truncated packet identifier"),
+    (pkt(4, 0, u16(1) + b"\x00"), "1 bytes after the end of the PUBACK"),
+    (pkt(8, 2, u16(1)), "SUBSCRIBE: no topic filter"),
+    (pkt(8, 2, u16(1) + s("a") + b"\x04"), "subscription options 0x04"),
+    (pkt(8, 2, u16(1) + s("a") + b"\x03"), "subscription options 0x03"),
+    (pkt(10, 2, u16(1)), "UNSUBSCRIBE: no topic filter"),
+    (pkt(12, 0, b"\x00"), "1 bytes after the end of the PINGREQ"),
+    (pkt(14, 0, b"\x00"), "1 bytes after the end of the DISCONNECT"),
+    (pkt(15, 0, b""), "AUTH before MQTT 5"),
+    (pkt(2, 0, b"\x00\x00"), "CONNACK: sent by the client"),
+]
+
+
+@pytest.mark.parametrize(("packet", "reason"), MALFORMED, ids=[r for _, r in MALFORMED])
+def test_malformed_packets_keep_the_stream_in_step(packet: bytes, reason: str) -> None:
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match=re.escape(reason)) as info:
+        dec.feed(ws(C311[7] + packet + C311[8]))
+    assert isinstance(info.value, PartialMalformed)
+    assert [m.type for m in info.value.decoded] == ["PINGREQ", "DISCONNECT"]
+    assert summary(dec.feed(ws(C311[7]))) == [("PINGREQ", None, "ping", "request", None)]
+
+
+MALFORMED_V5 = [
+    (pkt(3, 0, s("t") + props((0x7F, b"\x00"))), "unknown property identifier 0x7f"),
+    (pkt(3, 0, s("t") + props((0x01, b"\x00"), (0x01, b"\x01"))), "payload_format_indicator given twice"),
+    (pkt(3, 0, s("t") + varint(9) + b"\x01"), "property length 9 beyond the packet"),
+    (pkt(3, 0, s("t") + props((0x02, b"\x00"))), "truncated message_expiry_interval"),
+    (pkt(3, 0, s("t") + props((0x23, u16(0)))), "topic alias 0"),
+    (pkt(3, 0, s("t") + props((0x0B, b"\xff\xff\xff\xff\x01"))), "subscription_identifier longer than 4"),
+    (pkt(9, 0, u16(1) + props()), "no reason code"),
+    (pkt(8, 2, u16(1) + props() + s("a") + b"\x30"), "subscription options 0x30"),
+]
+
+
+@pytest.mark.parametrize(("packet", "reason"), MALFORMED_V5, ids=[r for _, r in MALFORMED_V5])
+def test_malformed_v5_packets(packet: bytes, reason: str) -> None:
+    dec = MqttDecoder()
+    dec.feed(ws(connect(5)))
+    sender = "server" if packet[0] >> 4 == 9 else "client"
+    with pytest.raises(AppMalformed, match=re.escape(reason)):
+        dec.feed(ws(packet, sender))
+
+
+@pytest.mark.parametrize(("first", "reason"), [
+    (b"\x00\x00", "reserved packet type 0"),
+    (b"\x61\x00", "PUBREL with reserved flags 0x1"),
+    (b"\x80\x00", "SUBSCRIBE with reserved flags 0x0"),
+    (b"\xc1\x00", "PINGREQ with reserved flags 0x1"),
+    (b"\x36\x00", "PUBLISH with QoS 3"),
+])
+def test_bad_fixed_header_loses_sync_then_resynchronises(first: bytes, reason: str) -> None:
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match=re.escape(reason)) as info:
+        dec.feed(ws(C311[7] + first + C311[8]))
+    assert [m.type for m in info.value.decoded] == ["PINGREQ"]      # type: ignore[attr-defined]
+    # the next message that does not start like a packet is dropped quietly, the next that does resumes
+    assert dec.feed(ws(b"\x00garbage")) == []
+    assert [m.type for m in dec.feed(ws(C311[7] + C311[8]))] == ["PINGREQ", "DISCONNECT"]
+    # the other direction was never affected
+    assert [m.type for m in dec.feed(ws(S311[6], "server"))] == ["PINGRESP"]
+
+
+def test_gives_up_a_direction_after_max_resync_messages() -> None:
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed):
+        dec.feed(ws(b"\x00\x00"))
+    for _ in range(mqtt.MAX_RESYNC - 1):
+        assert dec.feed(ws(b"\xff\xff")) == []
+    with pytest.raises(AppMalformed, match="no longer decoded"):
+        dec.feed(ws(b"\xff\xff"))
+    assert dec.feed(ws(C311[7])) == []            # given up: even a good packet is ignored
+    assert [m.type for m in dec.feed(ws(S311[6], "server"))] == ["PINGRESP"]
+    assert dec.finish() == []
+
+
+def test_finish_reports_an_unfinished_packet() -> None:
+    dec = MqttDecoder()
+    dec.feed(ws(C311[2][:4]))
+    dec.feed(ws(S311[0][:1], "server"))
+    with pytest.raises(AppMalformed, match=r"client: 4 bytes of an unfinished packet of 12 at the end; "
+                                           r"server: 1 bytes of an unfinished packet at the end"):
+        dec.finish()
+
+
+def test_a_message_cut_by_a_gap_drops_its_partial_packet() -> None:
+    dec = MqttDecoder()
+    got = dec.feed(ws(C311[7] + C311[2][:5], complete=False))
+    assert [m.type for m in got] == ["PINGREQ"]
+    assert dec.finish() == []
+    # the next message is taken from its start
+    assert [m.type for m in dec.feed(ws(C311[3]))] == ["PUBLISH"]
+
+
+def test_topic_alias_unknown_gives_no_channel() -> None:
+    dec = MqttDecoder()
+    dec.feed(ws(connect(5)))
+    got = dec.feed(ws(pkt(3, 0, u16(0) + props((0x23, u16(4))) + b"x"), "server"))
+    assert got[0].channel is None and got[0].fields["topic_alias"] == 4
+    # aliases are per direction: the client's alias 4 does not name the server's
+    dec.feed(ws(pkt(3, 0, s("mine") + props((0x23, u16(4))))))
+    assert dec.feed(ws(pkt(3, 0, u16(0) + props((0x23, u16(4)))), "server"))[0].channel is None
+
+
+def test_long_strings_are_clipped() -> None:
+    dec = MqttDecoder()
+    got = dec.feed(ws(pkt(3, 0, s("t/" + "x" * 5000) + b"p")))
+    assert got[0].channel is not None and len(got[0].channel) == 200
+    assert got[0].channel.endswith("…")
+
+
+VALID = [*C311, *S311, connect(5), pkt(15, 0, b"\x00")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=8), st.booleans())
+def test_fuzz_random_bytes_only_app_malformed(chunks: list[bytes], v5: bool) -> None:
+    dec = MqttDecoder()
+    if v5:
+        dec.feed(ws(connect(5)))
+    for i, chunk in enumerate(chunks):
+        with contextlib.suppress(AppMalformed):
+            dec.feed(ws(chunk, "client" if i % 2 else "server", complete=i != 3))
+    with contextlib.suppress(AppMalformed):
+        dec.finish()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_valid_packets(data: st.DataObject) -> None:
+    raw = bytearray(b"".join(data.draw(st.lists(st.sampled_from(VALID), min_size=1, max_size=6))))
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    dec = MqttDecoder()
+    for piece in (bytes(raw[:cut]), bytes(raw[cut:])):
+        try:
+            msgs = dec.feed(ws(piece))
+        except AppMalformed:
+            continue
+        for m in msgs:
+            assert m.role in ("request", "response", "message")
