@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -267,3 +270,98 @@ def test_random_messages_never_raise_anything_but_app_malformed(
         except AppMalformed:
             pass
     dec.finish()
+
+
+# The real capture: python-socketio server and client (captures/make_app.py socketio)
+
+CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "app" / "socketio.pcap"
+
+
+def _decoded_capture(path: Path) -> tuple[dict, list[tuple[WsMessage, AppMessage]]]:
+    """The capture's messages fed in capture order to one decoder (one connection), with the
+    WebSocket message each AppMessage was reported at."""
+    import analyzer
+
+    expected = json.loads(path.with_suffix(".expected.json").read_text())
+    messages = analyzer.analyze(str(path), payloads=True, jobs=1).messages
+    assert set(messages["conn_id"]) == {1}
+    dec = SocketIODecoder()
+    out: list[tuple[WsMessage, AppMessage]] = []
+    for row in messages.sort_values("message_id").itertuples():
+        msg = WsMessage(conn_id=row.conn_id, message_id=row.message_id, sender=str(row.sender),
+                        ts_ns=row.ts_end.value, text=row.type == "text",
+                        payload=bytes(row.payload), complete=bool(row.complete))
+        out.extend((msg, app) for app in dec.feed(msg))     # AppMalformed fails the test
+    assert dec.finish() == []
+    return expected, out
+
+
+def test_capture_counts_agree_with_the_programs_logs() -> None:
+    expected, decoded = _decoded_capture(CAPTURE)
+    engineio = {"OPEN": "open", "PING": "ping", "PONG": "pong", "CLOSE": "close",
+                "UPGRADE": "upgrade", "NOOP": "noop"}
+    for side in ("client", "server"):
+        types = Counter(app.type for msg, app in decoded if msg.sender == side)
+        sio = {kind: types[kind] for kind in expected["counts"]["socketio"][side]}
+        assert sio == expected["counts"]["socketio"][side]
+        eio = {kind: types[engineio[kind]] for kind in expected["counts"]["engineio"][side]
+               if kind in engineio}
+        assert eio == {kind: n for kind, n in expected["counts"]["engineio"][side].items()
+                       if kind in engineio}
+        attachments = sum(app.fields.get("attachments", 0)
+                          for msg, app in decoded if msg.sender == side)
+        assert attachments == expected["counts"]["engineio"][side]["binary attachment"]
+
+
+def test_capture_events_and_acks_agree_with_the_programs_logs() -> None:
+    expected, decoded = _decoded_capture(CAPTURE)
+    for side in ("client", "server"):
+        sent = [(r["namespace"], r["name"], r["ack"], r.get("binary", False))
+                for r in expected["log"] if r["sender"] == side and r["kind"] == "event_sent"]
+        seen = [(app.fields["namespace"], app.channel, app.role == "request",
+                 app.type == "BINARY_EVENT")
+                for msg, app in decoded if msg.sender == side and "EVENT" in app.type]
+        assert seen == sent
+        acks = [(r["namespace"], r["name"]) for r in expected["log"]
+                if r["sender"] == side and r["kind"] == "ack_sent"]
+        assert [(app.fields["namespace"], app.channel) for msg, app in decoded
+                if msg.sender == side and "ACK" in app.type] == acks
+    # the binary event's and binary ack's attachments, as the programs counted them
+    binary = {app.type: app.fields["attachment_bytes"] for _, app in decoded
+              if app.type.startswith("BINARY")}
+    upload = next(r for r in expected["log"] if r["kind"] == "event_sent" and r["name"] == "upload")
+    ack = next(r for r in expected["log"] if r["kind"] == "ack_sent" and r["name"] == "upload")
+    assert binary == {"BINARY_EVENT": upload["args"][1]["bytes"],
+                      "BINARY_ACK": ack["args"][0]["bytes"]}
+    # namespace connections: the server's CONNECT answers carry the sids the server logged
+    sids = {r["namespace"]: r["sid"] for r in expected["log"]
+            if r["sender"] == "server" and r["kind"] == "connect"}
+    answers = {app.fields["namespace"]: app.fields["sid"] for msg, app in decoded
+               if app.type == "CONNECT" and app.role == "response"}
+    assert answers == sids
+    assert [(msg.sender, app.fields["namespace"]) for msg, app in decoded
+            if app.type == "DISCONNECT"] == [("server", "/chat")]
+
+
+def test_capture_requests_pair_with_their_acks_within_the_programs_timings() -> None:
+    expected, decoded = _decoded_capture(CAPTURE)
+    opened: dict[tuple[str | None, ...], int] = {}
+    pairs: list[tuple[str, str | None, str, float]] = []
+    for msg, app in decoded:
+        key = (app.correlation_id,)
+        if app.role == "request":
+            assert key not in opened
+            opened[key] = msg.ts_ns
+        elif app.role == "response":
+            start = opened.pop(key)
+            if app.type.endswith("ACK"):
+                asker = "client" if msg.sender == "server" else "server"
+                pairs.append((asker, app.channel, app.fields["namespace"],
+                              (msg.ts_ns - start) / 1e6))
+    assert not opened
+    wanted = [(r["sender"], r["name"], r["namespace"]) for r in expected["requests"]]
+    assert [pair[:3] for pair in pairs] == wanted
+    # on the wire the answer takes at least the delay the answering side was asked to add, and
+    # at most what the asker measured around its send and receive
+    for (_, _, _, latency_ms), request in zip(pairs, expected["requests"], strict=True):
+        assert request["delay_ms"] <= latency_ms <= request["latency_ms"]
