@@ -160,13 +160,17 @@ async def _socketio_server(port: int) -> None:
     async def chat(sid: str, data: Any) -> None:
         log("server", "event_received", namespace="/", name="chat", args=[data])
 
-    @sio.event
-    async def work(sid: str, data: dict) -> dict:
-        log("server", "event_received", namespace="/", name="work", args=[data], ack=True)
+    async def work_on(namespace: str, data: dict) -> dict:
+        """'work' (on / and /chat): acked after data["delay_ms"]."""
+        log("server", "event_received", namespace=namespace, name="work", args=[data], ack=True)
         await asyncio.sleep(data["delay_ms"] / 1000)
         out = {"done": data["job"], "slept_ms": data["delay_ms"]}
-        log("server", "ack_sent", namespace="/", name="work", args=[out])
+        log("server", "ack_sent", namespace=namespace, name="work", args=[out])
         return out
+
+    @sio.event
+    async def work(sid: str, data: dict) -> dict:
+        return await work_on("/", data)
 
     @sio.event
     async def upload(sid: str, name: str, blob: bytes) -> bytes:
@@ -212,11 +216,7 @@ async def _socketio_server(port: int) -> None:
 
     @sio.on("work", namespace="/chat")
     async def chat_work(sid: str, data: dict) -> dict:
-        log("server", "event_received", namespace="/chat", name="work", args=[data], ack=True)
-        await asyncio.sleep(data["delay_ms"] / 1000)
-        out = {"done": data["job"], "slept_ms": data["delay_ms"]}
-        log("server", "ack_sent", namespace="/chat", name="work", args=[out])
-        return out
+        return await work_on("/chat", data)
 
     runner = web.AppRunner(app)
     await runner.setup()
@@ -296,11 +296,195 @@ async def _socketio_client(port: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# JSON-RPC 2.0: jsonrpcserver (dispatch) behind a `websockets` server, jsonrpcclient (requests,
+# parsing) over a `websockets` client; the client also answers one request from the server with
+# jsonrpcserver. No compression, so the logged sizes are the frames' sizes.
+
+RPC_DELAYS_MS = (10, 50, 120)
+RPC_CONCURRENT_MS = (80, 10)  # sent together: the answers come back in the other order
+
+
+def _rpc_items(text: str) -> list[dict]:
+    data = json.loads(text)
+    return data if isinstance(data, list) else [data]
+
+
+def _rpc_answer(parsed: Any) -> dict:
+    """jsonrpcclient's parsed answer (an Ok or Error named tuple) as JSON: {"ok": ..., fields}."""
+    return {"ok": type(parsed).__name__ == "Ok", **parsed._asdict()}
+
+
+def _rpc_log(side: str, direction: str, text: str) -> None:
+    """One log record per JSON-RPC object `side` sent or received ("sent"/"received")."""
+    batch = text.lstrip().startswith("[")
+    for item in _rpc_items(text):
+        if "method" in item:
+            kind = "request" if "id" in item else "notification"
+            log(side, f"{kind}_{direction}", id=item.get("id"), method=item["method"],
+                params=item.get("params"), batch=batch)
+        elif "error" in item:
+            err = item["error"]
+            log(side, f"error_{direction}", id=item.get("id"), code=err["code"], message=err["message"],
+                batch=batch)
+        else:
+            log(side, f"response_{direction}", id=item.get("id"), result=item.get("result"), batch=batch)
+
+
+async def _jsonrpc_server(port: int) -> None:
+    import websockets
+    from jsonrpcclient import notification_json, parse_json, request_json
+    from jsonrpcserver import Error, Result, Success, async_dispatch
+
+    async def sleep_add(a: int, b: int, delay_ms: int) -> Result:
+        await asyncio.sleep(delay_ms / 1000)
+        return Success(a + b)
+
+    async def echo(text: str) -> Result:
+        return Success(text)
+
+    async def divide(a: float, b: float) -> Result:
+        if b == 0:
+            return Error(1001, "division by zero", {"a": a})
+        return Success(a / b)
+
+    async def log_event(level: str, text: str) -> Result:
+        return Success(None)
+
+    async def handler(ws: Any) -> None:
+        emit("conn", client_port=ws.remote_address[1])
+        pending: dict[Any, asyncio.Future] = {}
+        tasks: set[asyncio.Task] = set()  # kept until done (the loop holds only weak references)
+
+        def spawn(coro: Any) -> None:
+            task = asyncio.create_task(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def send(text: str) -> None:
+            wire("server", text)
+            _rpc_log("server", "sent", text)
+            await ws.send(text)
+
+        async def subscribe_ticks(count: int) -> Result:
+            async def push() -> None:
+                await asyncio.sleep(0.05)
+                for n in range(1, count + 1):
+                    await send(notification_json("tick", params={"n": n}))
+                    await asyncio.sleep(0.03)
+                text = request_json("client_time", params={"delay_ms": 15}, id="srv-1")
+                fut = pending["srv-1"] = asyncio.get_running_loop().create_future()
+                t0 = time.time()
+                await send(text)
+                answer = await fut
+                request_done("server", "request", "client_time", t0, time.time(), id="srv-1", delay_ms=15,
+                             answer=answer)
+
+            spawn(push())
+            return Success("subscribed")
+
+        methods = {"sleep_add": sleep_add, "echo": echo, "divide": divide, "log_event": log_event,
+                   "subscribe_ticks": subscribe_ticks}
+
+        async def answer(text: str) -> None:
+            out = await async_dispatch(text, methods=methods)
+            if out:  # "" after notifications only
+                await send(out)
+
+        async for text in ws:
+            _rpc_log("server", "received", text)
+            items = _rpc_items(text)
+            if "method" not in items[0]:  # the client's answer to srv-1
+                pending.pop(items[0]["id"]).set_result(_rpc_answer(parse_json(text)))
+                continue
+            spawn(answer(text))
+
+    async with websockets.serve(handler, HOST, port, compression=None):
+        print("READY", flush=True)
+        await asyncio.Event().wait()
+
+
+async def _jsonrpc_client(port: int) -> None:
+    import websockets
+    from jsonrpcclient import notification, notification_json, parse_json, request, request_json
+    from jsonrpcserver import Result, Success, async_dispatch
+
+    async def client_time(delay_ms: int) -> Result:
+        await asyncio.sleep(delay_ms / 1000)
+        return Success({"client": "ok"})
+
+    ws = await websockets.connect(f"ws://{HOST}:{port}/rpc", compression=None)
+    emit("conn", subprotocol=ws.subprotocol, client_port=ws.local_address[1])
+    pending: dict[Any, asyncio.Future] = {}
+
+    async def send(text: str) -> None:
+        wire("client", text)
+        _rpc_log("client", "sent", text)
+        await ws.send(text)
+
+    async def reader() -> None:
+        async for text in ws:
+            _rpc_log("client", "received", text)
+            data = json.loads(text)
+            if isinstance(data, dict) and "method" in data:
+                if "id" in data:  # the server's request: answered by jsonrpcserver
+                    await send(await async_dispatch(text, methods={"client_time": client_time}))
+                continue
+            key = tuple(sorted(str(i.get("id")) for i in data)) if isinstance(data, list) else data.get("id")
+            pending.pop(key).set_result(text)
+
+    read_task = asyncio.create_task(reader())
+
+    async def call(text: str, name: str, delay_ms: int | None, **rec: Any) -> None:
+        """Send a request (or a batch), wait for its answer, log the client-measured latency."""
+        data = json.loads(text)
+        key = (tuple(sorted(str(i["id"]) for i in data if "id" in i)) if isinstance(data, list)
+               else data["id"])
+        fut = pending[key] = asyncio.get_running_loop().create_future()
+        t0 = time.time()
+        await send(text)
+        answer = await asyncio.wait_for(fut, 10)
+        t1 = time.time()
+        parsed = parse_json(answer)
+        shown = [_rpc_answer(p) for p in parsed] if isinstance(data, list) else _rpc_answer(parsed)
+        ids = [i["id"] for i in data if "id" in i] if isinstance(data, list) else key
+        request_done("client", "batch" if isinstance(data, list) else "request", name, t0, t1,
+                     id=ids, delay_ms=delay_ms, answer=shown, **rec)
+
+    for delay in RPC_DELAYS_MS:
+        await call(request_json("sleep_add", params={"a": delay, "b": 1, "delay_ms": delay}),
+                   "sleep_add", delay)
+    await send(notification_json("log_event", params={"level": "info", "text": "client started"}))
+    await asyncio.gather(*(
+        call(request_json("sleep_add", params={"a": d, "b": 2, "delay_ms": d}), "sleep_add", d,
+             concurrent=True)
+        for d in RPC_CONCURRENT_MS
+    ))
+    await call(request_json("no_such_method", params=[1, 2]), "no_such_method", None)
+    await call(request_json("sleep_add", params={"a": 1}), "sleep_add", None)  # invalid params
+    await call(request_json("divide", params={"a": 1, "b": 0}), "divide", None)  # application error
+    await call(request_json("echo", params=["héllo wörld"]), "echo", None)
+    batch = [
+        request("sleep_add", params={"a": 20, "b": 3, "delay_ms": 20}),
+        notification("log_event", params={"level": "debug", "text": "inside a batch"}),
+        request("echo", params={"text": "batched"}),
+        request("no_such_method"),
+    ]
+    await call(json.dumps(batch), "batch", 20)
+    await call(request_json("subscribe_ticks", params={"count": 2}), "subscribe_ticks", None)
+    await asyncio.sleep(0.5)  # two "tick" notifications and the server's request srv-1
+    await ws.close(1000, "rpc bye")
+    log("client", "closed", code=1000, reason="rpc bye")
+    read_task.cancel()
+
+
+# --------------------------------------------------------------------------------------------
 # peers and scenarios
 
 PEERS: dict[tuple[str, str], Callable[[int], Any]] = {
     ("socketio", "server"): _socketio_server,
     ("socketio", "client"): _socketio_client,
+    ("jsonrpc", "server"): _jsonrpc_server,
+    ("jsonrpc", "client"): _jsonrpc_client,
 }
 
 
@@ -394,6 +578,21 @@ def _socketio_counts(wires: list[dict], logs: list[dict]) -> dict:
     return {"engineio": eio, "socketio": sio}
 
 
+def _jsonrpc_counts(wires: list[dict], logs: list[dict]) -> dict:
+    """Per side: WebSocket messages, batches, and JSON-RPC objects sent by kind (request,
+    notification, response, error), from the senders' logs."""
+    out: dict[str, dict[str, int]] = {}
+    for side in ("client", "server"):
+        mine = [w for w in wires if w["sender"] == side]
+        c = {"messages": len(mine), "batches": sum(w["text"].startswith("[") for w in mine)}
+        for r in logs:
+            if r["sender"] == side and r["kind"].endswith("_sent"):
+                k = r["kind"].removesuffix("_sent")
+                c[k] = c.get(k, 0) + 1
+        out[side] = c
+    return out
+
+
 SCENARIO_INFO: dict[str, dict] = {
     "socketio": {
         "port": 9301,
@@ -411,6 +610,24 @@ SCENARIO_INFO: dict[str, dict] = {
             "'leave' on /chat makes the server disconnect that namespace (41/chat,); the client "
             "disconnects (its DISCONNECT and CLOSE packets are logged but never sent: logged_not_sent) "
             "and the WebSocket closes 1000"
+        ),
+    },
+    "jsonrpc": {
+        "port": 9302,
+        "protocol": "jsonrpc",
+        "libraries": ("jsonrpcserver", "jsonrpcclient", "websockets"),
+        "counts": _jsonrpc_counts,
+        "description": (
+            "JSON-RPC 2.0 over WebSocket: jsonrpcserver 5 dispatching behind a python websockets server, "
+            "jsonrpcclient 4 building the requests and parsing the answers over a websockets client "
+            "(no compression, path /rpc, no subprotocol). sleep_add requests answered after "
+            f"{', '.join(map(str, RPC_DELAYS_MS))} ms; a notification; two requests sent together "
+            f"({' and '.join(map(str, RPC_CONCURRENT_MS))} ms: answered in the other order); errors: "
+            "-32601 Method not found, -32602 Invalid params, an application error 1001; a non-ASCII "
+            "echo; a batch of 3 requests and a notification (answered by one array of 3, one of "
+            "them -32601); subscribe_ticks, after which the server sends two 'tick' notifications and "
+            "a request of its own (id 'srv-1', answered by the client's jsonrpcserver after 15 ms); "
+            "the client closes 1000 'rpc bye'"
         ),
     },
 }
