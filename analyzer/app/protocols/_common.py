@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from analyzer.app.base import AppMalformed, AppMessage
 
-__all__ = ["MAX_TEXT", "BoundedMap", "PartialMalformed", "clip", "short"]
+__all__ = ["MAX_TEXT", "BoundedMap", "PartialMalformed", "clip", "decoded_or_raise", "short"]
 
 #: longest string kept in AppMessage.fields or .channel (app_conv: "cut long strings at ~200 chars")
 MAX_TEXT = 200
@@ -72,3 +72,11 @@ class PartialMalformed(AppMalformed):
     def __init__(self, reason: str, decoded: list[AppMessage]) -> None:
         super().__init__(reason)
         self.decoded = decoded
+
+
+def decoded_or_raise(decoded: list[AppMessage], errors: list[str]) -> list[AppMessage]:
+    """`decoded` when nothing failed, else a PartialMalformed naming the first three failures."""
+    if not errors:
+        return decoded
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    raise PartialMalformed("; ".join(errors[:3]) + more, decoded)

@@ -32,7 +32,7 @@ import struct
 from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols._common import BoundedMap, PartialMalformed, clip
+from analyzer.app.protocols._common import BoundedMap, clip, decoded_or_raise
 
 __all__ = ["MAX_PACKET", "MAX_RESYNC", "PACKET_TYPES", "REASON_CODES", "MqttDecoder"]
 
@@ -370,10 +370,7 @@ class MqttDecoder(AppDecoder):
                 errors.append(f"{PACKET_TYPES[ptype]}: {exc}")
         if not msg.complete:
             stream.cut()
-        if errors:
-            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-            raise PartialMalformed("; ".join(errors[:3]) + more, out)
-        return out
+        return decoded_or_raise(out, errors)
 
     def finish(self) -> list[AppMessage]:
         left = [f"{side}: {len(s.buf)} bytes of an unfinished packet"
