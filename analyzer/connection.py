@@ -35,13 +35,12 @@ The connections row is written only for a connection that carried an upgrade req
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import traceback
 from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
+from analyzer.bugs import STRICT_ENV, describe, raise_bugs
 from analyzer.events import (
     CLIENT,
     SENDER_NAMES,
@@ -63,10 +62,6 @@ from analyzer.tls import KeyLog, PlainGap, ResumptionCache, TlsSession, looks_li
 from analyzer.websocket import Budgets, Options, WebSocket
 
 __all__ = ["STRICT_ENV", "Connection", "State", "StreamTransform", "TlsKeys"]
-
-#: When this environment variable is "1", an exception inside a stage is raised instead of
-#: becoming an internal-error row (the test suite sets it: a bug must fail the test that meets it).
-STRICT_ENV = "WS_ANALYZER_STRICT"
 
 # ports= mode: bytes that may begin an HTTP message (a method token and a space, "HTTP/", or too
 # few bytes to tell) go to the handshake parser; a complete request or status line makes the
@@ -170,17 +165,6 @@ def _counter(start: int) -> Callable[[], int]:
 
 def _address(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
-
-
-def _where(exc: BaseException) -> str:
-    """file:line in function of the innermost frame of an exception, relative to the package."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "unknown location"
-    last = frames[-1]
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.relpath(last.filename, package) if last.filename.startswith(package) else last.filename
-    return f"{path}:{last.lineno} in {last.name}"
 
 
 class Connection:
@@ -419,7 +403,7 @@ class Connection:
 
     def _internal_error(self, exc: Exception, record_no: int | None, ts_ns: int | None) -> None:
         """A bug of ours: one internal-error row (never a bad-input kind), the connection given up."""
-        if os.environ.get(STRICT_ENV) == "1":
+        if raise_bugs():
             raise exc
         self.state = State.GIVEN_UP
         self._feed = None
@@ -428,10 +412,8 @@ class Connection:
         o = self.opened
         where = "" if listed else (f" (TCP {_address(o.client)}:{o.client_port} → "
                                    f"{_address(o.server)}:{o.server_port}, not yet known to be WebSocket)")
-        message = str(exc)
-        cut = "…" if len(message) > 200 else ""
-        detail = (f"{type(exc).__name__} at {_where(exc)}: {message[:200]}{cut}{where}; this connection "
-                  "is not analysed further (a bug of ws-analyzer: please report it)")
+        detail = (f"{describe(exc)}{where}; this connection is not analysed further (a bug of ws-analyzer: "
+                  "please report it)")
         self.rows.problems.append(ProblemRow(self.capture, self.conn_id if listed else None,
                                              record_no or None, ts_ns, None, str(ProblemKind.INTERNAL_ERROR),
                                              detail))
@@ -812,4 +794,5 @@ class Connection:
             alpn=tls.alpn if tls is not None else None,
             decrypted=tls.decrypted if tls is not None else None,
             not_decrypted=tls.not_decrypted if tls is not None else None,
+            app_protocol=ws.app_protocol if ws is not None else None,
         )

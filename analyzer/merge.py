@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.tables import (
+    APP_MESSAGE_COLUMNS,
+    EXCHANGE_COLUMNS,
     PROBLEM_COLUMNS,
     SCHEMAS,
     ConnectionColumns,
@@ -33,9 +35,10 @@ from analyzer.tables import (
 Tables = dict[str, pd.DataFrame]
 
 def tables_from_rows(parts: list[TableRows]) -> Tables:
-    """One capture's four DataFrames from the rows collected by the processes that shared it
+    """One capture's DataFrames from the rows collected by the processes that shared it
     (or by the only one): connections numbered 1, 2, 3… by first packet, frames in frame_no order,
-    messages by (conn_id, message_id), problems by (frame_no, conn_id). The sorting and merging is done on the
+    messages by (conn_id, message_id), problems by (frame_no, conn_id), app_messages by (conn_id,
+    message_id, app_index), exchanges by (conn_id, exchange_id). The sorting and merging is done on the
     collected columns, one column at a time (each part's copy of it let go as soon as it is
     placed), and every table is made once."""
     capture = parts[0].capture
@@ -90,7 +93,24 @@ def tables_from_rows(parts: list[TableRows]) -> Tables:
         "messages": messages,
         "connections": connections,
         "problems": make_frame(PROBLEM_COLUMNS, problems),
+        **app_tables(parts, lookups),
     }
+
+
+def app_tables(parts: list[TableRows], lookups: list[np.ndarray]) -> Tables:
+    """app_messages and exchanges of one capture's parts, conn_id renumbered, in key order (each
+    part's rows let go of as they are taken)."""
+    app_rows = []
+    exchange_rows = []
+    for part, lut in zip(parts, lookups):
+        # (every conversation has its connections row: its id is known)
+        app_rows += [row._replace(conn_id=int(lut[row.conn_id])) for row in part.app_messages]
+        exchange_rows += [row._replace(conn_id=int(lut[row.conn_id])) for row in part.exchanges]
+        part.app_messages, part.exchanges = [], []
+    app_rows.sort(key=lambda row: (row.conn_id, row.message_id, row.app_index))
+    exchange_rows.sort(key=lambda row: (row.conn_id, row.exchange_id))
+    return {"app_messages": make_frame(APP_MESSAGE_COLUMNS, app_rows),
+            "exchanges": make_frame(EXCHANGE_COLUMNS, exchange_rows)}
 
 
 def _new_id(lut: np.ndarray, old: int) -> int | None:
@@ -112,6 +132,8 @@ def _lookups(parts: list[TableRows], at_least: int = 0) -> list[np.ndarray]:
         for table in (part.frames, part.messages):
             if len(table):
                 top = max(top, int(table.column("conn_id").max()))
+        ids = [row.conn_id for row in part.app_messages] + [row.conn_id for row in part.exchanges]
+        top = max(top, max(ids, default=0))
         lookups.append(np.full(top + 1, -1, dtype=np.int64))
     for new_id, (_, i, old) in enumerate(starts, start=1):
         lookups[i][old] = new_id
@@ -281,6 +303,9 @@ def _merge(parts: list[Tables]) -> Tables:
                                      ["conn_id"]),
         "problems": _small_sorted(_concat_small([p["problems"] for p in parts], "problems"),
                                   ["frame_no"]),
+        "app_messages": _merge_table([p["app_messages"] for p in parts], "app_messages",
+                                     ["conn_id", "message_id", "app_index"]),
+        "exchanges": _merge_table([p["exchanges"] for p in parts], "exchanges", ["conn_id", "exchange_id"]),
     }
 
 

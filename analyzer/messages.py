@@ -27,6 +27,10 @@ Rules (RFC 6455 §5.4-5.6, RFC 7692), applied per sender:
 8. Any frame after this sender's close frame → DATA_AFTER_CLOSE.
 9. `gap()` cuts an open message (complete=False, MESSAGE_INTERRUPTED) and breaks a shared
    inflate context; `finish()` emits an open message complete=False with CAPTURE_ENDS_MID_MESSAGE.
+10. While `app` is set (an application decoder wants this connection's messages, analyzer.app),
+   each message's whole payload (decompressed, at most max_message_bytes: the bytes known before
+   a hole, a failure or the limit) is handed to it, kept or not, with complete=False when it is
+   not all of the message. Unset, a message costs one test of the attribute.
 
 Nothing here raises: bad data becomes Problem events.
 """
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
+from typing import Protocol
 
 from analyzer.events import DeflateParams, Frame, FrameEvent, FrameInfo, Message, MessageEvent, Problem
 from analyzer.frames import parse_close_payload
@@ -52,6 +57,13 @@ _PER_FRAME = frozenset({"x-webkit-deflate-frame", "deflate-frame"})
 
 #: where the one-frame helpers append their problems: a list of problems or of events
 ProblemSink = list[Problem] | list[MessageEvent] | list[FrameEvent]
+
+
+class AppFeed(Protocol):
+    """Takes each message's payload for the application decoding (rule 10)."""
+
+    def __call__(self, message_id: int, text: bool, payload: bytes, record_no: int, ts_ns: int,
+                 complete: bool) -> None: ...
 
 
 class _Utf8Check:
@@ -103,6 +115,7 @@ class _Open:
     """The message being assembled."""
 
     __slots__ = (
+        "app_data",
         "compressed",
         "failed",
         "first_record_no",
@@ -136,6 +149,7 @@ class _Open:
         self.compressed = False
         self.head = bytearray()               # the first bytes, for the preview
         self.payload: bytearray | None = None
+        self.app_data: bytearray | None = None    # the whole payload for the application decoder
         self.kept_refused = False             # its payload was to be kept, but the budget had no room
         self.utf8: _Utf8Check | None = None
         self.inflate: InflateStream | None = None   # permessage-deflate stream of this message
@@ -192,6 +206,7 @@ class MessageAssembler:
                     bits, reset = deflate.server_max_window_bits, deflate.server_no_context_takeover
                 self._inflater = Inflater(window_bits=bits, no_context_takeover=reset)
         self._open: _Open | None = None
+        self.app: AppFeed | None = None   # rule 10 (set and unset by analyzer.websocket)
         self._orphan_run = False      # inside a run of continuations with no start
         self._after_gap = False       # no data frame seen since the last gap
         self.close_frames = 0
@@ -352,6 +367,8 @@ class MessageAssembler:
                     problems.append(Problem(ProblemKind.INVALID_UTF8, f"text message {message_id}: {error}",
                                             record_no, ts_ns))
             preview = self._preview_of(text, payload[:self._head_cap], n)
+        if self.app is not None:
+            self.app(message_id, text, payload, record_no, ts_ns, True)
         return message_id, n, preview, (payload if (self.keep_payload or self._sample_below is not None)
                                         and self._keeps(message_id) and self.kept.admit(n, record_no, ts_ns)
                                         else None)
@@ -404,6 +421,8 @@ class MessageAssembler:
                 preview += "…"
         else:
             preview = self._preview_of(text, data[:self._head_cap], n)
+        if self.app is not None:
+            self.app(message_id, text, data, record_no, ts_ns, failure is None and not over_limit)
         return message_id, n, preview, (data if (self.keep_payload or self._sample_below is not None)
                                         and self._keeps(message_id) and self.kept.admit(n, record_no, ts_ns)
                                         else None)
@@ -430,6 +449,8 @@ class MessageAssembler:
         msg = _Open(self._next_id(), "text" if text else "binary", frame)
         if text and self.validate_utf8:
             msg.utf8 = _Utf8Check()
+        if self.app is not None:
+            msg.app_data = bytearray()
         if self._keeps(msg.message_id):
             if self.kept.room > 0:
                 msg.payload = bytearray()
@@ -562,6 +583,8 @@ class MessageAssembler:
         room = self._head_cap - len(msg.head)
         if room > 0:
             msg.head += data[:room]
+        if msg.app_data is not None:
+            msg.app_data += data
         payload = msg.payload
         if payload is not None:
             payload += data
@@ -597,6 +620,11 @@ class MessageAssembler:
             payload = bytes(msg.payload)
         elif msg.kept_refused:
             self.kept.refuse(min(msg.size, self.max_message_bytes), msg.last_record_no, msg.ts_end)
+        if msg.app_data is not None and self.app is not None:
+            whole = complete and not (msg.over_limit or msg.lost or msg.failed)
+            self.app(msg.message_id, msg.type == "text", bytes(msg.app_data), msg.last_record_no, msg.ts_end,
+                     whole)
+            msg.app_data = None
         return Message(
             message_id=msg.message_id, type=msg.type, ts_start_ns=msg.ts_start, ts_end_ns=msg.ts_end,
             frames=msg.frames, wire_bytes=msg.wire_bytes, size=msg.size, compressed=msg.compressed,

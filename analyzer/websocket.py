@@ -10,6 +10,9 @@ end (`fill_row`).
 Frames of one sender go FrameDecoder (or the hixie / hybi-04 decoder) → MessageAssembler → rows;
 whole one-frame messages go from the decoder's fast path straight to the rows
 (FrameDecoder.emit_whole_messages) while WHOLE_MESSAGES is on (tests compare both ways).
+Each data message's payload also goes to the conversation's application decoding
+(analyzer.app.session) while it wants them: from the start, until no decoder is found for the
+first data message (or the decoder is given up), after which the assemblers hand nothing over.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.app.session import AppSession
 from analyzer.budget import HANDSHAKE_BUDGET_BYTES, PAYLOAD_BUDGET_BYTES, PayloadBudget
 from analyzer.events import SENDER_NAMES, Frame, Handshake, Message, Problem
 from analyzer.frames import CutFrame, FrameDecoder
 from analyzer.frames_hixie import HixieFrameDecoder
 from analyzer.frames_hybi04 import PrefixMaskedFrameDecoder, connection_masking_key_04
-from analyzer.messages import MessageAssembler
+from analyzer.messages import AppFeed, MessageAssembler
 from analyzer.protocol import ProblemKind, is_hixie, uses_hybi04_opcodes
 from analyzer.tables import (
     F_HEADER_SHIFT,
@@ -162,6 +166,26 @@ class WebSocket:
             sides.append(side)
         self.sides = sides                      # indexed by stream direction
         self._decoders = [(side, side.decoder.feed) for side in sides]
+        self.app: AppSession | None = None
+        if options.app:
+            self.app = AppSession(rows, problems, conn_id, handshake.subprotocol if handshake else None)
+            for side in sides:
+                side.assembler.app = self._app_feed(self.app, side.sender)
+
+    def _app_feed(self, session: AppSession, sender: str) -> AppFeed:
+        """What one sender's assembler hands each message's payload to; when the session wants no
+        more, neither assembler hands anything over again."""
+        def feed(message_id: int, text: bool, payload: bytes, record_no: int, ts_ns: int,
+                 complete: bool) -> None:
+            if not session.message(sender, message_id, text, payload, record_no, ts_ns, complete):
+                for side in self.sides:
+                    side.assembler.app = None
+        return feed
+
+    @property
+    def app_protocol(self) -> str | None:
+        """The application protocol decoded on this conversation (None: no decoder chosen)."""
+        return self.app.protocol if self.app is not None else None
 
     # --- bytes and stream events, per direction -----------------------------------------------
 
@@ -185,6 +209,8 @@ class WebSocket:
             self._frame_events(direction, side, side.decoder.finish())
             for event in side.assembler.finish(record_no, ts_ns):
                 self._message_event(side, event)
+        if self.app is not None:
+            self.app.finish(record_no, ts_ns)
 
     # --- frames and messages ---------------------------------------------------------------------
 
