@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -554,6 +555,278 @@ def _mqtt311(out_dir: Path, tmp: Path) -> dict:
 @scenario
 def _mqtt5(out_dir: Path, tmp: Path) -> dict:
     return _mqtt("mqtt5", 9353, True, out_dir, tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# STOMP 1.2: stomp.py's WSStompConnection (websocket-client) against Debian's RabbitMQ with
+# rabbitmq_web_stomp
+
+STOMP_PORT = 9361  # web_stomp; RabbitMQ's own listeners get 9362 (STOMP), 9363 (AMQP), 9364 (Erlang
+STOMP_SUBPROTOCOLS = "v12.stomp, v11.stomp, v10.stomp"  # distribution), 9365 (epmd)
+STOMP_BIG = ("0123456789abcdef" * 1280)  # 20,480 characters
+STOMP_HEADERS_KEPT = ("destination", "id", "subscription", "message-id", "receipt", "receipt-id",
+                      "content-type", "content-length", "transaction", "ack", "message", "host",
+                      "accept-version", "version", "heart-beat", "x-escaped")
+
+
+def _rabbitmq_env(tmp: Path) -> dict[str, str]:
+    conf = tmp / "rabbitmq.conf"
+    conf.write_text(
+        f"listeners.tcp.default = {STOMP_PORT + 2}\nstomp.listeners.tcp.1 = {HOST}:{STOMP_PORT + 1}\n"
+        f"web_stomp.tcp.port = {STOMP_PORT}\nweb_stomp.tcp.ip = {HOST}\n"
+    )
+    (tmp / "enabled_plugins").write_text("[rabbitmq_web_stomp].\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+    env.update(
+        HOME=str(tmp),  # the Erlang cookie
+        RABBITMQ_BASE=str(tmp),
+        RABBITMQ_CONFIG_FILE=str(conf),
+        RABBITMQ_ENABLED_PLUGINS_FILE=str(tmp / "enabled_plugins"),
+        RABBITMQ_MNESIA_BASE=str(tmp / "mnesia"),
+        RABBITMQ_LOG_BASE=str(tmp / "log"),
+        RABBITMQ_LOGS="-",
+        RABBITMQ_NODENAME="app2@localhost",
+        RABBITMQ_DIST_PORT=str(STOMP_PORT + 3),
+        ERL_EPMD_PORT=str(STOMP_PORT + 4),
+        RABBITMQ_PID_FILE=str(tmp / "pid"),
+    )
+    return env
+
+
+_STOMP_ESCAPES = {"\\n": "\n", "\\r": "\r", "\\c": ":", "\\\\": "\\"}
+
+
+def _stomp_unescape(value: str) -> str:
+    """STOMP 1.2 header value escapes undone."""
+    return re.sub(r"\\[nrc\\]", lambda m: _STOMP_ESCAPES[m[0]], value)
+
+
+class StompLog:
+    """stomp.py's view: its listener callbacks, each frame it sent (on_send, heart-beats included:
+    stomp.py sends them as frames without a command) and each frame it received."""
+
+    def __init__(self) -> None:
+        self.rec = Recorder()
+        self.conn = 0  # which connection of the scenario (its client port)
+
+    def _add(self, dir_: str, cmd: str | None, headers: dict, body: Any) -> None:
+        body_b = body.encode() if isinstance(body, str) else (body or b"")
+        if dir_ == "sent" and cmd not in ("CONNECT", "STOMP"):  # on_send sees the escaped values
+            headers = {k: _stomp_unescape(str(v)) for k, v in headers.items()}
+        self.rec.add({
+            "client_port": self.conn,
+            "dir": dir_,
+            "type": cmd or "HEARTBEAT",
+            "headers": {k: str(v)[:200] for k, v in headers.items() if k in STOMP_HEADERS_KEPT},
+            "body_len": len(body_b),
+            "body_sha256": sha256(body_b) if body_b else None,
+        })
+
+
+def stomp_listener(log: StompLog) -> Any:
+    import stomp
+
+    class Listener(stomp.ConnectionListener):  # type: ignore[misc]
+        def on_send(self, frame: Any) -> None:
+            log._add("sent", frame.cmd, frame.headers, frame.body)
+
+        def on_connected(self, frame: Any) -> None:
+            log._add("received", "CONNECTED", frame.headers, frame.body)
+
+        def on_message(self, frame: Any) -> None:
+            log._add("received", "MESSAGE", frame.headers, frame.body)
+
+        def on_receipt(self, frame: Any) -> None:
+            log._add("received", "RECEIPT", frame.headers, frame.body)
+
+        def on_error(self, frame: Any) -> None:
+            log._add("received", "ERROR", frame.headers, frame.body)
+
+        def on_heartbeat(self) -> None:
+            log._add("received", "HEARTBEAT", {}, b"")
+
+    return Listener()
+
+
+def _stomp_session(log: StompLog) -> int:
+    """The client's part: a refused CONNECT, then a full session; returns the session's port."""
+    import stomp
+
+    def connection(vhost: str) -> Any:
+        c = stomp.WSStompConnection(
+            [(HOST, STOMP_PORT)], ws_path="/ws", vhost=vhost, heartbeats=(1000, 1000),
+            header={"Sec-WebSocket-Protocol": STOMP_SUBPROTOCOLS}, reconnect_attempts_max=1,
+        )
+        c.set_listener("log", stomp_listener(log))
+        return c
+
+    def wait(dir_: str, type_: str, start: int, **headers: str) -> dict:
+        return log.rec.wait_for(
+            lambda r: r["dir"] == dir_ and r["type"] == type_
+            and all(r["headers"].get(k) == v for k, v in headers.items()),
+            start=start,
+        )
+
+    log.conn = 1  # the refused one: RabbitMQ has no such virtual host
+    bad = connection("no-such-vhost")
+    start = len(log.rec)
+    with contextlib.suppress(stomp.exception.ConnectFailedException):
+        bad.connect("guest", "guest", wait=True)
+    wait("received", "ERROR", start)
+    time.sleep(0.3)
+    with contextlib.suppress(Exception):
+        bad.disconnect()
+
+    log.conn = 2
+    c = connection("/")
+    c.connect("guest", "guest", wait=True)
+    port = int(c.transport.socket.sock.getsockname()[1])
+
+    def step(receipt: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        start = len(log.rec)
+        fn(*args, receipt=receipt, **kw)
+        wait("received", "RECEIPT", start, **{"receipt-id": receipt})
+        time.sleep(0.05)
+
+    step("sub-q", c.subscribe, "/queue/app2.work", id="s-q", ack="client-individual")
+    step("sub-t", c.subscribe, "/topic/app2.news", id="s-t", ack="auto")
+    start = len(log.rec)
+    step("send-1", c.send, "/queue/app2.work", "job one", headers={"x-escaped": "a:b\nc\\d"})
+    msg = wait("received", "MESSAGE", start, subscription="s-q")
+    step("ack-1", c.ack, msg["headers"]["ack"])
+    start = len(log.rec)
+    c.send("/topic/app2.news", json.dumps({"headline": "no receipt asked"}), content_type="application/json")
+    wait("received", "MESSAGE", start, subscription="s-t")
+    start = len(log.rec)
+    step("send-big", c.send, "/topic/app2.news", STOMP_BIG, content_type="text/plain")
+    wait("received", "MESSAGE", start, subscription="s-t")
+    c.begin("tx-1")
+    c.send("/queue/app2.work", "job in a transaction", transaction="tx-1")
+    start = len(log.rec)
+    step("commit-1", c.commit, "tx-1")
+    msg = wait("received", "MESSAGE", start, subscription="s-q")
+    step("nack-1", c.nack, msg["headers"]["ack"], requeue="false")
+    time.sleep(2.5)  # idle: heart-beats both ways (1 s each way)
+    step("unsub-t", c.unsubscribe, "s-t")
+    # RabbitMQ's web-stomp answers DISCONNECT by closing the WebSocket (1000), with no RECEIPT
+    c.disconnect(receipt="bye")
+    time.sleep(0.3)
+
+    log.conn = 3  # an ERROR in a session: a SEND to a destination RabbitMQ does not know
+    c3 = connection("/")
+    c3.connect("guest", "guest", wait=True)
+    start = len(log.rec)
+    c3.send("/bogus/app2", "nowhere", receipt="send-bad")  # ERROR Unknown destination, no receipt-id
+    wait("received", "ERROR", start)
+    time.sleep(0.3)
+    with contextlib.suppress(Exception):
+        c3.disconnect(receipt="bye-3")
+    time.sleep(0.3)
+    return port
+
+
+def _stomp_messages(recs: list[dict], ports: dict[int, int]) -> list[dict]:
+    out = []
+    for r in recs:
+        h = r["headers"]
+        m: dict[str, Any] = {
+            "client_port": ports[r["client_port"]],
+            "sender": "client" if r["dir"] == "sent" else "server",
+            "type": r["type"],
+            "t": r["t"],
+            "channel": h.get("destination"),
+            "headers": h,
+            "body_len": r["body_len"],
+            "body_sha256": r["body_sha256"],
+        }
+        out.append(m)
+    return out
+
+
+def _stomp_requests(msgs: list[dict]) -> list[dict]:
+    """CONNECT/STOMP -> CONNECTED or ERROR ("connect"); a frame with a receipt header -> the RECEIPT
+    (or ERROR) naming it ("receipt:<id>"); requests never answered are kept with nulls."""
+    opened: dict[tuple[int, str], dict] = {}
+    done: list[dict] = []
+    for m in msgs:
+        port, h = m["client_port"], m["headers"]
+        if m["sender"] == "client":
+            if m["type"] in ("CONNECT", "STOMP"):
+                opened[(port, "connect")] = m
+            elif "receipt" in h:
+                opened[(port, f"receipt:{h['receipt']}")] = m
+            continue
+        if m["type"] in ("CONNECTED", "ERROR") and (port, "connect") in opened:
+            key = "connect"
+        elif m["type"] in ("RECEIPT", "ERROR") and "receipt-id" in h:
+            key = f"receipt:{h['receipt-id']}"
+        else:
+            continue
+        req = opened.pop((port, key))
+        done.append(request(port, "client", req, m, key, channel=req["channel"],
+                            status="error" if m["type"] == "ERROR" else "ok",
+                            error_message=h.get("message")))
+    for (port, key), req in opened.items():
+        done.append({"client_port": port, "requester": "client", "request_type": req["type"],
+                     "response_type": None, "correlation_id": key, "t_send": req["t"], "t_recv": None,
+                     "latency_ms": None, "channel": req["channel"], "status": None})
+    return sorted(done, key=lambda r: r["t_send"])
+
+
+@scenario
+def _stomp(out_dir: Path, tmp: Path) -> dict:
+    name = "stomp"
+    pcap = out_dir / f"{name}.pcap"
+    log = StompLog()
+    env = _rabbitmq_env(tmp)
+    try:
+        with (
+            server(["/usr/lib/rabbitmq/bin/rabbitmq-server"], "Server startup complete", env=env, cwd=tmp),
+            tcpdump(pcap, f"tcp port {STOMP_PORT}"),
+        ):
+            port = _stomp_session(log)
+    finally:  # the Erlang port mapper the broker started on our port
+        subprocess.run(["epmd", "-port", str(STOMP_PORT + 4), "-kill"], capture_output=True, check=False)
+    hs = tshark_handshakes(pcap, STOMP_PORT)
+    if len(hs) != 3 or hs[1]["client_port"] != port or any(h["subprotocol"] != "v12.stomp" for h in hs):
+        raise RuntimeError(f"stomp: tshark's handshakes {hs}, wanted 3 choosing v12.stomp, 2nd from {port}")
+    ports = {i + 1: h["client_port"] for i, h in enumerate(hs)}
+    msgs = _stomp_messages(log.rec.records, ports)
+    return write_expected(
+        name,
+        out_dir,
+        description=(
+            f"stomp.py {metadata.version('stomp.py')} WSStompConnection (websocket-client "
+            f"{metadata.version('websocket-client')}, asking for {STOMP_SUBPROTOCOLS}) against Debian's "
+            f"RabbitMQ {deb_version('rabbitmq-server')} with rabbitmq_web_stomp, two connections: the first "
+            "CONNECTs (as STOMP) to a virtual host that does not exist and gets ERROR 'Bad CONNECT'; the "
+            "second, with heart-beats 1000,1000: SUBSCRIBE a queue (client-individual acks) and a topic, "
+            "SEND with receipts (a header with escaped characters, a 20,480-byte body), MESSAGE "
+            "deliveries, ACK, a SEND without receipt (JSON), a transaction (BEGIN, SEND, COMMIT with "
+            "receipt), NACK, 2.5 s idle with heart-beats (bare EOLs) both ways, UNSUBSCRIBE, DISCONNECT "
+            "with receipt, which RabbitMQ never answers (it closes the WebSocket 1000 instead); the third "
+            "SENDs to an unknown destination with a receipt and gets ERROR 'Unknown destination' without "
+            "receipt-id (so that receipt stays unanswered too), then DISCONNECTs"
+        ),
+        protocol="stomp",
+        versions={"stomp.py": metadata.version("stomp.py"),
+                  "websocket-client": metadata.version("websocket-client"),
+                  "rabbitmq-server": deb_version("rabbitmq-server")},
+        connections=[{"client_port": h["client_port"], "server_port": STOMP_PORT,
+                      "subprotocol": h["subprotocol"], "subprotocol_requested": h["subprotocol_requested"]}
+                     for h in hs],
+        messages=msgs,
+        requests=_stomp_requests(msgs),
+        notes=(
+            "messages: stomp.py's log, in order: frames it sent (its on_send listener, called just before "
+            "the send; heart-beats are frames without a command there, type HEARTBEAT) and frames it "
+            "received (on_connected, on_message, on_receipt, on_error, on_heartbeat), t = time.time() in "
+            "the listener; headers (a few kept) with STOMP 1.2 escapes undone (stomp.py logs sent frames "
+            "escaped, received ones unescaped); body_len in bytes (UTF-8). requests: paired by receipt / "
+            "receipt-id; the unanswered ones have nulls. RabbitMQ "
+            "logs no frames, so there is no server log; tshark gives the subprotocol the server chose."
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------
