@@ -17,6 +17,7 @@ from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
 from analyzer.app.protocols._common import PartialMalformed
 from analyzer.app.protocols.mqtt import MqttDecoder
+from tests.app_captures import decode, expected, pair, ws_messages
 
 # -- building packets -------------------------------------------------------------------------
 
@@ -217,9 +218,9 @@ def test_mqtt5_properties_reason_codes_aliases_auth() -> None:
                                            "authentication_method": "SCRAM", "user_property": [["k", "v"]]}
     assert got[0].fields["will_properties"] == {"will_delay_interval": 5}
     assert got[0].fields["will_topic"] == "w/t"
-    assert got[1].fields == {"session_present": True, "reason": "Success", "properties": {
+    assert got[1].fields == {"session_present": True, "reason_code": 0, "reason": "Success", "properties": {
         "assigned_client_identifier": "assigned", "topic_alias_maximum": 5, "maximum_qos": 1}}
-    assert got[2].fields == {"reason": "Re-authenticate", "properties": {
+    assert got[2].fields == {"reason_code": 0x19, "reason": "Re-authenticate", "properties": {
         "authentication_method": "SCRAM", "authentication_data": "<2 bytes>"}}
     assert got[4].fields["properties"] == {"subscription_identifier": [300]}
     assert got[4].fields["filters"] == [["x/+", 1]]
@@ -227,10 +228,10 @@ def test_mqtt5_properties_reason_codes_aliases_auth() -> None:
     assert got[6].fields["payload_len"] == 7 and got[8].fields["payload_len"] == 5
     assert got[8].fields["topic_alias"] == 1
     assert got[7].fields["reason"] == "No matching subscribers"
-    assert got[9].fields == {"packet_id": 9, "reason": "Quota exceeded",
+    assert got[9].fields == {"packet_id": 9, "reason_code": 0x97, "reason": "Quota exceeded",
                              "properties": {"reason_string": "quota"}}
     assert got[11].fields["reason_codes"] == [0x11]
-    assert got[12].fields == {"reason": "Disconnect with Will Message",
+    assert got[12].fields == {"reason_code": 4, "reason": "Disconnect with Will Message",
                               "properties": {"reason_string": "bye now"}}
 
 
@@ -245,7 +246,7 @@ def test_mqtt5_refused_connack_and_failed_suback_and_pubrec() -> None:
     ])
     assert [m.status for m in got] == [None, "0x87", None, "0x8f", None, "0x80", "0x8e"]
     assert got[1].fields["reason"] == "Not authorized"
-    assert got[6].fields == {"reason": "Session taken over"}
+    assert got[6].fields == {"reason_code": 0x8E, "reason": "Session taken over"}
     assert dec._topics.get("c:2") is None       # a refused PUBREC ends the flow
 
 
@@ -253,8 +254,8 @@ def test_mqtt5_short_acks_mean_success() -> None:
     dec = MqttDecoder()
     got = feed_all(dec, [("client", connect(5)), ("client", pkt(3, 2, s("t") + u16(5) + props())),
                          ("server", pkt(4, 0, u16(5))), ("client", pkt(14, 0, b""))])
-    assert got[2].status == "ok" and got[2].fields == {"packet_id": 5}
-    assert got[3].status == "ok" and got[3].fields == {"reason": "Success"}
+    assert got[2].status == "ok" and got[2].fields == {"packet_id": 5, "reason_code": 0, "reason": "Success"}
+    assert got[3].status == "ok" and got[3].fields == {"reason_code": 0, "reason": "Success"}
 
 
 def streams() -> tuple[bytes, bytes]:
@@ -489,3 +490,72 @@ def test_fuzz_mutated_valid_packets(data: st.DataObject) -> None:
             continue
         for m in msgs:
             assert m.role in ("request", "response", "message")
+
+
+# -- real captures: paho-mqtt against mosquitto (captures/make_app2.py, captures/app/mqtt*.pcap) ----
+
+CAPTURES = ["mqtt311", "mqtt5"]
+#: timestamps of the capture and of the programs' logs come from the same clock (µs resolution)
+TOL = 1e-5
+
+
+def as_logged(app: AppMessage) -> dict[str, object]:
+    """An AppMessage in the terms of the expected file (the keys paho's callbacks give)."""
+    f = app.fields
+    codes = f.get("reason_codes", [f["reason_code"]] if "reason_code" in f else None)
+    if codes is None and app.type in ("PUBACK", "PUBREC", "PUBCOMP", "UNSUBACK"):
+        # MQTT 3.1.1 acks carry no code: paho hands its callbacks Success (0), none for UNSUBACK
+        codes = [] if app.type == "UNSUBACK" else [0]
+    return {"type": app.type, "channel": app.channel, "packet_id": f.get("packet_id"), "qos": f.get("qos"),
+            "retain": f.get("retain"), "dup": f.get("dup"), "payload_len": f.get("payload_len"),
+            "reason_codes": codes, "user_properties": f.get("properties", {}).get("user_property")}
+
+
+def capture_pairs(name: str) -> dict[int, list[tuple[WsMessage, AppMessage]]]:
+    return {port: decode(MqttDecoder, msgs) for port, msgs in ws_messages(name).items()}
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_capture_packets_agree_with_what_paho_logged(name: str) -> None:
+    exp = expected(name)
+    pairs = capture_pairs(name)
+    assert sorted(pairs) == sorted(c["client_port"] for c in exp["connections"])
+    for port, decoded in pairs.items():
+        for sender in ("client", "server"):
+            logged = [m for m in exp["messages"] if m["client_port"] == port and m["sender"] == sender]
+            ours = [as_logged(app) for msg, app in decoded if msg.sender == sender]
+            assert len(ours) == len(logged)
+            for mine, theirs in zip(ours, logged):
+                assert {k: mine[k] for k in theirs if k in mine} == {
+                    k: v for k, v in theirs.items() if k in mine}, theirs
+        counts: dict[str, dict[str, int]] = {"client": {}, "server": {}}
+        for msg, app in decoded:
+            counts[msg.sender][app.type] = counts[msg.sender].get(app.type, 0) + 1
+        assert counts == exp["counts"]
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_capture_exchanges_agree_with_paho_timings(name: str) -> None:
+    """Every request paho logged pairs with its response in the capture; the capture's times lie
+    inside the programs' (a client request leaves after paho logged it and its answer arrives
+    before paho logged that; the other way round for the server's requests)."""
+    exp = expected(name)
+    for port, decoded in capture_pairs(name).items():
+        closed, unanswered = pair(decoded)
+        logged = [r for r in exp["requests"] if r["client_port"] == port]
+        assert sum(len(v) for v in closed.values()) == len(logged)
+        assert unanswered == []
+        for r in logged:
+            t_req, t_resp, req, resp = closed[r["correlation_id"]].pop(0)
+            assert (req.type, resp.type, req.channel) == (r["request_type"], r["response_type"], r["channel"])
+            assert resp.channel == r["channel"]
+            if "reason_codes" in r:
+                assert as_logged(resp)["reason_codes"] == r["reason_codes"]
+                failed = [c for c in r["reason_codes"] if c >= 0x80]
+                assert resp.status == (f"0x{failed[0]:02x}" if failed else "ok")
+            if r["requester"] == "client":
+                assert r["t_send"] - TOL <= t_req and t_resp <= r["t_recv"] + TOL
+                assert t_resp - t_req <= r["latency_ms"] / 1e3 + 2 * TOL
+            else:
+                assert t_req <= r["t_send"] + TOL and r["t_recv"] - TOL <= t_resp
+                assert t_resp - t_req >= r["latency_ms"] / 1e3 - 2 * TOL

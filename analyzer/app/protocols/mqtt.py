@@ -446,7 +446,7 @@ class MqttDecoder(AppDecoder):
         if ack & 0xFE:
             raise _Bad(f"reserved acknowledge flags 0x{ack:02x}")
         code = r.u8("reason code")
-        fields: dict[str, Any] = {"session_present": bool(ack & 1)}
+        fields: dict[str, Any] = {"session_present": bool(ack & 1), "reason_code": code}
         if self.v5:
             fields["reason"] = REASON_CODES.get(code, "unknown")
             if r.left():
@@ -504,8 +504,9 @@ class MqttDecoder(AppDecoder):
         pid = r.u16("packet identifier")
         fields: dict[str, Any] = {"packet_id": pid}
         code = 0
-        if self.v5 and r.left():
-            code = r.u8("reason code")
+        if self.v5:     # §3.4.2.1: no reason code means 0x00 Success
+            code = r.u8("reason code") if r.left() else 0
+            fields["reason_code"] = code
             fields["reason"] = REASON_CODES.get(code, "unknown")
             if r.left():
                 props = _properties(r)
@@ -587,7 +588,7 @@ class MqttDecoder(AppDecoder):
             r.done(name)
             return AppMessage("mqtt", name)
         code = r.u8("reason code") if r.left() else 0
-        fields: dict[str, Any] = {"reason": REASON_CODES.get(code, "unknown")}
+        fields: dict[str, Any] = {"reason_code": code, "reason": REASON_CODES.get(code, "unknown")}
         if r.left():
             props = _properties(r)
             if props:

@@ -1,0 +1,67 @@
+"""Feeding an application decoder the WebSocket messages of a real capture (captures/app/), as the
+framework does: each connection's data messages in capture order, both directions."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import analyzer
+from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "app"
+
+
+@cache
+def ws_messages(name: str) -> dict[int, list[WsMessage]]:
+    """The data messages of captures/app/NAME.pcap by client port, in capture order."""
+    a = analyzer.analyze(CAPTURES / f"{name}.pcap", payloads=True, jobs=1)
+    ports = dict(zip(a.connections["conn_id"], a.connections["client_port"]))
+    out: dict[int, list[WsMessage]] = {}
+    rows = a.messages[a.messages["type"].isin(["text", "binary"])].sort_values(["conn_id", "message_id"])
+    for row in rows.itertuples():
+        out.setdefault(int(ports[row.conn_id]), []).append(WsMessage(
+            int(row.conn_id), int(row.message_id), str(row.sender), int(row.ts_end.value),
+            row.type == "text", bytes(row.payload), bool(row.complete)))
+    return out
+
+
+def expected(name: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((CAPTURES / f"{name}.expected.json").read_text())
+    return result
+
+
+def decode(decoder: type[AppDecoder], messages: list[WsMessage]) -> list[tuple[WsMessage, AppMessage]]:
+    """Every application message with the WebSocket message that completed it; a malformed
+    message fails the test (these captures are of well-behaved programs)."""
+    dec = decoder()
+    out: list[tuple[WsMessage, AppMessage]] = []
+    for msg in messages:
+        try:
+            got = dec.feed(msg)
+        except AppMalformed as exc:
+            raise AssertionError(f"message {msg.message_id} ({msg.sender}): {exc}") from exc
+        out.extend((msg, app) for app in got)
+    assert dec.finish() == []
+    return out
+
+
+def pair(pairs: list[tuple[WsMessage, AppMessage]]
+         ) -> tuple[dict[str, list[tuple[float, float, AppMessage, AppMessage]]], list[AppMessage]]:
+    """Requests paired with responses as app_conv says (a response closes the oldest open request
+    with its correlation id): by correlation id, (request ts, response ts, request, response) in
+    order (seconds), and the requests left unanswered."""
+    open_: dict[str, list[tuple[WsMessage, AppMessage]]] = {}
+    closed: dict[str, list[tuple[float, float, AppMessage, AppMessage]]] = {}
+    for msg, app in pairs:
+        corr = app.correlation_id
+        if corr is None:
+            continue
+        if app.role == "request":
+            open_.setdefault(corr, []).append((msg, app))
+        elif app.role == "response" and open_.get(corr):
+            req_msg, req = open_[corr].pop(0)
+            closed.setdefault(corr, []).append((req_msg.ts_ns / 1e9, msg.ts_ns / 1e9, req, app))
+    return closed, [app for waiting in open_.values() for _, app in waiting]
