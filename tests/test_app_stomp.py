@@ -16,6 +16,7 @@ from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import stomp
 from analyzer.app.protocols._common import PartialMalformed
 from analyzer.app.protocols.stomp import StompDecoder
+from tests.app_captures import decode, expected, pair, ws_messages
 
 
 def frame(command: str, *headers: tuple[str, str], body: bytes = b"", length: bool = False,
@@ -320,3 +321,66 @@ def test_fuzz_mutated_frames(data: st.DataObject) -> None:
         for sender in ("client", "server"):
             with contextlib.suppress(AppMalformed):
                 dec.feed(ws(piece, sender))
+
+
+# -- real capture: stomp.py's WSStompConnection against RabbitMQ's web-STOMP (captures/make_app2.py) --
+
+#: timestamps of the capture and of the programs' logs come from the same clock (µs resolution)
+TOL = 1e-5
+
+
+def test_capture_frames_agree_with_what_stomp_py_logged() -> None:
+    exp = expected("stomp")
+    streams = ws_messages("stomp")
+    assert sorted(streams) == sorted(c["client_port"] for c in exp["connections"])
+    counts: dict[str, dict[str, int]] = {"client": {}, "server": {}}
+    for port, msgs in streams.items():
+        decoded = decode(StompDecoder, msgs)
+        subscribed = {}
+        for sender in ("client", "server"):
+            logged = [m for m in exp["messages"] if m["client_port"] == port and m["sender"] == sender]
+            ours = [(msg, app) for msg, app in decoded if msg.sender == sender]
+            assert [app.type for _, app in ours] == [m["type"] for m in logged]
+            for (msg, app), theirs in zip(ours, logged):
+                counts[sender][app.type] = counts[sender].get(app.type, 0) + 1
+                assert app.fields.get("body_len", 0) == theirs["body_len"]
+                if app.type == "HEARTBEAT":
+                    assert not msg.payload.strip(b"\r\n")
+                    continue
+                # one frame per WebSocket message here: its headers, escapes undone, are what was logged
+                head = msg.payload[:msg.payload.index(b"\n\n")]
+                _, headers = stomp._head(head, "1.2")
+                assert {k: headers.get(k) for k in theirs["headers"]} == theirs["headers"]
+                if theirs["channel"] is not None:
+                    assert app.channel == theirs["channel"]
+                if app.type == "SUBSCRIBE":
+                    subscribed[headers["id"]] = headers["destination"]
+                if app.type == "UNSUBSCRIBE":    # stomp.py does not know the destination; we do
+                    assert app.channel == subscribed[headers["id"]]
+    assert counts == exp["counts"]
+
+
+def test_capture_receipts_and_errors_pair_within_stomp_py_timings() -> None:
+    exp = expected("stomp")
+    for port, msgs in ws_messages("stomp").items():
+        closed, unanswered = pair(decode(StompDecoder, msgs))
+        logged = [r for r in exp["requests"] if r["client_port"] == port]
+        assert sorted(str(a.correlation_id) for a in unanswered) == sorted(
+            r["correlation_id"] for r in logged if r["response_type"] is None)
+        answered = [r for r in logged if r["response_type"] is not None]
+        assert sum(len(v) for v in closed.values()) == len(answered)
+        for r in answered:
+            t_req, t_resp, req, resp = closed[r["correlation_id"]].pop(0)
+            assert (req.type, resp.type, resp.status) == (r["request_type"], r["response_type"], r["status"])
+            assert req.channel == resp.channel
+            if r["channel"] is not None:
+                assert req.channel == r["channel"]
+            assert resp.fields.get("message") == r["error_message"]
+            assert r["t_send"] - TOL <= t_req and t_resp <= r["t_recv"] + TOL
+            assert t_resp - t_req <= r["latency_ms"] / 1e3 + 2 * TOL
+
+
+def test_a_receipt_header_on_a_server_frame_asks_for_nothing() -> None:
+    # RabbitMQ copies the SEND's headers, receipt included, into the MESSAGE it delivers
+    _, got = run([("server", frame("MESSAGE", ("destination", "/q"), ("receipt", "r9")))])
+    assert summary(got) == [("MESSAGE", "/q", None, "message", None)]

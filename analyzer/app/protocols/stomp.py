@@ -301,7 +301,7 @@ class StompDecoder(AppDecoder):
             self._subscriptions[headers["id"]] = channel
         elif command == "UNSUBSCRIBE" and "id" in headers:
             channel = self._subscriptions.pop(headers["id"])
-        receipt = headers.get("receipt")
+        receipt = headers.get("receipt") if command in CLIENT_COMMANDS else None
         if receipt is None:
             return AppMessage("stomp", command, channel=channel, fields=fields)
         self._receipts[receipt] = channel
