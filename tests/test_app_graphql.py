@@ -4,8 +4,10 @@ and subscriptions-transport-ws, on messages built here as their PROTOCOL.md docu
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from analyzer.app.protocols.graphql_ws import (
     parse_operation,
 )
 from analyzer.app.registry import by_content, by_subprotocol, decoders
+from tests.app_capture import Decoded, decode_capture, exchanges
 
 _ids = itertools.count(1)
 
@@ -301,3 +304,81 @@ def test_random_messages_never_raise_anything_but_app_malformed(
                 for app in dec.feed(ws(sender, payload)):
                     assert app.role in ("request", "response", "message")
                     json.dumps(app.fields)
+
+
+# The real captures: gql 4 client against strawberry (graphql-transport-ws) and ariadne
+# (subscriptions-transport-ws), captures/make_app.py graphql_transport_ws / graphql_ws
+
+CAPTURES = {"graphql_transport_ws": GraphQLTransportWsDecoder,
+            "graphql_ws": SubscriptionsTransportWsDecoder}
+
+
+@functools.cache
+def _decoded(name: str) -> Decoded:
+    decoded = decode_capture(name, CAPTURES[name]())
+    assert decoded.expected["protocol"] == CAPTURES[name].name
+    assert by_subprotocol(decoded.expected["subprotocol"]) is CAPTURES[name]
+    return decoded
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_counts_agree_with_the_programs_logs(name: str) -> None:
+    decoded = _decoded(name)
+    for side in ("client", "server"):
+        seen = Counter(app.type for msg, app in decoded.items if msg.sender == side)
+        assert seen == decoded.expected["counts"][side]
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_operations_agree_with_what_the_client_sent(name: str) -> None:
+    decoded = _decoded(name)
+    sent = [(r["operation_type"], r["operation_name"]) for r in decoded.expected["log"]
+            if r["kind"] == "operation_sent"]
+    started = [app for _, app in decoded.items if app.role == "request" and app.type != "ping"
+               and app.correlation_id != "init"]
+    assert [(app.fields["operation_type"], app.channel) for app in started] == sent
+    assert [app.fields["operation_name"] for app in started] == [name for _, name in sent]
+    # every result of an operation carries the operation's name, by its id
+    names = {f"c:{r['id']}": r["name"] for r in decoded.expected["requests"]}
+    for _, app in decoded.items:
+        if app.type in ("next", "data", "error") and app.correlation_id in names:
+            assert app.channel == names[app.correlation_id]
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_first_results_pair_with_their_operations_within_the_programs_timings(
+        name: str) -> None:
+    decoded = _decoded(name)
+    pairs = {pair.request.correlation_id: pair for pair in exchanges(decoded.items)}
+    assert pairs["init"].response is not None
+    assert pairs["init"].response.type == "connection_ack"
+    for request in decoded.expected["requests"]:
+        pair = pairs[f"c:{request['id']}"]
+        assert pair.request.channel == request["name"]
+        assert pair.response is not None and pair.latency_ms is not None
+        # the first result on the wire: at least the server's own sleep, at most what the
+        # client measured from its send to the result (or first item) it received
+        assert (request["delay_ms"] or 0) <= pair.latency_ms <= request["latency_ms"]
+        errors = request.get("answer", {}).get("errors")
+        if errors:
+            assert pair.response.status == f"error: {errors[0]['message']}"
+        else:
+            assert pair.response.status == "ok"
+    # every subscription's later items are messages of the same operation
+    for request in decoded.expected["requests"]:
+        if request["kind"] == "subscription":
+            items = [app for _, app in decoded.items if app.correlation_id == f"c:{request['id']}"
+                     and app.type in ("next", "data")]
+            assert len(items) == request["items"]
+            assert [app.role for app in items] == ["response"] + ["message"] * (len(items) - 1)
+
+
+def test_capture_pings_and_client_stop_of_graphql_transport_ws() -> None:
+    decoded = _decoded("graphql_transport_ws")
+    pings = [pair for pair in exchanges(decoded.items) if pair.request.type == "ping"]
+    assert len(pings) == decoded.expected["counts"]["client"]["ping"]
+    assert all(pair.response is not None and pair.response.type == "pong" for pair in pings)
+    stops = [r for r in decoded.expected["log"] if r["kind"] == "stop_sent"]
+    cancels = [app for msg, app in decoded.items if msg.sender == "client" and app.type == "complete"]
+    assert [(app.fields["id"], app.channel) for app in cancels] == [
+        (r["id"], r["operation_name"]) for r in stops]

@@ -4,10 +4,9 @@ here as the socket.io-protocol v5 and engine.io-protocol v4 documents spell them
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
-import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols.socketio import MAX_OPEN_ACKS, SocketIODecoder
 from analyzer.app.registry import by_content, by_subprotocol, decoders
+from tests.app_capture import decode_capture, exchanges
 
 _ids = itertools.count(1)
 
@@ -274,30 +274,14 @@ def test_random_messages_never_raise_anything_but_app_malformed(
 
 # The real capture: python-socketio server and client (captures/make_app.py socketio)
 
-CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "app" / "socketio.pcap"
-
-
-def _decoded_capture(path: Path) -> tuple[dict, list[tuple[WsMessage, AppMessage]]]:
-    """The capture's messages fed in capture order to one decoder (one connection), with the
-    WebSocket message each AppMessage was reported at."""
-    import analyzer
-
-    expected = json.loads(path.with_suffix(".expected.json").read_text())
-    messages = analyzer.analyze(str(path), payloads=True, jobs=1).messages
-    assert set(messages["conn_id"]) == {1}
-    dec = SocketIODecoder()
-    out: list[tuple[WsMessage, AppMessage]] = []
-    for row in messages.sort_values("message_id").itertuples():
-        msg = WsMessage(conn_id=row.conn_id, message_id=row.message_id, sender=str(row.sender),
-                        ts_ns=row.ts_end.value, text=row.type == "text",
-                        payload=bytes(row.payload), complete=bool(row.complete))
-        out.extend((msg, app) for app in dec.feed(msg))     # AppMalformed fails the test
-    assert dec.finish() == []
-    return expected, out
+@functools.cache
+def _decoded() -> tuple[dict, list[tuple[WsMessage, AppMessage]]]:
+    decoded = decode_capture("socketio", SocketIODecoder())
+    return decoded.expected, decoded.items
 
 
 def test_capture_counts_agree_with_the_programs_logs() -> None:
-    expected, decoded = _decoded_capture(CAPTURE)
+    expected, decoded = _decoded()
     engineio = {"OPEN": "open", "PING": "ping", "PONG": "pong", "CLOSE": "close",
                 "UPGRADE": "upgrade", "NOOP": "noop"}
     for side in ("client", "server"):
@@ -311,10 +295,11 @@ def test_capture_counts_agree_with_the_programs_logs() -> None:
         attachments = sum(app.fields.get("attachments", 0)
                           for msg, app in decoded if msg.sender == side)
         assert attachments == expected["counts"]["engineio"][side]["binary attachment"]
+    assert not any(app.fields.get("attachments_missing") for _, app in decoded)
 
 
 def test_capture_events_and_acks_agree_with_the_programs_logs() -> None:
-    expected, decoded = _decoded_capture(CAPTURE)
+    expected, decoded = _decoded()
     for side in ("client", "server"):
         sent = [(r["namespace"], r["name"], r["ack"], r.get("binary", False))
                 for r in expected["log"] if r["sender"] == side and r["kind"] == "event_sent"]
@@ -344,24 +329,18 @@ def test_capture_events_and_acks_agree_with_the_programs_logs() -> None:
 
 
 def test_capture_requests_pair_with_their_acks_within_the_programs_timings() -> None:
-    expected, decoded = _decoded_capture(CAPTURE)
-    opened: dict[tuple[str | None, ...], int] = {}
-    pairs: list[tuple[str, str | None, str, float]] = []
-    for msg, app in decoded:
-        key = (app.correlation_id,)
-        if app.role == "request":
-            assert key not in opened
-            opened[key] = msg.ts_ns
-        elif app.role == "response":
-            start = opened.pop(key)
-            if app.type.endswith("ACK"):
-                asker = "client" if msg.sender == "server" else "server"
-                pairs.append((asker, app.channel, app.fields["namespace"],
-                              (msg.ts_ns - start) / 1e6))
-    assert not opened
-    wanted = [(r["sender"], r["name"], r["namespace"]) for r in expected["requests"]]
-    assert [pair[:3] for pair in pairs] == wanted
+    expected, decoded = _decoded()
+    pairs = exchanges(decoded)
+    assert all(pair.response is not None for pair in pairs)
+    kinds = Counter(pair.request.type for pair in pairs)
+    assert kinds["CONNECT"] == 2
+    assert kinds["ping"] == expected["counts"]["engineio"]["server"]["PING"]
+    acked = [pair for pair in pairs if pair.response and "ACK" in pair.response.type]
+    wanted = sorted(expected["requests"], key=lambda r: r["t_send"])
+    assert [(pair.request.correlation_id[0], pair.request.channel, pair.request.fields["namespace"])
+            for pair in acked] == [(r["sender"][0], r["name"], r["namespace"]) for r in wanted]
     # on the wire the answer takes at least the delay the answering side was asked to add, and
     # at most what the asker measured around its send and receive
-    for (_, _, _, latency_ms), request in zip(pairs, expected["requests"], strict=True):
-        assert request["delay_ms"] <= latency_ms <= request["latency_ms"]
+    for pair, request in zip(acked, wanted, strict=True):
+        assert pair.latency_ms is not None
+        assert request["delay_ms"] <= pair.latency_ms <= request["latency_ms"]
