@@ -1,4 +1,5 @@
-"""Writing the four DataFrames to CSV, Parquet or JSON, safely; or one file in another tool's
+"""Writing the tables (connections, frames, messages, problems, app_messages, exchanges) to CSV,
+Parquet or JSON, safely; or one file in another tool's
 format (Zeek websocket.log, Suricata EVE, HAR: analyzer.formats).
 
 CSV is opened by spreadsheets, so a text cell in which any line starts like a formula (=, +, -, @,
@@ -34,7 +35,9 @@ from analyzer.tables import SCHEMAS
 if TYPE_CHECKING:
     from analyzer.api import Analysis
 
-TABLES = tuple(SCHEMAS)  # frames, messages, connections, problems
+TABLES = tuple(SCHEMAS)  # frames, messages, connections, problems, app_messages, exchanges
+#: the tables export() writes, in that order
+EXPORTED = ("connections", "frames", "messages", "problems", "app_messages", "exchanges")
 
 #: rows converted and written at a time
 CHUNK_ROWS = 100_000
@@ -254,14 +257,23 @@ def _write_tool_format(a: Analysis, path: str, fmt: str) -> str:
     return path
 
 
+def exported_tables(a: Analysis) -> dict[str, pd.DataFrame]:
+    """The tables export() writes, by name (EXPORTED); an object without the application tables
+    (made before they existed) gets them empty."""
+    from analyzer.tables import make_frame
+    return {name: getattr(a, name) if hasattr(a, name) else make_frame(SCHEMAS[name], [])
+            for name in EXPORTED}
+
+
 def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "csv") -> list[str]:
-    """Write the four tables (connections, frames, messages, problems).
+    """Write the tables (connections, frames, messages, problems, app_messages, exchanges).
 
     Args:
         a: the analysis.
         directory_or_file: a directory (created if missing) that receives connections.<fmt>,
-            frames.<fmt>, messages.<fmt> and problems.<fmt>; for fmt="json" a path ending in
-            ".json" instead gets one object {"connections": [...], "frames": [...], ...}.
+            frames.<fmt>, messages.<fmt>, problems.<fmt>, app_messages.<fmt> and exchanges.<fmt>;
+            for fmt="json" a path ending in ".json" instead gets one object {"connections": [...],
+            "frames": [...], ...}.
         fmt: "csv", "parquet" or "json" (the four tables), or one file in another tool's format:
             "zeek" (Zeek's websocket.log, TSV), "zeek-json" (the same as JSON lines), "eve"
             (Suricata EVE JSON lines, one per frame) or "har" (HAR 1.2 with Chrome's
@@ -286,8 +298,7 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
         elif os.path.dirname(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)
         return [_write_tool_format(a, target, fmt)]
-    tables = {"connections": a.connections, "frames": a.frames, "messages": a.messages,
-              "problems": a.problems}
+    tables = exported_tables(a)
     if fmt == "json" and target.lower().endswith(".json") and not os.path.isdir(target):
         parent = os.path.dirname(target)
         if parent:
@@ -305,11 +316,13 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
 
 __all__ = [
     "CHUNK_ROWS",
+    "EXPORTED",
     "FORMATS",
     "TABLE_FORMATS",
     "TOOL_FORMATS",
     "chunks",
     "export",
+    "exported_tables",
     "is_text",
     "make_subdir",
     "neutralise_formulas",

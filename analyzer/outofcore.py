@@ -6,10 +6,12 @@ CHUNK_ROWS frames (or messages) wait in the rows, the sink takes them out (Table
 and writes them as one Parquet row group of a temporary file, made by the same frames_frame /
 messages_frame as the in-memory tables, with the conn_ids the process gave them (provisional:
 final ids number the connections by first packet, known only at the end). When the capture is
-read, the connections and problems (one row per connection; problems capped per analysis) are
-made as analyze() makes them (analyzer.merge.tables_from_rows), and each temporary file is copied
-row group by row group into its final file with the final conn_id put in. Memory: a row group
-and the connections' rows, whatever the number of frames.
+read, the connections and problems (one row per connection; problems capped per analysis), and
+the app_messages and exchanges (rows of the connections whose application protocol is decoded,
+held until the end), are made as analyze() makes them (analyzer.merge.tables_from_rows), and
+each temporary file is copied row group by row group into its final file with the final conn_id
+put in. Memory: a row group, the connections' rows and the application rows, whatever the
+number of frames.
 
 Row order: connections by conn_id and problems as in memory. Frames and messages come in row
 groups in the order they were collected; within a group, frames by frame_no and messages by
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: the files written, in the order export() writes them
-TABLE_ORDER = ("connections", "frames", "messages", "problems")
+TABLE_ORDER = ("connections", "frames", "messages", "problems", "app_messages", "exchanges")
 
 
 @dataclass
@@ -148,20 +150,21 @@ def _final_copy(source: str, target: str, lut: np.ndarray, sort_messages: bool) 
 def options_for(*, ports: Iterable[int] | None = None, max_message_bytes: int = 16 << 20,
                 payloads: bool | float = False, preview_len: int = 64, validate_utf8: bool = True,
                 max_payload_bytes: int = 256 << 20,
-                keylog: PathLike | Iterable[PathLike] | None = None) -> Options:
+                keylog: PathLike | Iterable[PathLike] | None = None, app: bool = True) -> Options:
     """The analysis options of analyze()'s keyword arguments of the same names."""
     sample = isinstance(payloads, float) and 0 < payloads < 1
     return Options(ports=frozenset(int(p) for p in ports or ()), max_message_bytes=int(max_message_bytes),
                    payloads=payloads if sample else bool(payloads), preview_len=int(preview_len),
                    validate_utf8=bool(validate_utf8), max_payload_bytes=int(max_payload_bytes),
-                   keylog_files=keylog_files(keylog))
+                   keylog_files=keylog_files(keylog), app=bool(app))
 
 
 def export_parquet(path: PathLike, directory: PathLike, *, progress: ProgressCallback | None = None,
                    min_rows: int = CHUNK_ROWS, **options: Any) -> Written:
-    """Analyse one capture and write its four tables into `directory` as connections.parquet,
-    frames.parquet, messages.parquet and problems.parquet, frames and messages while the capture
-    is read (the module doc says in which order).
+    """Analyse one capture and write its tables into `directory` as connections.parquet,
+    frames.parquet, messages.parquet, problems.parquet, app_messages.parquet and
+    exchanges.parquet, frames and messages while the capture is read (the module doc says in
+    which order).
 
     Args:
         path: the capture file.
@@ -169,7 +172,7 @@ def export_parquet(path: PathLike, directory: PathLike, *, progress: ProgressCal
         progress: a callback (bytes read, file size).
         min_rows: frames (messages) written at a time, one row group each.
         options: analyze()'s ports, max_message_bytes, payloads, preview_len, validate_utf8,
-            max_payload_bytes and keylog.
+            max_payload_bytes, keylog and app.
 
     Raises:
         CaptureError: the file cannot be read as a capture.
