@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,6 +112,7 @@ class EngineIOWire(logging.Handler):
         super().__init__(logging.INFO)
         self.sender = sender
         self.binaries: list[bytes] = []
+        self.texts: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if "Sending packet" not in str(record.msg):
@@ -126,7 +128,18 @@ class EngineIOWire(logging.Handler):
             body = json.dumps(data, separators=(",", ":"))
         else:
             body = str(data)
-        wire(self.sender, str(self.TYPES.index(name)) + body, record.created)
+        self.texts.append(str(self.TYPES.index(name)) + body)
+        wire(self.sender, self.texts[-1], record.created)
+
+    def ack_id(self, namespace: str, event: str) -> int | None:
+        """The ack id python-socketio gave the last EVENT/BINARY_EVENT named `event` it sent on
+        `namespace`: 4 2|5 [<attachments>-] [<namespace>,] <ack id> ["event", ...]."""
+        nsp = "" if namespace == "/" else namespace + ","
+        for text in reversed(self.texts):
+            m = re.match(r'4[25](?:\d+-)?' + re.escape(nsp) + r'(\d+)\["' + re.escape(event) + '"', text)
+            if m:
+                return int(m.group(1))
+        return None
 
 
 def _eio_logger(sender: str) -> tuple[logging.Logger, EngineIOWire]:
@@ -195,8 +208,8 @@ async def _socketio_server(port: int) -> None:
         answer = await sio.call("confirm", q, to=sid)
         t1 = time.time()
         log("server", "ack_received", namespace="/", name="confirm", args=[answer])
-        request_done("server", "event", "confirm", t0, t1, namespace="/", delay_ms=SIO_CONFIRM_DELAY_MS,
-                     answer=answer)
+        request_done("server", "event", "confirm", t0, t1, namespace="/",
+                     id=eio_wire.ack_id("/", "confirm"), delay_ms=SIO_CONFIRM_DELAY_MS, answer=answer)
 
     @sio.on("connect", namespace="/chat")
     async def chat_connect(sid: str, environ: dict, auth: Any = None) -> None:
@@ -263,8 +276,8 @@ async def _socketio_client(port: int) -> None:
         shown_answer = {"bytes": len(answer)} if isinstance(answer, bytes) else answer
         log("client", "ack_received", namespace=namespace, name=name, args=[shown_answer],
             binary=isinstance(answer, bytes))
-        request_done("client", "event", name, t0, t1, namespace=namespace, delay_ms=delay_ms,
-                     answer=shown_answer)
+        request_done("client", "event", name, t0, t1, namespace=namespace,
+                     id=eio_wire.ack_id(namespace, name), delay_ms=delay_ms, answer=shown_answer)
 
     url = f"http://{HOST}:{port}"
     log("client", "connect", namespaces=["/", "/chat"])
@@ -846,6 +859,55 @@ def check_with_tshark(
     return [w for _, _, w in sorted(sent, key=lambda x: (x[0], x[1]))], unsent, errors
 
 
+def _first(wires: list[dict], sender: str, pred: Callable[[Any], bool]) -> dict:
+    """The first wire record of `sender` whose parsed text satisfies `pred`."""
+    for w in wires:
+        if w["sender"] == sender and w["text"] is not None and pred(w["text"]):
+            return w
+    raise RuntimeError(f"no {sender} message matches")
+
+
+def request_messages(protocol: str, r: dict, wires: list[dict]) -> tuple[dict, dict]:
+    """The wire records of a timed request and of its answer, found by the id the asker logged:
+    Socket.IO EVENT / ACK with that ack id on that namespace (a BINARY_ACK is complete with its
+    attachment, the next message), JSON-RPC request / response (a batch: its first id), GraphQL
+    subscribe|start / the first message back with that operation id."""
+    asker = r["sender"]
+    other = "server" if asker == "client" else "client"
+    if protocol == "socketio":
+        nsp = "" if r["namespace"] == "/" else r["namespace"] + ","
+        head = r"(?:\d+-)?" + re.escape(nsp) + str(r["id"]) + r"\["
+        req = _first(wires, asker, lambda t: re.match("4[25]" + head, t) is not None)
+        ans = _first(wires, other, lambda t: re.match("4[36]" + head, t) is not None)
+        if ans["text"].startswith("46"):
+            ans = wires[wires.index(ans) + 1]
+    elif protocol == "jsonrpc":
+        rid = r["id"][0] if isinstance(r["id"], list) else r["id"]
+        req = _first(wires, asker, lambda t: any(i.get("id") == rid and "method" in i for i in _rpc_items(t)))
+        ans = _first(wires, other, lambda t: any(i.get("id") == rid and "method" not in i
+                                                 for i in _rpc_items(t)))
+    else:
+        req = _first(wires, asker, lambda t: json.loads(t).get("id") == r["id"]
+                     and json.loads(t)["type"] in ("subscribe", "start"))
+        ans = _first(wires, other, lambda t: json.loads(t).get("id") == r["id"])
+    return req, ans
+
+
+def add_capture_latencies(protocol: str, requests: list[dict], wires: list[dict]) -> list[str]:
+    """Give each timed request the capture frames of its request and answer messages and the
+    latency between their timestamps; that latency must lie between the delay the answering side
+    added and the latency the asker measured (both sides' clocks bracket the wire)."""
+    errors = []
+    for r in requests:
+        req, ans = request_messages(protocol, r, wires)
+        cap = round((ans["ts"] - req["ts"]) * 1000, 3)
+        r.update(request_frame=req["frame_no"], answer_frame=ans["frame_no"], capture_latency_ms=cap)
+        if not (r["delay_ms"] or 0) <= cap <= r["latency_ms"]:
+            errors.append(f"{r['name']} {r['id']}: capture latency {cap} ms, delay {r['delay_ms']} ms, "
+                          f"measured by the {r['sender']} {r['latency_ms']} ms")
+    return errors
+
+
 def _by_time(recs: list[dict], key: str = "t") -> list[dict]:
     return sorted(recs, key=lambda r: r[key])  # stable: a side's own order is kept on ties
 
@@ -1004,6 +1066,8 @@ def run_scenario(name: str) -> dict:
     for r in (*wires, *logs, *requests):
         r.pop("event")
     wires, unsent, errors = check_with_tshark(path, port, conn.get("client_port"), wires, logs)
+    if not errors:
+        errors = add_capture_latencies(info["protocol"], requests, wires)
     if errors:
         raise RuntimeError(f"{name}: the programs' logs and tshark disagree:\n  " + "\n  ".join(errors))
     expected = {
