@@ -382,3 +382,25 @@ def test_capture_pings_and_client_stop_of_graphql_transport_ws() -> None:
     cancels = [app for msg, app in decoded.items if msg.sender == "client" and app.type == "complete"]
     assert [(app.fields["id"], app.channel) for app in cancels] == [
         (r["id"], r["operation_name"]) for r in stops]
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_exchanges_are_the_messages_the_programs_sent(name: str) -> None:
+    """Each exchange's two messages, found in the expected file's wire list (the texts the
+    libraries logged, in capture order, with tshark's timestamps): the same ids, the latency
+    tshark's timestamps give."""
+    decoded = _decoded(name)
+    wire = decoded.expected["wire"]
+    assert decoded.messages == len(wire)
+    pairs = exchanges(decoded.items)
+    assert len(pairs) == len(decoded.expected["requests"]) + 1 + sum(
+        1 for _, app in decoded.items if app.type == "ping")
+    for pair in pairs:
+        assert pair.response_index is not None and pair.latency_ms is not None
+        request, response = (json.loads(wire[i]["text"])
+                             for i in (pair.request_index, pair.response_index))
+        assert (request["type"], response["type"]) == (pair.request.type, pair.response.type)
+        if pair.request.correlation_id.startswith("c:") and request["type"] != "ping":
+            assert request["id"] == response["id"] == pair.request.correlation_id[2:]
+        tshark_ms = (wire[pair.response_index]["ts"] - wire[pair.request_index]["ts"]) * 1000
+        assert pair.latency_ms == pytest.approx(tshark_ms, abs=0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import re
 from collections import Counter
 
 import pytest
@@ -344,3 +345,33 @@ def test_capture_requests_pair_with_their_acks_within_the_programs_timings() -> 
     for pair, request in zip(acked, wanted, strict=True):
         assert pair.latency_ms is not None
         assert request["delay_ms"] <= pair.latency_ms <= request["latency_ms"]
+
+
+def test_capture_exchanges_are_the_messages_the_programs_sent() -> None:
+    """Each exchange's two messages, found in the expected file's wire list (the packets
+    python-engineio logged, in capture order, with tshark's timestamps): an EVENT's ack id is the
+    ACK's, the latency is tshark's."""
+    decoded = decode_capture("socketio", SocketIODecoder())
+    wire = decoded.expected["wire"]
+    assert decoded.messages == len(wire)
+    pairs = exchanges(decoded.items)
+    assert pairs and all(pair.response is not None for pair in pairs)
+    for pair in pairs:
+        request, response = wire[pair.request_index], wire[pair.response_index]
+        if pair.request.type.endswith("EVENT"):
+            # a binary packet is reported at its last attachment: its text came that many before
+            if pair.request.type == "BINARY_EVENT":
+                assert request["type"] == "binary"
+                request = wire[pair.request_index - pair.request.fields["attachments"]]
+            if pair.response.type == "BINARY_ACK":
+                assert response["type"] == "binary"
+                response = wire[pair.response_index - pair.response.fields["attachments"]]
+            ack = str(pair.request.fields["ack_id"])
+            assert re.match(rf"4[25](?:\d+-)?(?:/[^,]*,)?{ack}\[", request["text"])
+            assert re.match(rf"4[36](?:\d+-)?(?:/[^,]*,)?{ack}\[", response["text"])
+        elif pair.request.type == "ping":
+            assert (request["text"], response["text"]) == ("2", "3")
+        else:
+            assert (request["text"][:2], response["text"][:2]) == ("40", "40")
+        tshark_ms = (wire[pair.response_index]["ts"] - wire[pair.request_index]["ts"]) * 1000
+        assert pair.latency_ms == pytest.approx(tshark_ms, abs=0.01)
