@@ -3,8 +3,10 @@
 On WebSocket, Engine.IO sends one packet per message: a text message is `<type digit><data>`
 (0 open, 1 close, 2 ping, 3 pong, 4 message, 5 upgrade, 6 noop) and a binary message is a message
 packet carrying raw bytes. A Socket.IO packet rides in an Engine.IO message packet as
-`<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]` (socket.io-protocol v5, the
-socket.io-parser decoder's reading of it: a namespace runs from its "/" to the next "," or the end).
+`<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]` (socket.io-protocol v5, and the
+socket.io-parser decoder's reading of it: a namespace runs from its "/" to the next "," or the end;
+the payload rules of its isPayloadValid: CONNECT an object, CONNECT_ERROR an object or a string,
+DISCONNECT none, EVENT an array naming an event that is not reserved, ACK an array).
 BINARY_EVENT and BINARY_ACK carry `{"_placeholder": true, "num": n}` objects in their JSON, filled
 by the sender's next n binary messages; the packet is reported at the last of them.
 
@@ -40,6 +42,9 @@ EIO_TYPES = {
 SIO_TYPES = ("CONNECT", "DISCONNECT", "EVENT", "ACK", "CONNECT_ERROR", "BINARY_EVENT", "BINARY_ACK")
 _CONNECT, _DISCONNECT, _EVENT, _ACK, _CONNECT_ERROR, _BINARY_EVENT, _BINARY_ACK = range(7)
 
+#: event names a receiver refuses (socket.io-parser RESERVED_EVENTS: its isPayloadValid)
+RESERVED_EVENTS = frozenset(
+    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"))
 #: at most this many attachments to one packet (socket.io-parser's own default is 10)
 MAX_ATTACHMENTS = 1000
 #: at most this many ack ids remembered per connection to name the ACK's event (oldest forgotten)
@@ -225,9 +230,13 @@ class SocketIODecoder(AppDecoder):
         elif ptype == _CONNECT:
             app = self._connect(nsp, data, msg.sender, fields)
         elif ptype == _CONNECT_ERROR:
+            if not isinstance(data, (str, dict)):
+                raise AppMalformed("CONNECT_ERROR: the payload is neither a JSON object nor a string")
             app = AppMessage(self.name, kind, correlation_id=f"c:connect:{nsp}", role="response",
                              status=_status_error(data), fields=fields)
         else:
+            if rest:
+                raise AppMalformed("DISCONNECT: a payload (DISCONNECT has none)")
             app = AppMessage(self.name, kind, fields=fields)
         if not binary:
             return [app]
@@ -248,6 +257,8 @@ class SocketIODecoder(AppDecoder):
         event = data[0]
         if not isinstance(event, (str, int)) or isinstance(event, bool):
             raise AppMalformed(f"{kind}: the event name is not a string")
+        if event in RESERVED_EVENTS:
+            raise AppMalformed(f"{kind}: {event!r} is a reserved event name")
         channel = clip(str(event))
         fields["args"] = len(data) - 1
         if ack_id is None:
