@@ -867,20 +867,28 @@ def _first(wires: list[dict], sender: str, pred: Callable[[Any], bool]) -> dict:
     raise RuntimeError(f"no {sender} message matches")
 
 
+def _last_attachment(wires: list[dict], packet: dict) -> dict:
+    """A Socket.IO BINARY_EVENT / BINARY_ACK ("45N-..." / "46N-...") is complete with the last of
+    its N attachments, the sender's next N binary messages; another packet is its own message."""
+    m = re.match(r"4[56](\d+)-", packet["text"])
+    if not m:
+        return packet
+    after = [w for w in wires[wires.index(packet) + 1:] if w["sender"] == packet["sender"]]
+    return after[int(m.group(1)) - 1]
+
+
 def request_messages(protocol: str, r: dict, wires: list[dict]) -> tuple[dict, dict]:
     """The wire records of a timed request and of its answer, found by the id the asker logged:
-    Socket.IO EVENT / ACK with that ack id on that namespace (a BINARY_ACK is complete with its
-    attachment, the next message), JSON-RPC request / response (a batch: its first id), GraphQL
+    Socket.IO EVENT / ACK with that ack id on that namespace (binary ones at their last
+    attachment), JSON-RPC request / response (a batch: its first id), GraphQL
     subscribe|start / the first message back with that operation id."""
     asker = r["sender"]
     other = "server" if asker == "client" else "client"
     if protocol == "socketio":
         nsp = "" if r["namespace"] == "/" else r["namespace"] + ","
         head = r"(?:\d+-)?" + re.escape(nsp) + str(r["id"]) + r"\["
-        req = _first(wires, asker, lambda t: re.match("4[25]" + head, t) is not None)
-        ans = _first(wires, other, lambda t: re.match("4[36]" + head, t) is not None)
-        if ans["text"].startswith("46"):
-            ans = wires[wires.index(ans) + 1]
+        req = _last_attachment(wires, _first(wires, asker, lambda t: re.match("4[25]" + head, t) is not None))
+        ans = _last_attachment(wires, _first(wires, other, lambda t: re.match("4[36]" + head, t) is not None))
     elif protocol == "jsonrpc":
         rid = r["id"][0] if isinstance(r["id"], list) else r["id"]
         req = _first(wires, asker, lambda t: any(i.get("id") == rid and "method" in i for i in _rpc_items(t)))
