@@ -210,21 +210,21 @@ MALFORMED: list[tuple[bytes, bool, str]] = [
     (v1(GOOD, "shell") + b"x", False, "neither a v1 nor a legacy offsets table"),
     (_v1_with([56, 61, 60, 70, 80, 90], bytes(34)), False, "neither"),            # offsets go back
     (v1_parts("shell", [b"{}", b"{}", b"{}"]), False, "3 parts in a v1 message"),
-    (v1_parts("shell", [b"{x", b"{}", b"{}", b"{}"]), False, "header is not JSON"),
+    (v1_parts("shell", [b"{x", b"{}", b"{}", b"{}"]), False, "header: not JSON"),
     (v1_parts("shell", [b"[]", b"{}", b"{}", b"{}"]), False, "header is not a JSON object"),
     (v1_parts("shell", [b"{}", b"{}", b"{}", b"{}"]), False, "header without msg_type"),
     (v1_parts("shell", [b'{"msg_type": "a"}', b"[]", b"{}", b"{}"]), False,
      "parent_header is not a JSON object"),
     (v1_parts(b"shell\xff", [b'{"msg_type": "a"}', b"{}", b"{}", b"{}"]), False, "neither"),
     (v1(GOOD, "bogus"), False, "unknown channel 'bogus'"),
-    (v1(message("execute_reply", "a", "b"), "shell")[:-2] + b"{x", False, "content is not JSON"),
-    (b"not json", True, "message is not JSON"),
+    (v1(message("execute_reply", "a", "b"), "shell")[:-2] + b"{x", False, "content: not JSON"),
+    (b"not json", True, "message: not JSON"),
     (b"[1, 2]", True, "message is not a JSON object"),
-    (b"[" * 100_000, True, "message is not JSON"),
+    (b"[" * 100_000, True, "message: not JSON"),
     (b'{"header": {"msg_type": "x"}, "channel": 5}', True, "unknown channel '5'"),
     (b'{"header": {"msg_type": 7}, "channel": "shell"}', True, "header without msg_type"),
-    (b"\xff\xfe", True, "message is not JSON"),
-    (struct.pack("!II", 1, 8) + b"{bad", False, "message is not JSON"),             # legacy binary
+    (b"\xff\xfe", True, "message: not JSON"),
+    (struct.pack("!II", 1, 8) + b"{bad", False, "message: not JSON"),             # legacy binary
 ]
 
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
-from analyzer.app.protocols._common import PartialMalformed
 from analyzer.app.protocols.mqtt import MqttDecoder
 from tests.app_captures import decode, expected, pair, ws_messages
 
@@ -366,8 +365,7 @@ def test_malformed_packets_keep_the_stream_in_step(packet: bytes, reason: str) -
     dec = MqttDecoder()
     with pytest.raises(AppMalformed, match=re.escape(reason)) as info:
         dec.feed(ws(C311[7] + packet + C311[8]))
-    assert isinstance(info.value, PartialMalformed)
-    assert [m.type for m in info.value.decoded] == ["PINGREQ", "DISCONNECT"]
+    assert [m.type for m in info.value.messages] == ["PINGREQ", "DISCONNECT"]
     assert summary(dec.feed(ws(C311[7]))) == [("PINGREQ", None, "ping", "request", None)]
 
 
@@ -403,7 +401,7 @@ def test_bad_fixed_header_loses_sync_then_resynchronises(first: bytes, reason: s
     dec = MqttDecoder()
     with pytest.raises(AppMalformed, match=re.escape(reason)) as info:
         dec.feed(ws(C311[7] + first + C311[8]))
-    assert [m.type for m in info.value.decoded] == ["PINGREQ"]      # type: ignore[attr-defined]
+    assert [m.type for m in info.value.messages] == ["PINGREQ"]      # type: ignore[attr-defined]
     # the next message that does not start like a packet is dropped quietly, the next that does resumes
     assert dec.feed(ws(b"\x00garbage")) == []
     assert [m.type for m in dec.feed(ws(C311[7] + C311[8]))] == ["PINGREQ", "DISCONNECT"]

@@ -26,7 +26,7 @@ from itertools import pairwise
 from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols._common import clip
+from analyzer.app.json_payload import clip, load_json
 
 __all__ = ["CHANNELS", "MAX_PARTS", "V1", "JupyterDecoder"]
 
@@ -42,13 +42,6 @@ _READ_CONTENT = frozenset({"status", "stream", "error", "execute_input", "execut
 
 class _Bad(Exception):
     """A message that does not decode (its reason)."""
-
-
-def _json(raw: bytes | memoryview, what: str) -> Any:
-    try:
-        return json.loads(bytes(raw))
-    except (ValueError, RecursionError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _Bad(f"{what} is not JSON ({clip(str(exc), 80)})") from None
 
 
 def _v1(payload: bytes) -> tuple[str, list[memoryview]] | None:
@@ -154,7 +147,7 @@ class JupyterDecoder(AppDecoder):
         content: Any = None
         buffers = 0
         if msg.text:
-            whole = _dict(_json(msg.payload, "message"), "message")
+            whole = _dict(load_json(msg.payload, "message", complete=msg.complete), "message")
             channel, header, parent, content = (whole.get("channel"), whole.get("header"),
                                                 whole.get("parent_header"), whole.get("content"))
             if isinstance(whole.get("buffers"), list):
@@ -164,8 +157,8 @@ class JupyterDecoder(AppDecoder):
             if len(parts) < 4:
                 raise _Bad(f"{len(parts)} parts in a v1 message (header, parent_header, metadata "
                            "and content needed)")
-            header = _json(parts[0], "header")
-            parent = _json(parts[1], "parent_header")
+            header = load_json(bytes(parts[0]), "header", complete=msg.complete)
+            parent = load_json(bytes(parts[1]), "parent_header", complete=msg.complete)
             content_raw = parts[3]
             buffers = len(parts) - 4
         else:
@@ -173,7 +166,7 @@ class JupyterDecoder(AppDecoder):
             if legacy is None:
                 raise _Bad("binary message with neither a v1 nor a legacy offsets table")
             raw, buffers = legacy
-            whole = _dict(_json(raw, "message"), "message")
+            whole = _dict(load_json(bytes(raw), "message", complete=msg.complete), "message")
             channel, header, parent, content = (whole.get("channel"), whole.get("header"),
                                                 whole.get("parent_header"), whole.get("content"))
         header = _dict(header, "header")
@@ -187,7 +180,7 @@ class JupyterDecoder(AppDecoder):
         parent = _dict(parent, "parent_header") if parent is not None else {}
         kind = msg_type.rsplit("_", 1)[-1]
         if content_raw is not None and (kind == "reply" or msg_type in _READ_CONTENT):
-            content = _json(content_raw, "content")
+            content = load_json(bytes(content_raw), "content", complete=msg.complete)
         fields: dict[str, Any] = {}
         msg_id, parent_id = header.get("msg_id"), parent.get("msg_id")
         if isinstance(msg_id, str):

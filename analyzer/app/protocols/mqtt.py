@@ -14,7 +14,7 @@ Rules:
 2. A packet whose body does not parse (truncated fields, bad UTF-8, U+0000, unknown property,
    wildcard in a PUBLISH topic, wrong direction…) is an AppMalformed naming the packet; its length
    is known, so the stream stays in step and the packets around it are decoded
-   (PartialMalformed.decoded holds those of the same WebSocket message).
+   (AppMalformed.messages holds those of the same WebSocket message).
 3. Bounded memory: a packet longer than MAX_PACKET that does not arrive whole is not buffered: its
    bytes are skipped (an AppMalformed says so) and decoding resumes after it.
 4. A WebSocket message cut by a gap (complete=False) ends the partial packet it carried; the next
@@ -32,7 +32,8 @@ import struct
 from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols._common import BoundedMap, clip, decoded_or_raise
+from analyzer.app.json_payload import clip
+from analyzer.app.protocols._common import BoundedMap, decoded_or_raise
 
 __all__ = ["MAX_PACKET", "MAX_RESYNC", "PACKET_TYPES", "REASON_CODES", "MqttDecoder"]
 

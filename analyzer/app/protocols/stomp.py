@@ -32,7 +32,8 @@ import re
 from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols._common import BoundedMap, clip, decoded_or_raise
+from analyzer.app.json_payload import clip
+from analyzer.app.protocols._common import BoundedMap, decoded_or_raise
 
 __all__ = ["CLIENT_COMMANDS", "MAX_BODY", "MAX_HEAD", "SERVER_COMMANDS", "StompDecoder"]
 
