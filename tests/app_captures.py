@@ -8,6 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 import analyzer
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
 
@@ -65,3 +67,32 @@ def pair(pairs: list[tuple[WsMessage, AppMessage]]
             req_msg, req = open_[corr].pop(0)
             closed.setdefault(corr, []).append((req_msg.ts_ns / 1e9, msg.ts_ns / 1e9, req, app))
     return closed, [app for waiting in open_.values() for _, app in waiting]
+
+
+def assert_tables_agree(name: str, decoder: type[AppDecoder]) -> None:
+    """analyze()'s app_messages and exchanges tables of captures/app/NAME.pcap hold what the decoder
+    gives when fed by hand (decode) and paired as app_conv says (pair), and nothing is malformed."""
+    a = analyzer.analyze(CAPTURES / f"{name}.pcap", jobs=1)
+    assert set(a.connections["app_protocol"]) == {decoder.name}
+    assert not (a.problems["kind"] == "app-protocol-malformed").any()
+    ports = dict(zip(a.connections["conn_id"], a.connections["client_port"]))
+    table = a.app_messages.sort_values(["conn_id", "message_id", "app_index"])
+    by_hand = [(port, msg.message_id, app.type, app.channel, app.correlation_id, app.role, app.status)
+               for port, msgs in sorted(ws_messages(name).items()) for msg, app in decode(decoder, msgs)]
+    rows = [(ports[r.conn_id], r.message_id, r.type, _none(r.channel), _none(r.correlation_id), r.role,
+             _none(r.status)) for r in table.itertuples()]
+    assert sorted(rows, key=repr) == sorted(by_hand, key=repr)
+    expected_pairs = []
+    for port, msgs in ws_messages(name).items():
+        closed, unanswered = pair(decode(decoder, msgs))
+        expected_pairs += [(port, corr, round(t_resp - t_req, 6)) for corr, done in closed.items()
+                           for t_req, t_resp, _, _ in done]
+        expected_pairs += [(port, str(app.correlation_id), None) for app in unanswered]
+    got_pairs = [(ports[r.conn_id], r.correlation_id, round(r.latency, 6) if r.answered else None)
+                 for r in a.exchanges.itertuples()]
+    assert sorted(got_pairs, key=repr) == sorted(expected_pairs, key=repr)
+
+
+def _none(value: Any) -> Any:
+    """pandas' missing value as None."""
+    return None if pd.isna(value) else value

@@ -16,7 +16,7 @@ from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
 from analyzer.app.protocols.mqtt import MqttDecoder
-from tests.app_captures import decode, expected, pair, ws_messages
+from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
 
 # -- building packets -------------------------------------------------------------------------
 
@@ -557,3 +557,8 @@ def test_capture_exchanges_agree_with_paho_timings(name: str) -> None:
             else:
                 assert t_req <= r["t_send"] + TOL and r["t_recv"] - TOL <= t_resp
                 assert t_resp - t_req >= r["latency_ms"] / 1e3 - 2 * TOL
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_capture_through_analyze_gives_the_same_rows(name: str) -> None:
+    assert_tables_agree(name, MqttDecoder)

@@ -15,7 +15,7 @@ from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import stomp
 from analyzer.app.protocols.stomp import StompDecoder
-from tests.app_captures import decode, expected, pair, ws_messages
+from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
 
 
 def frame(command: str, *headers: tuple[str, str], body: bytes = b"", length: bool = False,
@@ -382,3 +382,7 @@ def test_a_receipt_header_on_a_server_frame_asks_for_nothing() -> None:
     # RabbitMQ copies the SEND's headers, receipt included, into the MESSAGE it delivers
     _, got = run([("server", frame("MESSAGE", ("destination", "/q"), ("receipt", "r9")))])
     assert summary(got) == [("MESSAGE", "/q", None, "message", None)]
+
+
+def test_capture_through_analyze_gives_the_same_rows() -> None:
+    assert_tables_agree("stomp", StompDecoder)

@@ -215,6 +215,14 @@ def _properties(r: _Reader) -> dict[str, Any]:
     return props
 
 
+def _add_properties(r: _Reader, fields: dict[str, Any], key: str = "properties") -> dict[str, Any]:
+    """MQTT 5 properties read into fields[key] (left out when there are none)."""
+    props = _properties(r)
+    if props:
+        fields[key] = props
+    return props
+
+
 def _status(code: int) -> str:
     return "ok" if code < 0x80 else f"0x{code:02x}"
 
@@ -424,11 +432,11 @@ class MqttDecoder(AppDecoder):
         fields: dict[str, Any] = {"protocol": proto, "level": level, "keepalive": r.u16("keep alive"),
                                   "clean_start": bool(cflags & 0x02)}
         if self.v5:
-            fields["properties"] = _properties(r)
+            _add_properties(r, fields)
         fields["client_id"] = clip(r.string("client identifier"))
         if will:
             if self.v5:
-                fields["will_properties"] = _properties(r)
+                _add_properties(r, fields, "will_properties")
             fields["will_topic"] = clip(r.string("will topic"))
             fields["will_payload_len"] = len(r.binary("will payload"))
             fields["will_qos"] = will_qos
@@ -451,7 +459,7 @@ class MqttDecoder(AppDecoder):
         if self.v5:
             fields["reason"] = REASON_CODES.get(code, "unknown")
             if r.left():
-                fields["properties"] = _properties(r)
+                _add_properties(r, fields)
             status = _status(code)
         else:
             fields["reason"] = _CONNACK_V3.get(code, "unknown")
@@ -472,10 +480,7 @@ class MqttDecoder(AppDecoder):
         elif flags & 8:
             raise _Bad("DUP set on a QoS 0 message")
         if self.v5:
-            props = _properties(r)
-            if props:
-                fields["properties"] = props
-            alias = props.get("topic_alias")
+            alias = _add_properties(r, fields).get("topic_alias")
             if alias is not None:
                 fields["topic_alias"] = alias
                 if alias == 0:
@@ -510,9 +515,7 @@ class MqttDecoder(AppDecoder):
             fields["reason_code"] = code
             fields["reason"] = REASON_CODES.get(code, "unknown")
             if r.left():
-                props = _properties(r)
-                if props:
-                    fields["properties"] = props
+                _add_properties(r, fields)
         r.done(name)
         if ptype == 6:      # PUBREL: the publisher's second request of QoS 2
             corr = f"{me}:{pid}"
@@ -532,9 +535,7 @@ class MqttDecoder(AppDecoder):
         pid = r.u16("packet identifier")
         fields: dict[str, Any] = {"packet_id": pid}
         if self.v5:
-            props = _properties(r)
-            if props:
-                fields["properties"] = props
+            _add_properties(r, fields)
         return pid, fields
 
     def _subscribe(self, r: _Reader, ptype: int, me: str) -> AppMessage:
@@ -591,8 +592,6 @@ class MqttDecoder(AppDecoder):
         code = r.u8("reason code") if r.left() else 0
         fields: dict[str, Any] = {"reason_code": code, "reason": REASON_CODES.get(code, "unknown")}
         if r.left():
-            props = _properties(r)
-            if props:
-                fields["properties"] = props
+            _add_properties(r, fields)
         r.done(name)
         return AppMessage("mqtt", name, status=_status(code), fields=fields)
