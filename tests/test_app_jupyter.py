@@ -255,3 +255,33 @@ def test_fuzz_mutated_v1_messages(data: st.DataObject) -> None:
         for m in JupyterDecoder().feed(ws(bytes(raw), sender)):
             assert m.role in ("request", "response", "message")
     JupyterDecoder.sniff(ws(bytes(raw)))
+
+
+def test_messages_made_by_jupyter_client_and_framed_by_jupyter_server() -> None:
+    """Headers, ids and dates as jupyter_client's Session makes them, framed as jupyter_server
+    frames them for the browser (v1: the signed zmq parts after the signature; legacy: JSON)."""
+    session_mod = pytest.importorskip("jupyter_client.session")
+    jsonutil = pytest.importorskip("jupyter_client.jsonutil")
+    base = pytest.importorskip("jupyter_server.services.kernels.connection.base")
+    session = session_mod.Session(key=b"secret")
+    request = session.msg("execute_request", {"code": "import time; time.sleep(0.1)", "silent": False})
+    reply = session.msg("execute_reply", {"status": "ok", "execution_count": 3}, parent=request)
+    busy = session.msg("status", {"execution_state": "busy"}, parent=request)
+    for encode in ("v1", "legacy"):
+        dec = JupyterDecoder()
+        got = []
+        for sender, channel, msg in (("client", "shell", request), ("server", "iopub", busy),
+                                     ("server", "shell", reply)):
+            if encode == "v1":
+                raw = base.serialize_msg_to_ws_v1(session.serialize(msg)[2:], channel)
+                got += dec.feed(ws(raw, sender))
+            else:
+                text = json.dumps(dict(msg, channel=channel, buffers=[]), default=jsonutil.json_default)
+                got += dec.feed(ws(text.encode(), sender, text=True))
+        rid = request["header"]["msg_id"]
+        assert summary(got) == [("execute_request", "shell", rid, "request", None),
+                                ("status", "iopub", None, "message", None),
+                                ("execute_reply", "shell", rid, "response", "ok")]
+        assert got[1].fields == {"msg_id": busy["header"]["msg_id"], "parent_msg_id": rid,
+                                 "execution_state": "busy"}
+        assert got[0].fields["code_len"] == 28 and got[2].fields["execution_count"] == 3

@@ -15,7 +15,7 @@ type = header.msg_type, channel = the Jupyter channel (shell, iopub, stdin, cont
 on shell, control or stdin is a request (correlation id = its header.msg_id); a *_reply is the
 response of the request its parent_header.msg_id names (status = content.status); the rest
 (iopub's status, stream, execute_result…, comm messages) are messages with their parent's msg_id
-in fields. Every message stands alone: no state beyond the decoder's nothing.
+in fields. Each WebSocket message holds exactly one kernel message: the decoder keeps no state.
 """
 
 from __future__ import annotations
