@@ -7,6 +7,7 @@ import contextlib
 import functools
 import itertools
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -131,11 +132,39 @@ def test_operation_name_selects_among_several_and_persisted_queries() -> None:
     ('query A { a } mutation B { b(s: "query C {") }', "B", Operation("mutation", "B", "b")),
     ("query A($query: String) { search(q: $query) }", None, Operation("query", "A", "search")),
     ("query A { a }", "Z", Operation(None, "Z", None)),
+    ("query #comment\n{ a }", None, Operation("query", None, "a")),
+    ("{ # c\n al: # d\n f }", None, Operation("query", None, "f")),
+    ('query Q { f(s: "unterminated\n) } }', None, Operation("query", "Q", "f")),
     ("not graphql at all", None, Operation(None, None, None)),
     ("", None, Operation(None, None, None)),
 ])
 def test_parse_operation(query: str, name: str | None, expected: Operation) -> None:
     assert parse_operation(query, name) == expected
+
+
+HOSTILE_QUERIES = {
+    "unterminated strings": '"a\\' * 20_000, "escapes": '"\\a' * 20_000, "quotes": '"' * 60_000,
+    "unterminated block string": '"""' + "a" * 60_000, "block strings": '"""\\' * 15_000,
+    "braces": "{" * 60_000, "parentheses": "(" * 60_000, "keywords": "query " * 10_000,
+    "comments": "query #" + "c" * 60_000, "names after comments": "query # x\n" * 6_000,
+}
+
+
+def test_hostile_queries_are_scanned_in_linear_time() -> None:
+    """Each of these took up to minutes with a backtracking string pattern (168 s for the first);
+    a linear scan takes milliseconds. The bound is generous for a shared machine."""
+    start = time.perf_counter()
+    for query in HOSTILE_QUERIES.values():
+        parse_operation(query)
+        parse_operation(query, "Missing")
+    assert time.perf_counter() - start < 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}()#"\\\n qumerysbcitpnfag:$.@', max_size=80), st.none() | st.text(max_size=3))
+def test_parse_operation_takes_any_text(query: str, name: str | None) -> None:
+    operation = parse_operation(query, name)
+    assert operation.type in (None, "query", "mutation", "subscription")
 
 
 def test_direction_rules_of_transport_ws() -> None:

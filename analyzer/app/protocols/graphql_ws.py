@@ -34,12 +34,15 @@ MAX_OPERATIONS = 1024
 #: first messages larger than this are not parsed to sniff the protocol
 _MAX_SNIFF_BYTES = 1 << 20
 
-_IGNORED = r"(?:[\s,\ufeff]|#[^\n\r]*)*"
+# GraphQL's ignored tokens; a comment is taken whole (to its line's end), never cut short to let
+# its tail pass for a name
+_IGNORED = r"(?:[\s,\ufeff]|#[^\n\r]*(?![^\n\r]))*"
 _NAME = r"([_A-Za-z][_0-9A-Za-z]*)"
 # the tokens that matter at the top level of a GraphQL document; strings and comments are
-# matched only so that nothing inside them counts
+# matched only so that nothing inside them counts. An unterminated string runs to its line's end
+# (a block string to the end): each is consumed once, so hostile quoting stays linear.
 _TOKEN = re.compile(
-    r'#[^\n\r]*|"""(?:\\"""|[\s\S])*?"""|"(?:\\.|[^"\\\n\r])*"|[{}()]'
+    r'#[^\n\r]*|"""(?:\\"""|[\s\S])*?(?:"""|\Z)|"(?:\\.|[^"\\\n\r])*"?|[{}()]'
     r"|(?<![_0-9A-Za-z$])(query|mutation|subscription|fragment)(?![_0-9A-Za-z])",
 )
 _NAME_AT = re.compile(_IGNORED + _NAME)
