@@ -249,6 +249,15 @@ def test_mqtt5_refused_connack_and_failed_suback_and_pubrec() -> None:
     assert dec._topics.get("c:2") is None       # a refused PUBREC ends the flow
 
 
+def test_mqtt5_connect_refused_by_a_311_server() -> None:
+    # a broker that speaks only 3.1.1 answers a level-5 CONNECT with return code 1 (§3.2.2.3)
+    dec = MqttDecoder()
+    got = feed_all(dec, [("client", connect(5)), ("server", pkt(2, 0, b"\x00\x01"))])
+    assert got[1].status == "0x01"
+    assert got[1].fields == {"session_present": False, "reason_code": 1,
+                             "reason": "unacceptable protocol version"}
+
+
 def test_mqtt5_short_acks_mean_success() -> None:
     dec = MqttDecoder()
     got = feed_all(dec, [("client", connect(5)), ("client", pkt(3, 2, s("t") + u16(5) + props())),

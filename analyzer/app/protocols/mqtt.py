@@ -456,10 +456,9 @@ class MqttDecoder(AppDecoder):
             raise _Bad(f"reserved acknowledge flags 0x{ack:02x}")
         code = r.u8("reason code")
         fields: dict[str, Any] = {"session_present": bool(ack & 1), "reason_code": code}
-        if self.v5:
+        if self.v5 and r.left():    # a v5 CONNACK has properties; 2 bytes is a 3.1.1 refusal
             fields["reason"] = REASON_CODES.get(code, "unknown")
-            if r.left():
-                _add_properties(r, fields)
+            _add_properties(r, fields)
             status = _status(code)
         else:
             fields["reason"] = _CONNACK_V3.get(code, "unknown")
