@@ -236,6 +236,12 @@ def test_malformed(payload: bytes, text: bool, reason: str) -> None:
     assert summary(dec.feed(ws(v1(GOOD, "shell")))) == [EXPECTED[3]]     # the next message is fine
 
 
+def test_a_message_cut_by_a_gap_says_so() -> None:
+    cut = WsMessage(1, 1, "server", 1, False, v1(GOOD, "shell")[:-10], complete=False)
+    with pytest.raises(AppMalformed, match=r"offsets table \(message cut by a gap\)$"):
+        JupyterDecoder().feed(cut)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.booleans())
 def test_fuzz_random_bytes_only_app_malformed(payload: bytes, text: bool) -> None:

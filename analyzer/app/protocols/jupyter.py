@@ -140,7 +140,7 @@ class JupyterDecoder(AppDecoder):
         try:
             return [self._decode(msg)]
         except _Bad as exc:
-            raise AppMalformed(str(exc)) from None
+            raise AppMalformed(str(exc) + ("" if msg.complete else " (message cut by a gap)")) from None
 
     def _decode(self, msg: WsMessage) -> AppMessage:
         content_raw: bytes | memoryview | None = None
