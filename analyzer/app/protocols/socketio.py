@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
-from analyzer.app.json_payload import clip, load_json
+from analyzer.app.json_payload import FIELD_CHARS, clip, load_json
 
 __all__ = ["SocketIODecoder"]
 
@@ -53,7 +53,8 @@ MAX_OPEN_ACKS = 1024
 _MAX_DIGITS = 16
 
 # type, attachments ("N-"), namespace up to "," or the end, ack id; the JSON payload follows
-_SIO_HEADER = re.compile(rb"([0-6])(?:(\d+)-)?(?:(/[^,]*),?)?(\d+)?")
+# (numbers are matched up to _MAX_DIGITS digits: a longer one leaves digits where JSON should be)
+_SIO_HEADER = re.compile(rb"([0-6])(?:(\d{1,%d})-)?(?:(/[^,]*),?)?(\d{1,%d})?" % (_MAX_DIGITS, _MAX_DIGITS))
 
 _OPEN_FIELDS = ("sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload")
 
@@ -178,7 +179,7 @@ class SocketIODecoder(AppDecoder):
             return AppMessage(self.name, kind, fields=_open_fields(info))
         if kind in ("ping", "pong"):
             probe = data == b"probe"
-            fields = {"data": clip(data.decode("utf-8", "replace"))} if data else {}
+            fields = {"data": clip(data[:FIELD_CHARS * 4].decode("utf-8", "replace"))} if data else {}
             return AppMessage(
                 self.name, kind, correlation_id="eio-probe" if probe else "eio-ping",
                 role="request" if kind == "ping" else "response",
@@ -206,17 +207,16 @@ class SocketIODecoder(AppDecoder):
         ptype = int(header[1])
         kind = SIO_TYPES[ptype]
         attachments_text, nsp_raw, ack_text = header[2], header[3], header[4]
+        rest = body[header.end():]
+        if rest[:1].isdigit():
+            raise AppMalformed(f"{kind}: a number longer than {_MAX_DIGITS} digits")
         binary = ptype in (_BINARY_EVENT, _BINARY_ACK)
         if binary != (attachments_text is not None):
             raise AppMalformed(f"{kind}: attachment count {'missing' if binary else 'not allowed'}")
-        for digits in (attachments_text, ack_text):
-            if digits is not None and len(digits) > _MAX_DIGITS:
-                raise AppMalformed(f"{kind}: number too long ({len(digits)} digits)")
         try:
             nsp = nsp_raw.decode() if nsp_raw is not None else "/"
         except UnicodeDecodeError:
             raise AppMalformed(f"{kind}: namespace is not UTF-8") from None
-        rest = body[header.end():]
         data = load_json(rest, kind, complete=msg.complete) if rest else None
         ack_id = int(ack_text) if ack_text is not None else None
         fields: dict[str, Any] = {"namespace": clip(nsp)}
