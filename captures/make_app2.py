@@ -47,6 +47,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from make_captures import tcpdump  # noqa: E402
+from tshark_frames import tshark_frames  # noqa: E402
 
 OUT = HERE / "app"
 HOST = "127.0.0.1"
@@ -184,6 +185,35 @@ def tshark_handshakes(pcap: Path, port: int) -> list[dict]:
     return out
 
 
+def link_ws_messages(name: str, pcap: Path, port: int, msgs: list[dict]) -> dict:
+    """Give each logged message the WebSocket message that carried it (one each in these scenarios:
+    checked): `ws_frame_no`, the packet that completed it in tshark's dissection, and `t_capture`, that
+    packet's time. Returns how far the log times are from the capture's (log_skew_ms)."""
+    frames = tshark_frames(pcap, [port])
+    ends: dict[tuple[int, str], list[int]] = {}
+    for f in frames:
+        if f["opcode"] in (0, 1, 2) and f["fin"]:
+            ends.setdefault((f["client_port"], f["sender"]), []).append(f["frame_no"])
+    logged: dict[tuple[int, str], list[dict]] = {}
+    for m in msgs:
+        logged.setdefault((m["client_port"], m["sender"]), []).append(m)
+    got = {k: len(v) for k, v in ends.items()}
+    want = {k: len(v) for k, v in logged.items()}
+    if got != want:
+        raise RuntimeError(f"{name}: tshark's data messages per connection and sender {got}, logged {want}")
+    cmd = ["tshark", "-n", "-r", str(pcap), "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch"]
+    rows = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    times = {int(n): float(t) for n, t in zip(rows[::2], rows[1::2], strict=True)}
+    skews = []
+    for key, ms in logged.items():
+        for m, frame_no in zip(ms, ends[key], strict=True):
+            m["ws_frame_no"] = frame_no
+            m["t_capture"] = times[frame_no]
+            skews.append(abs(m["t"] - m["t_capture"]) * 1000)
+    skews.sort()
+    return {"max": round(skews[-1], 3), "median": round(skews[len(skews) // 2], 3)}
+
+
 def request(
     client_port: int, requester: str, req: dict, resp: dict, correlation_id: str, **extra: Any
 ) -> dict:
@@ -197,6 +227,9 @@ def request(
         "t_send": req["t"],
         "t_recv": resp["t"],
         "latency_ms": round((resp["t"] - req["t"]) * 1000, 3),
+        "request_frame_no": req["ws_frame_no"],
+        "response_frame_no": resp["ws_frame_no"],
+        "latency_capture_ms": round((resp["t_capture"] - req["t_capture"]) * 1000, 3),
         **extra,
     }
 
@@ -509,6 +542,7 @@ def _mqtt(name: str, port: int, v5: bool, out_dir: Path, tmp: Path) -> dict:
     if [h["client_port"] for h in hs] != [client_port] or hs[0]["subprotocol"] != "mqtt":
         raise RuntimeError(f"{name}: tshark's handshakes {hs}, wanted one from {client_port} choosing mqtt")
     msgs = _mqtt_messages(client_port, recs, facts["subscriptions"])
+    skew = link_ws_messages(name, pcap, port, msgs)
     version = "5" if v5 else "3.1.1"
     extra5 = (
         "; MQTT 5 extras: CONNECT properties (session expiry, a user property), a PUBLISH with content "
@@ -533,6 +567,7 @@ def _mqtt(name: str, port: int, v5: bool, out_dir: Path, tmp: Path) -> dict:
         versions={"paho-mqtt": metadata.version("paho-mqtt"), "mosquitto": deb_version("mosquitto")},
         connections=[{"client_port": client_port, "server_port": port, "subprotocol": "mqtt",
                       "subprotocol_requested": hs[0]["subprotocol_requested"]}],
+        log_skew_ms=skew,
         messages=msgs,
         requests=_mqtt_requests(client_port, msgs),
         server_log=[{"client_port": client_port, **r} for r in srv],
@@ -769,7 +804,8 @@ def _stomp_requests(msgs: list[dict]) -> list[dict]:
     for (port, key), req in opened.items():
         done.append({"client_port": port, "requester": "client", "request_type": req["type"],
                      "response_type": None, "correlation_id": key, "t_send": req["t"], "t_recv": None,
-                     "latency_ms": None, "channel": req["channel"], "status": None})
+                     "latency_ms": None, "request_frame_no": req["ws_frame_no"], "response_frame_no": None,
+                     "latency_capture_ms": None, "channel": req["channel"], "status": None})
     return sorted(done, key=lambda r: r["t_send"])
 
 
@@ -792,6 +828,7 @@ def _stomp(out_dir: Path, tmp: Path) -> dict:
         raise RuntimeError(f"stomp: tshark's handshakes {hs}, wanted 3 choosing v12.stomp, 2nd from {port}")
     ports = {i + 1: h["client_port"] for i, h in enumerate(hs)}
     msgs = _stomp_messages(log.rec.records, ports)
+    skew = link_ws_messages(name, pcap, STOMP_PORT, msgs)
     return write_expected(
         name,
         out_dir,
@@ -815,6 +852,7 @@ def _stomp(out_dir: Path, tmp: Path) -> dict:
         connections=[{"client_port": h["client_port"], "server_port": STOMP_PORT,
                       "subprotocol": h["subprotocol"], "subprotocol_requested": h["subprotocol_requested"]}
                      for h in hs],
+        log_skew_ms=skew,
         messages=msgs,
         requests=_stomp_requests(msgs),
         notes=(
@@ -827,6 +865,222 @@ def _stomp(out_dir: Path, tmp: Path) -> dict:
             "logs no frames, so there is no server log; tshark gives the subprotocol the server chose."
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Jupyter: jupyter_server with an ipykernel, jupyter-kernel-client's KernelWebSocketClient
+
+JUPYTER_TOKEN = "app2-capture-token"
+JUPYTER_CELLS = (  # (seconds the cell sleeps, code)
+    (0.05, "import time; time.sleep(0.05); 6 * 7"),
+    (0.2, "time.sleep(0.2); print('slept 0.2 s')"),
+    (0.5, "time.sleep(0.5); 'half a second'"),
+)
+JUPYTER_ERROR_CELL = "1 / 0"
+
+
+class JupyterLog:
+    """The kernel client's view: each message it sent (the session's send, timed just before it) and
+    each message it received (timed when it was decoded and queued for its channel)."""
+
+    def __init__(self) -> None:
+        self.rec = Recorder()
+
+    def add(self, dir_: str, channel: str, msg: dict, t: float | None = None) -> None:
+        header, parent, content = msg.get("header") or {}, msg.get("parent_header") or {}, msg.get("content")
+        content = content if isinstance(content, dict) else {}
+        rec: dict[str, Any] = {
+            "dir": dir_,
+            "channel": channel,
+            "type": header.get("msg_type"),
+            "msg_id": header.get("msg_id"),
+            "parent_msg_id": parent.get("msg_id"),
+            "buffers": len(msg.get("buffers") or []),
+        }
+        for key in ("status", "execution_state", "ename", "execution_count", "name"):
+            if isinstance(content.get(key), (str, int)):
+                rec[key] = content[key]
+        self.rec.add(rec, t)
+
+
+def jupyter_client(url: str, v1: bool, log: JupyterLog) -> Any:
+    """jupyter-kernel-client's KernelWebSocketClient, logged. Its V1 receive path raises
+    KeyError('channel') in a debug log line (1.0.2: the decoded v1 message has no "channel" key), so
+    _on_message is the library's with that key set; the framing is the library's own."""
+    import queue
+
+    from jupyter_kernel_client.wsclient import JupyterSubprotocol, KernelWebSocketClient
+    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+    class LoggedQueue(queue.Queue):  # type: ignore[type-arg]
+        def __init__(self, channel: str) -> None:
+            super().__init__()
+            self.channel = channel
+
+        def put_nowait(self, item: Any) -> None:
+            log.add("received", self.channel, item)
+            super().put_nowait(item)
+
+    class Client(KernelWebSocketClient):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(url, token=JUPYTER_TOKEN,
+                             subprotocol=JupyterSubprotocol.V1 if v1 else JupyterSubprotocol.DEFAULT)
+            for ch in ("shell", "iopub", "stdin", "hb", "control"):
+                setattr(self, f"_{ch}_msg_queue", LoggedQueue(ch))
+            send = self.session.send
+
+            def logged_send(stream: Any, channel: str, msg: Any, *a: Any, **kw: Any) -> Any:
+                t = time.time()
+                out = send(stream, channel, msg, *a, **kw)
+                log.add("sent", channel, out, t)
+                return out
+
+            self.session.send = logged_send
+
+        def _on_message(self, s: Any, message: bytes) -> None:
+            if not v1:
+                super()._on_message(s, message)
+                return
+            channel, msg_list = deserialize_msg_from_ws_v1(message)
+            msg = self.session.deserialize(msg_list)
+            msg["channel"] = channel
+            getattr(self, f"_{channel}_msg_queue").put_nowait(msg)
+            self._message_received.set()
+
+    return Client()
+
+
+def _jupyter_rest(port: int, method: str, path: str, body: dict | None = None) -> Any:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://{HOST}:{port}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {JUPYTER_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        data = resp.read()
+    return json.loads(data) if data else None
+
+
+def _jupyter_session(port: int, kernel_id: str, v1: bool, log: JupyterLog) -> dict[str, float]:
+    """The client's part; returns the sleep of each execute_request by msg_id."""
+    c = jupyter_client(f"ws://{HOST}:{port}/api/kernels/{kernel_id}/channels", v1, log)
+    sleeps: dict[str, float] = {}
+
+    def settle(msg_id: str, reply_channel: str = "shell") -> None:
+        log.rec.wait_for(lambda r: r["dir"] == "received" and r["parent_msg_id"] == msg_id
+                         and r["channel"] == reply_channel and r["type"].endswith("_reply"), timeout=30)
+        log.rec.wait_for(lambda r: r["channel"] == "iopub" and r["parent_msg_id"] == msg_id
+                         and r.get("execution_state") == "idle", timeout=30)
+        time.sleep(0.1)
+
+    c.start_channels()
+    try:
+        settle(c.kernel_info())
+        for sleep, code in JUPYTER_CELLS:
+            msg_id = c.execute(code)
+            sleeps[msg_id] = sleep
+            settle(msg_id)
+        settle(c.execute(JUPYTER_ERROR_CELL))
+        settle(c.is_complete("for i in range(3):"))
+        msg = c.session.msg("kernel_info_request")
+        c.control_channel.send(msg)
+        settle(msg["header"]["msg_id"], "control")
+    finally:
+        c.stop_channels()
+        time.sleep(0.3)
+    return sleeps
+
+
+def _jupyter_requests(client_port: int, msgs: list[dict], sleeps: dict[str, float]) -> list[dict]:
+    """Each *_request the client sent and the *_reply whose parent is it (correlation: its msg_id)."""
+    replies = {m["parent_msg_id"]: m for m in msgs
+               if m["sender"] == "server" and m["type"].endswith("_reply")}
+    out = []
+    for m in msgs:
+        if m["sender"] == "client" and m["type"].endswith("_request"):
+            resp = replies[m["msg_id"]]
+            out.append(request(client_port, "client", m, resp, m["msg_id"], channel=m["channel"],
+                               status=resp.get("status"), sleep_s=sleeps.get(m["msg_id"])))
+    return out
+
+
+def _jupyter(name: str, port: int, v1: bool, out_dir: Path, tmp: Path) -> dict:
+    pcap = out_dir / f"{name}.pcap"
+    log = JupyterLog()
+    argv = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", f"--ServerApp.ip={HOST}",
+            "--ServerApp.port_retries=0", f"--IdentityProvider.token={JUPYTER_TOKEN}", "--no-browser",
+            "--allow-root", f"--ServerApp.root_dir={tmp}"]
+    with server(argv, "Control-C"):
+        for _ in range(100):  # the message comes just before the server listens
+            try:
+                kernel = _jupyter_rest(port, "POST", "/api/kernels", {"name": "python3"})
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{name}: jupyter_server never answered on {port}")
+        with tcpdump(pcap, f"tcp port {port}"):
+            sleeps = _jupyter_session(port, kernel["id"], v1, log)
+        _jupyter_rest(port, "DELETE", f"/api/kernels/{kernel['id']}")
+    hs = tshark_handshakes(pcap, port)
+    want = "v1.kernel.websocket.jupyter.org" if v1 else None
+    if len(hs) != 1 or hs[0]["subprotocol"] != want:
+        raise RuntimeError(f"{name}: tshark's handshakes {hs}, wanted one choosing {want}")
+    client_port = hs[0]["client_port"]
+    msgs = [
+        {"client_port": client_port, "sender": "client" if r["dir"] == "sent" else "server",
+         **{k: v for k, v in r.items() if k != "dir"}}
+        for r in log.rec.records
+    ]
+    skew = link_ws_messages(name, pcap, port, msgs)
+    framing = (
+        "the v1.kernel.websocket.jupyter.org subprotocol (binary messages: offsets table, channel, "
+        "header, parent header, metadata, content)" if v1 else
+        "no subprotocol: the legacy JSON protocol (one text message per Jupyter message, with a "
+        "channel key)"
+    )
+    return write_expected(
+        name,
+        out_dir,
+        description=(
+            f"jupyter_server {metadata.version('jupyter_server')} with an ipykernel "
+            f"{metadata.version('ipykernel')} kernel started over REST (before the recording); "
+            f"jupyter-kernel-client {metadata.version('jupyter-kernel-client')}'s KernelWebSocketClient "
+            f"(websocket-client) on the kernel's channels WebSocket with {framing}: kernel_info_request, "
+            f"three execute_requests sleeping {', '.join(str(s) for s, _ in JUPYTER_CELLS)} s (a result, a "
+            "print, a result), one raising ZeroDivisionError (execute_reply status error, an iopub error), "
+            "an is_complete_request, a kernel_info_request on the control channel; iopub status busy/idle "
+            "around each; the client waits for each reply and idle before the next request"
+        ),
+        protocol="jupyter",
+        versions=versions("jupyter_server", "ipykernel", "jupyter_client", "jupyter-kernel-client",
+                          "websocket-client"),
+        connections=[{"client_port": client_port, "server_port": port, "subprotocol": hs[0]["subprotocol"],
+                      "subprotocol_requested": hs[0]["subprotocol_requested"]}],
+        log_skew_ms=skew,
+        messages=msgs,
+        requests=_jupyter_requests(client_port, msgs, sleeps),
+        notes=(
+            "messages: the kernel client's log in order: sender client = a message it sent (t just "
+            "before the send), server = one it received (t when decoded); type = header.msg_type, "
+            "parent_msg_id = parent_header.msg_id, status / execution_state / ename / execution_count / "
+            "name copied from the content when present. requests: each *_request and the *_reply whose "
+            "parent is it, correlation_id = the request's msg_id, latency_ms between the two log times, "
+            "sleep_s = how long the cell slept. jupyter_server logs no messages: no server log."
+        ),
+    )
+
+
+@scenario
+def _jupyter_v1(out_dir: Path, tmp: Path) -> dict:
+    return _jupyter("jupyter_v1", 9371, True, out_dir, tmp)
+
+
+@scenario
+def _jupyter_json(out_dir: Path, tmp: Path) -> dict:
+    return _jupyter("jupyter_json", 9372, False, out_dir, tmp)
 
 
 # --------------------------------------------------------------------------------------------
