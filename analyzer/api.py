@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from analyzer.capture import CaptureError
+from analyzer.handover import Receiver, SplitCapture
 from analyzer.pipeline import ProgressCallback, analyze_file
 from analyzer.ring import reading_order, ring_files, ring_name
 from analyzer.tables import TableRows
@@ -52,7 +53,8 @@ class CaptureInfo:
 ShardResult = tuple[TableRows, "CaptureInfo"]
 
 
-def analyze_capture(path: CapturePath, name: str, options: Options, shard: tuple[int, int] = (0, 1),
+def analyze_capture(path: CapturePath | SplitCapture | Receiver, name: str, options: Options,
+                    shard: tuple[int, int] = (0, 1),
                     progress: bool | ProgressCallback = False) -> ShardResult:
     """The per-file unit of work: one capture (or shard k of n of it) → its table rows and what
     was read. Every way of running an analysis calls this and only this per file: analyze() in
@@ -60,7 +62,9 @@ def analyze_capture(path: CapturePath, name: str, options: Options, shard: tuple
 
     Args:
         path: the capture ("-": standard input), or a tuple of the files of one ring buffer
-            (analyzer.ring: read as one capture, in the order of their first records).
+            (analyzer.ring: read as one capture, in the order of their first records); or, for
+            one capture on several processes (analyzer.handover), a SplitCapture (this process
+            reads it and is shard 0) or a worker's Receiver of its shard.
         name: the capture's name in the tables' `capture` column.
         options: the analysis options.
         shard: (k, n): the TCP connections process k of n owns (analyzer.sharding).
@@ -83,6 +87,8 @@ def analyze_capture(path: CapturePath, name: str, options: Options, shard: tuple
     finally:
         if callback is not None and hasattr(callback, "close"):
             callback.close()
+    if isinstance(path, (SplitCapture, Receiver)):
+        path = path.capture
     if isinstance(path, str):
         return rows, CaptureInfo(path, name, rows.packets, rows.tcp_connections, rows.bytes_read)
     return rows, CaptureInfo(path[0], name, rows.packets, rows.tcp_connections, rows.bytes_read,
@@ -280,21 +286,21 @@ def _shards_for(path: CapturePath, workers: int) -> int:
 
 def _run_parallel(paths: list[CapturePath], names: list[str], per_file: list[int], options: Options,
                   workers: int, progress: bool | ProgressCallback) -> list[list[ShardResult]]:
-    """Every (capture, shard) as a task, `workers` at a time: this process takes tasks from the
-    front of the queue itself (its imports are done and its rows need no passing on), while
-    `workers - 1` threads hand tasks from the back to `python -m analyzer.worker` subprocesses.
-    Progress (a bar, or the callback) is shown for the shards this process analyses.
+    """The captures on `workers` processes: this one and `workers - 1` `python -m analyzer.worker`
+    subprocesses, each run by a helper thread. A capture split into shards comes first, one at a
+    time: this process reads it and hands each worker its shard's segments (_run_split). Whole
+    captures are then tasks, `workers` at a time: this process takes tasks from the front of the
+    queue itself (its imports are done and its rows need no passing on), the helpers from the back.
+    Progress (a bar, or the callback) is shown for what this process reads.
 
     Any way out but success (an error here or in a worker, Ctrl-C, SIGTERM) starts no more tasks,
     kills the running workers at once and removes the temporary folder (0700) with their files."""
-    flat = [(i, p, n, (k, shards)) for i, (p, n, shards) in enumerate(zip(paths, names, per_file))
-            for k in range(shards)]
-    tasks = collections.deque((t, *task) for t, task in enumerate(flat))
-    outputs: dict[int, ShardResult] = {}
+    results: list[list[ShardResult]] = [[] for _ in paths]
+    tasks = collections.deque((i, paths[i], names[i]) for i, shards in enumerate(per_file) if shards == 1)
     lock = threading.Lock()
     pool_of_workers = _Workers()
 
-    def take(front: bool) -> tuple[int, int, CapturePath, str, tuple[int, int]] | None:
+    def take(front: bool) -> tuple[int, CapturePath, str] | None:
         with lock:
             if not tasks:
                 return None
@@ -308,10 +314,10 @@ def _run_parallel(paths: list[CapturePath], names: list[str], per_file: list[int
     def helper(tmp: str) -> None:
         try:
             while (task := take(front=False)) is not None:
-                t, _, p, n, shard = task
-                outputs[t] = _run_worker(os.path.join(tmp, f"{t}.pickle"),
-                                         {"path": p, "name": n, "options": options, "shard": shard,
-                                          "progress": False}, pool_of_workers)
+                i, p, n = task
+                results[i] = [_run_worker(os.path.join(tmp, f"{i}.pickle"),
+                                          {"path": p, "name": n, "options": options, "shard": (0, 1),
+                                           "progress": False}, pool_of_workers)]
         except BaseException:
             stop()                      # the analysis has failed: the other workers' work is lost
             raise
@@ -319,22 +325,61 @@ def _run_parallel(paths: list[CapturePath], names: list[str], per_file: list[int
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp, \
             ThreadPoolExecutor(max_workers=workers - 1) as pool:
         try:
-            helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)]
+            for i, shards in enumerate(per_file):
+                if shards > 1:
+                    results[i] = _run_split(paths[i], names[i], shards, options, progress, pool,
+                                            pool_of_workers, os.path.join(tmp, str(i)))
+            helpers = [pool.submit(helper, tmp) for _ in range(workers - 1)] if tasks else []
             while (task := take(front=True)) is not None:
-                t, _, p, n, shard = task
-                outputs[t] = analyze_capture(p, n, options, shard, progress)
+                i, p, n = task
+                results[i] = [analyze_capture(p, n, options, (0, 1), progress)]
             import analyzer.merge  # noqa: F401  (pandas: loaded while the workers may still run)
-            concurrent.futures.wait(helpers)
-            errors = [e for f in helpers if (e := f.exception()) is not None]
-            if errors:      # the first real one: the others were stopped because of it
-                raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+            _raise_first(helpers)
         except BaseException:
             stop()
             raise
-    results: list[list[ShardResult]] = [[] for _ in paths]
-    for t in sorted(outputs):
-        results[flat[t][0]].append(outputs[t])
     return results
+
+
+def _run_split(path: CapturePath, name: str, shards: int, options: Options,
+               progress: bool | ProgressCallback, pool: ThreadPoolExecutor, workers: _Workers,
+               prefix: str) -> list[ShardResult]:
+    """One capture on `shards` processes without any reading a record twice (analyzer.handover):
+    this process reads it, analyses shard 0 and hands shards 1… to worker subprocesses through
+    their stdin (one helper thread waits for each). Returns the shards' results in order."""
+    from analyzer.handover import HandoverBroken, Sender, SplitCapture
+
+    files = (path,) if isinstance(path, str) else path
+    size = sum(os.path.getsize(f) for f in files)
+    senders = [Sender() for _ in range(1, shards)]
+
+    def helper(k: int, sender: Sender) -> ShardResult:
+        try:
+            return _run_worker(f"{prefix}-{k}.pickle",
+                               {"path": path, "name": name, "options": options, "shard": (k, shards),
+                                "progress": False, "stream": True, "size": size, "sender": sender},
+                               workers)
+        except BaseException as exc:
+            sender.fail(exc)
+            raise
+
+    helpers = [pool.submit(helper, k, sender) for k, sender in enumerate(senders, 1)]
+    try:
+        own = analyze_capture(SplitCapture(path, senders), name, options, (0, shards), progress)
+    except HandoverBroken:
+        _raise_first(helpers)       # the worker's own failure says why
+        raise
+    import analyzer.merge  # noqa: F401  (pandas: loaded while the workers may still run)
+    _raise_first(helpers)
+    return [own] + [f.result() for f in helpers]
+
+
+def _raise_first(futures: list[concurrent.futures.Future[Any]]) -> None:
+    """Wait for the helpers; raise the first real error (the others were stopped because of it)."""
+    concurrent.futures.wait(futures)
+    errors = [e for f in futures if (e := f.exception()) is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
 
 
 class _Terminated(KeyboardInterrupt):
@@ -381,6 +426,7 @@ class _Workers:
         """One task in a `python -m analyzer.worker` subprocess; its rows, or its error raised here."""
         from analyzer.worker import PARENT_ENV, create_private, encode_task, load_result
 
+        sender = task.pop("sender", None)       # a capture read here: its shard comes on stdin
         path = task["path"]
         task["path"] = os.path.abspath(path) if isinstance(path, str) else tuple(map(os.path.abspath, path))
         env = dict(os.environ)
@@ -402,12 +448,17 @@ class _Workers:
                 assert proc.stdin is not None
                 proc.stdin.write(encode_task(task))
                 proc.stdin.flush()
+                if sender is not None:
+                    sender.attach(proc.stdin)
             except OSError:
                 pass                    # the worker is gone already: its status says why
             status = proc.wait()        # stdin stays open meanwhile: its end tells the worker we died
         finally:
             with self._lock:
                 self._live.discard(proc)
+            if sender is not None:      # nothing more is written (a worker gone early: the reader stops)
+                sender.fail(RuntimeError(f"worker for {task['name']} ended"))
+                sender.join()
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()

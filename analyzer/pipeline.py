@@ -24,10 +24,9 @@ from analyzer.events import (
     StreamGap,
     StreamOpened,
 )
-from analyzer.packets import PacketDecoder
+from analyzer.handover import Receiver, SplitCapture, packet_decoder
 from analyzer.protocol import ProblemKind
 from analyzer.ring import RingReader, open_capture, ring_name
-from analyzer.sharding import ConnectionOwners, process_weights
 from analyzer.streams import Reassembler
 from analyzer.tables import ProblemLimiter, TableRows, capture_problem_row
 from analyzer.tls import KeyLog
@@ -108,7 +107,8 @@ def _refuse(kind: str, record_no: int | None, ts_ns: int | None) -> bool:
     return False
 
 
-def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options, *, first_conn_id: int = 1,
+def analyze_file(path: str | os.PathLike[str] | Sequence[str] | SplitCapture | Receiver,
+                 options: Options, *, first_conn_id: int = 1,
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
                  shard: tuple[int, int] = (0, 1), sink: RowsSink | None = None,
                  every: int | None = None, idle: float | None = None,
@@ -117,7 +117,9 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
 
     Args:
         path: the capture file, or the files of one ring buffer (a list or tuple: analyzer.ring),
-            read as one capture.
+            read as one capture; or one capture on several cores (analyzer.handover): a
+            SplitCapture read here, its other shards' segments handed to workers, or a worker's
+            Receiver of them.
         shard: (k, n): look only at the TCP connections process k of n owns (analyzer.sharding),
             so n processes can share one capture; capture-level problems are reported by shard 0.
         sink: called after each compaction and at the end (RowsSink), so that rows can be written
@@ -143,9 +145,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str], options: Options,
     limiter = ProblemLimiter()
     # the decoder asks the limiter before it builds a problem: past a kind's cap, a flood of
     # defective records costs a counter each (shard 0 reports the capture's packet problems)
-    decoder = PacketDecoder(keep=None if shards == 1 else
-                            ConnectionOwners(shards, shard_index, process_weights(shards)).keep,
-                            admit=limiter.admit if shard_index == 0 else _refuse)
+    decoder = packet_decoder(path, shard, admit=limiter.admit if shard_index == 0 else _refuse)
     # Memory caps are per analysis; processes sharing a capture split them, so the total and
     # what a hostile capture can make us hold stay the same whatever the number of processes.
     reassembler = Reassembler(max_buffered_total=REASSEMBLY_BUDGET // shards,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from analyzer.capture import STDIN, CaptureError, CaptureReader
 from analyzer.events import PacketRecord, Problem
+from analyzer.handover import Receiver, SplitCapture
 from analyzer.protocol import ProblemKind
 
 __all__ = ["GAP_NS", "FileStart", "RingReader", "open_capture", "probe",
@@ -231,9 +232,23 @@ class RingReader:
         self.close()
 
 
-def open_capture(path: str | os.PathLike[str] | Sequence[str],
-                 on_secrets: Callable[[bytes], object] | None = None) -> CaptureReader | RingReader:
-    """One file's reader, or a RingReader for several paths (a list or tuple of them)."""
+def open_capture(path: str | os.PathLike[str] | Sequence[str] | SplitCapture | Receiver,
+                 on_secrets: Callable[[bytes], object] | None = None
+                 ) -> CaptureReader | RingReader | Receiver:
+    """One file's reader, or a RingReader for several paths (a list or tuple of them). One capture
+    on several cores (analyzer.handover): a SplitCapture is its file(s) read here, their secrets
+    handed to the workers too; a worker's Receiver is its own reader."""
+    if isinstance(path, Receiver):
+        path.on_secrets = on_secrets
+        return path
+    if isinstance(path, SplitCapture):
+        split = path
+
+        def both(text: bytes) -> None:
+            if on_secrets is not None:
+                on_secrets(text)
+            split.secrets(text)
+        return open_capture(split.path, both)
     if isinstance(path, (str, os.PathLike)):
         return CaptureReader(path, on_secrets=on_secrets)
     if len(path) == 1:

@@ -1,8 +1,9 @@
 """Which process analyses which TCP connection when several share one capture.
 
-Every process reads the whole capture and keeps only the segments of the connections it owns. The
-owner of a connection is decided at its first segment, identically in every process without any
-talking between them: they all see the same segments in the same order and run the same rule.
+The calling process reads the capture and hands each worker the segments of the connections it
+owns (analyzer.handover); `owner` is asked once per segment there. The rule is deterministic, so
+processes that each read the whole capture (`keep`, analyze_file(shard=) on a file) decide the
+same owners without any talking between them: they see the same segments in the same order.
 
 The rule balances the work: a new connection goes to the process that has been given the fewest
 segments so far (ties to the lowest index). A fixed hash of the ports would leave the split to
@@ -12,7 +13,9 @@ keeps the processes within about one busy connection of each other.
 
 Processes may be weighted: the calling process analyses shard 0 itself while the others first
 start a Python process and afterwards hand their rows over, so by default a worker's segments
-count WORKER_WEIGHT times (it gets a few percent fewer) and both finish together.
+count WORKER_WEIGHT times (it gets a few percent fewer) and both finish together. (The calling
+process also reads and decodes every record and batches the workers' segments; a worker decodes
+the batches: about as much as its start costs, measured below.)
 
 Memory stays bounded: at most MAX_TRACKED connection keys are remembered; past that, a new
 connection's owner comes from a hash of its ports (still the same in every process).
@@ -57,6 +60,10 @@ class ConnectionOwners:
         self._weights = weights if weights is not None else (1.0,) * shards
 
     def keep(self, sport: int, dport: int) -> bool:
+        return self.owner(sport, dport) == self._mine
+
+    def owner(self, sport: int, dport: int) -> int:
+        """The process that analyses this segment's connection (the segment is counted)."""
         key = (sport << 16 | dport) if sport < dport else (dport << 16 | sport)
         owner = self._owner.get(key)
         if owner is None:
@@ -67,7 +74,7 @@ class ConnectionOwners:
             else:
                 owner = hashed_owner(sport, dport, self._shards)
         self._load[owner] += 1
-        return owner == self._mine
+        return owner
 
     @property
     def load(self) -> list[int]:

@@ -1,7 +1,9 @@
 """A worker process: one capture, or one shard of it, analysed for a parent `analyze()` call.
 
 Run as `python -m analyzer.worker RESULT`: it reads a task from stdin (8-byte length, then the
-pickle) and writes its result as RESULT (plus files beside it). The parent starts workers as plain
+pickle) and writes its result as RESULT (plus files beside it). A task with "stream" set is one
+shard of a capture the parent reads: the shard's TCP segments follow the task on stdin
+(analyzer.handover) and the worker never opens the capture. The parent starts workers as plain
 subprocesses (not through multiprocessing), so a user's script is never re-imported in a child and
 needs no `if __name__ == "__main__":` guard, and no process is forked while the parent holds threads.
 Exit status: 0 done, 2 the capture could not be read (the one-line message in `<result>.error`;
@@ -169,8 +171,16 @@ def main(argv: list[str]) -> int:
         data = _read_exactly(0, size)
     except EOFError:            # the parent died before it had written the task
         orphan.exit()
-    orphan.watch()              # from here on stdin only ever ends
     task = pickle.loads(data)   # written by our own parent
+    path = task["path"]
+    if task.get("stream"):
+        # the parent reads the capture and sends this shard's segments on stdin; the watch on
+        # stdin starts when they have all come (until then its end of file stops the reading)
+        from analyzer.handover import Receiver
+        path = Receiver(0, task["shard"][0], path, task["size"], on_end=orphan.watch,
+                        on_gone=orphan.exit)
+    else:
+        orphan.watch()          # from here on stdin only ever ends
     from analyzer.api import analyze_capture
     from analyzer.capture import CaptureError
 
@@ -181,8 +191,7 @@ def main(argv: list[str]) -> int:
     gc.disable()
 
     try:
-        result = analyze_capture(task["path"], task["name"], task["options"], task["shard"],
-                                task["progress"])
+        result = analyze_capture(path, task["name"], task["options"], task["shard"], task["progress"])
     except CaptureError as exc:
         with create_private(result_path + ".error") as f:
             f.write(" ".join(str(exc).split()).encode("utf-8", "replace"))
