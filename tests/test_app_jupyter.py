@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols.jupyter import V1, JupyterDecoder
+from tests.app_captures import CAPTURES, assert_tables_agree, decode, expected, pair, ws_messages
 
 
 def header(msg_type: str, msg_id: str) -> dict[str, object]:
@@ -291,3 +292,72 @@ def test_messages_made_by_jupyter_client_and_framed_by_jupyter_server() -> None:
         assert got[1].fields == {"msg_id": busy["header"]["msg_id"], "parent_msg_id": rid,
                                  "execution_state": "busy"}
         assert got[0].fields["code_len"] == 28 and got[2].fields["execution_count"] == 3
+
+
+# -- real capture: jupyter-kernel-client against jupyter_server + ipykernel (captures/make_app2.py) ----
+
+#: timestamps of the capture and of the programs' logs come from the same clock (µs resolution)
+TOL = 1e-5
+#: content values compared with the client's log; execute_result's execution_count is not read (the
+#: decoder leaves the content of output messages, possibly megabytes of images, unparsed)
+LOGGED = ("channel", "type", "msg_id", "parent_msg_id", "buffers", "status", "execution_state", "ename",
+          "execution_count", "name")
+
+
+def as_logged(app: AppMessage) -> dict[str, object]:
+    f = app.fields
+    mine = {"channel": app.channel, "type": app.type, "msg_id": f.get("msg_id"),
+            "parent_msg_id": f.get("parent_msg_id"), "buffers": f.get("buffers", 0),
+            "status": app.status, "execution_state": f.get("execution_state"), "ename": f.get("ename"),
+            "execution_count": f.get("execution_count"), "name": f.get("name")}
+    if app.type == "execute_result":
+        del mine["execution_count"]
+    return mine
+
+
+@pytest.mark.parametrize("name", [c.name.removesuffix(".expected.json") for c in sorted(
+    CAPTURES.glob("jupyter*.expected.json"))])
+def test_capture_messages_agree_with_the_kernel_clients_log(name: str) -> None:
+    exp = expected(name)
+    streams = ws_messages(name)
+    assert sorted(streams) == sorted(c["client_port"] for c in exp["connections"])
+    counts: dict[str, dict[str, int]] = {"client": {}, "server": {}}
+    for port, msgs in streams.items():
+        decoded = decode(JupyterDecoder, msgs)
+        assert len(decoded) == len(msgs)            # one kernel message per WebSocket message
+        for sender in ("client", "server"):
+            logged = [m for m in exp["messages"] if m["client_port"] == port and m["sender"] == sender]
+            ours = [(msg, app) for msg, app in decoded if msg.sender == sender]
+            assert len(ours) == len(logged)
+            for (msg, app), theirs in zip(ours, logged):
+                counts[sender][app.type] = counts[sender].get(app.type, 0) + 1
+                mine = as_logged(app)
+                assert {k: mine[k] for k in LOGGED if k in theirs and k in mine} == {
+                    k: theirs[k] for k in LOGGED if k in theirs and k in mine}, theirs
+                assert abs(msg.ts_ns / 1e9 - theirs["t_capture"]) <= TOL
+    assert counts == exp["counts"]
+
+
+@pytest.mark.parametrize("name", [c.name.removesuffix(".expected.json") for c in sorted(
+    CAPTURES.glob("jupyter*.expected.json"))])
+def test_capture_requests_pair_with_replies_within_the_clients_timings(name: str) -> None:
+    exp = expected(name)
+    for port, msgs in ws_messages(name).items():
+        closed, unanswered = pair(decode(JupyterDecoder, msgs))
+        logged = [r for r in exp["requests"] if r["client_port"] == port]
+        assert sum(len(v) for v in closed.values()) == len(logged)
+        assert unanswered == []
+        for r in logged:
+            t_req, t_resp, req, resp = closed[r["correlation_id"]].pop(0)
+            assert (req.type, resp.type, resp.channel, resp.status) == (
+                r["request_type"], r["response_type"], r["channel"], r["status"])
+            assert r["t_send"] - TOL <= t_req and t_resp <= r["t_recv"] + TOL
+            assert abs((t_resp - t_req) * 1e3 - r["latency_capture_ms"]) <= 2 * TOL * 1e3
+            if r["sleep_s"]:
+                assert t_resp - t_req >= r["sleep_s"]
+
+
+@pytest.mark.parametrize("name", [c.name.removesuffix(".expected.json") for c in sorted(
+    CAPTURES.glob("jupyter*.expected.json"))])
+def test_capture_through_analyze_gives_the_same_rows(name: str) -> None:
+    assert_tables_agree(name, JupyterDecoder)
