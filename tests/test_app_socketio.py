@@ -128,18 +128,29 @@ def test_binary_event_with_ack_and_binary_ack_interleaved_with_the_other_side() 
                           "attachment_bytes": 4}
 
 
-def test_a_binary_packet_short_of_attachments_is_reported_incomplete() -> None:
+def test_a_binary_packet_short_of_attachments_is_malformed_and_still_recorded() -> None:
     dec = SocketIODecoder()
     assert dec.feed(ws("server", b'452-["pics",{"_placeholder":true,"num":0},'
                                  b'{"_placeholder":true,"num":1}]')) == []
     assert dec.feed(ws("server", b"12345", text=False)) == []
-    cut, nxt = dec.feed(ws("server", b'42["next"]'))
+    with pytest.raises(AppMalformed, match=r"1 of 2 attachment\(s\), then a new packet") as info:
+        dec.feed(ws("server", b'42["next"]'))
+    cut, nxt = info.value.messages
     assert (cut.type, cut.channel, cut.fields["attachments_missing"]) == ("BINARY_EVENT", "pics", 1)
     assert cut.fields["attachment_bytes"] == 5
     assert (nxt.type, nxt.channel) == ("EVENT", "next")
+    # the packet that cut it short is malformed too: both reasons, the cut packet kept
+    assert dec.feed(ws("server", b'451-["more",{"_placeholder":true,"num":0}]')) == []
+    with pytest.raises(AppMalformed, match=r"malformed too .*not a non-empty JSON array") as info:
+        dec.feed(ws("server", b"42[]"))
+    assert [app.channel for app in info.value.messages] == ["more"]
+    # at the end of the connection, both directions waiting
     assert dec.feed(ws("client", b'451-["late",{"_placeholder":true,"num":0}]')) == []
-    (left,) = dec.finish()
-    assert (left.channel, left.fields["attachments_missing"]) == ("late", 1)
+    assert dec.feed(ws("server", b'461-3[{"_placeholder":true,"num":0}]')) == []
+    with pytest.raises(AppMalformed, match="the end of the connection") as info:
+        dec.finish()
+    assert sorted(app.type for app in info.value.messages) == ["BINARY_ACK", "BINARY_EVENT"]
+    assert all(app.fields["attachments_missing"] == 1 for app in info.value.messages)
     assert dec.finish() == []
 
 
@@ -153,8 +164,10 @@ def test_placeholders_not_matching_the_count_are_malformed_at_the_last_attachmen
     dec = SocketIODecoder()
     assert dec.feed(ws("client", b'452-["x",{"_placeholder":true,"num":0}]')) == []
     assert dec.feed(ws("client", b"a", text=False)) == []
-    with pytest.raises(AppMalformed, match="placeholders"):
+    with pytest.raises(AppMalformed, match="placeholders") as info:
         dec.feed(ws("client", b"b", text=False))
+    (packet,) = info.value.messages       # still recorded
+    assert (packet.channel, packet.fields["attachment_bytes"]) == ("x", 2)
     # the decoder goes on: the attachments were consumed, the next packet decodes
     assert one(dec, "client", b'42["ok"]').channel == "ok"
 
@@ -255,7 +268,8 @@ def test_every_truncation_of_valid_packets_gives_messages_or_app_malformed() -> 
             dec = SocketIODecoder()
             with contextlib.suppress(AppMalformed):
                 dec.feed(ws(sender, payload[:cut], complete=False))
-            dec.finish()
+            with contextlib.suppress(AppMalformed):
+                dec.finish()
 
 
 _alphabet = st.sampled_from(list(b'0123456789[]{}",-/:_placeholdernum\xff '))
@@ -273,9 +287,10 @@ def test_random_messages_never_raise_anything_but_app_malformed(
         try:
             for app in dec.feed(ws(sender, payload, text=text)):
                 assert app.role in ("request", "response", "message")
-        except AppMalformed:
-            pass
-    dec.finish()
+        except AppMalformed as exc:
+            assert all(app.role in ("request", "response", "message") for app in exc.messages)
+    with contextlib.suppress(AppMalformed):
+        dec.finish()
 
 
 # The real capture: python-socketio server and client (captures/make_app.py socketio)

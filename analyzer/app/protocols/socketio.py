@@ -8,7 +8,9 @@ socket.io-parser decoder's reading of it: a namespace runs from its "/" to the n
 the payload rules of its isPayloadValid: CONNECT an object, CONNECT_ERROR an object or a string,
 DISCONNECT none, EVENT an array naming an event that is not reserved, ACK an array).
 BINARY_EVENT and BINARY_ACK carry `{"_placeholder": true, "num": n}` objects in their JSON, filled
-by the sender's next n binary messages; the packet is reported at the last of them.
+by the sender's next n binary messages; the packet is reported at the last of them. One whose
+attachments stop short (the sender's next text packet, or the connection's end, comes first) is
+an AppMalformed that still carries it, with fields["attachments_missing"].
 
 Pairing (correlation ids):
 - Engine.IO heartbeat: ping "2" (from the server in v4) → pong "3": "eio-ping"; the transport
@@ -69,14 +71,25 @@ class _Binary:
     received: int = 0
     sizes: list[int] = field(default_factory=list)
 
-    def done(self, *, missing: bool = False) -> AppMessage:
-        fields = self.message.fields
-        fields["attachment_bytes"] = sum(self.sizes)
-        if missing:
-            fields["attachments_missing"] = self.expected - self.received
-        elif self.placeholders_error:
-            raise AppMalformed(f"{self.message.type}: {self.placeholders_error}")
+    def done(self) -> AppMessage:
+        """The packet with all its attachments.
+
+        Raises:
+            AppMalformed: its placeholders do not fit its attachment count (carrying the packet).
+        """
+        self.message.fields["attachment_bytes"] = sum(self.sizes)
+        if self.placeholders_error:
+            raise AppMalformed(f"{self.message.type}: {self.placeholders_error}", [self.message])
         return self.message
+
+    def cut(self, why: str, after: list[AppMessage]) -> AppMalformed:
+        """The error for this packet short of attachments, carrying it (with attachments_missing)
+        and `after`, what the message that ended it decoded to."""
+        self.message.fields["attachment_bytes"] = sum(self.sizes)
+        self.message.fields["attachments_missing"] = self.expected - self.received
+        return AppMalformed(
+            f"{self.message.type}: {self.received} of {self.expected} attachment(s), then {why}",
+            [self.message, *after])
 
 
 def _placeholder_error(data: Any, expected: int) -> str | None:
@@ -157,17 +170,25 @@ class SocketIODecoder(AppDecoder):
             raise AppMalformed(f"unknown Engine.IO packet type {clip(repr(payload[:1]))}")
         if kind != "message":
             return [self._engineio(kind, payload[1:], msg)]
-        out: list[AppMessage] = []
         left = self._binary.pop(msg.sender, None)
-        if left is not None:        # a new packet: the previous one will get no more attachments
-            out.append(left.done(missing=True))
-        out.extend(self._socketio(payload[1:], msg))
-        return out
+        if left is None:
+            return self._socketio(payload[1:], msg)
+        # a new packet: the previous one will get no more attachments
+        try:
+            after = self._socketio(payload[1:], msg)
+        except AppMalformed as exc:
+            raise left.cut(f"a packet that is malformed too ({exc})", exc.messages) from None
+        raise left.cut("a new packet", after)
 
     def finish(self) -> list[AppMessage]:
-        left = [pending.done(missing=True) for pending in self._binary.values()]
+        left = list(self._binary.values())
         self._binary.clear()
-        return left
+        if not left:
+            return []
+        error = left[0].cut("the end of the connection", [])
+        if len(left) == 2:      # both directions were waiting
+            error = left[1].cut(f"the end of the connection; {error}", error.messages)
+        raise error
 
     # Engine.IO
 
