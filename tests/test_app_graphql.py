@@ -23,7 +23,8 @@ from analyzer.app.protocols.graphql_ws import (
     parse_operation,
 )
 from analyzer.app.registry import by_content, by_subprotocol, decoders
-from tests.app_capture import Decoded, decode_capture, exchanges
+from tests.app_captures import assert_tables_agree
+from tests.app_wire import Decoded, decode_capture, exchanges
 
 _ids = itertools.count(1)
 
@@ -344,7 +345,7 @@ CAPTURES = {"graphql_transport_ws": GraphQLTransportWsDecoder,
 
 @functools.cache
 def _decoded(name: str) -> Decoded:
-    decoded = decode_capture(name, CAPTURES[name]())
+    decoded = decode_capture(name, CAPTURES[name])
     assert decoded.expected["protocol"] == CAPTURES[name].name
     assert by_subprotocol(decoded.expected["subprotocol"]) is CAPTURES[name]
     return decoded
@@ -378,7 +379,7 @@ def test_capture_operations_agree_with_what_the_client_sent(name: str) -> None:
 def test_capture_first_results_pair_with_their_operations_within_the_programs_timings(
         name: str) -> None:
     decoded = _decoded(name)
-    pairs = {pair.request.correlation_id: pair for pair in exchanges(decoded.items)}
+    pairs = {pair.request.correlation_id: pair for pair in exchanges(decoded)}
     assert pairs["init"].response is not None
     assert pairs["init"].response.type == "connection_ack"
     for request in decoded.expected["requests"]:
@@ -404,7 +405,7 @@ def test_capture_first_results_pair_with_their_operations_within_the_programs_ti
 
 def test_capture_pings_and_client_stop_of_graphql_transport_ws() -> None:
     decoded = _decoded("graphql_transport_ws")
-    pings = [pair for pair in exchanges(decoded.items) if pair.request.type == "ping"]
+    pings = [pair for pair in exchanges(decoded) if pair.request.type == "ping"]
     assert len(pings) == decoded.expected["counts"]["client"]["ping"]
     assert all(pair.response is not None and pair.response.type == "pong" for pair in pings)
     stops = [r for r in decoded.expected["log"] if r["kind"] == "stop_sent"]
@@ -420,8 +421,8 @@ def test_capture_exchanges_are_the_messages_the_programs_sent(name: str) -> None
     tshark's timestamps give."""
     decoded = _decoded(name)
     wire = decoded.expected["wire"]
-    assert decoded.messages == len(wire)
-    pairs = exchanges(decoded.items)
+    assert len(decoded.index) == len(wire)
+    pairs = exchanges(decoded)
     assert len(pairs) == len(decoded.expected["requests"]) + 1 + sum(
         1 for _, app in decoded.items if app.type == "ping")
     for pair in pairs:
@@ -433,3 +434,10 @@ def test_capture_exchanges_are_the_messages_the_programs_sent(name: str) -> None
             assert request["id"] == response["id"] == pair.request.correlation_id[2:]
         tshark_ms = (wire[pair.response_index]["ts"] - wire[pair.request_index]["ts"]) * 1000
         assert pair.latency_ms == pytest.approx(tshark_ms, abs=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_tables_of_analyze_hold_what_the_decoder_gives(name: str) -> None:
+    """analyze() chooses the decoder by the negotiated subprotocol and its app_messages and
+    exchanges tables hold what the decoder gives fed by hand, paired as app_conv says."""
+    assert_tables_agree(name, CAPTURES[name])

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols.socketio import MAX_OPEN_ACKS, SocketIODecoder
 from analyzer.app.registry import by_content, by_subprotocol, decoders
-from tests.app_capture import decode_capture, exchanges
+from tests.app_captures import assert_tables_agree
+from tests.app_wire import Decoded, decode_capture, exchanges
 
 _ids = itertools.count(1)
 
@@ -296,9 +297,12 @@ def test_random_messages_never_raise_anything_but_app_malformed(
 # The real capture: python-socketio server and client (captures/make_app.py socketio)
 
 @functools.cache
+def _capture() -> Decoded:
+    return decode_capture("socketio", SocketIODecoder)
+
+
 def _decoded() -> tuple[dict, list[tuple[WsMessage, AppMessage]]]:
-    decoded = decode_capture("socketio", SocketIODecoder())
-    return decoded.expected, decoded.items
+    return _capture().expected, _capture().items
 
 
 def test_capture_counts_agree_with_the_programs_logs() -> None:
@@ -350,8 +354,8 @@ def test_capture_events_and_acks_agree_with_the_programs_logs() -> None:
 
 
 def test_capture_requests_pair_with_their_acks_within_the_programs_timings() -> None:
-    expected, decoded = _decoded()
-    pairs = exchanges(decoded)
+    expected, _ = _decoded()
+    pairs = exchanges(_capture())
     assert all(pair.response is not None for pair in pairs)
     kinds = Counter(pair.request.type for pair in pairs)
     assert kinds["CONNECT"] == 2
@@ -371,10 +375,10 @@ def test_capture_exchanges_are_the_messages_the_programs_sent() -> None:
     """Each exchange's two messages, found in the expected file's wire list (the packets
     python-engineio logged, in capture order, with tshark's timestamps): an EVENT's ack id is the
     ACK's, the latency is tshark's."""
-    decoded = decode_capture("socketio", SocketIODecoder())
+    decoded = _capture()
     wire = decoded.expected["wire"]
-    assert decoded.messages == len(wire)
-    pairs = exchanges(decoded.items)
+    assert len(decoded.index) == len(wire)
+    pairs = exchanges(decoded)
     assert pairs and all(pair.response is not None for pair in pairs)
     for pair in pairs:
         request, response = wire[pair.request_index], wire[pair.response_index]
@@ -395,3 +399,9 @@ def test_capture_exchanges_are_the_messages_the_programs_sent() -> None:
             assert (request["text"][:2], response["text"][:2]) == ("40", "40")
         tshark_ms = (wire[pair.response_index]["ts"] - wire[pair.request_index]["ts"]) * 1000
         assert pair.latency_ms == pytest.approx(tshark_ms, abs=0.01)
+
+
+def test_capture_tables_of_analyze_hold_what_the_decoder_gives() -> None:
+    """analyze() chooses this decoder by content (no subprotocol) and its app_messages and
+    exchanges tables hold what the decoder gives fed by hand, paired as app_conv says."""
+    assert_tables_agree("socketio", SocketIODecoder)
