@@ -6,7 +6,8 @@ Jupyter kernel protocol, real programs talking on loopback, recorded with tcpdum
 Writes captures/app/NAME.pcap and captures/app/NAME.expected.json. Each scenario starts a real server
 (Debian's mosquitto, Debian's RabbitMQ with rabbitmq_web_stomp, jupyter_server with an ipykernel) as a
 subprocess and drives a real client library in this process (paho-mqtt, stomp.py, the websocket
-kernel client below). The expected file is built from what the programs logged:
+jupyter-kernel-client's KernelWebSocketClient). The expected file is built from what the programs
+logged:
 
 - the client's log: every application packet/frame/message it sent or received, in order, with
   time.time() taken by the library's own logging (paho's on_log "Sending"/"Received" lines, stomp.py's
@@ -19,8 +20,10 @@ kernel client below). The expected file is built from what the programs logged:
   conventions (notes app_conv), so a decoder's exchanges can be matched one to one;
 - `counts`: application messages per sender and type.
 
-Needs root (tcpdump) and: apt-get install mosquitto rabbitmq-server; pip install paho-mqtt stomp.py
-jupyter_server ipykernel jupyter_client websocket-client. Ports 9351-9399.
+Every logged message is tied to the WebSocket message tshark finds for it (ws_frame_no, t_capture:
+one each here, checked per connection and sender). Needs root (tcpdump), tshark, apt-get install
+mosquitto rabbitmq-server, pip install paho-mqtt stomp.py jupyter_server ipykernel
+jupyter-kernel-client. Ports 9351-9399. See captures/README.md for the expected file's keys.
 """
 
 from __future__ import annotations
@@ -398,7 +401,7 @@ def _mqtt_session(name: str, port: int, v5: bool, log: PahoLog) -> dict:
 
         subscribe([("app2/q0", 0)])
         subscribe([("app2/q1", 1), ("app2/q2", 2), ("app2/big", 1)])
-        subscribe([("secret/#", 1)])  # refused by the ACL: 0x80 (3.1.1) / 0x87 Not authorized (5)
+        subscribe([("secret/#", 1)])  # granted: mosquitto 2.0 applies the ACL when it delivers
         publish("app2/retained", b"kept for later subscribers", 1, retain=True, echo=False)
         publish("app2/q0", b"zero", 0)
         publish("app2/q1", b"one", 1)
@@ -547,8 +550,10 @@ def _mqtt(name: str, port: int, v5: bool, out_dir: Path, tmp: Path) -> dict:
     extra5 = (
         "; MQTT 5 extras: CONNECT properties (session expiry, a user property), a PUBLISH with content "
         "type, response topic, correlation data, expiry and a user property, PUBACK 0x10 No matching "
-        "subscribers, PUBACK 0x87 and SUBACK 0x87 Not authorized, UNSUBACK 0x11 No subscription existed"
-        if v5 else "; the refused subscription gets SUBACK 0x80, the refused publish a plain PUBACK"
+        "subscribers (the retained PUBLISH too), PUBACK 0x87 Not authorized (secret/x), UNSUBACK 0x11 "
+        "No subscription existed"
+        if v5
+        else "; the denied PUBLISH gets a plain PUBACK (3.1.1 has no reason codes)"
     )
     return write_expected(
         name,
@@ -557,10 +562,12 @@ def _mqtt(name: str, port: int, v5: bool, out_dir: Path, tmp: Path) -> dict:
             f"paho-mqtt {metadata.version('paho-mqtt')} (transport websockets, MQTT {version}) against "
             f"Debian's mosquitto {deb_version('mosquitto')} (websockets listener, ACL allowing app2/# "
             "only): CONNECT with a will, keepalive 2 s; SUBSCRIBE QoS 0, then QoS 1/2/1 in one packet, "
-            "then secret/# (refused); a retained QoS 1 PUBLISH; PUBLISH QoS 0, 1, 2 each delivered back "
-            "(QoS 2 both ways: PUBREC/PUBREL/PUBCOMP); SUBSCRIBE to the retained topic (delivered with "
-            f"retain set); a refused PUBLISH to secret/x; a {len(MQTT_BIG):,}-byte QoS 1 PUBLISH delivered "
-            "back; 2.6 s idle so paho sends PINGREQ; UNSUBSCRIBE; DISCONNECT" + extra5
+            "then secret/# (granted: mosquitto 2.0 applies its ACL on delivery); a retained QoS 1 "
+            "PUBLISH; PUBLISH QoS 0, 1, 2 each delivered back (QoS 2 both ways: PUBREC/PUBREL/PUBCOMP); "
+            "SUBSCRIBE to the retained topic (delivered with retain set); a PUBLISH to secret/x that "
+            f"mosquitto denies; a {len(MQTT_BIG):,}-byte QoS 1 PUBLISH delivered back (mosquitto writes "
+            "it in 4 KiB pieces, 100 ms apart); 2.6 s idle so paho sends PINGREQ; UNSUBSCRIBE; "
+            "DISCONNECT" + extra5
         ),
         protocol="mqtt",
         mqtt_version=version,
@@ -1068,7 +1075,10 @@ def _jupyter(name: str, port: int, v1: bool, out_dir: Path, tmp: Path) -> dict:
             "parent_msg_id = parent_header.msg_id, status / execution_state / ename / execution_count / "
             "name copied from the content when present. requests: each *_request and the *_reply whose "
             "parent is it, correlation_id = the request's msg_id, latency_ms between the two log times, "
-            "sleep_s = how long the cell slept. jupyter_server logs no messages: no server log."
+            "sleep_s = how long the cell slept. jupyter_server logs no messages: no server log. "
+            "jupyter-kernel-client 1.0.2 fails on every v1 message it receives (KeyError 'channel' in a "
+            "debug log line), so the scenario's client subclass sets that key; the framing is the "
+            "library's."
         ),
     )
 
