@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +19,7 @@ from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
 from analyzer.app.protocols.mqtt import MqttDecoder
+from tests.app_captures import CAPTURES as CAPTURES_DIR
 from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
 
 # -- building packets -------------------------------------------------------------------------
@@ -571,3 +575,73 @@ def test_capture_exchanges_agree_with_paho_timings(name: str) -> None:
 @pytest.mark.parametrize("name", CAPTURES)
 def test_capture_through_analyze_gives_the_same_rows(name: str) -> None:
     assert_tables_agree(name, MqttDecoder)
+
+
+#: Wireshark's MQTT dissector is not registered for the "mqtt" WebSocket subprotocol (issue 19); this
+#: registers it, so tshark (the reference) decodes the same packets
+_WS_MQTT_LUA = 'DissectorTable.get("ws.protocol"):add("mqtt", Dissector.get("mqtt"))\n'
+_TSHARK_FIELDS = ("tcp.srcport", "mqtt.msgtype", "mqtt.topic", "mqtt.msgid", "mqtt.qos", "mqtt.retain",
+                  "mqtt.dupflag", "mqtt.conack.val", "mqtt.connack.reason_code", "mqtt.puback.reason_code",
+                  "mqtt.pubrec.reason_code", "mqtt.pubcomp.reason_code", "mqtt.suback.qos",
+                  "mqtt.suback.reason_code", "mqtt.unsuback.reason_code", "mqtt.clientid", "mqtt.kalive",
+                  "mqtt.ver")
+
+
+def tshark_packets(name: str, tmp: Path) -> list[dict[str, str]]:
+    lua = tmp / "ws_mqtt.lua"
+    lua.write_text(_WS_MQTT_LUA)
+    args = ["tshark", "-r", str(CAPTURES_DIR / f"{name}.pcap"), "-X", f"lua_script:{lua}", "-Y", "mqtt",
+            "-T", "fields", "-E", "aggregator=|"]
+    for f in _TSHARK_FIELDS:
+        args += ["-e", f]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [dict(zip(_TSHARK_FIELDS, line.split("\t"))) for line in out.splitlines()]
+
+
+def as_tshark(app: AppMessage, server_port: int, sender: str, v5: bool) -> dict[str, str]:
+    """An AppMessage in tshark's field values (empty string: field absent)."""
+    f = app.fields
+    type_no = next(k for k, v in mqtt.PACKET_TYPES.items() if v == app.type)
+    row = dict.fromkeys(_TSHARK_FIELDS, "")
+    row["tcp.srcport"] = str(server_port) if sender == "server" else row["tcp.srcport"]
+    row["mqtt.msgtype"] = str(type_no)
+    if app.type in ("PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE"):
+        row["mqtt.topic"] = str(app.channel).replace(",", "|")
+    if "packet_id" in f:
+        row["mqtt.msgid"] = str(f["packet_id"])
+    if app.type == "PUBLISH":
+        row["mqtt.qos"], row["mqtt.retain"], row["mqtt.dupflag"] = (
+            str(f["qos"]), str(int(f["retain"])), str(int(f["dup"])))
+    if app.type == "CONNECT":
+        row["mqtt.clientid"], row["mqtt.kalive"], row["mqtt.ver"] = (
+            f["client_id"], str(f["keepalive"]), str(f["level"]))
+    codes = "|".join(str(c) for c in f.get("reason_codes", [f.get("reason_code", "")]))
+    if v5:
+        key = {"CONNACK": "mqtt.connack.reason_code", "PUBACK": "mqtt.puback.reason_code",
+               "PUBREC": "mqtt.pubrec.reason_code", "PUBCOMP": "mqtt.pubcomp.reason_code",
+               "SUBACK": "mqtt.suback.reason_code", "UNSUBACK": "mqtt.unsuback.reason_code"}.get(app.type)
+    else:
+        key = {"CONNACK": "mqtt.conack.val", "SUBACK": "mqtt.suback.qos"}.get(app.type)
+    if key is not None and codes:
+        row[key] = codes
+    return row
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", CAPTURES)
+def test_capture_packets_agree_with_tshark(name: str, tmp_path: Path) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed")
+    server_port = expected(name)["connections"][0]["server_port"]
+    theirs = tshark_packets(name, tmp_path)
+    v5 = name == "mqtt5"
+    ours = [as_tshark(app, server_port, msg.sender, v5)
+            for _, pairs in sorted(capture_pairs(name).items()) for msg, app in pairs]
+    assert len(ours) == len(theirs)
+    for mine, row in zip(ours, theirs):
+        if row["tcp.srcport"] != str(server_port):
+            row["tcp.srcport"] = ""
+        ack = mqtt.PACKET_TYPES[int(row["mqtt.msgtype"])].lower()
+        if v5 and ack in ("puback", "pubrec", "pubcomp") and not row[f"mqtt.{ack}.reason_code"]:
+            row[f"mqtt.{ack}.reason_code"] = "0"    # a 2-byte v5 ack means 0x00 Success (§3.4.2.1)
+        assert mine == row
