@@ -68,6 +68,11 @@ def test_connect_to_namespaces_ok_and_refused() -> None:
     admin = one(dec, "client", b'40/admin,{"token":"123","user":"x"}')
     assert summary(admin) == ("CONNECT", None, "c:connect:/admin", "request", None)
     assert admin.fields == {"namespace": "/admin", "auth_keys": "token,user"}
+    # a protocol 4 client puts its query string (often a token) in the namespace: not kept
+    v2 = one(dec, "client", b"40/admin?token=s3cr3t&x=1,")
+    assert summary(v2) == ("CONNECT", None, "c:connect:/admin", "request", None)
+    assert v2.fields == {"namespace": "/admin", "namespace_query": True}
+    assert "s3cr3t" not in repr(one(dec, "client", b'42/admin?token=s3cr3t,["ev"]'))
     refused = one(dec, "server", b'44/admin,{"message":"Not authorized"}')
     assert summary(refused) == ("CONNECT_ERROR", None, "c:connect:/admin", "response",
                                 "error: Not authorized")

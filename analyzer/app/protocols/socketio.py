@@ -20,8 +20,13 @@ Pairing (correlation ids):
 - EVENT or BINARY_EVENT with an ack id → ACK or BINARY_ACK from the other side:
   "<sender initial>:<namespace>:<ack id>"; the ACK's channel is the event name it answers.
 
-What is not decoded: Engine.IO v3 (binary messages prefixed with 4, heartbeat from the client) is
-read as v4, and HTTP long-polling never reaches a WebSocket decoder.
+Credentials are not kept: a CONNECT's auth object gives only its key names (auth_keys), and the
+query string protocol 4 clients append to a namespace ("/admin?token=…") is dropped
+(namespace_query: true says there was one).
+
+What is not decoded: Engine.IO v3 is read as v4 (its heartbeat from the client pairs the same way;
+its binary messages' leading 0x04 is counted in attachment_bytes), and HTTP long-polling never
+reaches a WebSocket decoder.
 """
 
 from __future__ import annotations
@@ -238,9 +243,12 @@ class SocketIODecoder(AppDecoder):
             nsp = nsp_raw.decode() if nsp_raw is not None else "/"
         except UnicodeDecodeError:
             raise AppMalformed(f"{kind}: namespace is not UTF-8") from None
+        nsp, query_mark, _ = nsp.partition("?")     # protocol 4's "/nsp?token=…": never kept
         data = load_json(rest, kind, complete=msg.complete) if rest else None
         ack_id = int(ack_text) if ack_text is not None else None
         fields: dict[str, Any] = {"namespace": clip(nsp)}
+        if query_mark:
+            fields["namespace_query"] = True
         if ack_id is not None:
             fields["ack_id"] = ack_id
         me = msg.sender[:1]
