@@ -259,3 +259,27 @@ def test_finish_reports_what_the_decoder_held(tmp_path: Path, monkeypatch: pytes
     assert a.problems["detail"].tolist() == ["jsonrpc: at the connection's end: 2 bytes of a packet left"]
     assert a.app_messages["type"].astype(str).tolist() == ["request", "partial"]
     assert a.app_messages["app_index"].tolist() == [0, 0]
+
+
+def test_websockets_over_http2_each_get_their_own_decoding(tmp_path: Path) -> None:
+    from tests.test_h2_pipeline import _pcap, _Wire
+
+    w = _Wire()
+    w.connect(1, "/rpc")
+    w.connect(3, "/chat")
+    for direction, payload in RPC[:3]:
+        mask = MASK if direction == 0 else None
+        w.ws(direction, 1, frame(1, payload, mask=mask))
+        w.ws(direction, 3, frame(1, b"plain " + payload[:5], mask=mask))
+    for stream in (1, 3):
+        w.ws(0, stream, frame(8, b"\x03\xe8", mask=MASK))
+        w.ws(1, stream, frame(8, b"\x03\xe8"), end=True)
+        w.ws(0, stream, b"", end=True)
+    a = analyzer.analyze(_pcap(tmp_path, w.flow, 7), jobs=1)
+    c = a.connections
+    assert c["h2_stream_id"].tolist() == [1, 3]
+    assert c["app_protocol"].tolist()[0] == "jsonrpc" and pd.isna(c["app_protocol"].iloc[1])
+    assert set(a.app_messages["conn_id"]) == {1} and len(a.app_messages) == 3
+    [exchange] = a.exchanges.itertuples()
+    assert (exchange.conn_id, exchange.method, exchange.answered) == (1, "subtract", True)
+    assert a.problems.empty
