@@ -158,6 +158,9 @@ def test_several_frames_per_message_and_split_at_every_offset(sender: str) -> No
     data = stream_of(sender)
     whole = decode_chunks([data], sender)
     assert len(whole) == len([1 for s, p in SESSION if s == sender and p.strip(b"\r\n")])
+    # byte by byte: the EOLs between frames, alone in a message, are heart-beats; the frames are the same
+    one_by_one = decode_chunks([data[i:i + 1] for i in range(len(data))], sender)
+    assert [t for t in one_by_one if t[0] != "HEARTBEAT"] == whole
     for cut in range(1, len(data)):
         chunks = [data[:cut], data[cut:]]
         if not chunks[1].strip(b"\r\n"):     # a message of bare EOLs is a heart-beat: not this test

@@ -145,7 +145,10 @@ class _Stream:
         if self.buf:
             size = len(self.buf) + len(payload) - start
             if (self.need and size < self.need) or (
-                    self.waiting_nul and payload.find(b"\0", start) < 0 and size <= MAX_BODY):
+                    self.waiting_nul and payload.find(b"\0", start) < 0 and size <= MAX_BODY) or (
+                    not self.need and not self.waiting_nul and size < MAX_HEAD
+                    and _HEAD_END.search(bytes(self.buf[-2:]) + payload[start:start + 2]) is None
+                    and _HEAD_END.search(payload, start) is None):     # headers still incomplete
                 self.buf += memoryview(payload)[start:]
                 return [], errors
             self.buf += memoryview(payload)[start:]
