@@ -110,6 +110,22 @@ def test_transport_ws_client_cancel_and_immediate_server_complete() -> None:
     assert summary(empty) == ("complete", "OnMessage", "c:5", "response", "ok")
 
 
+def test_an_id_started_again_is_a_new_exchange() -> None:
+    """A subscription cancelled before any result stays unanswered; the next operation that uses
+    its id gets its own correlation id, so its answer is not taken for the old one's."""
+    dec = GraphQLTransportWsDecoder()
+    assert one(dec, msg("client", type="subscribe", id="4", payload={"query": SUBSCRIPTION})
+               ).correlation_id == "c:4"
+    assert one(dec, msg("client", type="complete", id="4")).correlation_id == "c:4"
+    again = one(dec, msg("client", type="subscribe", id="4", payload={"query": "query Q { q }"}))
+    assert summary(again) == ("subscribe", "Q", "c:4#2", "request", None)
+    assert summary(one(dec, msg("server", type="next", id="4", payload={"data": {}}))) == (
+        "next", "Q", "c:4#2", "response", "ok")
+    assert one(dec, msg("server", type="complete", id="4")).correlation_id == "c:4#2"
+    third = one(dec, msg("client", type="subscribe", id="4", payload={"query": "{ a }"}))
+    assert third.correlation_id == "c:4#3"
+
+
 def test_operation_name_selects_among_several_and_persisted_queries() -> None:
     dec = GraphQLTransportWsDecoder()
     doc = "query A { a } subscription B { b } mutation C { c }"

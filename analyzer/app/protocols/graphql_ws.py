@@ -7,7 +7,9 @@ Both send one JSON object per WebSocket message: {"type", "id"?, "payload"?}. Pa
 - ping → pong (graphql-transport-ws, either side may ping): "<pinger initial>:ping";
 - subscribe / start → the first next / data, error or server complete of that id: "c:<id>"
   (the latency to the first result); the later results are messages with the same correlation id,
-  and the client's complete / stop (a cancel) is a message.
+  and the client's complete / stop (a cancel) is a message. An id started again later is a new
+  exchange, "c:<id>#<n>" for its n-th start, so that an operation cancelled unanswered never takes
+  the next one's answer.
 The operation's type and name are read from the query text by a cheap scan of its top-level
 tokens (comments, strings, parentheses and selection sets skipped), never a full GraphQL parse;
 channel = operationName, else the operation's own name, else its first root field. Variables are
@@ -23,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
 from analyzer.app.json_payload import clip, load_json
+from analyzer.app.protocols._common import BoundedMap
 
 __all__ = ["GraphQLTransportWsDecoder", "Operation", "SubscriptionsTransportWsDecoder",
            "parse_operation"]
@@ -107,6 +110,7 @@ def _error_status(payload: Any) -> str:
 @dataclass(slots=True)
 class _Op:
     channel: str | None
+    correlation_id: str
     answered: bool = False
 
 
@@ -120,7 +124,8 @@ class _GraphQLOverWs(AppDecoder):
     SHARED_CONFIDENCE: ClassVar[float]
 
     def __init__(self) -> None:
-        self._ops: dict[str, _Op] = {}
+        self._ops: BoundedMap[str, _Op] = BoundedMap(MAX_OPERATIONS)   # by id, until it ends
+        self._uses: BoundedMap[str, int] = BoundedMap(MAX_OPERATIONS)  # how often an id started
 
     @classmethod
     def sniff(cls, msg: WsMessage) -> float:
@@ -198,11 +203,12 @@ class _GraphQLOverWs(AppDecoder):
             fields["root_field"] = clip(operation.root_field)
         if query is None:
             fields["persisted"] = True
-        self._ops.pop(op_id, None)
-        self._ops[op_id] = _Op(channel)
-        if len(self._ops) > MAX_OPERATIONS:
-            del self._ops[next(iter(self._ops))]
-        return AppMessage(self.name, kind, channel=channel, correlation_id=f"c:{op_id}",
+        # an id used again (after its operation ended, or cancelled unanswered) is a new exchange
+        uses = (self._uses.get(op_id) or 0) + 1
+        self._uses[op_id] = uses
+        correlation = f"c:{op_id}" if uses == 1 else f"c:{op_id}#{uses}"
+        self._ops[op_id] = _Op(channel, correlation)
+        return AppMessage(self.name, kind, channel=channel, correlation_id=correlation,
                           role="request", fields=fields)
 
     def _result(self, kind: str, action: str, op_id: str | None, payload: Any,
@@ -223,13 +229,14 @@ class _GraphQLOverWs(AppDecoder):
         else:
             status = "ok"
         if action != "next" and op_id is not None:
-            self._ops.pop(op_id, None)     # error and complete end the operation
+            self._ops.pop(op_id)     # error and complete end the operation
         role = "message"
         if op is not None and sender == "server" and not op.answered:
             op.answered = True
             role = "response"
+        correlation = op.correlation_id if op else f"c:{op_id}" if op_id is not None else None
         return AppMessage(self.name, kind, channel=op.channel if op else None,
-                          correlation_id=f"c:{op_id}" if op_id is not None else None,
+                          correlation_id=correlation,
                           role=role, status=status if sender == "server" else None, fields=fields)
 
 

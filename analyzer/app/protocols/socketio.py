@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
 from analyzer.app.json_payload import FIELD_CHARS, clip, load_json
+from analyzer.app.protocols._common import BoundedMap
 
 __all__ = ["SocketIODecoder"]
 
@@ -149,7 +150,7 @@ class SocketIODecoder(AppDecoder):
 
     def __init__(self) -> None:
         self._binary: dict[str, _Binary] = {}          # by sender: the packet collecting attachments
-        self._acks: dict[str, str] = {}                # correlation id -> event name awaiting its ACK
+        self._acks: BoundedMap[str, str] = BoundedMap(MAX_OPEN_ACKS)   # correlation -> event name
 
     @classmethod
     def sniff(cls, msg: WsMessage) -> float:
@@ -293,10 +294,7 @@ class SocketIODecoder(AppDecoder):
         if ack_id is None:
             return AppMessage(self.name, kind, channel=channel, fields=fields)
         correlation = f"{me}:{nsp}:{ack_id}"
-        self._acks.pop(correlation, None)
         self._acks[correlation] = channel
-        if len(self._acks) > MAX_OPEN_ACKS:
-            del self._acks[next(iter(self._acks))]
         return AppMessage(self.name, kind, channel=channel, correlation_id=correlation,
                           role="request", fields=fields)
 
@@ -308,7 +306,7 @@ class SocketIODecoder(AppDecoder):
             raise AppMalformed(f"{kind}: the payload is not a JSON array")
         correlation = f"{asker}:{nsp}:{ack_id}"
         fields["args"] = len(data)
-        return AppMessage(self.name, kind, channel=self._acks.pop(correlation, None),
+        return AppMessage(self.name, kind, channel=self._acks.pop(correlation),
                           correlation_id=correlation, role="response", status="ok", fields=fields)
 
     def _connect(self, nsp: str, data: Any, sender: str, fields: dict[str, Any]) -> AppMessage:
