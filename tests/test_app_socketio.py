@@ -252,6 +252,11 @@ def test_sniff() -> None:
     assert SocketIODecoder.sniff(ws("client", b'0{"sid":1}', text=False)) == 0.0
     assert SocketIODecoder.sniff(ws("client", b'{"jsonrpc":"2.0"}')) == 0.0
     assert SocketIODecoder.sniff(ws("client", b"")) == 0.0
+    # what merely starts like a packet
+    for text in (b"404 Not Found", b"42", b"42[]", b"42/chat", b"40{x", b"42[1.5]", b'42["a"'):
+        assert SocketIODecoder.sniff(ws("server", text)) == 0.0, text
+    assert SocketIODecoder.sniff(ws("client", b'40{"token":"x"}')) == 0.7
+    assert SocketIODecoder.sniff(ws("client", b"40/admin,")) == 0.7
 
 
 def test_registry_finds_it_by_content_and_not_by_subprotocol() -> None:

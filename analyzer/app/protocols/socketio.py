@@ -57,6 +57,8 @@ RESERVED_EVENTS = frozenset(
 MAX_ATTACHMENTS = 1000
 #: at most this many ack ids remembered per connection to name the ACK's event (oldest forgotten)
 MAX_OPEN_ACKS = 1024
+#: a first message larger than this is not decoded to sniff the protocol
+_MAX_SNIFF_BYTES = 1 << 20
 #: ack ids and attachment counts longer than this are not numbers a sender produces
 _MAX_DIGITS = 16
 
@@ -157,11 +159,15 @@ class SocketIODecoder(AppDecoder):
         if not msg.text:
             return 0.0
         head = msg.payload[:64]
-        if head.startswith(b'0{"sid"') or (head.startswith(b"0{") and b'"sid"' in head):
+        if head.startswith(b"0{") and b'"sid"' in head:
             return 0.95
         if msg.payload == b"2probe":
             return 0.9
-        if head.startswith((b"40", b"42[", b"42/")):
+        if head.startswith((b"40", b"42[", b"42/")) and len(msg.payload) <= _MAX_SNIFF_BYTES:
+            try:        # "404 Not Found" is no CONNECT: the packet must decode
+                cls().feed(msg)
+            except AppMalformed:
+                return 0.0
             return 0.7
         return 0.0
 
