@@ -15,12 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import analyzer
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
 from analyzer.app.protocols.mqtt import MqttDecoder
 from tests.app_captures import CAPTURES as CAPTURES_DIR
 from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
+from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response, write_pcap
 
 # -- building packets -------------------------------------------------------------------------
 
@@ -645,3 +647,59 @@ def test_capture_packets_agree_with_tshark(name: str, tmp_path: Path) -> None:
         if v5 and ack in ("puback", "pubrec", "pubcomp") and not row[f"mqtt.{ack}.reason_code"]:
             row[f"mqtt.{ack}.reason_code"] = "0"    # a 2-byte v5 ack means 0x00 Success (§3.4.2.1)
         assert mine == row
+
+
+# -- through analyze(): a capture built here, packets across and within binary WebSocket messages ----
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def mqtt_capture(path: Path, messages: list[tuple[int, bytes]], subprotocol: str | None) -> str:
+    """Handshake (with the subprotocol if given), each (direction, payload) as one binary message,
+    close, FIN; 10 ms between packets."""
+    extra = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
+    conv = Conversation(client_port=50123, t=1_700_000_000.0, step=0.01)
+    conv.handshake()
+    conv.send(0, upgrade_request(extra=extra))
+    conv.send(1, upgrade_response(extra=extra))
+    for direction, payload in messages:
+        conv.send(direction, frame(2, payload, mask=MASK if direction == 0 else None))
+    conv.send(0, frame(8, b"\x03\xe8", mask=MASK))
+    conv.send(1, frame(8, b"\x03\xe8"))
+    conv.fin(0)
+    conv.fin(1)
+    write_pcap(path, conv.packets)
+    return str(path)
+
+
+@pytest.mark.parametrize("subprotocol", ["mqtt", None])
+def test_analyze_decodes_packets_across_and_within_messages(tmp_path: Path, subprotocol: str | None) -> None:
+    big = pkt(3, 2, s("big/topic") + u16(5) + bytes(3000))
+    path = mqtt_capture(tmp_path / "mqtt.pcap", [
+        (0, C311[0] + C311[1]),                 # 1: CONNECT and SUBSCRIBE in one message
+        (1, S311[0]),                           # 2: CONNACK
+        (1, S311[1][:3]),                       # 3: SUBACK begins...
+        (0, big[:1000]),                        # 4: PUBLISH begins...
+        (1, S311[1][3:] + S311[6][:1]),         # 5: ...SUBACK ends, PINGRESP begins (unasked)
+        (0, big[1000:]),                        # 6: ...PUBLISH ends
+        (1, S311[6][1:] + pkt(4, 0, u16(5))),   # 7: PINGRESP ends, PUBACK
+        (0, b"\x00\x00garbage"),                # 8: reserved type 0: boundaries lost
+        (0, C311[8]),                           # 9: DISCONNECT: a packet starts this message again
+    ], subprotocol)
+    a = analyzer.analyze(path, jobs=1)
+    assert a.connections["app_protocol"].tolist() == ["mqtt"]
+    m = a.app_messages
+    assert m["chosen_by"].astype(str).unique().tolist() == ["subprotocol" if subprotocol else "content"]
+    got = list(zip(m["message_id"], m["app_index"], m["sender"].astype(str), m["type"].astype(str)))
+    assert got == [(1, 0, "client", "CONNECT"), (1, 1, "client", "SUBSCRIBE"), (2, 0, "server", "CONNACK"),
+                   (5, 0, "server", "SUBACK"), (6, 0, "client", "PUBLISH"), (7, 0, "server", "PINGRESP"),
+                   (7, 1, "server", "PUBACK"), (9, 0, "client", "DISCONNECT")]
+    e = a.exchanges.set_index("correlation_id")
+    assert e.loc["connect", "latency"] == pytest.approx(0.01)
+    # SUBSCRIBE sent with message 1, SUBACK completed by message 5 (4 packets later)
+    assert e.loc["c:1", "method"] == "a/b,c/#" and e.loc["c:1", "latency"] == pytest.approx(0.04)
+    assert e.loc["c:5", "method"] == "big/topic" and e.loc["c:5", "latency"] == pytest.approx(0.01)
+    assert e["answered"].all()
+    [problem] = a.problems.itertuples()
+    assert problem.kind == "app-protocol-malformed"
+    assert "message 8: reserved packet type 0: packet boundaries lost" in problem.detail
