@@ -53,7 +53,7 @@ _CONNECT, _DISCONNECT, _EVENT, _ACK, _CONNECT_ERROR, _BINARY_EVENT, _BINARY_ACK 
 #: event names a receiver refuses (socket.io-parser RESERVED_EVENTS: its isPayloadValid)
 RESERVED_EVENTS = frozenset(
     ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"))
-#: at most this many attachments to one packet (socket.io-parser's own default is 10)
+#: at most this many attachments to one packet (more is a hostile count, not a sender's)
 MAX_ATTACHMENTS = 1000
 #: at most this many ack ids remembered per connection to name the ACK's event (oldest forgotten)
 MAX_OPEN_ACKS = 1024
