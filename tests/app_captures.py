@@ -12,7 +12,9 @@ import pandas as pd
 
 import analyzer
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
+from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response, write_pcap
 
+_MASK = b"\x01\x02\x03\x04"
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "app"
 
 
@@ -96,3 +98,22 @@ def assert_tables_agree(name: str, decoder: type[AppDecoder]) -> None:
 def _none(value: Any) -> Any:
     """pandas' missing value as None."""
     return None if pd.isna(value) else value
+
+
+def ws_capture(path: Path, messages: list[tuple[int, bytes]], subprotocol: str | None, *,
+               binary: bool) -> str:
+    """A capture built here: handshake (with the subprotocol if given), each (direction, payload)
+    as one WebSocket message (0 = client), close, FIN; 10 ms between packets."""
+    extra = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
+    conv = Conversation(client_port=50123, t=1_700_000_000.0, step=0.01)
+    conv.handshake()
+    conv.send(0, upgrade_request(extra=extra))
+    conv.send(1, upgrade_response(extra=extra))
+    for direction, payload in messages:
+        conv.send(direction, frame(2 if binary else 1, payload, mask=_MASK if direction == 0 else None))
+    conv.send(0, frame(8, b"\x03\xe8", mask=_MASK))
+    conv.send(1, frame(8, b"\x03\xe8"))
+    conv.fin(0)
+    conv.fin(1)
+    write_pcap(path, conv.packets)
+    return str(path)

@@ -21,8 +21,7 @@ from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import mqtt
 from analyzer.app.protocols.mqtt import MqttDecoder
 from tests.app_captures import CAPTURES as CAPTURES_DIR
-from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
-from tests.pcapgen import Conversation, frame, upgrade_request, upgrade_response, write_pcap
+from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_capture, ws_messages
 
 # -- building packets -------------------------------------------------------------------------
 
@@ -651,31 +650,10 @@ def test_capture_packets_agree_with_tshark(name: str, tmp_path: Path) -> None:
 
 # -- through analyze(): a capture built here, packets across and within binary WebSocket messages ----
 
-MASK = b"\x01\x02\x03\x04"
-
-
-def mqtt_capture(path: Path, messages: list[tuple[int, bytes]], subprotocol: str | None) -> str:
-    """Handshake (with the subprotocol if given), each (direction, payload) as one binary message,
-    close, FIN; 10 ms between packets."""
-    extra = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
-    conv = Conversation(client_port=50123, t=1_700_000_000.0, step=0.01)
-    conv.handshake()
-    conv.send(0, upgrade_request(extra=extra))
-    conv.send(1, upgrade_response(extra=extra))
-    for direction, payload in messages:
-        conv.send(direction, frame(2, payload, mask=MASK if direction == 0 else None))
-    conv.send(0, frame(8, b"\x03\xe8", mask=MASK))
-    conv.send(1, frame(8, b"\x03\xe8"))
-    conv.fin(0)
-    conv.fin(1)
-    write_pcap(path, conv.packets)
-    return str(path)
-
-
 @pytest.mark.parametrize("subprotocol", ["mqtt", None])
 def test_analyze_decodes_packets_across_and_within_messages(tmp_path: Path, subprotocol: str | None) -> None:
     big = pkt(3, 2, s("big/topic") + u16(5) + bytes(3000))
-    path = mqtt_capture(tmp_path / "mqtt.pcap", [
+    path = ws_capture(tmp_path / "mqtt.pcap", [
         (0, C311[0] + C311[1]),                 # 1: CONNECT and SUBSCRIBE in one message
         (1, S311[0]),                           # 2: CONNACK
         (1, S311[1][:3]),                       # 3: SUBACK begins...
@@ -685,7 +663,7 @@ def test_analyze_decodes_packets_across_and_within_messages(tmp_path: Path, subp
         (1, S311[6][1:] + pkt(4, 0, u16(5))),   # 7: PINGRESP ends, PUBACK
         (0, b"\x00\x00garbage"),                # 8: reserved type 0: boundaries lost
         (0, C311[8]),                           # 9: DISCONNECT: a packet starts this message again
-    ], subprotocol)
+    ], subprotocol, binary=True)
     a = analyzer.analyze(path, jobs=1)
     assert a.connections["app_protocol"].tolist() == ["mqtt"]
     m = a.app_messages

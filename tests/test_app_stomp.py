@@ -6,16 +6,19 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import analyzer
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
 from analyzer.app.protocols import stomp
 from analyzer.app.protocols.stomp import StompDecoder
-from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_messages
+from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_capture, ws_messages
 
 
 def frame(command: str, *headers: tuple[str, str], body: bytes = b"", length: bool = False,
@@ -389,3 +392,35 @@ def test_a_receipt_header_on_a_server_frame_asks_for_nothing() -> None:
 
 def test_capture_through_analyze_gives_the_same_rows() -> None:
     assert_tables_agree("stomp", StompDecoder)
+
+
+# -- through analyze(): a capture built here, several frames per text message and a frame split ------
+
+@pytest.mark.parametrize("subprotocol", ["v12.stomp", None])
+def test_analyze_decodes_frames_across_and_within_messages(tmp_path: Path, subprotocol: str | None) -> None:
+    send = frame("SEND", ("destination", "/queue/a"), ("receipt", "r1"), body=BINARY, length=True)
+    path = ws_capture(tmp_path / "stomp.pcap", [
+        (0, CONNECT),                                                       # 1
+        (1, CONNECTED),                                                     # 2
+        (0, frame("SUBSCRIBE", ("id", "s"), ("destination", "/queue/a")) + send[:30]),   # 3
+        (0, send[30:]),                                                     # 4: SEND completed
+        (1, b"\n"),                                                         # 5: heart-beat
+        (1, frame("RECEIPT", ("receipt-id", "r1")) + frame("MESSAGE", ("destination", "/queue/a"),
+                                                           ("subscription", "s"), ("message-id", "1"))),
+        (0, b"FROB\n\n\0" + frame("DISCONNECT", ("receipt", "bye"))),       # 7: bad frame, then one
+    ], subprotocol, binary=False)
+    a = analyzer.analyze(path, jobs=1)
+    assert a.connections["app_protocol"].tolist() == ["stomp"]
+    m = a.app_messages
+    assert m["chosen_by"].astype(str).unique().tolist() == ["subprotocol" if subprotocol else "content"]
+    got = list(zip(m["message_id"], m["app_index"], m["type"].astype(str), m["channel"].astype(object)))
+    assert got == [(1, 0, "CONNECT", pd.NA), (2, 0, "CONNECTED", pd.NA), (3, 0, "SUBSCRIBE", "/queue/a"),
+                   (4, 0, "SEND", "/queue/a"), (5, 0, "HEARTBEAT", pd.NA), (6, 0, "RECEIPT", "/queue/a"),
+                   (6, 1, "MESSAGE", "/queue/a"), (7, 0, "DISCONNECT", pd.NA)]
+    e = a.exchanges.set_index("correlation_id")
+    assert e.loc["connect", "latency"] == pytest.approx(0.01)
+    assert e.loc["receipt:r1", "method"] == "/queue/a"
+    assert e.loc["receipt:r1", "latency"] == pytest.approx(0.02)     # SEND completed by message 4
+    assert not e.loc["receipt:bye", "answered"]
+    [problem] = a.problems.itertuples()
+    assert problem.kind == "app-protocol-malformed" and "message 7: unknown command 'FROB'" in problem.detail
