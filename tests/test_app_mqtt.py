@@ -175,27 +175,31 @@ def test_mqtt31_mqisdp() -> None:
     assert got[1].status == "0x05" and got[1].fields["reason"] == "not authorized"
 
 
+# MQTT 5 session: properties of every data type, AUTH, topic alias, reason codes
+USER = (0x26, s("k") + s("v"))
+C5 = [
+    connect(5, "v5", flags=0x02 | 0x04,
+            properties=props((0x11, u32(60)), (0x21, u16(10)), (0x15, s("SCRAM")), USER),
+            tail=props((0x18, u32(5))) + s("w/t") + b(b"gone")),
+    pkt(15, 0, b"\x19" + props((0x15, s("SCRAM")), (0x16, b(b"\x01\x02")))),   # AUTH re-auth
+    pkt(8, 2, u16(7) + props((0x0B, varint(300))) + s("x/+") + b"\x2d"),        # SUBSCRIBE opts
+    pkt(3, 2, s("x/y") + u16(8) + props((0x23, u16(1)), (0x03, s("text/plain"))) + b"payload"),
+    pkt(3, 2, u16(0) + u16(9) + props((0x23, u16(1))) + b"again"),              # alias only
+    pkt(10, 2, u16(10) + props() + s("x/+")),
+    pkt(14, 0, b"\x04" + props((0x1F, s("bye now")))),
+]
+S5 = [
+    pkt(2, 0, b"\x01\x00" + props((0x12, s("assigned")), (0x22, u16(5)), (0x24, b"\x01"))),
+    pkt(15, 0, b"\x00"),                                                       # AUTH success, no props
+    pkt(9, 0, u16(7) + props() + b"\x01"),
+    pkt(4, 0, u16(8) + b"\x10"),                                               # no matching subscribers
+    pkt(4, 0, u16(9) + b"\x97" + props((0x1F, s("quota")))),                   # quota exceeded
+    pkt(11, 0, u16(10) + props() + b"\x11"),                                   # no subscription existed
+]
+
+
 def test_mqtt5_properties_reason_codes_aliases_auth() -> None:
-    user = (0x26, s("k") + s("v"))
-    client = [
-        connect(5, "v5", flags=0x02 | 0x04,
-                properties=props((0x11, u32(60)), (0x21, u16(10)), (0x15, s("SCRAM")), user),
-                tail=props((0x18, u32(5))) + s("w/t") + b(b"gone")),
-        pkt(15, 0, b"\x19" + props((0x15, s("SCRAM")), (0x16, b(b"\x01\x02")))),   # AUTH re-auth
-        pkt(8, 2, u16(7) + props((0x0B, varint(300))) + s("x/+") + b"\x2d"),        # SUBSCRIBE opts
-        pkt(3, 2, s("x/y") + u16(8) + props((0x23, u16(1)), (0x03, s("text/plain"))) + b"payload"),
-        pkt(3, 2, u16(0) + u16(9) + props((0x23, u16(1))) + b"again"),              # alias only
-        pkt(10, 2, u16(10) + props() + s("x/+")),
-        pkt(14, 0, b"\x04" + props((0x1F, s("bye now")))),
-    ]
-    server = [
-        pkt(2, 0, b"\x01\x00" + props((0x12, s("assigned")), (0x22, u16(5)), (0x24, b"\x01"))),
-        pkt(15, 0, b"\x00"),                                                       # AUTH success, no props
-        pkt(9, 0, u16(7) + props() + b"\x01"),
-        pkt(4, 0, u16(8) + b"\x10"),                                               # no matching subscribers
-        pkt(4, 0, u16(9) + b"\x97" + props((0x1F, s("quota")))),                   # quota exceeded
-        pkt(11, 0, u16(10) + props() + b"\x11"),                                   # no subscription existed
-    ]
+    client, server = C5, S5
     order = [("client", client[0]), ("server", server[0]), ("client", client[1]), ("server", server[1]),
              ("client", client[2]), ("server", server[2]), ("client", client[3]), ("server", server[3]),
              ("client", client[4]), ("server", server[4]), ("client", client[5]), ("server", server[5]),
@@ -301,6 +305,25 @@ def test_several_packets_per_message_and_split_at_every_offset() -> None:
         cuts = sorted(rnd.sample(range(1, len(client)), 5))
         pieces = [client[i:j] for i, j in zip([0, *cuts], [*cuts, len(client)])]
         assert decode_stream(pieces) == whole
+
+
+def test_mqtt5_streams_split_at_every_offset() -> None:
+    def run(sender: str, chunks: list[bytes]) -> list[tuple[object, ...]]:
+        dec = MqttDecoder()
+        if sender == "server":              # the version comes from the client's CONNECT
+            dec.feed(ws(C5[0]))
+        out: list[AppMessage] = []
+        for chunk in chunks:
+            out.extend(dec.feed(ws(chunk, sender)))
+        assert dec.finish() == []
+        return [(*t, m.fields) for t, m in zip(summary(out), out)]
+
+    for sender, packets in (("client", C5), ("server", S5)):
+        data = b"".join(packets)
+        whole = run(sender, [data])
+        assert len(whole) == len(packets)
+        for cut in range(1, len(data)):
+            assert run(sender, [data[:cut], data[cut:]]) == whole, cut
 
 
 def test_a_packet_is_reported_at_the_message_that_completes_it() -> None:
@@ -471,7 +494,7 @@ def test_long_strings_are_clipped() -> None:
     assert got[0].channel.endswith("…")
 
 
-VALID = [*C311, *S311, connect(5), pkt(15, 0, b"\x00")]
+VALID = [*C311, *S311, *C5, *S5]
 
 
 @settings(max_examples=300, deadline=None)
