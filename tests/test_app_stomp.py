@@ -220,6 +220,8 @@ MALFORMED = [
     (frame("RECEIPT"), "RECEIPT without receipt-id"),
     (frame("BEGIN"), "BEGIN without transaction"),
     (frame("MESSAGE", ("destination", "/a")), "MESSAGE sent by the client"),
+    (b"garbage\0", "frame ended (NUL) inside its header block, after 7 bytes"),
+    (b"SEND\ndestination:/a\0", "frame ended (NUL) inside its header block, after 19 bytes"),
 ]
 
 

@@ -17,7 +17,8 @@ Rules:
 4. Bounded memory: the header block is at most MAX_HEAD bytes; a body whose content-length is over
    MAX_BODY is passed over (the frame is still reported, with its length); a frame without
    content-length and with no NUL within MAX_BODY is malformed and dropped up to the next NUL.
-   A frame that does not parse is an AppMalformed; decoding resumes after its NUL.
+   A frame that does not parse is an AppMalformed; decoding resumes after its NUL (a NUL before
+   the blank line ending the headers ends such a frame).
 5. A message cut by a gap (complete=False) ends the frame it carried: the rest of that frame is
    dropped up to the next NUL.
 
@@ -148,7 +149,8 @@ class _Stream:
                     self.waiting_nul and payload.find(b"\0", start) < 0 and size <= MAX_BODY) or (
                     not self.need and not self.waiting_nul and size < MAX_HEAD
                     and _HEAD_END.search(bytes(self.buf[-2:]) + payload[start:start + 2]) is None
-                    and _HEAD_END.search(payload, start) is None):     # headers still incomplete
+                    and _HEAD_END.search(payload, start) is None
+                    and payload.find(b"\0", start) < 0):              # headers still incomplete
                 self.buf += memoryview(payload)[start:]
                 return [], errors
             self.buf += memoryview(payload)[start:]
@@ -170,6 +172,12 @@ class _Stream:
             if pos >= n:
                 return frames
             end = _HEAD_END.search(data, pos, min(n, pos + MAX_HEAD))
+            nul = -1 if end is None and n - pos >= MAX_HEAD else data.find(
+                b"\0", pos, n if end is None else end.start())
+            if nul >= 0:
+                errors.append(f"frame ended (NUL) inside its header block, after {nul - pos} bytes")
+                pos = nul + 1
+                continue
             if end is None:
                 if n - pos < MAX_HEAD:
                     break
