@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import analyzer
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols import mqtt
+from analyzer.app.protocols import _common, mqtt
 from analyzer.app.protocols.mqtt import MqttDecoder
 from tests.app_captures import CAPTURES as CAPTURES_DIR
 from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_capture, ws_messages
@@ -704,3 +704,13 @@ def test_analyze_decodes_packets_across_and_within_messages(tmp_path: Path, subp
     [problem] = a.problems.itertuples()
     assert problem.kind == "app-protocol-malformed"
     assert "message 8: reserved packet type 0: packet boundaries lost" in problem.detail
+
+
+def test_packets_per_message_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "MAX_PER_MESSAGE", 3)
+    dec = MqttDecoder()
+    with pytest.raises(AppMalformed, match="over 3 packets in one message: its last 4 bytes are not decoded"
+                       ) as info:
+        dec.feed(ws(C311[7] * 5))
+    assert [m.type for m in info.value.messages] == ["PINGREQ"] * 3
+    assert [m.type for m in dec.feed(ws(C311[8]))] == ["DISCONNECT"]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import analyzer
 from analyzer.app import registry
 from analyzer.app.base import AppMalformed, AppMessage, WsMessage
-from analyzer.app.protocols import stomp
+from analyzer.app.protocols import _common, stomp
 from analyzer.app.protocols.stomp import StompDecoder
 from tests.app_captures import assert_tables_agree, decode, expected, pair, ws_capture, ws_messages
 
@@ -426,3 +426,14 @@ def test_analyze_decodes_frames_across_and_within_messages(tmp_path: Path, subpr
     assert not e.loc["receipt:bye", "answered"]
     [problem] = a.problems.itertuples()
     assert problem.kind == "app-protocol-malformed" and "message 7: unknown command 'FROB'" in problem.detail
+
+
+def test_frames_per_message_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "MAX_PER_MESSAGE", 3)
+    ack = frame("ACK", ("id", "1"))
+    dec = StompDecoder()
+    with pytest.raises(AppMalformed, match=f"over 3 frames in one message: its last {2 * len(ack)} bytes"
+                       ) as info:
+        dec.feed(ws(ack * 5))
+    assert [m.type for m in info.value.messages] == ["ACK"] * 3
+    assert [m.type for m in dec.feed(ws(ack))] == ["ACK"]

@@ -8,7 +8,11 @@ from typing import Generic, TypeVar
 
 from analyzer.app.base import AppMalformed, AppMessage
 
-__all__ = ["BoundedMap", "decoded_or_raise"]
+__all__ = ["MAX_PER_MESSAGE", "BoundedMap", "decoded_or_raise"]
+
+#: most application messages decoded from one WebSocket message (MQTT packets, STOMP frames); a
+#: hostile message of 2-byte packets would otherwise make millions of objects
+MAX_PER_MESSAGE = 10_000
 
 K = TypeVar("K")
 V = TypeVar("V")

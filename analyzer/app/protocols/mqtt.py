@@ -17,7 +17,9 @@ Rules:
    (AppMalformed.messages holds those of the same WebSocket message).
 3. Bounded memory: a packet longer than MAX_PACKET that does not arrive whole is not buffered: its
    bytes are skipped (an AppMalformed says so) and decoding resumes after it.
-4. A WebSocket message cut by a gap (complete=False) ends the partial packet it carried; the next
+4. At most MAX_PER_MESSAGE packets are decoded from one WebSocket message; the rest of it is
+   dropped (an AppMalformed) and the next message is tried from its start as in rule 1.
+5. A WebSocket message cut by a gap (complete=False) ends the partial packet it carried; the next
    message is tried from its start as in rule 1, without a report.
 
 Pairing (app_conv): CONNECT→CONNACK "connect"; PUBLISH QoS 1→PUBACK and QoS 2→PUBREC
@@ -33,6 +35,7 @@ from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
 from analyzer.app.json_payload import clip
+from analyzer.app.protocols import _common
 from analyzer.app.protocols._common import BoundedMap, decoded_or_raise
 
 __all__ = ["MAX_PACKET", "MAX_RESYNC", "PACKET_TYPES", "REASON_CODES", "MqttDecoder"]
@@ -239,7 +242,7 @@ def _header_error(ptype: int, flags: int) -> str | None:
 
 
 class _Stream:
-    """One direction's bytes cut into control packets (rules 1, 3 and 4 of the module doc)."""
+    """One direction's bytes cut into control packets (rules 1, 3, 4 and 5 of the module doc)."""
 
     __slots__ = ("buf", "dead", "lost", "misses", "need", "skip")
 
@@ -287,6 +290,11 @@ class _Stream:
         n = len(data)
         off = 0
         while n - off >= 2:
+            if len(packets) >= _common.MAX_PER_MESSAGE:
+                errors.append(f"over {_common.MAX_PER_MESSAGE} packets in one message: its last "
+                              f"{n - off} bytes are not decoded")
+                self.lost = True
+                return packets
             first = data[off]
             problem = _header_error(first >> 4, first & 0x0F)
             length, pos = 0, off + 1

@@ -19,7 +19,9 @@ Rules:
    content-length and with no NUL within MAX_BODY is malformed and dropped up to the next NUL.
    A frame that does not parse is an AppMalformed; decoding resumes after its NUL (a NUL before
    the blank line ending the headers ends such a frame).
-5. A message cut by a gap (complete=False) ends the frame it carried: the rest of that frame is
+5. At most MAX_PER_MESSAGE frames are decoded from one WebSocket message; the rest of it is
+   dropped (an AppMalformed).
+6. A message cut by a gap (complete=False) ends the frame it carried: the rest of that frame is
    dropped up to the next NUL.
 
 Pairing (app_conv): CONNECT/STOMP → CONNECTED or ERROR ("connect"); a client frame with a
@@ -34,6 +36,7 @@ from typing import Any
 
 from analyzer.app.base import AppDecoder, AppMalformed, AppMessage, WsMessage
 from analyzer.app.json_payload import clip
+from analyzer.app.protocols import _common
 from analyzer.app.protocols._common import BoundedMap, decoded_or_raise
 
 __all__ = ["CLIENT_COMMANDS", "MAX_BODY", "MAX_HEAD", "SERVER_COMMANDS", "StompDecoder"]
@@ -120,7 +123,7 @@ class _Frame:
 
 
 class _Stream:
-    """One direction's bytes cut into frames (rules 2, 4 and 5 of the module doc)."""
+    """One direction's bytes cut into frames (rules 2, 4, 5 and 6 of the module doc)."""
 
     __slots__ = ("buf", "dropping", "need", "skip", "waiting_nul")
 
@@ -170,6 +173,10 @@ class _Stream:
             m = _EOLS.match(data, pos)
             pos = m.end() if m else pos
             if pos >= n:
+                return frames
+            if len(frames) >= _common.MAX_PER_MESSAGE:
+                errors.append(f"over {_common.MAX_PER_MESSAGE} frames in one message: its last "
+                              f"{n - pos} bytes are not decoded")
                 return frames
             end = _HEAD_END.search(data, pos, min(n, pos + MAX_HEAD))
             nul = -1 if end is None and n - pos >= MAX_HEAD else data.find(
@@ -230,7 +237,7 @@ class _Stream:
         return frames
 
     def cut(self) -> None:
-        """The message just pushed was cut by a gap (rule 5)."""
+        """The message just pushed was cut by a gap (rule 6)."""
         if self.buf or self.need or self.waiting_nul:
             self.dropping = True
         self.buf = bytearray()
