@@ -714,3 +714,24 @@ def test_packets_per_message_are_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
         dec.feed(ws(C311[7] * 5))
     assert [m.type for m in info.value.messages] == ["PINGREQ"] * 3
     assert [m.type for m in dec.feed(ws(C311[8]))] == ["DISCONNECT"]
+
+
+def test_properties_and_filters_per_packet_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt, "MAX_ITEMS", 2)
+    dec = MqttDecoder()
+    dec.feed(ws(connect(5)))
+    got = dec.feed(ws(pkt(3, 0, s("t") + props(USER, USER, USER, (0x01, b"\x01")) + b"x")))[0]
+    assert got.fields["properties"] == {"user_property": [["k", "v"], ["k", "v"]], "unread_bytes": 9}
+    assert got.fields["payload_len"] == 1
+    filters = s("a") + b"\x00" + s("b") + b"\x01" + s("c") + b"\x02"
+    got = dec.feed(ws(pkt(8, 2, u16(1) + props() + filters)))[0]
+    assert got.channel == "a,b" and got.fields["unread_bytes"] == 4
+
+
+def test_a_suback_with_a_million_codes() -> None:
+    dec = MqttDecoder()
+    codes = b"\x01" * 1_000_000 + b"\x80"
+    got = dec.feed(ws(pkt(9, 0, u16(1) + codes), "server"))[0]
+    assert got.status == "0x80" and got.fields["reason_codes"] == [1] * 20
+    with pytest.raises(AppMalformed, match=re.escape("return codes [1, 1, 1, 1, 1, 1, 1, 1]")):
+        dec.feed(ws(pkt(9, 0, u16(1) + codes + b"\x03"), "server"))

@@ -30,6 +30,7 @@ for a reason code below 0x80 (3.1.1: return code 0 / granted QoS), else the code
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -38,7 +39,7 @@ from analyzer.app.json_payload import clip
 from analyzer.app.protocols import _common
 from analyzer.app.protocols._common import BoundedMap, decoded_or_raise
 
-__all__ = ["MAX_PACKET", "MAX_RESYNC", "PACKET_TYPES", "REASON_CODES", "MqttDecoder"]
+__all__ = ["MAX_ITEMS", "MAX_PACKET", "MAX_RESYNC", "PACKET_TYPES", "REASON_CODES", "MqttDecoder"]
 
 #: §2.1.2 MQTT Control Packet types
 PACKET_TYPES = {
@@ -56,6 +57,8 @@ _SENDER = {1: "client", 8: "client", 10: "client", 12: "client",
 MAX_PACKET = 16 << 20
 #: WebSocket messages tried for a packet boundary after the boundaries were lost
 MAX_RESYNC = 8
+#: properties, or topic filters, read from one packet (the rest of the block is passed over)
+MAX_ITEMS = 256
 
 #: MQTT 5.0 §2.4 reason codes (0x00 is "Success", "Normal disconnection" or "Granted QoS 0")
 REASON_CODES = {
@@ -84,6 +87,9 @@ _CONNACK_V3 = {
 #: MQTT 3.1.1 §3.9.3 SUBACK return codes
 _SUBACK_V3 = {0: "Success - Maximum QoS 0", 1: "Success - Maximum QoS 1", 2: "Success - Maximum QoS 2",
               0x80: "Failure"}
+
+_SUBACK_V3_CODES = bytes(_SUBACK_V3)
+_FAILED = re.compile(rb"[\x80-\xff]")
 
 #: MQTT 5.0 §2.2.2.2 properties: identifier → (name, data type)
 _PROPERTIES = {
@@ -186,7 +192,9 @@ def _properties(r: _Reader) -> dict[str, Any]:
     props: dict[str, Any] = {}
     saved_end, r.end = r.end, stop
     try:
-        while r.pos < stop:
+        for _ in range(MAX_ITEMS):
+            if r.pos >= stop:
+                break
             ident = r.varint("property identifier")
             spec = _PROPERTIES.get(ident)
             if spec is None:
@@ -213,6 +221,10 @@ def _properties(r: _Reader) -> dict[str, Any]:
                 raise _Bad(f"property {name} given twice")
             else:
                 props[name] = value
+        else:
+            if r.pos < stop:        # bounded work and memory: the rest of the block is not read
+                props["unread_bytes"] = stop - r.pos
+                r.pos = stop
     finally:
         r.end = saved_end
     return props
@@ -552,6 +564,10 @@ class MqttDecoder(AppDecoder):
         filters: list[Any] = []
         names: list[str] = []
         while r.left():
+            if len(names) >= MAX_ITEMS:     # bounded work and memory: the rest is not read
+                fields["unread_bytes"] = r.left()
+                r.pos = r.end
+                break
             topic = r.string("topic filter")
             names.append(topic)
             if ptype == 10:
@@ -574,19 +590,19 @@ class MqttDecoder(AppDecoder):
         """§3.9 SUBACK / §3.11 UNSUBACK: one reason code per filter (3.1.1 UNSUBACK: none)."""
         name = PACKET_TYPES[ptype]
         pid, fields = self._id_and_properties(r)
-        codes: list[int] = []
+        failed = None
         if self.v5 or ptype == 9:
-            codes = list(r.take(r.left(), "reason codes"))
+            codes = bytes(r.take(r.left(), "reason codes"))
             if not codes:
                 raise _Bad("no reason code")
-            if not self.v5 and any(c not in _SUBACK_V3 for c in codes):
-                raise _Bad(f"return codes {codes[:8]}")
-            fields["reason_codes"] = codes[:20]
+            if not self.v5 and codes.translate(None, _SUBACK_V3_CODES):
+                raise _Bad(f"return codes {list(codes[:8])}")
+            fields["reason_codes"] = list(codes[:20])
+            failed = _FAILED.search(codes)
         r.done(name)
-        failed = [c for c in codes if c >= 0x80]
         corr = f"{peer}:{pid}"
-        return AppMessage("mqtt", name, channel=self._topics.pop(corr), correlation_id=corr,
-                          role="response", status=_status(failed[0]) if failed else "ok", fields=fields)
+        return AppMessage("mqtt", name, channel=self._topics.pop(corr), correlation_id=corr, role="response",
+                          status=_status(failed[0][0]) if failed else "ok", fields=fields)
 
     def _disconnect_or_auth(self, r: _Reader, ptype: int) -> AppMessage:
         """§3.14 DISCONNECT and §3.15 AUTH (MQTT 5 only): an optional reason code and properties."""
