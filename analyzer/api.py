@@ -366,6 +366,8 @@ def _run_split(path: CapturePath, name: str, shards: int, options: Options,
     helpers = [pool.submit(helper, k, sender) for k, sender in enumerate(senders, 1)]
     try:
         own = analyze_capture(SplitCapture(path, senders), name, options, (0, shards), progress)
+        for sender in senders:
+            sender.drain()          # the last batches, into the pipes
     except HandoverBroken:
         _raise_first(helpers)       # the worker's own failure says why
         raise

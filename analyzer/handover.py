@@ -14,9 +14,9 @@ Before this, every process read and decoded every record of the capture and kept
   small table, ports, sequence numbers, flags, payload lengths; the payloads in one blob), and the
   pcapng Decryption Secrets Blocks read meanwhile, at their place in the stream (TLS keys reach the
   worker when they would have reached one process).
-* `Sender` writes the batches from a thread (the writes release the GIL) through a bounded queue:
-  when a worker falls behind, the pipe fills, the queue fills and the reader waits (back-pressure:
-  at most QUEUED_BYTES of batches are held per worker).
+* `Sender` writes the batches to the pipe without blocking, as far as the pipe takes them, and
+  queues the rest: when a worker falls behind, the pipe fills, the queue fills and the reader
+  waits (back-pressure: at most QUEUED_BYTES of batches are held per worker).
 * The worker's `Receiver` is its capture reader and decoder at once: it yields the segments and,
   for the others' segments, their times (ints); the pipeline runs them as it runs a file's records
   (analyzer.pipeline, analyzer.ring.open_capture).
@@ -33,6 +33,7 @@ import contextlib
 import io
 import os
 import pickle
+import select
 import struct
 import threading
 from array import array
@@ -66,82 +67,110 @@ class HandoverBroken(Exception):
 
 
 class Sender:
-    """The batches for one worker, written to its pipe by a thread. Made before the worker starts
-    (batches queue up meanwhile, up to QUEUED_BYTES); `attach` gives it the pipe, `fail` says the
-    worker will not read any more."""
+    """The batches for one worker, written to its pipe by the reading thread itself, without
+    blocking while the pipe has room or QUEUED_BYTES wait. (A writer thread was tried: on a busy
+    machine each hand-over of the GIL to it waited for the OS to schedule it, and the reading
+    stalled.) Made before the worker starts; `attach` gives it the pipe, `fail` says the worker
+    will not read any more; `drain` waits until everything queued is in the pipe."""
 
     def __init__(self) -> None:
-        self._queue: collections.deque[tuple[bytes, bytes] | None] = collections.deque()
-        self._queued = 0                # payload bytes in the queue
-        self._ready = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._queue: collections.deque[memoryview] = collections.deque()
+        self._queued = 0                # bytes in the queue
+        self._lock = threading.Lock()   # the fd and the queue (attach and fail come from another thread)
+        self._attached = threading.Event()
+        self._fd = -1
         self.error: BaseException | None = None
 
     def attach(self, pipe: Any) -> None:
-        """Start writing to `pipe` (a worker's stdin, binary); it is left open at the end."""
-        fd = pipe.fileno()
+        """Start writing to `pipe` (a worker's stdin, binary). The pipe is written through a
+        duplicate of its fd, closed by `fail` (the caller closes `pipe` itself, after `fail`)."""
+        fd = os.dup(pipe.fileno())
         with contextlib.suppress(OSError, AttributeError, ValueError):
             import fcntl
             fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-        self._thread = threading.Thread(target=self._write, args=(fd,), name="ws-analyzer-handover",
-                                        daemon=True)
-        self._thread.start()
+        os.set_blocking(fd, False)
+        with self._lock:
+            if self.error is not None:
+                os.close(fd)
+                return
+            self._fd = fd
+        self._attached.set()
 
     def fail(self, error: BaseException) -> None:
-        """The worker is gone or never started: what is sent from now on raises HandoverBroken,
-        and the writer thread stops."""
-        with self._ready:
+        """The worker is gone or never started, or has read everything: what is sent from now on
+        raises HandoverBroken."""
+        with self._lock:
             if self.error is None:
                 self.error = error
             self._queue.clear()
             self._queued = 0
-            self._ready.notify_all()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self._attached.set()
 
     def put(self, item: tuple[bytes, bytes] | None) -> None:
-        """Queue one frame (meta, blob), or None for the end; waits while QUEUED_BYTES wait."""
-        size = 0 if item is None else len(item[0]) + len(item[1])
-        with self._ready:
-            while self.error is None and self._queue and self._queued + size > QUEUED_BYTES:
-                self._ready.wait()
-            if self.error is not None:
-                raise HandoverBroken(str(self.error))
-            self._queue.append(item)
-            self._queued += size
-            self._ready.notify_all()
+        """Queue one frame (meta, blob), or None for the end, and write what the pipe takes; waits
+        (back-pressure) while more than QUEUED_BYTES are left over."""
+        if item is None:
+            frame = [memoryview(_END)]
+        else:
+            meta, blob = item
+            frame = [memoryview(_FRAME.pack(len(meta), len(blob))), memoryview(meta), memoryview(blob)]
+        with self._lock:
+            self._check()
+            self._queue.extend(part for part in frame if part)
+            self._queued += sum(map(len, frame))
+            self._write()
+        while self._queued > QUEUED_BYTES:
+            self._wait()
 
-    def _write(self, fd: int) -> None:
+    def drain(self) -> None:
+        """Wait until everything queued is in the pipe."""
+        while self._queued:
+            self._wait()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise HandoverBroken(str(self.error))
+
+    def _wait(self) -> None:
+        """Wait (at most 0.1 s) for the worker to start or its pipe to take more; then write."""
+        if not self._attached.wait(0.1):
+            with self._lock:
+                self._check()
+            return
+        with self._lock:
+            self._check()
+            fd = self._fd
+        with contextlib.suppress(OSError, ValueError):
+            select.select([], [fd], [], 0.1)    # (a closed fd: the check below says why)
+        with self._lock:
+            self._check()
+            self._write()
+
+    def _write(self) -> None:
+        """Write what the pipe takes now (holding the lock)."""
+        if self._fd < 0:
+            return
+        queue = self._queue
         try:
-            while True:
-                with self._ready:
-                    while not self._queue and self.error is None:
-                        self._ready.wait()
-                    if self.error is not None:
-                        return
-                    item = self._queue[0]
-                if item is None:
-                    _write_all(fd, _END)
+            while queue:
+                part = queue[0]
+                n = os.write(self._fd, part)
+                self._queued -= n
+                if n < len(part):
+                    queue[0] = part[n:]
                     return
-                meta, blob = item
-                _write_all(fd, _FRAME.pack(len(meta), len(blob)))
-                _write_all(fd, meta)
-                _write_all(fd, blob)
-                with self._ready:
-                    if self._queue:
-                        self._queue.popleft()
-                        self._queued -= len(meta) + len(blob)
-                    self._ready.notify_all()
-        except OSError as exc:      # EPIPE: the worker died; its status is reported elsewhere
-            self.fail(exc)
+                queue.popleft()
+        except BlockingIOError:
+            return
+        except OSError as exc:          # EPIPE: the worker died; its status is reported elsewhere
+            self.error = exc
+            raise HandoverBroken(str(exc)) from None
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+        """(Nothing to wait for: no thread of its own.)"""
 
 
 class SplitCapture:

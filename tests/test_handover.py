@@ -100,7 +100,8 @@ def _run_split(path, shards: int = 2, options: Options | None = None):
     rows = [analyze_capture(SplitCapture(str(path), senders), name, options, (0, shards))[0]]
     sizes = []
     for k, (sender, f) in enumerate(zip(senders, files), 1):
-        sender.join()
+        sender.drain()
+        sender.fail(RuntimeError("all sent"))
         f.close()
         sizes.append(os.path.getsize(f.name))
         fd = os.open(f.name, os.O_RDONLY)
@@ -174,16 +175,22 @@ def test_batches_carry_segments_times_and_secrets_exactly(tmp_path):
     secrets = [(0, b"CLIENT_RANDOM a b\n"), (1500, b"CLIENT_RANDOM c d\n"), (3000, b"last\n")]
     read_fd, write_fd = os.pipe()
     sender = Sender()
-    with open(write_fd, "wb") as w:
-        sender.attach(w)
+
+    def send() -> None:
         sender.put(handover._encode(ts, owners, [s for s, o in zip(segments, owners) if o == 1], secrets))
         sender.put(handover._encode(array("q"), b"", [], []))     # an empty batch
         sender.put(None)
+        sender.drain()
+    with open(write_fd, "wb") as w:
+        sender.attach(w)
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
         got: list[object] = []
         receiver = Receiver(read_fd, 1, "x.pcap", 0)
         receiver.on_secrets = lambda text: got.append(text)
         got.extend(receiver)
-        sender.join()
+        thread.join(10)
+        sender.fail(RuntimeError("done"))
     os.close(read_fd)
     expected: list[object] = []
     for k, (seg, owner) in enumerate(zip(segments, owners)):
@@ -223,7 +230,6 @@ def test_a_full_hand_over_waits_and_a_failure_releases_it():
         thread.join(5)
         assert not thread.is_alive() and isinstance(outcome[0], HandoverBroken)
         os.close(read_fd)
-        sender.join(5)
 
 
 #: A worker (only) kills itself this long after it started: mid-stream on the capture below.
