@@ -509,11 +509,10 @@ def _with_payloads(args: argparse.Namespace, a: Any, rows: Any, keys: Any,
     return rows.assign(payload=payload), [*columns, "payload"] if "payload" not in columns else columns, None
 
 
-def cmd_listing(args: argparse.Namespace) -> int:
-    """messages, connections and problems."""
+def _listing_rows(args: argparse.Namespace, a: Any, origin: Any, sel: Any) -> tuple[Any, Any, list[str], Any]:
+    """messages, connections or problems of `a` as shown: (rows, view, columns, payload blocks)."""
     from analyzer import listings
 
-    a, origin, sel = _prepare(args)
     if args.view == "messages":
         view = listings.messages_view(a, origin, args.preview_chars if args.preview_chars > 0 else None)
         view = sel.apply(view)
@@ -523,14 +522,13 @@ def cmd_listing(args: argparse.Namespace) -> int:
         view = sel.apply(listings.problems_view(a, origin))
     view = view.filter(args.filter)
     rows, columns, blocks = _with_payloads(args, a, view.rows, view.rows, _fields(args, view))
-    _emit(args, rows, view, columns, origin, blocks)
-    return 0
+    return rows, view, columns, blocks
 
 
-def cmd_frames(args: argparse.Namespace) -> int:
+def _frames_rows(args: argparse.Namespace, a: Any, origin: Any, sel: Any) -> tuple[Any, Any, list[str], Any]:
+    """The frames of `a` as shown, problem lines among them: (rows, view, columns, payload blocks)."""
     from analyzer import filters, listings
 
-    a, origin, sel = _prepare(args)
     view = sel.apply(listings.frames_view(a, origin, args.preview_chars if args.preview_chars > 0 else None))
     view = view.filter(args.filter)
     columns = _fields(args, view)
@@ -546,7 +544,133 @@ def cmd_frames(args: argparse.Namespace) -> int:
     keys = rows[["conn_id", "message_id"]].astype("Int64").where(rows["ends_message"].fillna(False)
                                                                    .astype(bool))
     rows, columns, blocks = _with_payloads(args, a, rows, keys, columns)
+    return rows, view, columns, blocks
+
+
+def _listing(args: argparse.Namespace, shown_rows: Any) -> int:
+    """A listing, streamed where it can be (analyzer.streaming), else made after the analysis."""
+    if _streamable(args):
+        return _stream_listing(args, shown_rows)
+    a, origin, sel = _prepare(args)
+    rows, view, columns, blocks = shown_rows(args, a, origin, sel)
     _emit(args, rows, view, columns, origin, blocks)
+    return 0
+
+
+def cmd_listing(args: argparse.Namespace) -> int:
+    """messages, connections and problems."""
+    return _listing(args, _listing_rows)
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    return _listing(args, _frames_rows)
+
+
+# --- streamed listings (analyzer.streaming) -------------------------------------------------------
+
+#: seconds without a packet after which a pipe's or a live capture's rows so far are printed
+IDLE_FLUSH_S = 0.2
+
+
+def _streamable(args: argparse.Namespace) -> bool:
+    """Listings of frames, messages and problems print their rows as the capture is read, unless
+    what they show needs the whole capture first: --host (a connection's Host header may come after
+    its first frames), several captures that are not one ring buffer, or --jobs N > 1 asked for."""
+    if args.view not in ("frames", "messages", "problems") or args.host \
+            or (args.jobs is not None and args.jobs > 1):
+        return False
+    captures = _distinct_captures(args)
+    if len(captures) == 1:
+        args.stream_path = captures[0]
+        return True
+    from analyzer.ring import reading_order, ring_files
+
+    if args.ring is False or (args.ring is None and not ring_files(captures)):
+        return False
+    args.stream_path = list(reading_order(captures))
+    return True
+
+
+def _is_stream(path: str) -> bool:
+    """A pipe or another non-file (standard input, a FIFO): rows are printed after a quiet spell."""
+    import stat
+
+    from analyzer.capture import STDIN
+
+    try:
+        mode = os.fstat(0).st_mode if path == STDIN else os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode)
+
+
+def _stream_listing(args: argparse.Namespace, shown_rows: Any) -> int:
+    """A listing printed as the capture is read: `shown_rows(args, a, origin, sel)` makes the lines of
+    each stretch of rows (a Chunk standing in for the analysis) as for the whole analysis."""
+    import types
+
+    import pandas as pd
+
+    from analyzer import listings, timefmt
+    from analyzer.outofcore import options_for
+    from analyzer.render import ChunkedWriter
+    from analyzer.streaming import stream_capture
+
+    path = args.stream_path
+    first_paths = [path] if isinstance(path, str) else path
+    stream = isinstance(path, str) and _is_stream(path)
+    origin = None if stream else timefmt.capture_start(first_paths)
+    options = options_for(ports=args.port or None, max_message_bytes=args.max_message_bytes,
+                          payloads=bool(getattr(args, "payload", None)),
+                          preview_len=max(0, args.preview_chars),
+                          validate_utf8=not args.no_utf8_check, keylog=args.keylog or None)
+    state: dict[str, Any] = {"origin": origin, "sel": None, "writer": None, "last_ts": None}
+    args.doing = f"listing the {args.view}"
+
+    def selection(origin: Any) -> Any:
+        sel = listings.Selection(set(args.conn) if args.conn else None)
+        if args.since:
+            sel.since = listings.parse_when(args.since, origin)
+        if args.until:
+            sel.until = listings.parse_when(args.until, origin)
+        return sel
+
+    def on_first(ts_ns: int) -> None:
+        if state["origin"] is None:         # a pipe: its first packet, as a file's first record
+            state["origin"] = pd.Timestamp(ts_ns, unit="ns", tz="UTC")
+
+    def on_chunk(chunk: Any) -> None:
+        if state["sel"] is None:
+            state["sel"] = selection(state["origin"])
+        a = types.SimpleNamespace(frames=chunk.frames, messages=chunk.messages, problems=chunk.problems,
+                                  captures=[None])
+        rows, view, columns, blocks = shown_rows(args, a, state["origin"], state["sel"])
+        ts = rows[view.ts]
+        if args.time_format == "d" and state["last_ts"] is not None and len(ts):
+            shown = timefmt.show(pd.concat([pd.Series([state["last_ts"]]), ts], ignore_index=True), "d",
+                                 state["origin"]).iloc[1:]
+            shown.index = rows.index
+        else:
+            shown = timefmt.show(ts, args.time_format, state["origin"])
+        if len(ts) and ts.notna().any():
+            state["last_ts"] = ts.dropna().iloc[-1]
+        if state["writer"] is None:
+            state["writer"] = ChunkedWriter(args.output_format, columns, view.labels, sys.stdout,
+                                            max_width=_terminal_width(), transform=_symbols)
+        state["writer"].write(rows.assign(time=shown), blocks)
+
+    tables = ("frames", "messages", "problems") if args.view == "frames" else (args.view,)
+    result = stream_capture(path, options, on_chunk, tables=tables, idle=IDLE_FLUSH_S if stream else None,
+                            on_first=on_first)
+    if args.conn:       # an unknown id: an error, and nothing printed if none of the ids had a row
+        listings.check_conns(result, args.conn)
+    if state["writer"] is not None:
+        state["writer"].close()
+    args.warnings = damage_warnings(result) + tls_warnings(result, bool(args.keylog))
+    if result.ids_differing and not args.quiet:
+        args.warnings.append(f"{PROG}: note: {result.ids_differing} connection ids in this listing were "
+                             "given before an earlier-opened connection upgraded; `connections` has the "
+                             "final ids")
     return 0
 
 

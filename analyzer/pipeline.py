@@ -58,6 +58,16 @@ def _dropped(reassembler: Reassembler, shards: int) -> list[Problem]:
     return problems
 
 
+def _announcing_first(records: Iterable[Any], on_first: Callable[[int], None]) -> Iterator[Any]:
+    """`records`, with the first one's timestamp given to `on_first` before it is yielded."""
+    it = iter(records)
+    for first in it:
+        on_first(first.ts_ns)
+        yield first
+        break
+    yield from it
+
+
 def _with_idle_ticks(records: Iterable[Any], idle: float) -> Iterator[Any]:
     """`records` read ahead by a thread, with a None wherever none came for `idle` seconds. The
     thread's exceptions are raised here; it stops when the consumer does (its queue is bounded,
@@ -112,7 +122,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str] | SplitCapture | R
                  capture_name: str | None = None, progress: ProgressCallback | None = None,
                  shard: tuple[int, int] = (0, 1), sink: RowsSink | None = None,
                  every: int | None = None, idle: float | None = None,
-                 watch: Callable[[Connections], None] | None = None) -> TableRows:
+                 watch: Callable[[Connections], None] | None = None,
+                 on_first: Callable[[int], None] | None = None) -> TableRows:
     """Run one capture through every stage and return its table rows.
 
     Args:
@@ -131,6 +142,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str] | SplitCapture | R
             while it waits for more.
         watch: given the open connections once, before the first record (a streamed listing
             numbers connections as the final tables will, analyzer.streaming).
+        on_first: given the first record's timestamp (ns) when it is read (a pipe's listing counts
+            its times from it, as a file's counts from the file's first record).
 
     Raises:
         CaptureError: the file cannot be read as a capture at all (nothing was read).
@@ -171,7 +184,8 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str] | SplitCapture | R
     gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
     try:
         records = 0
-        for record in (reader if idle is None else _with_idle_ticks(reader, idle)):
+        source: Iterable[Any] = reader if on_first is None else _announcing_first(reader, on_first)
+        for record in (source if idle is None else _with_idle_ticks(source, idle)):
             if record is None:      # nothing came for `idle` seconds: show what is there
                 rows.compact()
                 if sink is not None:

@@ -58,28 +58,35 @@ def _right_aligned(s: pd.Series) -> bool:
 
 def text_lines(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str] | None = None, *,
                max_width: int | None = None, blocks: pd.Series | None = None,
-               cells: Callable[[pd.Series], pd.Series] = cell_text) -> Iterator[str]:
+               cells: Callable[[pd.Series], pd.Series] = cell_text,
+               widths: dict[str, int] | None = None, header: bool = True) -> Iterator[str]:
     """The rows as aligned text lines, header first, in chunks (each chunk ends with a newline).
 
     Numbers are right-aligned, text left-aligned, the last column is not padded. `max_width` (a
     terminal's width) cuts the last column so that lines fit, before escaping (so no escape is cut).
     `blocks` holds, per row, text printed under its line, indented (payloads), or "".
+    `widths`: the column widths of lines already written (a streamed listing); widened here where
+    these rows need more, and kept up to date. `header`: write the header line.
     """
     labels = labels or {}
     texts = {c: cells(df[c]) for c in columns}
     # captured text can only be in text columns; the last one is cut before it is escaped
     shown = {c: _escaped(texts[c]) if is_text(df[c]) else texts[c] for c in columns[:-1]}
     heads = {c: labels.get(c, c) for c in columns}
-    widths = {c: max(len(heads[c]), int(shown[c].str.len().max()) if len(df) else 0)
-              for c in columns[:-1]}
+    needed = {c: max(len(heads[c]), int(shown[c].str.len().max()) if len(df) else 0) for c in columns[:-1]}
+    if widths is None:
+        widths = needed
+    else:
+        widths.update({c: max(widths.get(c, 0), n) for c, n in needed.items()})
     right = {c for c in columns if _right_aligned(df[c])}
 
     def pad(s: pd.Series, c: str) -> pd.Series:
         return s.str.rjust(widths[c]) if c in right else s.str.ljust(widths[c])
 
-    header = "  ".join([heads[c].rjust(widths[c]) if c in right else heads[c].ljust(widths[c])
-                        for c in columns[:-1]] + [heads[columns[-1]]])
-    yield header.rstrip() + "\n"
+    if header:
+        titles = "  ".join([heads[c].rjust(widths[c]) if c in right else heads[c].ljust(widths[c])
+                            for c in columns[:-1]] + [heads[columns[-1]]])
+        yield titles.rstrip() + "\n"
     last = columns[-1]
     prefix = sum(widths.values()) + 2 * (len(columns) - 1)
     for start in range(0, len(df), CHUNK):
@@ -109,18 +116,26 @@ def _indent(text: str, by: str = "    ") -> str:
     return "\n".join(by + line for line in text.split("\n"))
 
 
-def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str]) -> None:
-    """`df[columns]` to `out` as json (one array), jsonl, csv or tsv (text: see text_lines)."""
+def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str], *, first: bool = True,
+          last: bool = True) -> None:
+    """`df[columns]` to `out` as json (one array), jsonl, csv or tsv (text: see text_lines).
+
+    A streamed listing writes its rows a part at a time: `first` (the header, JSON's "[") and
+    `last` (JSON's "]") say which part this is (ChunkedWriter writes JSON parts itself: those
+    after rows start with a comma)."""
     table = df[list(columns)]
     if fmt in ("json", "jsonl"):
-        _write_json(table, out, lines=fmt == "jsonl")
+        _write_json(table, out, lines=fmt == "jsonl", opening=first, closing=last)
     elif fmt == "csv":
         for i, part in enumerate(chunks(table, CHUNK)):
             part = neutralise_formulas(plain_table(part))
             part = part.apply(lambda s: _escaped(s.astype("string")) if is_text(s) else s)
-            out.write(part.to_csv(index=False, header=i == 0, lineterminator="\r\n"))
+            out.write(part.to_csv(index=False, header=first and i == 0, lineterminator="\r\n"))
+        if first and not len(table):
+            out.write(",".join(columns) + "\r\n")
     elif fmt == "tsv":
-        out.write("\t".join(columns) + "\n")
+        if first:
+            out.write("\t".join(columns) + "\n")
         for i in range(0, len(table), CHUNK):
             part = neutralise_formulas(table.iloc[i:i + CHUNK].apply(cell_text))
             line = None
@@ -133,10 +148,13 @@ def write(df: pd.DataFrame, columns: Sequence[str], fmt: str, out: IO[str]) -> N
         raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
-def _write_json(table: pd.DataFrame, out: IO[str], lines: bool) -> None:
-    if not lines:
+def _write_json(table: pd.DataFrame, out: IO[str], lines: bool, *, opening: bool = True,
+                after_rows: bool = False, closing: bool = True) -> None:
+    """JSON lines, or a JSON array written whole or a part at a time: `opening` writes its "[",
+    `closing` its "]", `after_rows` says rows were written before (this part's start with a comma)."""
+    if not lines and opening:
         out.write("[")
-    first = True
+    first = not after_rows
     for i in range(0, len(table), CHUNK):
         plain = plain_table(table.iloc[i:i + CHUNK])
         body = plain.to_json(orient="records", force_ascii=False, lines=lines, double_precision=9)
@@ -147,8 +165,49 @@ def _write_json(table: pd.DataFrame, out: IO[str], lines: bool) -> None:
         if body:
             out.write(("" if first else ",\n") + json_safe(body))
             first = False
-    if not lines:
+    if not lines and closing:
         out.write("]\n")
 
 
-__all__ = ["FORMATS", "cell_text", "text_lines", "write"]
+class ChunkedWriter:
+    """A listing written a part at a time as the capture is read (analyzer.streaming): one header,
+    text columns that keep their widths (widened when a later part needs more), one JSON array."""
+
+    def __init__(self, fmt: str, columns: Sequence[str], labels: dict[str, str], out: IO[str], *,
+                 max_width: int | None = None, transform: Callable[[str], str] = str) -> None:
+        self.fmt, self.columns, self.labels, self.out = fmt, list(columns), labels, out
+        self.max_width = max_width
+        self.transform = transform      # text lines on their way out (symbols the encoding lacks)
+        self.widths: dict[str, int] = {}
+        self.started = False            # something (the header, "[") is written
+        self.rows_written = 0
+
+    def write(self, df: pd.DataFrame, blocks: pd.Series | None = None) -> None:
+        """Rows out (nothing, not even the header, for none: close() writes it if no row came)."""
+        if not len(df):
+            return
+        self._write(df, blocks)
+
+    def _write(self, df: pd.DataFrame, blocks: pd.Series | None = None) -> None:
+        if self.fmt == "text":
+            for chunk in text_lines(df, self.columns, self.labels, max_width=self.max_width, blocks=blocks,
+                                    widths=self.widths, header=not self.started):
+                self.out.write(self.transform(chunk))
+        elif self.fmt == "json":
+            _write_json(df[self.columns], self.out, lines=False, opening=not self.started,
+                        after_rows=self.rows_written > 0, closing=False)
+        else:
+            write(df, self.columns, self.fmt, self.out, first=not self.started, last=False)
+        self.started = True
+        self.rows_written += len(df)
+        self.out.flush()
+
+    def close(self) -> None:
+        if not self.started:
+            self._write(pd.DataFrame({c: pd.Series(dtype="string") for c in self.columns}))
+        if self.fmt == "json":
+            self.out.write("]\n")
+        self.out.flush()
+
+
+__all__ = ["FORMATS", "ChunkedWriter", "cell_text", "text_lines", "write"]
