@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 
     from analyzer.api import CaptureInfo
 
-__all__ = ["Chunk", "ChunkSink", "ShownIds", "StreamResult", "stream_capture"]
+#: records read before the first rows are handed over (then twice as many each time, up to
+#: analyzer.pipeline.COMPACT_EVERY): `| head` answers after a few milliseconds of reading
+FIRST_ROWS_AFTER = 512
+
+__all__ = ["FIRST_ROWS_AFTER", "Chunk", "ChunkSink", "ShownIds", "StreamResult", "stream_capture"]
 
 
 class ShownIds:
@@ -201,7 +205,8 @@ def stream_capture(path: str | Sequence[str], options: Options, on_chunk: Callab
     ids = ShownIds()
     sink = ChunkSink(name, on_chunk, ids, tables)
     rows = analyze_file(path if isinstance(path, str) else list(path), options, capture_name=name,
-                        sink=sink, idle=idle, watch=ids.watch, on_first=on_first)
+                        sink=sink, idle=idle, watch=ids.watch, on_first=on_first,
+                        first_every=FIRST_ROWS_AFTER)
     differing = ids.differences(rows)
     final = merge_captures([tables_from_rows([rows])], [name])
     info = CaptureInfo(path if isinstance(path, str) else name, name, rows.packets, rows.tcp_connections,
