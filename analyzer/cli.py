@@ -107,24 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
 
-    common = argparse.ArgumentParser(add_help=False)
+    decoding = argparse.ArgumentParser(add_help=False)      # what every analysis takes
+    decoding.add_argument("--decode-as", "--port", dest="port", type=_port, action="append", metavar="PORT",
+                          default=[], help="decode TCP port PORT as WebSocket even with no handshake in "
+                                           "the capture (repeatable; --port is the old name)")
+    decoding.add_argument("--keylog", action="append", metavar="FILE", default=[],
+                          help="NSS key log (SSLKEYLOGFILE) to decrypt wss:// / TLS (repeatable; "
+                               "$SSLKEYLOGFILE and the secrets a pcapng holds are used too)")
+    decoding.add_argument("--max-message-bytes", type=_size, default=16 << 20, metavar="SIZE",
+                          help="largest frame or message buffered/decompressed (default 16M)")
+    decoding.add_argument("--no-utf8-check", action="store_true",
+                          help="skip UTF-8 validation of text messages and close reasons (faster)")
+    decoding.add_argument("--preview-chars", type=int, default=64, metavar="N",
+                          help="characters of message previews kept (0: none, faster; default 64)")
+    decoding.add_argument("-q", "--quiet", action="store_true", help="print nothing but the requested output")
+
+    common = argparse.ArgumentParser(add_help=False, parents=[decoding])    # … of capture files
     common.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng file (gzipped or not)")
-    common.add_argument("--decode-as", "--port", dest="port", type=_port, action="append", metavar="PORT",
-                        default=[], help="decode TCP port PORT as WebSocket even with no handshake in "
-                                         "the capture (repeatable; --port is the old name)")
-    common.add_argument("--keylog", action="append", metavar="FILE", default=[],
-                        help="NSS key log (SSLKEYLOGFILE) to decrypt wss:// / TLS (repeatable; "
-                             "$SSLKEYLOGFILE and the secrets a pcapng holds are used too)")
-    common.add_argument("--max-message-bytes", type=_size, default=16 << 20, metavar="SIZE",
-                        help="largest frame or message buffered/decompressed (default 16M)")
     common.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                         help="worker processes (default: one per core); several captures run side by "
                              "side and a capture of 64 MiB or more is split between them")
-    common.add_argument("--no-utf8-check", action="store_true",
-                        help="skip UTF-8 validation of text messages and close reasons (faster)")
-    common.add_argument("--preview-chars", type=int, default=64, metavar="N",
-                        help="characters of message previews kept (0: none, faster; default 64)")
-    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but the requested output")
     common.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     common.add_argument("--ring", action=argparse.BooleanOptionalAction, default=None,
                         help="the files are one rotated capture (tcpdump -G/-C, dumpcap -b), read as one "
@@ -176,6 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "whole payload as text (default), pretty JSON or hex.")
     _payload_options(p, default="text")
     p.set_defaults(func=cmd_follow, view="follow")
+
+    p = sub.add_parser("live", parents=[decoding, listing],
+                       help="capture from an interface, rows as they come",
+                       description="Capture from an interface with tcpdump (or dumpcap) and list the frames "
+                                   "(or --view messages/problems) as packets arrive; a status line on stderr "
+                                   "now and then; Ctrl-C stops the capture, the last rows and the summary "
+                                   "follow. Capturing needs the rights tcpdump needs (root or CAP_NET_RAW).")
+    p.add_argument("-i", "--interface", required=True, metavar="IFACE", help="the interface (as tcpdump -i)")
+    p.add_argument("bpf", nargs="*", metavar="FILTER",
+                   help="a capture filter as tcpdump takes it, e.g. tcp port 8080")
+    p.add_argument("-w", "--write", metavar="FILE",
+                   help="also save the capture to FILE (pcap; pcapng with dumpcap)")
+    p.add_argument("--view", choices=("frames", "messages", "problems"), default="frames",
+                   help="what to list (default frames)")
+    p.add_argument("--capture-with", choices=("tcpdump", "dumpcap"), default=None,
+                   help="the capture program (default: tcpdump, else dumpcap)")
+    p.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
+                   help="a status line on stderr every SECONDS of capture (0: none; default 10)")
+    p.add_argument("--no-problems", action="store_true", help="leave the problem lines out of the frames")
+    _payload_options(p)
+    p.set_defaults(func=cmd_live, jobs=1, ring=None, host=[], no_progress=True)
 
     p = sub.add_parser("export", parents=[common],
                        help="write the tables (CSV, Parquet, JSON) or Zeek, Suricata EVE or HAR logs",
@@ -604,9 +627,10 @@ def _is_stream(path: str) -> bool:
     return not stat.S_ISREG(mode)
 
 
-def _stream_listing(args: argparse.Namespace, shown_rows: Any) -> int:
+def _stream_listing(args: argparse.Namespace, shown_rows: Any, observe: Any = None) -> int:
     """A listing printed as the capture is read: `shown_rows(args, a, origin, sel)` makes the lines of
-    each stretch of rows (a Chunk standing in for the analysis) as for the whole analysis."""
+    each stretch of rows (a Chunk standing in for the analysis) as for the whole analysis;
+    `observe(chunk)` sees each stretch first. What is left at the end: args.stream_result."""
     import types
 
     import pandas as pd
@@ -640,6 +664,8 @@ def _stream_listing(args: argparse.Namespace, shown_rows: Any) -> int:
             state["origin"] = pd.Timestamp(ts_ns, unit="ns", tz="UTC")
 
     def on_chunk(chunk: Any) -> None:
+        if observe is not None:
+            observe(chunk)
         if state["sel"] is None:
             state["sel"] = selection(state["origin"])
         a = types.SimpleNamespace(frames=chunk.frames, messages=chunk.messages, problems=chunk.problems,
@@ -661,7 +687,8 @@ def _stream_listing(args: argparse.Namespace, shown_rows: Any) -> int:
 
     tables = ("frames", "messages", "problems") if args.view == "frames" else (args.view,)
     result = stream_capture(path, options, on_chunk, tables=tables, idle=IDLE_FLUSH_S if stream else None,
-                            on_first=on_first)
+                            on_first=on_first, capture_name=getattr(args, "stream_name", None))
+    args.stream_result = result
     if args.conn:       # an unknown id: an error, and nothing printed if none of the ids had a row
         listings.check_conns(result, args.conn)
     if state["writer"] is not None:
@@ -671,6 +698,69 @@ def _stream_listing(args: argparse.Namespace, shown_rows: Any) -> int:
         args.warnings.append(f"{PROG}: note: {result.ids_differing} connection ids in this listing were "
                              "given before an earlier-opened connection upgraded; `connections` has the "
                              "final ids")
+    return 0
+
+
+class _LiveStatus:
+    """What a live capture has shown so far: a status line on stderr every `every` seconds, and
+    the frames and messages kept for the summary at the end."""
+
+    def __init__(self, every: float, quiet: bool) -> None:
+        import time
+
+        self.every, self.quiet = every, quiet
+        self.started = self.last = time.monotonic()
+        self.frames: list[Any] = []
+        self.messages: list[Any] = []
+        self.counts = {"frames": 0, "messages": 0, "problems": 0}
+        self.conns: set[int] = set()
+
+    def observe(self, chunk: Any) -> None:
+        import time
+
+        self.frames.append(chunk.frames)
+        self.messages.append(chunk.messages.drop(columns="payload", errors="ignore"))
+        self.counts["frames"] += len(chunk.frames)
+        self.counts["messages"] += len(chunk.messages)
+        self.counts["problems"] += len(chunk.problems)
+        self.conns.update(chunk.frames["conn_id"].astype("int64").tolist())
+        now = time.monotonic()
+        if self.every > 0 and not self.quiet and now - self.last >= self.every:
+            self.last = now
+            sys.stderr.write(f"{PROG}: {now - self.started:.0f} s: {len(self.conns):,} connections, "
+                             f"{self.counts['frames']:,} frames, {self.counts['messages']:,} messages, "
+                             f"{self.counts['problems']:,} problems\n")
+            sys.stderr.flush()
+
+    def analysis(self, result: Any) -> Any:
+        """The whole capture as an Analysis (for its summary)."""
+        import pandas as pd
+
+        from analyzer.api import Analysis
+
+        def stacked(parts: list[Any]) -> Any:
+            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+        return Analysis(connections=result.connections, frames=stacked(self.frames),
+                        messages=stacked(self.messages), problems=result.problems, captures=result.captures)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from analyzer.live import LiveCapture, LiveError, stop_on_signals
+
+    status = _LiveStatus(args.status_every, args.quiet)
+    try:
+        with LiveCapture(args.interface, " ".join(args.bpf) or None, program=args.capture_with,
+                         save_to=args.write, on_message=None if args.quiet else sys.stderr) as capture:
+            capture.wait_started()
+            stop_on_signals(capture)
+            args.stream_path = capture.path
+            args.stream_name = f"{args.interface} (live)"
+            _stream_listing(args, _frames_rows if args.view == "frames" else _listing_rows, status.observe)
+    except LiveError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.quiet:          # the summary on stderr: stdout holds the listing (-T json…)
+        args.warnings.append(str(status.analysis(args.stream_result).summary()).rstrip("\n"))
     return 0
 
 
