@@ -172,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List every protocol violation and capture defect in capture order.")
     p.set_defaults(func=cmd_listing, view="problems")
 
+    p = sub.add_parser("app", parents=[common, listing],
+                       help="list what the applications said (MQTT, STOMP, Socket.IO, GraphQL, JSON-RPC…)",
+                       description="List every application message decoded inside the WebSocket messages "
+                                   "(the decoder chosen by the negotiated subprotocol, else by content): "
+                                   "protocol, type, topic/destination/event/method, correlation id, status "
+                                   "and a few decoded fields.")
+    p.set_defaults(func=cmd_listing, view="app")
+
+    p = sub.add_parser("exchanges", parents=[common, listing],
+                       help="list requests paired with their responses, with latency",
+                       description="List every request paired with its response (JSON-RPC ids, Socket.IO "
+                                   "acks, MQTT packet ids, STOMP receipts, GraphQL operations, Jupyter "
+                                   "replies): method or topic, latency and status; unanswered requests too.")
+    p.set_defaults(func=cmd_listing, view="exchanges")
+
     p = sub.add_parser("follow", parents=[common, listing], help="one connection as a transcript",
                        description="Show one connection (--conn ID) as a transcript, as tshark -z follow and "
                                    "the browser's DevTools show it: time, direction, type, size and the "
@@ -533,7 +548,8 @@ def _with_payloads(args: argparse.Namespace, a: Any, rows: Any, keys: Any,
 
 
 def _listing_rows(args: argparse.Namespace, a: Any, origin: Any, sel: Any) -> tuple[Any, Any, list[str], Any]:
-    """messages, connections or problems of `a` as shown: (rows, view, columns, payload blocks)."""
+    """messages, connections, problems, app or exchanges of `a` as shown: (rows, view, columns,
+    payload blocks)."""
     from analyzer import listings
 
     if args.view == "messages":
@@ -541,6 +557,10 @@ def _listing_rows(args: argparse.Namespace, a: Any, origin: Any, sel: Any) -> tu
         view = sel.apply(view)
     elif args.view == "connections":
         view = sel.apply(listings.connections_view(a, origin), end="end")
+    elif args.view in ("app", "exchanges"):
+        from analyzer.app.listing import app_view, exchanges_view
+
+        view = sel.apply(app_view(a, origin) if args.view == "app" else exchanges_view(a, origin))
     else:
         view = sel.apply(listings.problems_view(a, origin))
     view = view.filter(args.filter)
@@ -581,7 +601,7 @@ def _listing(args: argparse.Namespace, shown_rows: Any) -> int:
 
 
 def cmd_listing(args: argparse.Namespace) -> int:
-    """messages, connections and problems."""
+    """messages, connections, problems, app and exchanges."""
     return _listing(args, _listing_rows)
 
 
