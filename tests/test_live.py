@@ -114,3 +114,36 @@ def test_a_capture_program_that_cannot_start_is_one_error_line() -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("ws-analyzer: error: tcpdump failed:") and "no-such-interface0" in lines[-1]
     assert "Traceback" not in proc.stderr
+
+
+def test_tcpdump_piped_into_frames_prints_rows_as_they_come() -> None:
+    """`tcpdump -i lo -U -w - 'tcp port P' | ws-analyzer frames -` on loopback traffic: the rows of
+    the open connection are printed while tcpdump still runs; stopping tcpdump ends the listing."""
+    port = PORT + 1
+    tcpdump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-s", "0", "-w", "-",
+                                f"tcp port {port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tcpdump.stdout is not None and tcpdump.stderr is not None
+    frames = subprocess.Popen([*CMD, "frames", "-q", "-T", "jsonl", "-"], stdin=tcpdump.stdout,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tcpdump.stdout.close()
+    try:
+        assert frames.stdout is not None
+        assert b"listening on lo" in tcpdump.stderr.readline()
+        time.sleep(0.5)
+        ready = threading.Event()
+        talker = threading.Thread(target=_talk, args=(port, ready))
+        talker.start()
+        assert ready.wait(30)
+        first = _lines_until(frames.stdout.fileno(), time.monotonic() + 20, 10)
+        assert len(first) >= 10 and tcpdump.poll() is None      # while tcpdump still captures
+        talker.join(30)
+        time.sleep(1.0)
+        tcpdump.send_signal(signal.SIGINT)
+        rest = frames.stdout.read().decode().splitlines()
+        assert frames.wait(timeout=30) == 0 and tcpdump.wait(timeout=30) == 0
+    finally:
+        tcpdump.kill()
+        frames.kill()
+    rows = [json.loads(line) for line in first + rest]
+    assert [r["opcode_name"] for r in rows] == ["text"] * 10 + ["binary", "binary", "close", "close"]
+    assert rows[0]["info"] == "text message 1, 7 B: “hello 0”"
