@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: the plot functions, in the order the report shows them
 PLOTS = ("close_codes", "versions", "connection_timeline", "traffic", "message_sizes", "rtt", "problems")
+#: the application-protocol plots (the report shows them in its "Application protocols" section)
+APP_PLOTS = ("app_latency", "app_top")
 #: the plots with a time axis: they take `origin=` so a report draws them all from one moment
 TIME_PLOTS = ("connection_timeline", "traffic")
 
@@ -521,6 +523,87 @@ def problems(a_or_df: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
+def app_latency(a_or_df: Any, ax: Axes | None = None) -> Axes:
+    """Exchange latency per (protocol, method): a box (quartiles, whiskers to the 5th and 95th
+    percentiles) and every answered exchange as a dot, in milliseconds on a log axis; methods with
+    the slowest median on top, the MAX_CATEGORIES slowest shown (the title says when cut)."""
+    from analyzer.app import stats as app_stats
+    a = _as_analysis(a_or_df)
+    e = app_stats.exchanges(a)
+    e = e[e["answered"].to_numpy(dtype=bool) & e["latency"].notna().to_numpy()]
+    title = "Exchange latency by method"
+    if e.empty:
+        return _no_data(_axes(ax), title, "no data: no answered exchanges")
+    ms = e["latency"].to_numpy(dtype="float64") * 1000.0
+    floor = max(float(ms[ms > 0].min()) if (ms > 0).any() else 1e-3, 1e-6)
+    ms = np.maximum(ms, floor)
+    keys = list(zip(e["protocol"].astype("object"), e["method"].astype("object")))
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    order = sorted(groups, key=lambda k: (-float(np.median(ms[groups[k]])), str(k)))
+    n_methods = len(order)
+    if n_methods > MAX_CATEGORIES:
+        order = order[:MAX_CATEGORIES]
+        title += f" (the {MAX_CATEGORIES} slowest of {n_methods})"
+    data = [ms[groups[k]] for k in order]
+    ax = _axes(ax, 8.0, _rows_height(len(order)))
+    y = np.arange(len(order))
+    import matplotlib
+    # `orientation` arrived in matplotlib 3.10, which deprecates `vert` (pyproject allows 3.7)
+    horizontal: dict[str, Any] = ({"orientation": "horizontal"}
+                                  if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+                                  else {"vert": False})
+    ax.boxplot(data, positions=y, whis=(5, 95), showfliers=False, widths=0.6,
+               medianprops={"color": "#d62728"}, **horizontal)
+    for yi, values in zip(y, data):
+        jitter = (np.arange(len(values)) % 5 - 2) * 0.06
+        ax.scatter(values, yi + jitter, s=12, color="#1f77b4", alpha=0.7, zorder=3)
+    labels = [f"{_label(p, 20)}: {_label(m, 40)} (n={len(d):,})" for (p, m), d in zip(order, data)]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.set_title(f"{title} ({_plural(len(ms), 'answered exchange')})")
+    ax.set_xlabel("latency, request to response (ms, log scale)")
+    return ax
+
+
+def app_top(a_or_df: Any, ax: Axes | None = None, by: str = "messages", n: int = 20) -> Axes:
+    """The `n` busiest methods, topics, destinations and events by application messages (or, with
+    by="bytes", by the bytes of the WebSocket messages carrying them), one bar each, coloured by
+    protocol."""
+    from analyzer.app import stats as app_stats
+    a = _as_analysis(a_or_df)
+    table = app_stats.top_channels(a, by="bytes" if by == "bytes" else "messages", n=None)
+    title = "Busiest methods, topics and events" + (" by bytes" if by == "bytes" else "")
+    if table.empty:
+        return _no_data(_axes(ax), title, "no data: no application messages")
+    total = len(table)
+    table = table.head(n)
+    if total > n:
+        title += f" (the {n} first of {total})"
+    ax = _axes(ax, 8.0, _rows_height(len(table)))
+    protocols = list(dict.fromkeys(table["protocol"].astype("object")))
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c"]
+    colors = {p: palette[i % len(palette)] for i, p in enumerate(protocols)}
+    values = table[by if by == "bytes" else "messages"].to_numpy(dtype="float64")
+    y = np.arange(len(table))
+    ax.barh(y, values, color=[colors[p] for p in table["protocol"].astype("object")])
+    for yi, v in enumerate(values.tolist()):
+        ax.text(v, yi, f" {int(v):,}", va="center", fontsize=8)
+    ax.set_yticks(y, [_label(c, 50) for c in table["channel"].astype("object")], fontsize=8)
+    ax.set_ylim(len(table) - 0.5, -0.5)
+    ax.set_xlim(0, max(float(values.max()), 1.0) * 1.15)
+    _integer_ticks(ax.xaxis)
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=colors[p], label=_label(p, 30)) for p in protocols], fontsize=8,
+              **_OUTSIDE)
+    ax.set_title(title)
+    ax.set_xlabel("bytes (WebSocket message sizes, shared among the application messages each carried)"
+                  if by == "bytes" else "application messages")
+    return ax
+
+
 class PlotAccessor:
     """`analysis.plot`: the plot functions of this module bound to one Analysis.
 
@@ -551,9 +634,16 @@ class PlotAccessor:
     def problems(self, ax: Axes | None = None) -> Axes:
         return problems(self._a, ax=ax)
 
+    def app_latency(self, ax: Axes | None = None) -> Axes:
+        return app_latency(self._a, ax=ax)
+
+    def app_top(self, ax: Axes | None = None, by: str = "messages", n: int = 20) -> Axes:
+        return app_top(self._a, ax=ax, by=by, n=n)
+
     def __repr__(self) -> str:
-        return f"<PlotAccessor: {', '.join(PLOTS)}>"
+        return f"<PlotAccessor: {', '.join(PLOTS + APP_PLOTS)}>"
 
 
-__all__ = ["PLOTS", "TIME_PLOTS", "PlotAccessor", "close_codes", "connection_timeline", "message_sizes",
+__all__ = ["APP_PLOTS", "PLOTS", "TIME_PLOTS", "PlotAccessor", "app_latency", "app_top", "close_codes",
+            "connection_timeline", "message_sizes",
            "problems", "rtt", "time_origin", "traffic", "versions"]

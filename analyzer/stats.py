@@ -69,6 +69,9 @@ def _percentiles(values: pd.Series, scale: float = 1.0) -> dict[str, float | int
     return {"n": int(v.size), "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(v.max())}
 
 
+percentiles = _percentiles  # public name, for analyzer.app.stats
+
+
 def _int_sum(series: pd.Series) -> int:
     return int(series.sum()) if len(series) else 0
 
@@ -310,6 +313,8 @@ class Summary:
              else "-" if d["messages_per_second"] is None
              else f"{d['messages_per_second']:,.2f} messages/s"),
         ]
+        if d.get("app_messages"):
+            rows += _app_rows(d)
         return rows
 
     def __str__(self) -> str:
@@ -326,6 +331,19 @@ class Summary:
         body = "".join(f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(k)}</th>"
                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in self.rows())
         return f"<table class='ws-summary'>{body}</table>"
+
+
+def _app_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The application-protocol lines of the summary (only shown when there are app messages)."""
+    n = d["exchanges"]
+    rows = [("Application protocols", f"{d['app_messages']:,} application messages — "
+                                      f"{_fmt_counts(d['app_messages_by_protocol'])}")]
+    if n:
+        rows += [("Exchanges", f"{n:,} requests: {d['exchanges_answered']:,} answered, "
+                               f"{d['exchanges_unanswered']:,} unanswered, "
+                               f"{d['exchanges_errors']:,} answered with an error"),
+                 ("Exchange latency", _fmt_pct(d["exchange_latency_ms"], "ms", 3))]
+    return rows
 
 
 def _by_transport(counts: dict[str, int]) -> str:
@@ -351,8 +369,12 @@ def summary(a: Analysis) -> Summary:
     subprotocols, extensions, compression, problems, problems_by_kind, message_size (bytes),
     ping_rtt_ms, handshake_rtt_ms (n/p50/p90/p99/max), messages_per_second (messages over the
     time from the first message's start to the last one's end; None when that span is under
-    MIN_RATE_SPAN_S, where a rate would be an artefact of two timestamps).
+    MIN_RATE_SPAN_S, where a rate would be an artefact of two timestamps); and for the
+    application protocols (analyzer.app.stats.summary_data): app_messages, app_messages_by_protocol,
+    exchanges, exchanges_answered, exchanges_unanswered, exchanges_errors, exchange_latency_ms.
     """
+    from analyzer.app.stats import summary_data
+
     c, f, m, p = websocket_rows(a.connections), a.frames, a.messages, a.problems
     caps = [{"name": str(ci.name), "path": str(ci.path), "packets": int(ci.packets),
              "tcp_connections": int(ci.tcp_connections), "bytes": int(ci.bytes)} for ci in a.captures]
@@ -416,9 +438,10 @@ def summary(a: Analysis) -> Summary:
         "handshake_rtt_ms": _percentiles(c["handshake_rtt"], 1000.0),
         "messages_per_second": rate,
         "tls": tls_counts(a.connections),
+        **summary_data(a),
     }
     return Summary(data)
 
 
-__all__ = ["CLOSE_SENDERS", "MIN_RATE_SPAN_S", "Summary", "close_codes", "json_safe", "printable", "summary",
-           "timeline", "tls_counts", "versions", "websocket_rows"]
+__all__ = ["CLOSE_SENDERS", "MIN_RATE_SPAN_S", "Summary", "close_codes", "json_safe", "percentiles",
+           "printable", "summary", "timeline", "tls_counts", "versions", "websocket_rows"]

@@ -46,7 +46,7 @@ def _row(schema: str, **values: Any) -> SimpleNamespace:
         "request_ts": None, "transport": "tcp", "h2_stream_id": None, "tcp_id": values.get("conn_id", 1),
         "websocket": True, "tls_version": None, "tls_cipher": None, "sni": None, "alpn": None,
         "decrypted": None, "not_decrypted": None, "community_id": None, "subprotocols_offered_list": None,
-        "extensions_offered_list": None, "extensions_list": None,
+        "extensions_offered_list": None, "extensions_list": None, "app_protocol": None,
     }
     defaults.update(values)
     return SimpleNamespace(**{name: defaults[name] for name, _, _ in SCHEMAS[schema]})
