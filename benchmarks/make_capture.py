@@ -1,7 +1,7 @@
 """Record the large benchmark capture: real WebSocket traffic between real libraries on loopback.
 
     python benchmarks/make_capture.py [--packets 1000000] [--scale 0.1] [--out benchmarks/data/bench.pcap]
-                                      [--tls [--tls-version 1.3|1.2]]
+                                      [--tls [--tls-version 1.3|1.2]] [--shape mix|long|short]
 
 Nothing is synthesised: a python `websockets` server and an `aiohttp` server talk to ~50 concurrent
 client connections (websockets and aiohttp clients, in two processes) while `tcpdump -i lo` records
@@ -18,6 +18,17 @@ With --tls the same traffic (mix, seeds, endings) runs as wss://: both servers s
 1.2 with ECDHE-ECDSA AES-GCM given --tls-version 1.2) with a self-signed certificate made at start,
 the clients verify it, send SNI "localhost" and write the key log to `<out>.keylog`; the sidecar
 says so under "tls" (tshark: `-o tls.keylog_file:<out>.keylog -d tcp.port==P,tls`).
+
+Shapes (--shape, issue 21; the knobs below set per shape in SHAPES, the same traffic code):
+
+* mix (default): the mix above: ~50 connections at a time, each 20-1,500 messages, 40 % of them
+  with permessage-deflate, binary messages up to 256 KB (1M packets: ~677 connections);
+* long: few long connections: 24 at a time, each 200-15,000 messages (so most run until recording
+  stops), 55 % with permessage-deflate, messages of 12 B to 64 KB;
+* short: many short connections: 64 clients, each in a loop opening a websockets connection (no
+  extension), sending one chat text message, reading the one reply and closing it cleanly (1000),
+  from a local address of 127.0.0.2-127.0.0.41 in turn (fewer reused 4-tuples): ~12 packets a
+  connection, so 1M packets are ~80,000 connections.
 
 Needs root (tcpdump on lo) and tcpdump; websockets >= 12 and aiohttp >= 3.9.
 """
@@ -78,6 +89,18 @@ MIX = [
 # How many client messages may await their reply: 1 for most connections (request/response, one
 # message a packet), more for a few "streaming" ones, whose frames then share packets.
 WINDOWS = [(85, 1), (10, 4), (5, 16)]
+MESSAGES_SCALE = 1        # multiplies the messages a connection sends (websockets 20-1,500, aiohttp 20-1,200)
+SHORT = False             # one message each way per connection, then a clean close (the "short" shape)
+SHORT_SOURCES = 40        # short connections come from 127.0.0.2 .. 127.0.0.(1 + this)
+
+#: per shape, the globals above that it changes (the traffic processes are forked: they see them)
+SHAPES: dict[str, dict[str, object]] = {
+    "mix": {},
+    "long": {"CONNECTIONS": 24, "DEFLATE_SHARE": 0.55, "MESSAGES_SCALE": 10,
+             "MIX": [(50.0, "chat", 0, 0), (26.0, "bin", 12, 512), (14.0, "bin", 512, 8192),
+                     (2.0, "bin", 8192, 65536), (2.0, "ping", 4, 16)]},
+    "short": {"CONNECTIONS": 64, "SHORT": True, "AIOHTTP_SHARE": 0.0, "DEFLATE_SHARE": 0.0},
+}
 
 WORDS = ["hello", "there", "ok", "sure", "lol", "the", "price", "is", "up", "again", "anyone", "seen",
          "new", "build", "shipping", "today", "deploy", "failed", "retry", "later", "thanks", "great",
@@ -296,7 +319,7 @@ def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, result
 
             reader = asyncio.create_task(drain())
             try:
-                state = await talk(pl, conn, rng.randint(20, 1500), lambda: reader.done())
+                state = await talk(pl, conn, rng.randint(20, 1500) * MESSAGES_SCALE, lambda: reader.done())
                 _, how, code = ("", "client", 1001) if state == "stopped" else pick(rng, ENDINGS)
                 if reader.done():
                     pass
@@ -334,7 +357,8 @@ def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, result
 
         reader = asyncio.create_task(drain())
         try:
-            state = await talk(pl, conn, rng.randint(20, 1200), lambda: ws.closed or reader.done())
+            state = await talk(pl, conn, rng.randint(20, 1200) * MESSAGES_SCALE,
+                               lambda: ws.closed or reader.done())
             _, how, code = ("", "client", 1001) if state == "stopped" else pick(rng, ENDINGS)
             if ws.closed or reader.done():
                 pass
@@ -356,9 +380,32 @@ def run_clients(n: int, seed: int, ws_port: int, aio_port: int, go, stop, result
             if not ws.closed:
                 await ws.close()
 
+    async def one_short(pl: Payloads, source: str) -> None:
+        """Open, one chat message each way, close with 1000: the whole life of a short connection."""
+        from websockets.asyncio.client import connect
+
+        uri = f"{ws_scheme}://127.0.0.1:{ws_port}/short?client={pl.rng.randrange(10**6)}"
+        async with connect(uri, compression=None, ping_interval=None, max_size=None,
+                           user_agent_header="bench-client/1.0", local_addr=(source, 0), **secure) as ws:
+            counts["connections"] += 1
+            await ws.send(pl.chat())
+            counts["client_messages"] += 1
+            await asyncio.wait_for(ws.recv(), 30)
+            counts["client_received"] += 1
+            await ws.close(1000, "client done")
+            counts["client_close_1000"] += 1
+
     async def worker(i: int, session) -> None:
         pl = Payloads(seed=seed * 1000 + i)
         use_aiohttp = i < round(n * AIOHTTP_SHARE)
+        turn = i
+        while SHORT and not stop.is_set():
+            turn += n
+            try:
+                await one_short(pl, f"127.0.0.{2 + turn % SHORT_SOURCES}")
+            except Exception as exc:   # a refused or reset connection: count it and go on
+                counts[f"error_{type(exc).__name__}"] += 1
+                await asyncio.sleep(0.05)
         while not stop.is_set():
             deflate = pl.rng.random() < DEFLATE_SHARE
             window = pick(pl.rng, WINDOWS)[1]
@@ -569,10 +616,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="wss:// with a self-signed certificate; the clients' key log goes to <out>.keylog")
     ap.add_argument("--tls-version", choices=sorted(VERSIONS), default="1.3",
                     help="with --tls: TLS 1.3 (default) or TLS 1.2 (ECDHE-ECDSA AES-GCM)")
+    ap.add_argument("--shape", choices=list(SHAPES), default="mix",
+                    help="mix (default): ~50 connections at a time; long: 24 long connections, 55 %% "
+                         "deflate; short: one message each way per connection (1M packets ~80k connections)")
+    ap.add_argument("--base-port", type=int, default=BASE_PORT,
+                    help=f"first port tried for the two servers (default {BASE_PORT})")
     args = ap.parse_args(argv)
     target = max(1000, int(args.packets * args.scale))
-    out = args.out or (DEFAULT_OUT if target == 1_000_000
-                       else DEFAULT_OUT.with_name(f"bench-{target // 1000}k.pcap"))
+    prefix = "bench" if args.shape == "mix" else f"bench-{args.shape}"
+    out = args.out or (DEFAULT_OUT.with_name(f"{prefix}.pcap") if target == 1_000_000
+                       else DEFAULT_OUT.with_name(f"{prefix}-{target // 1000}k.pcap"))
     if shutil.which("tcpdump") is None:
         print("make_capture: tcpdump is not installed (apt-get install -y tcpdump)", file=sys.stderr)
         return 2
@@ -581,10 +634,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     what = f"WebSocket over TLS {args.tls_version}" if args.tls else "WebSocket"
     print(f"recording {target:,} packets of {what} traffic on lo into {out}", flush=True)
+    globals().update(SHAPES[args.shape], BASE_PORT=args.base_port)
     with tempfile.TemporaryDirectory(prefix="bench-tls-") as tmp:
         tls = TlsSetup(args.tls_version, *make_certificate(Path(tmp))) if args.tls else None
         meta = record(target, out, args.max_seconds, tls)
     meta["file"] = out.name
+    meta["shape"] = args.shape
     meta["bytes"] = out.stat().st_size
     meta["packets"] = meta["tcpdump"]["captured"]
     meta["capinfos"] = capinfos(out)
