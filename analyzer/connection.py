@@ -377,6 +377,8 @@ class Connection:
         if not self.listed:
             return
         try:
+            if self.state is State.GIVEN_UP:
+                self._app_abandoned()
             self.problems.list_from_now()
             if self.websocket is not None:
                 self.websocket.check_close_echoed(self.tcp_end, record_no, ts_ns)
@@ -391,6 +393,16 @@ class Connection:
                                                        self.tcp_end))
         except Exception as exc:
             self._internal_error(exc, record_no, ts_ns)
+
+    def _app_abandoned(self) -> None:
+        """A connection given up (a bug of ours): the requests its application decoding saw are
+        written unanswered all the same (the decoders are not asked for more)."""
+        conversations = [self.websocket] if self.websocket is not None else []
+        if self.h2_streams is not None:
+            conversations += [stream.websocket for stream in self.h2_streams.streams.values()]
+        for ws in conversations:
+            if ws.app is not None:
+                ws.app.abandon()
 
     # --- state ---------------------------------------------------------------------------------
 

@@ -283,3 +283,24 @@ def test_websockets_over_http2_each_get_their_own_decoding(tmp_path: Path) -> No
     [exchange] = a.exchanges.itertuples()
     assert (exchange.conn_id, exchange.method, exchange.answered) == (1, "subtract", True)
     assert a.problems.empty
+
+
+def test_a_connection_given_up_keeps_its_exchanges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analyzer.websocket
+
+    monkeypatch.delenv(STRICT_ENV)
+    control = analyzer.websocket.WebSocket._control
+
+    def failing(self: Any, direction: int, side: Any, opcode: int, *args: Any) -> int:
+        if opcode == 8:
+            raise RuntimeError("a bug at the close frame")
+        return control(self, direction, side, opcode, *args)
+
+    monkeypatch.setattr(analyzer.websocket.WebSocket, "_control", failing)
+    a = analyzer.analyze(_write(tmp_path, "given_up.pcap", _conversation(RPC)), jobs=1)
+    assert a.problems["kind"].astype(str).tolist() == ["internal-error"]
+    assert "not analysed further" in a.problems["detail"].iloc[0]
+    assert len(a.app_messages) == len(RPC)
+    e = a.exchanges
+    assert e["method"].tolist() == ["subtract", "foobar", "never_answered"]
+    assert e["answered"].tolist() == [True, True, False]

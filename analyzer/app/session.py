@@ -15,7 +15,8 @@ Rules:
 4. Any other exception from a decoder is a bug: one `internal-error` problem (as the connection
    layer words it), the decoder given up; the frames and messages of the connection go on being
    analysed, and the rows written before stay.
-5. At the end, the decoder's `finish` and the exchanges still open (unanswered) are written.
+5. At the end, the decoder's `finish` and the exchanges still open (unanswered) are written; a
+   connection given up by a bug of ours elsewhere writes its open exchanges all the same (`abandon`).
 """
 
 from __future__ import annotations
@@ -127,6 +128,13 @@ class AppSession:
             if out and message_id:
                 self._record(out, sender, message_id, last_ts, record_no)
         self.decoder = None
+        self.rows.exchanges.extend(self.exchanges.finish())
+
+    def abandon(self) -> None:
+        """The connection was given up (a bug of ours elsewhere): no more decoding; the exchanges
+        still open are written unanswered."""
+        self.decoder = None
+        self.undecided = False
         self.rows.exchanges.extend(self.exchanges.finish())
 
     # --- inside ------------------------------------------------------------------------------------
