@@ -12,10 +12,9 @@ the frames on the benchmark capture, so the slower process set the time). Counti
 keeps the processes within about one busy connection of each other.
 
 Processes may be weighted: the calling process analyses shard 0 itself while the others first
-start a Python process and afterwards hand their rows over, so by default a worker's segments
-count WORKER_WEIGHT times (it gets a few percent fewer) and both finish together. (The calling
-process also reads and decodes every record and batches the workers' segments; a worker decodes
-the batches: about as much as its start costs, measured below.)
+start a Python process and afterwards hand their rows over, while the calling process also reads
+and decodes every record, batches the workers' segments and merges all rows at the end: a
+worker's segments count WORKER_WEIGHT times, so that both finish together.
 
 Memory stays bounded: at most MAX_TRACKED connection keys are remembered; past that, a new
 connection's owner comes from a hash of its ports (still the same in every process).
@@ -26,9 +25,13 @@ from __future__ import annotations
 __all__ = ["MAX_TRACKED", "WORKER_WEIGHT", "ConnectionOwners", "hashed_owner", "process_weights"]
 
 MAX_TRACKED = 1 << 18       # connection keys remembered (about 25 MB at most)
-#: The weight of a worker process's segments against the calling process's (shard 0). Measured on
-#: the benchmark capture: a worker's start, imports and hand-over cost about 0.4 s of its ~6 s.
-WORKER_WEIGHT = 1.1
+#: The weight of a worker process's segments against the calling process's (shard 0). The calling
+#: process reads and decodes every record, batches the workers' segments and merges the tables at
+#: the end; a worker starts, decodes its batches and saves its rows. Measured on the 100k benchmark
+#: capture (analyzer.handover, a busy machine): at 1.1 the calling process took 4.2-4.4 s of CPU
+#: against its worker's 2.7; at 0.5 (the worker given about two thirds of the segments) 3.2-3.4 s
+#: against 2.8-3.0.
+WORKER_WEIGHT = 0.5
 
 
 def hashed_owner(sport: int, dport: int, shards: int) -> int:

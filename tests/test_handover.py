@@ -263,3 +263,32 @@ def test_a_worker_killed_while_it_is_given_segments_is_one_error(tmp_path, die_a
     assert "worker for busy.pcap failed (exit -9)" in proc.stdout.decode()
     assert time.monotonic() - start < 60
     assert [p.name for p in tmpdir.iterdir()] == []
+
+
+def test_a_parent_killed_while_it_hands_over_takes_its_worker_along(tmp_path):
+    """SIGKILL of the reading parent: its worker, waiting for segments on the pipe, sees the end
+    of the pipe (or the kernel's SIGTERM), removes the temporary folder and exits."""
+    from tests.hostile.processes import busy
+    from tests.test_hostile_processes import _poll, _state, _workers_of
+    capture = busy(tmp_path, 4.0)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    script = "import sys, analyzer, analyzer.api; analyzer.api.SHARD_MIN_BYTES = 0; " \
+             "analyzer.analyze(sys.argv[1], jobs=2)"
+    env = dict(os.environ, TMPDIR=str(tmpdir), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(capture)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workers: list[int] = []
+    try:
+        assert _poll(lambda: bool(workers.extend(_workers_of(proc.pid)) or workers), 60)
+        time.sleep(3.0)             # its imports done, it reads its stream
+        assert proc.poll() is None, "the analysis ended before the parent could be killed"
+        os.kill(proc.pid, 9)
+        proc.wait()
+        assert _poll(lambda: _state(workers[0]) is None, 5), "the worker outlived its parent"
+        assert _poll(lambda: [p.name for p in tmpdir.iterdir()] == [], 5)
+    finally:
+        for pid in (*workers, proc.pid):
+            if _state(pid):
+                os.kill(pid, 9)
+        proc.wait()
