@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 #: rows shown in the index's HTML tables (all rows are in the CSV/Parquet files)
 MAX_ROWS = {"connections": 500, "messages": 300, "problems": 300, "close_codes": 500, "versions": 100}
+#: rows of the application-protocol tables shown in the index (all are in tables/app_*.csv)
+MAX_APP_ROWS = {"app_rates": 100, "app_latency": 200, "app_top": 30, "app_top_bytes": 30, "app_slowest": 20,
+                "app_unanswered": 300}
 #: frames per frames page, and at most this many pages (the rest are in tables/frames.csv)
 FRAMES_PER_PAGE = 500
 MAX_FRAME_PAGES = 50
@@ -65,11 +68,12 @@ def _script() -> tuple[str, str]:
     return text, f"sha256-{digest}"
 
 
-def _save_figures(a: Analysis, directory: str, origin: Any) -> list[dict[str, Any]]:
+def _save_figures(a: Analysis, directory: str, origin: Any,
+                  names: tuple[str, ...] = plots.PLOTS) -> list[dict[str, Any]]:
     figdir = export.make_subdir(os.path.join(directory, "figures"))
     out = []
     with plots.offscreen():
-        for name in plots.PLOTS:
+        for name in names:
             ax = getattr(plots, name)(a, **({"origin": origin} if name in plots.TIME_PLOTS else {}))
             fig = ax.figure
             title = ax.get_title().replace("\n", " ").replace("\\$", "$")
@@ -97,7 +101,8 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
     Files: index.html (self-contained), conn/<id>.html (the first MAX_CONN_PAGES connections),
     frames/<n>.html, figures/<plot>.png and .svg, tables/<table>.csv and .parquet for
     connections, frames, messages and problems, tables/close_codes.csv, tables/versions.csv and
-    tables/summary.json.
+    tables/summary.json; with application messages, the "Application protocols" section, its
+    figures and tables/app_*.csv (rates, latency per method, top channels, slowest, unanswered).
 
     Raises:
         OSError: the directory or a file cannot be written.
@@ -124,6 +129,12 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
     origin = plots.time_origin(a)  # one time axis for every time figure and page: the capture start
     figures = _save_figures(a, directory, origin)
     files += [f[k] for f in figures for k in ("png", "svg")]
+    app_tables = _app_tables(a)
+    for name, df in app_tables.items():
+        export.write_table(df, os.path.join(tabdir, f"{name}.csv"), "csv")
+        files.append(f"tables/{name}.csv")
+    app_figures = _save_figures(a, directory, origin, plots.APP_PLOTS) if app_tables else []
+    files += [f[k] for f in app_figures for k in ("png", "svg")]
 
     conn_ids = list(dict.fromkeys(int(v) for v in a.connections["conn_id"].iloc[:MAX_CONN_PAGES]))
     n_pages = min(-(-len(a.frames) // FRAMES_PER_PAGE), MAX_FRAME_PAGES)
@@ -162,6 +173,8 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
                                           "tables/close_codes.csv", name="close_codes")
     tables["versions"] = display_table(version_table, None, MAX_ROWS["versions"], "tables/versions.csv",
                                        name="versions")
+    app = {name: display_table(df, None, MAX_APP_ROWS[name], f"tables/{name}.csv", name=name, links=links)
+           for name, df in app_tables.items()}
     index = os.path.join(directory, "index.html")
     page_files = [f for f in files if f.startswith(("conn/", "frames/"))]
     listed = sorted(f for f in files if f not in page_files)
@@ -170,10 +183,37 @@ def write_report(a: Analysis, directory: str | os.PathLike[str]) -> str:
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         summary_rows=summary.rows(), figures=figures, tables=tables, files=listed,
         conn_pages=len(conn_ids), frame_pages=n_pages, per_page=FRAMES_PER_PAGE,
+        app=app, app_figures=app_figures,
     )
     with export.open_output(index, "w", encoding="utf-8") as fh:
         fh.write(index_html)
     return index
+
+
+def _app_tables(a: Analysis) -> dict[str, Any]:
+    """The application-protocol tables of the report (analyzer.app.stats), with latencies in
+    milliseconds; none when the analysis decoded no application message."""
+    if a.app_messages.empty:
+        return {}
+    from analyzer.app import stats as app_stats
+
+    ms = ["p50", "p90", "p99", "max"]
+    latency = app_stats.latency(a)
+    latency[ms] = latency[ms].astype("float64") * 1000.0
+    latency = latency.rename(columns={c: f"{c}_ms" for c in ms})
+
+    def view(e: Any) -> Any:
+        return e.assign(latency=e["latency"].astype("float64") * 1000.0).rename(
+            columns={"latency": "latency_ms"})
+
+    return {
+        "app_rates": app_stats.rates(a),
+        "app_latency": latency,
+        "app_top": app_stats.top_channels(a, n=None),
+        "app_top_bytes": app_stats.top_channels(a, by="bytes", n=None),
+        "app_slowest": view(app_stats.slowest(a, n=MAX_APP_ROWS["app_slowest"])),
+        "app_unanswered": view(app_stats.unanswered(a)),
+    }
 
 
 def summary_html(a: Analysis) -> str:
@@ -187,4 +227,5 @@ def summary_html(a: Analysis) -> str:
     return f"<div class='ws-analyzer'>{head}{stats.summary(a)._repr_html_()}</div>"
 
 
-__all__ = ["FRAMES_PER_PAGE", "MAX_CONN_PAGES", "MAX_FRAME_PAGES", "MAX_ROWS", "summary_html", "write_report"]
+__all__ = ["FRAMES_PER_PAGE", "MAX_APP_ROWS", "MAX_CONN_PAGES", "MAX_FRAME_PAGES", "MAX_ROWS", "summary_html",
+           "write_report"]

@@ -22,7 +22,8 @@ from analyzer import stats
 WRAPPING = frozenset({"capture", "host", "path", "origin", "user_agent", "server_software", "subprotocol",
                       "extensions", "close_reason", "close_reason_client", "close_reason_server",
                       "failure_reason", "preview", "detail", "subprotocols_offered", "extensions_offered",
-                      "versions_supported", "value", "event"})
+                      "versions_supported", "value", "event", "method", "channel",
+                      "correlation_id", "status"})
 
 
 @dataclass

@@ -88,9 +88,11 @@ def test_report_escapes_every_captured_string(tmp_path: Path) -> None:
     expected = ["index.html", "tables/close_codes.csv", "tables/summary.json", "tables/versions.csv",
                 "conn/1.html", "frames/1.html"]  # names from our integers only
     expected += [f"figures/{n}.{e}" for n in FIGURES for e in ("png", "svg")]
-    expected += [f"tables/{t}.{e}" for t in ("connections", "frames", "messages", "problems")
+    expected += [f"tables/{t}.{e}" for t in ("connections", "frames", "messages", "problems",
+                                             "app_messages", "exchanges")
                  for e in ("csv", "parquet")]
     assert files == sorted(expected)
+    assert 'id="app"' not in page  # no application messages: no such section
 
 
 def test_report_on_empty_analysis(tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ def test_export_csv_json_parquet(tmp_path: Path) -> None:
     a = hostile()
     paths = export(a, tmp_path / "csv", "csv")
     assert [os.path.basename(p) for p in paths] == ["connections.csv", "frames.csv", "messages.csv",
-                                                    "problems.csv"]
+                                                    "problems.csv", "app_messages.csv", "exchanges.csv"]
     with open(tmp_path / "csv" / "connections.csv", newline="") as fh:
         row = next(csv.DictReader(fh))
     assert row["close_reason_server"] == "'=HYPERLINK(\"http://x\")"
@@ -199,10 +201,10 @@ def test_export_csv_json_parquet(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert rows[0]["payload"] == EVIL.encode().hex() and rows[1]["payload"] == "0001ff"
     assert rows[1]["preview"] == "'@SUM(A1)"
-    # JSON: one file with all four tables, bytes as hex, times ISO, no neutralising
+    # JSON: one file with all the tables, bytes as hex, times ISO, no neutralising
     (out,) = export(a, tmp_path / "all.json", "json")
     data = json.loads(Path(out).read_text())
-    assert set(data) == {"connections", "frames", "messages", "problems"}
+    assert set(data) == {"connections", "frames", "messages", "problems", "app_messages", "exchanges"}
     assert data["messages"][1]["preview"] == "@SUM(A1)" and data["messages"][1]["payload"] == "0001ff"
     assert data["frames"][1]["close_code"] == 4000 and data["frames"][0]["close_code"] is None
     assert data["connections"][0]["start"].startswith("2023-11-14T22:13:20")
