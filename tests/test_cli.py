@@ -148,7 +148,7 @@ def test_report_and_export(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "all.json").read_text())
     assert len(data["frames"]) == 33
     proc = run("export", str(cap), "--format", "parquet", "-o", str(tmp_path / "pq"))
-    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 4
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 6
     assert (tmp_path / "pq" / "messages.parquet").exists()
 
 

@@ -19,10 +19,11 @@ from analyzer.tables import TableRows
 from tests.capture_corpus import CAPTURES, EXPECTED, ROOT, analyze_kwargs, load_expected
 from tests.pcapgen import Conversation, PcapStream, frame, upgrade_request, upgrade_response
 
-TABLES = ("connections", "frames", "messages", "problems")
+TABLES = ("connections", "frames", "messages", "problems", "app_messages", "exchanges")
 #: the order of the in-memory tables; out of core, frames and messages are in it within a row group
 KEYS = {"connections": ["conn_id"], "frames": ["frame_no", "conn_id"], "messages": ["conn_id", "message_id"],
-        "problems": ["frame_no", "conn_id", "kind", "detail"]}
+        "problems": ["frame_no", "conn_id", "kind", "detail"],
+        "app_messages": ["conn_id", "message_id", "app_index"], "exchanges": ["conn_id", "exchange_id"]}
 MASK = b"\x01\x02\x03\x04"
 
 
