@@ -19,8 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CAPTURES = ROOT / "captures"
-NAMES = ["explore.ipynb", "incident.ipynb", "encrypted.ipynb"]
-MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2, "encrypted.ipynb": 1}  # explore: one figure
+NAMES = ["explore.ipynb", "incident.ipynb", "encrypted.ipynb", "app_latency.ipynb"]
+# explore: one figure (all plots composed); app_latency: the two app plots and latency over time
+MIN_FIGURES = {"explore.ipynb": 1, "incident.ipynb": 2, "encrypted.ipynb": 1, "app_latency.ipynb": 2}
 FRAME_KEYS = ("frame_no", "sender", "opcode", "fin", "rsv1", "masked", "payload_len", "close_code")
 
 
@@ -75,6 +76,13 @@ def test_notebook_runs_from_a_clean_kernel(name: str) -> None:
                      "permessage-deflate", "half-closed", "close-not-echoed"):
             assert seen in text, seen
         assert text.count(" h2 ") >= 3            # one row per HTTP/2 stream
+    elif name == "app_latency.ipynb":
+        # the slow method, since when, and the analyzer's latencies equal the logged capture latencies
+        for seen in ("14 requests: 14 answered, 0 unanswered, 4 answered with an error",
+                     "sleep_add first took more than 50 ms at t = 0.038 s (exchange 2, 52.2 ms",
+                     "correlation of latency with the requested delay: 1.0",
+                     "largest difference from the logged capture latency: 0.0 ms"):
+            assert seen in text, seen
     else:
         for kind in ("tcp-gap", "unmasked-client-frame", "control-frame-too-long", "invalid-utf8",
                      "reserved-opcode", "handshake-failed", "HTTP 404"):
