@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [FILE ...] [--skip-tshark] [--repeat N] [--profile [--profiler NAME]]
                              [--keylog KEYS] [--jobs N]
+    python benchmarks/run.py --shapes [DIR] [--sizes 100k,1m] [--repeat N] [--json OUT]
 
 Each tool runs in a fresh subprocess; its wall time is measured around it and its peak RSS is the
 child's `ru_maxrss` from wait4(2), so every figure belongs to that one tool:
@@ -21,6 +22,15 @@ against the goals of the performance issue. Results are kept in `FILE.results.js
 --skip-tshark the last tshark measurement of the same file is shown, marked as cached.
 --profile runs the analyzer once more under pyinstrument (else cProfile) and prints the top
 functions by cumulative and by own time.
+
+--shapes (issue 21) measures every capture shape of DIR (default /tmp/bench/shapes: files named
+SHAPE-SIZE.pcap, made by `make_capture.py --shape SHAPE`), end to end (process start to exit), four
+commands a round, their order turned by one each round (alternating the tools run by run):
+`python -c "import analyzer; analyzer.analyze(F)"`, the same with jobs=1 (one process), `ws-analyzer
+summary F` and tshark's command above. Per shape and round it prints wall and CPU seconds (user+sys
+of the child and its children, from wait4) and the ratios against tshark's in the same round: end to
+end for analyze() and summary (goal <= 1/3) and one-process CPU (jobs=1's CPU / tshark's; goal
+<= 1/3); then, over the rounds, the best and the spread. The load average is printed beside each round.
 
 TLS: `--keylog KEYS` (repeatable) goes to the analyzer (`keylog=`) and to tshark (`-o
 tls.keylog_file:`, the files joined into one, as tshark takes one); without it, the key log named
@@ -212,6 +222,102 @@ import analyzer.api, analyzer.merge, pandas, pyarrow   # everything analyze() lo
 with open("/proc/self/status") as f:
     print([int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")][0])
 """
+
+
+# --------------------------------------------------------------------------------------------
+# --shapes (issue 21): every capture shape, end to end, the tools alternating run by run
+
+SHAPES_DIR = Path("/tmp/bench/shapes")
+GOAL_SHAPES = 1 / 3       # analyzer / tshark, end to end and in CPU time of one process, at most
+SHAPE_TOOLS = ("analyze", "jobs=1", "summary", "tshark")
+
+
+def shape_files(folder: Path, sizes: list[str]) -> list[Path]:
+    """SHAPE-SIZE.pcap files of `folder`, size by size (in the order given), shapes by name."""
+    found = []
+    for size in sizes:
+        found += sorted(p for p in folder.glob(f"*-{size}.pcap") if p.exists())
+    return found
+
+
+def shape_commands(capture: Path, summary: list[str]) -> dict[str, list[str]]:
+    """The four commands of one capture; `summary` is the ws-analyzer command (its words before
+    `summary`)."""
+    run = "import analyzer, sys; analyzer.analyze(sys.argv[1]{})"
+    return {"analyze": [sys.executable, "-c", run.format(""), str(capture)],
+            "jobs=1": [sys.executable, "-c", run.format(", jobs=1"), str(capture)],
+            "summary": [*summary, "summary", str(capture)],
+            "tshark": tshark_cmd(capture, decode_as(sidecar(capture), []))}
+
+
+def shape_round(capture: Path, commands: dict[str, list[str]], turn: int) -> dict:
+    """One run of each command, starting with the `turn`-th; the load average before and after."""
+    order = list(commands)[turn % len(commands):] + list(commands)[:turn % len(commands)]
+    runs: dict[str, Run] = {}
+    load = [os.getloadavg()[0]]
+    for tool in order:
+        run = measure(commands[tool], env=child_env())
+        if run.returncode != 0:
+            print(f"    {tool} failed (exit {run.returncode}): {run.stderr_tail.strip()[-500:]}")
+        runs[tool] = run
+    load.append(os.getloadavg()[0])
+    return {"order": order, "load": load,
+            "runs": {t: {"wall": r.seconds, "cpu": r.cpu_seconds, "rss_mb": r.peak_rss_mb, "rc": r.returncode}
+                     for t, r in runs.items()}}
+
+
+def shape_ratios(one: dict) -> dict[str, float]:
+    """A round's ratios against tshark: end to end (wall) for analyze() and summary, one-process
+    CPU for jobs=1, peak RSS for analyze()."""
+    r, t = one["runs"], one["runs"]["tshark"]
+    return {"analyze_wall": r["analyze"]["wall"] / t["wall"],
+            "summary_wall": r["summary"]["wall"] / t["wall"],
+            "jobs1_cpu": r["jobs=1"]["cpu"] / t["cpu"], "rss": r["analyze"]["rss_mb"] / t["rss_mb"]}
+
+
+def shape_lines(capture: Path, rounds: list[dict]) -> list[str]:
+    """Per round: seconds and ratios; then best and spread over the rounds."""
+    meta = sidecar(capture)
+    packets = meta.get("packets") or 0
+    lines = [f"{capture.name}: {packets:,} packets, {capture.stat().st_size / 1e6:,.1f} MB"]
+    for k, one in enumerate(rounds, 1):
+        cells = "  ".join(f"{t} {v['wall']:.2f}/{v['cpu']:.2f}" for t, v in one["runs"].items())
+        ratios = shape_ratios(one)
+        lines.append(f"  round {k} (load {one['load'][0]:.1f}->{one['load'][1]:.1f}), wall/CPU s: {cells}")
+        lines.append(f"    end to end: analyze {ratios['analyze_wall']:.2f}, "
+                     f"summary {ratios['summary_wall']:.2f} of tshark; "
+                     f"one-process CPU (jobs=1) {ratios['jobs1_cpu']:.2f}; "
+                     f"peak RSS {ratios['rss']:.2f}")
+    if len(rounds) > 1:
+        for key, title in (("analyze_wall", "analyze end to end"), ("summary_wall", "summary end to end"),
+                           ("jobs1_cpu", "one-process CPU")):
+            vals = [shape_ratios(one)[key] for one in rounds]
+            lines.append(f"  {title}: best {min(vals):.2f}, spread {min(vals):.2f}-{max(vals):.2f} "
+                         f"(goal <= {GOAL_SHAPES:.2f}: {'MET' if min(vals) <= GOAL_SHAPES else 'NOT MET'})")
+    return lines
+
+
+def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], json_out: Path | None) -> int:
+    files = shape_files(folder, sizes)
+    if not files:
+        print(f"run.py: no SHAPE-SIZE.pcap in {folder} for sizes {','.join(sizes)} "
+              "(make them with benchmarks/make_capture.py --shape S --out ...)", file=sys.stderr)
+        return 2
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+          f"load average {os.getloadavg()[0]:.2f}; analyzer at {code_version()}; "
+          f"summary: {' '.join(summary)}")
+    results: dict[str, list[dict]] = {}
+    rc = 0
+    for capture in files:
+        rounds = []
+        for turn in range(repeat):
+            rounds.append(shape_round(capture, shape_commands(capture, summary), turn))
+            rc |= any(v["rc"] != 0 for v in rounds[-1]["runs"].values())
+        results[capture.name] = rounds
+        print("\n".join(shape_lines(capture, rounds)), flush=True)
+        if json_out is not None:
+            json_out.write_text(json.dumps(results, indent=1) + "\n")
+    return rc
 
 
 @functools.lru_cache(maxsize=1)
@@ -567,7 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiler", choices=("auto", "pyinstrument", "cprofile"), default="auto")
     ap.add_argument("--top", type=int, default=30, help="functions shown per profile table")
     ap.add_argument("--profile-only", action="store_true", help="skip the timings, just profile")
+    ap.add_argument("--shapes", nargs="?", type=Path, const=SHAPES_DIR, metavar="DIR",
+                    help=f"every capture shape of DIR (default {SHAPES_DIR}), end to end against tshark")
+    ap.add_argument("--sizes", default="100k,1m", help="with --shapes: the SIZE parts of the names, in order")
+    ap.add_argument("--summary-cmd", default="ws-analyzer",
+                    help="with --shapes: the command line before 'summary' (e.g. 'python3 -m analyzer')")
+    ap.add_argument("--json", type=Path, help="with --shapes: write every run here")
     args = ap.parse_args(argv)
+    if args.shapes is not None:
+        return run_shapes(args.shapes, args.sizes.split(","), args.repeat, args.summary_cmd.split(),
+                          args.json)
     files = args.files or [DEFAULT_FILE]
     for f in files:
         if not f.is_file():
