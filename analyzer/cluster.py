@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from analyzer.api import Analysis
 
-TABLES = ("connections", "frames", "messages", "problems")
+TABLES = ("connections", "frames", "messages", "problems", "app_messages", "exchanges")
 
 #: Arrow types of the tables' object columns in the Parquet dataset: fixed, so that every file of
 #: the dataset has the same schema whatever its values (a capture with no payloads kept would
@@ -333,7 +333,7 @@ def _meta(name: str, names: list[str]) -> pd.DataFrame:
 
 
 def write_capture(result: tuple[dict[str, pd.DataFrame], CaptureInfo], root: str, name: str) -> list[str]:
-    """One capture's four tables (its task's result) into the dataset under `root` (see
+    """One capture's tables (its task's result) into the dataset under `root` (see
     ManyAnalysis.to_parquet)."""
     from analyzer.export import make_subdir
 
