@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -537,11 +537,13 @@ def app_latency(a_or_df: Any, ax: Axes | None = None) -> Axes:
     ms = e["latency"].to_numpy(dtype="float64") * 1000.0
     floor = max(float(ms[ms > 0].min()) if (ms > 0).any() else 1e-3, 1e-6)
     ms = np.maximum(ms, floor)
-    keys = list(zip(e["protocol"].astype("object"), e["method"].astype("object")))
-    groups: dict[tuple[Any, Any], list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    order = sorted(groups, key=lambda k: (-float(np.median(ms[groups[k]])), str(k)))
+    keyed = pd.DataFrame({"protocol": e["protocol"].astype("object").to_numpy(),
+                          "method": e["method"].astype("object").to_numpy(), "ms": ms})
+    indices = keyed.groupby(["protocol", "method"], sort=True).indices
+    groups: dict[tuple[Any, Any], np.ndarray] = {cast(tuple[Any, Any], k): np.asarray(v)
+                                                 for k, v in indices.items()}
+    medians = {k: float(np.median(ms[v])) for k, v in groups.items()}  # one per method, not per row
+    order = sorted(groups, key=lambda k: (-medians[k], str(k)))
     n_methods = len(order)
     if n_methods > MAX_CATEGORIES:
         order = order[:MAX_CATEGORIES]

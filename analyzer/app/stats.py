@@ -39,18 +39,19 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
 
 
-def _request_types(a: Analysis) -> pd.Series:
-    """For each exchanges row, the packet type of its request (app_messages.type), or null."""
-    e, am = a.exchanges, a.app_messages
-    req = am.loc[(am["role"] == "request").to_numpy(dtype=bool),
-                 ["capture", "conn_id", "message_id", "correlation_id", "type"]]
-    req = req.astype({"capture": "object", "type": "object"}).drop_duplicates(
-        ["capture", "conn_id", "message_id", "correlation_id"])
-    keys = pd.DataFrame({"capture": e["capture"].astype("object").to_numpy(),
-                         "conn_id": e["conn_id"].to_numpy(),
-                         "message_id": e["request_message_id"].to_numpy(),
-                         "correlation_id": e["correlation_id"].to_numpy()})
-    joined = keys.merge(req, how="left", on=["capture", "conn_id", "message_id", "correlation_id"])
+def _request_types(a: Analysis, rows: np.ndarray) -> pd.Series:
+    """The packet type of the request (app_messages.type) of the exchanges rows selected by `rows`,
+    or null. Only requests without a channel are looked at (an exchange's method is its request's
+    channel), so the join is as small as the unnamed requests."""
+    e, am = a.exchanges[rows], a.app_messages
+    keys = ["capture", "conn_id", "message_id", "correlation_id"]
+    sel = (am["role"] == "request").to_numpy(dtype=bool) & am["channel"].isna().to_numpy()
+    req = am.loc[sel, [*keys, "type"]].astype({"capture": "object", "correlation_id": "object",
+                                                "type": "object"}).drop_duplicates(keys)
+    left = pd.DataFrame({"capture": e["capture"].astype("object").to_numpy(),
+                         "conn_id": e["conn_id"].to_numpy(), "message_id": e["request_message_id"].to_numpy(),
+                         "correlation_id": e["correlation_id"].astype("object").to_numpy()})
+    joined = left.merge(req, how="left", on=keys)
     return pd.Series(joined["type"].to_numpy(), index=e.index, dtype="object")
 
 
@@ -61,11 +62,11 @@ def exchanges(a: Analysis) -> pd.DataFrame:
     method = e["method"].astype("object")
     missing = method.isna().to_numpy()
     if missing.any():
-        types = _request_types(a)[missing]
+        types = _request_types(a, missing).fillna("?").astype(str)
         method = method.copy()
-        method[missing] = ["(" + (str(t) if isinstance(t, str) else "?") + ")" for t in types]
-    status = e["status"].astype("object")
-    error = e["answered"].to_numpy(dtype=bool) & ~status.isin(["ok"]).to_numpy() & status.notna().to_numpy()
+        method[missing] = "(" + types + ")"
+    status = e["status"]
+    error = e["answered"].to_numpy(dtype=bool) & status.ne("ok").fillna(False).to_numpy(dtype=bool)
     return e.assign(protocol=e["protocol"].astype("object").astype("string"),
                     method=method.astype("string"), error=error)
 
