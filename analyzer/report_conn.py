@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: messages shown in a connection's transcript, problems in its problem table
 MAX_TRANSCRIPT = 1000
 MAX_PROBLEMS = 500
+#: application exchanges (request → response) shown on a connection's page
+MAX_EXCHANGES = 1000
 
 # (label, column) of the handshake, as kept in the connections table
 REQUEST_FIELDS = [("Host", "host"), ("Path", "path"), ("Origin", "origin"), ("User-Agent", "user_agent"),
@@ -47,6 +49,8 @@ CLOSE_FIELDS = [("Close status", "close_status"), ("Closed first by", "close_ini
 _TRANSCRIPT = ["time", "direction", "type", "size", "wire_bytes", "frames", "compressed", "complete",
                "preview"]
 _PROBLEMS = ["frame_no", "time", "sender", "kind", "detail"]
+_EXCHANGES = ["exchange_id", "time", "protocol", "method", "correlation_id", "latency_ms", "status",
+              "answered", "request_message_id", "response_message_id"]
 _DIRECTION = {"client": "client → server", "server": "server → client"}
 
 
@@ -113,6 +117,8 @@ def pages(a: Analysis, conn_ids: list[int], origin: pd.Timestamp | None,
     prob_rows = p.groupby("conn_id", sort=False).indices
     close_frames = f.loc[f["opcode"] == 8, ["conn_id", "ts", "sender", "close_code"]]
     close_rows = close_frames.groupby("conn_id", sort=False).indices
+    ex = _exchanges(a)
+    ex_rows = ex.groupby("conn_id", sort=False).indices
     none = np.zeros(0, dtype="int64")
     for cid in conn_ids:
         conn = c.iloc[conn_rows[cid][:1]]
@@ -134,7 +140,24 @@ def pages(a: Analysis, conn_ids: list[int], origin: pd.Timestamp | None,
                                         "../tables/messages.csv", name="transcript", links=links),
             "problems": display_table(probs, _PROBLEMS, MAX_PROBLEMS, "../tables/problems.csv",
                                       name="problems", links=links),
+            "exchanges": display_table(_exchange_view(ex.iloc[ex_rows.get(cid, none)], origin), _EXCHANGES,
+                                       MAX_EXCHANGES, "../tables/exchanges.csv", name="exchanges",
+                                       links=links),
         }
 
 
-__all__ = ["MAX_PROBLEMS", "MAX_TRANSCRIPT", "pages"]
+def _exchanges(a: Analysis) -> pd.DataFrame:
+    """The exchanges with their methods named (analyzer.app.stats.exchanges); none without app data."""
+    if a.exchanges.empty:
+        return a.exchanges
+    from analyzer.app import stats as app_stats
+    return app_stats.exchanges(a)
+
+
+def _exchange_view(ex: pd.DataFrame, origin: pd.Timestamp | None) -> pd.DataFrame:
+    """A connection's exchanges as its page shows them: time since the capture start, latency in ms."""
+    return ex.assign(time=timefmt.seconds(ex["ts_request"], origin).round(6),
+                     latency_ms=ex["latency"].astype("float64") * 1000.0)
+
+
+__all__ = ["MAX_EXCHANGES", "MAX_PROBLEMS", "MAX_TRANSCRIPT", "pages"]

@@ -83,9 +83,18 @@ def cell_strings(s: pd.Series) -> tuple[list[str], bool]:
             else "" for v in s.astype("object")], False
 
 
-def _hrefs(name: str, s: pd.Series, links: Links | None, table: str) -> list[str | None]:
+#: tables listing exchanges of several connections: their exchange_id links to the exchange's row
+#: on its connection's page (conn/<id>.html#exchange-<n>)
+EXCHANGE_LINKED = frozenset({"app_slowest", "app_unanswered"})
+
+
+def _hrefs(name: str, s: pd.Series, links: Links | None, table: str,
+           head: pd.DataFrame | None = None) -> list[str | None]:
     if links is None:
         return [None] * len(s)
+    if name == "exchange_id" and table in EXCHANGE_LINKED and head is not None and "conn_id" in head.columns:
+        pages = [links.conn(c) for c in head["conn_id"].astype("object")]
+        return [None if p is None else f"{p}#exchange-{int(n)}" for p, n in zip(pages, s.astype("object"))]
     if name == "conn_id":
         return [links.conn(v) for v in s.astype("object")]
     if name == "frame_no" and table != "frames":
@@ -102,7 +111,8 @@ def display_table(df: pd.DataFrame, columns: list[str] | None, limit: int, file:
                   name: str = "", links: Links | None = None, offset: int = 0) -> dict[str, Any]:
     """Rows `offset`..`offset+limit` of `df` as the template's table: headers (with whether numeric),
     the rows as escaped HTML (`body`; an id "frame-N" on the first row of each frame number in the
-    frames table), the total row count and the CSV holding all rows.
+    frames table, "exchange-N" on each row of a connection page's exchanges table), the total row
+    count and the CSV holding all rows.
 
     The rows are made here, not in the template: a frames page of 500 rows is ~8,000 cells, and
     a jinja2 macro call per cell took most of the report's time. Every cell goes through
@@ -119,7 +129,7 @@ def display_table(df: pd.DataFrame, columns: list[str] | None, limit: int, file:
         else:
             values, num = cell_strings(head[c])
         css = " ".join(k for k in ("num" if num else "", "" if c in WRAPPING else "nw") if k)
-        columns_cells.append([_td(v, css, h) for v, h in zip(values, _hrefs(c, head[c], links, name))])
+        columns_cells.append([_td(v, css, h) for v, h in zip(values, _hrefs(c, head[c], links, name, head))])
         numeric.append(num)
     starts = ["<tr>"] * len(head)
     if name == "frames" and "frame_no" in head.columns and len(head):
@@ -127,6 +137,8 @@ def display_table(df: pd.DataFrame, columns: list[str] | None, limit: int, file:
         first = np.ones(len(fn), dtype=bool)
         first[1:] = fn[1:] != fn[:-1]
         starts = [f'<tr id="frame-{n}">' if f else "<tr>" for n, f in zip(fn.tolist(), first.tolist())]
+    if name == "exchanges" and "exchange_id" in head.columns:  # a connection page's exchanges
+        starts = [f'<tr id="exchange-{n}">' for n in head["exchange_id"].to_numpy(dtype="int64").tolist()]
     body = "\n".join(start + "".join(cells) + "</tr>"
                      for start, *cells in zip(starts, *columns_cells)) if columns_cells else ""
     return {"id": f"t-{name or 'table'}", "headers": list(zip(cols, numeric)), "body": Markup(body),
@@ -142,4 +154,4 @@ def frame_pages(frame_nos: pd.Series, per_page: int, max_pages: int) -> dict[int
     return dict(zip(uniq.tolist(), pages[first].tolist()))
 
 
-__all__ = ["WRAPPING", "Links", "cell_strings", "display_table", "frame_pages"]
+__all__ = ["EXCHANGE_LINKED", "WRAPPING", "Links", "cell_strings", "display_table", "frame_pages"]

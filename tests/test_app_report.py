@@ -78,6 +78,13 @@ def test_section_tables_figures_and_files(stomp) -> None:
     heads, rows = _table(page, "app_slowest")
     link = re.search(r'href="(conn/\d+\.html)"', rows[0][heads.index("conn_id")]).group(1)
     assert (out / link).exists()
+    # its exchange_id links to the exchange's row on that page, which names the same exchange
+    target = re.search(r'href="(conn/\d+\.html)#(exchange-\d+)"', rows[0][heads.index("exchange_id")])
+    assert target.group(1) == link
+    conn_page = (out / link).read_text(encoding="utf-8")
+    check_only_our_script(conn_page)
+    row = re.search(rf'<tr id="{target.group(2)}">(.*?)</tr>', conn_page).group(1)
+    assert slowest["correlation_id"] in row and f"{slowest['latency_capture_ms']:.6g}"[:5] in row
     # the unanswered requests, by their receipt ids
     assert sorted(_col(page, "app_unanswered", "correlation_id")) == sorted(
         q["correlation_id"] for q in reqs if q["status"] is None)
@@ -126,6 +133,10 @@ def test_hostile_application_strings_are_escaped(tmp_path: Path) -> None:
     # the request without a method is named by its (hostile) type, escaped too
     assert "(&lt;script&gt;alert(1)&lt;/script&gt;)" in section
     assert _col(page, "app_rates", "errors") == ["1"] and _col(page, "app_rates", "unanswered") == ["1"]
+    conn = (tmp_path / "out" / "conn" / "1.html").read_text(encoding="utf-8")
+    check_only_our_script(conn)
+    part = conn[conn.index('<section id="exchanges"'):]
+    assert "<script>alert(1)" not in conn and part.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4
     # file names stay ours: only the fixed app_* tables and figures were added
     names = {p.name for p in (tmp_path / "out").rglob("*")}
     assert not any("<" in n or "alert" in n for n in names)
