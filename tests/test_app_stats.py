@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import matplotlib
@@ -22,6 +23,7 @@ import pytest
 
 import analyzer
 from analyzer.app import stats as app_stats
+from analyzer.tables import SCHEMAS, make_frame
 
 APP = Path(__file__).resolve().parent.parent / "captures" / "app"
 
@@ -237,3 +239,34 @@ def test_app_plots_without_app_data_say_so() -> None:
     for name in ("app_latency", "app_top"):
         ax = getattr(analyzer.plots, name)(empty())
         assert any("no data" in t.get_text() for t in ax.texts)
+
+
+def _many_methods(n_methods: int, per_method: int = 3) -> Any:
+    """The jsonrpc analysis with its exchanges replaced by `per_method` answered calls of each of
+    `n_methods` methods; method k answers in k+1 ms."""
+    a = _analyzed("jsonrpc")
+    rows = []
+    for k in range(n_methods):
+        for j in range(per_method):
+            i = k * per_method + j
+            rows.append(SimpleNamespace(capture="jsonrpc.pcap", conn_id=1, exchange_id=i + 1,
+                                        protocol="jsonrpc", method=f"m{k:02d}", correlation_id=f"c:{i}",
+                                        request_message_id=2 * i,
+                                        response_message_id=2 * i + 1, ts_request=0, ts_response=0,
+                                        latency=(k + 1) / 1000, status="ok", answered=True))
+    return analyzer.Analysis(a.connections, a.frames, a.messages, a.problems, a.captures,
+                             app_messages=a.app_messages, exchanges=make_frame(SCHEMAS["exchanges"], rows))
+
+
+def test_app_latency_plot_keeps_the_slowest_methods() -> None:
+    from analyzer.plots import MAX_CATEGORIES
+
+    ax = analyzer.plots.app_latency(_many_methods(MAX_CATEGORIES + 5))
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == MAX_CATEGORIES
+    assert f"the {MAX_CATEGORIES} slowest of {MAX_CATEGORIES + 5}" in ax.get_title()
+    # slowest first: m34 (35 ms) down to m05 (6 ms); the five fastest left out
+    assert labels[0].startswith(f"jsonrpc: m{MAX_CATEGORIES + 4:02d} (n=3)")
+    assert labels[-1].startswith("jsonrpc: m05 ")
+    table = app_stats.latency(_many_methods(MAX_CATEGORIES + 5))
+    assert table["p50"].tolist() == pytest.approx([(k + 1) / 1000 for k in range(MAX_CATEGORIES + 4, -1, -1)])
