@@ -210,8 +210,8 @@ def test_app_latency_plot_draws_every_answered_exchange_per_method() -> None:
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == len(logged)
     # one scatter per method, on its row, x = its latencies in ms
-    points = {round(float(np.mean(c.get_offsets()[:, 1]))): np.sort(c.get_offsets()[:, 0])
-              for c in ax.collections}
+    offsets = [np.ma.getdata(c.get_offsets()) for c in ax.collections]
+    points = {round(float(np.mean(o[:, 1]))): np.sort(o[:, 0]) for o in offsets}
     for y, label in enumerate(labels):
         method = label.split(": ", 1)[1].rsplit(" (n=", 1)[0]
         assert list(points[y]) == pytest.approx(sorted(logged[method]), abs=2e-3), method
