@@ -13,6 +13,7 @@ import pytest
 
 import analyzer
 from analyzer.export import export
+from tests.app_formats import APP, app_objects, logged_latencies_ms
 from tests.formats_sample import BINARY, SECRET, TEXT, build
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -117,3 +118,51 @@ def test_chunking_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     events = [json.loads(line) for line in whole.getvalue().splitlines()]
     assert {e["pcap_filename"] for e in events} == {"formats_sample.pcap", "ws_fragments_ping.pcap"}
     assert len({e["flow_id"] for e in events}) == 2
+
+
+@pytest.mark.parametrize("name", ["jsonrpc", "mqtt5"])
+def test_app_messages_on_the_completing_frame(tmp_path: Path, name: str) -> None:
+    """Real captures (jsonrpc over websockets, paho-mqtt 5 to mosquitto): the frame that completes a
+    message lists its application messages; a response carries its exchange's latency, which is
+    what the capture's generator measured between the request and response packets."""
+    a = analyzer.analyze(APP / f"{name}.pcap", progress=False)
+    events = eve_lines(a, tmp_path)
+    assert len(events) == len(a.frames)
+    expected = app_objects(a)
+    m = a.messages
+    assert not m.duplicated(["conn_id", "last_frame_no"]).any()     # pcap_cnt names the message here
+    by_frame = {(int(r.conn_id), int(r.last_frame_no)): int(r.message_id) for r in m.itertuples()}
+    conn_by_port = dict(zip(a.connections["client_port"], a.connections["conn_id"]))
+    carried = [e for e in events if "app" in e["websocket"]]
+    assert len(carried) == len(expected) > 10
+    for e in carried:
+        port = e["src_port"] if e["websocket"]["masked"] else e["dest_port"]
+        conn = int(conn_by_port[port])
+        assert e["websocket"]["app"] == expected[(conn, by_frame[(conn, e["pcap_cnt"])])]
+    objects = [o for e in carried for o in e["websocket"]["app"]]
+    assert all(None not in o.values() for o in objects)                # null fields left out
+    latencies = sorted(o["latency_ms"] for o in objects if "latency_ms" in o)
+    assert latencies == logged_latencies_ms(name)
+    assert {o["role"] for o in objects if "latency_ms" in o} == {"response"}
+    methods = sorted(o["channel"] for o in objects if o["role"] == "request" and "channel" in o)
+    assert methods == sorted(a.exchanges["method"].dropna())
+
+
+def test_one_packet_completing_two_messages(tmp_path: Path) -> None:
+    """jupyter_v1.pcap has packets that complete two messages: each message's payload and
+    application messages are on its own last frame, once."""
+    a = analyzer.analyze(APP / "jupyter_v1.pcap", progress=False, payloads=True)
+    assert a.messages.duplicated(["conn_id", "last_frame_no"]).any()
+    events = eve_lines(a, tmp_path)
+    payloads = [base64.b64decode(e["websocket"]["payload_base64"]) for e in events
+                if "payload_base64" in e["websocket"]]
+    assert payloads == [bytes(p) for p in a.messages["payload"]]
+    expected = app_objects(a)
+    assert [e["websocket"]["app"] for e in events if "app" in e["websocket"]] == [
+        expected[k] for k in zip(a.messages["conn_id"], a.messages["message_id"]) if k in expected]
+
+
+def test_no_app_key_without_application_messages(tmp_path: Path) -> None:
+    a = analyzer.analyze(CAPTURES / "ws_fragments_ping.pcap", progress=False)
+    assert a.app_messages.empty
+    assert not any("app" in e["websocket"] for e in eve_lines(a, tmp_path))

@@ -12,6 +12,7 @@ from haralyzer import HarEntry, HarParser
 
 import analyzer
 from analyzer.export import export
+from tests.app_formats import APP, app_objects, logged_latencies_ms
 from tests.formats_sample import BINARY, SECRET, TEXT, USER_AGENT, build
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -21,6 +22,11 @@ _NUM = {"type": "number"}
 _INT = {"type": "integer"}
 _PAIRS = {"type": "array", "items": {"type": "object", "required": ["name", "value"],
                                       "properties": {"name": _STR, "value": _STR}}}
+# ws-analyzer's _app items (custom fields start with "_" in HAR)
+_APP = {"type": "object", "required": ["protocol", "type", "role"], "additionalProperties": False,
+        "properties": {"protocol": _STR, "type": _STR, "channel": _STR, "correlation_id": _STR,
+                       "role": {"enum": ["request", "response", "message"]}, "status": _STR,
+                       "latency_ms": _NUM}}
 # The required members of HAR 1.2 (W3C "HTTP Archive (HAR) format", Jan Odvarko), as a schema,
 # plus the shape of Chrome DevTools' _webSocketMessages.
 HAR_SCHEMA = {
@@ -59,7 +65,8 @@ HAR_SCHEMA = {
                     "_webSocketMessages": {"type": "array", "items": {
                         "type": "object", "required": ["type", "time", "opcode", "data"],
                         "properties": {"type": {"enum": ["send", "receive"]}, "time": _NUM,
-                                       "opcode": {"enum": [1, 2]}, "data": _STR}}},
+                                       "opcode": {"enum": [1, 2]}, "data": _STR,
+                                       "_app": {"type": "array", "minItems": 1, "items": _APP}}}},
                 }}},
         }}},
 }
@@ -127,3 +134,33 @@ def test_real_captures(tmp_path: Path) -> None:
         sizes = sorted(len(m["data"].encode()) if m["opcode"] == 1 else len(base64.b64decode(m["data"]))
                        for e in entries for m in e["_webSocketMessages"])
         assert sizes == sorted(a.messages["size"].tolist())
+
+
+def test_app_messages_on_their_messages(tmp_path: Path) -> None:
+    """Real captures: each _webSocketMessages item whose message carried application messages has
+    `_app` (the response's latency_ms as the generator measured it); the document still meets HAR
+    1.2 and haralyzer reads it."""
+    for name in ("jsonrpc", "mqtt5"):
+        a = analyzer.analyze(APP / f"{name}.pcap", progress=False)
+        doc = har(a, tmp_path / name)
+        expected = app_objects(a)
+        got: list[list[dict]] = []
+        for entry in doc["log"]["entries"]:
+            conn = entry["_ws_analyzer"]["conn_id"]
+            m = a.messages[a.messages["conn_id"] == conn].sort_values(["ts_end", "message_id"], kind="stable")
+            items = entry["_webSocketMessages"]
+            assert len(items) == len(m)
+            for item, message_id in zip(items, m["message_id"]):
+                assert item.get("_app") == expected.get((conn, int(message_id)))
+                got += [item["_app"]] if "_app" in item else []
+        assert len(got) == len(expected) > 10
+        latencies = sorted(o["latency_ms"] for objs in got for o in objs if "latency_ms" in o)
+        assert latencies == logged_latencies_ms(name)
+        assert sum(len(page.entries) for page in HarParser(doc).pages) == len(doc["log"]["entries"])
+
+
+def test_no_app_without_application_messages(tmp_path: Path) -> None:
+    a = analyzer.analyze(CAPTURES / "demo.pcapng", progress=False)
+    assert a.app_messages.empty
+    entries = har(a, tmp_path)["log"]["entries"]
+    assert not any("_app" in m for e in entries for m in e["_webSocketMessages"])

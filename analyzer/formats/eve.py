@@ -14,18 +14,22 @@ unknown-N). Suricata's `mask` is the 32-bit masking key, which our tables do not
 left out; `masked`, `payload_len` (on the wire), `rsv1`, `compressed`, `close_code` and
 `close_reason` are ours. With payloads kept (analyze(payloads=True), `export --payloads`), the
 frame that completes a data message carries the whole message, after decompression, as
-`payload_base64` (per-frame payloads are not kept).
+`payload_base64` (per-frame payloads are not kept). The same frame carries, when the message held
+application messages (app_messages), `app`: a list of {protocol, type, channel, correlation_id,
+role, status}, null fields left out, and for a response paired in exchanges its `latency_ms`
+(analyzer.formats.app). "The frame that completes a message" is the message's last frame, even
+when one packet (one `pcap_cnt`) completes two messages.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from analyzer.formats.app import app_json, json_strings, optional
 from analyzer.formats.ids import connection_digests
 from analyzer.stats import json_safe
 
@@ -43,38 +47,43 @@ def _flow_ids(connections: pd.DataFrame) -> pd.Series:
     return pd.Series(ids, index=connections["conn_id"].to_numpy(), dtype="int64")
 
 
-def _json_strings(values: pd.Series) -> pd.Series:
-    """Each non-null value as a JSON string literal (with the quotes); null stays null."""
-    out = pd.Series(pd.NA, index=values.index, dtype="object")
-    present = values.notna()
-    if present.any():
-        out[present] = values[present].astype(str).map(lambda v: json.dumps(v, ensure_ascii=False))
-    return out
+def _by_message(rows: pd.DataFrame, values: np.ndarray) -> pd.Series:
+    """`values` (one per messages row of `rows`) keyed by (conn_id, message_id)."""
+    lookup = pd.Series(values, index=pd.MultiIndex.from_arrays([rows["conn_id"], rows["message_id"]]))
+    return lookup[~lookup.index.duplicated()]
 
 
 def _payload_lookup(messages: pd.DataFrame) -> pd.Series | None:
-    """Kept message payloads (base64) by (conn_id, last_frame_no); None when none were kept."""
+    """Kept message payloads (base64) by (conn_id, message_id); None when none were kept."""
     kept = messages[messages["payload"].notna()]
     if kept.empty:
         return None
     b64 = kept["payload"].map(lambda p: base64.b64encode(bytes(p)).decode("ascii"))
-    key = pd.MultiIndex.from_arrays([kept["conn_id"], kept["last_frame_no"]])
-    lookup = pd.Series(b64.to_numpy(), index=key)
-    return lookup[~lookup.index.duplicated()]
+    return _by_message(kept, b64.to_numpy())
 
 
-def _payloads(lookup: pd.Series | None, frames: pd.DataFrame) -> pd.Series:
-    """Base64 of the message each frame completes (null elsewhere or when payloads were not kept)."""
-    if lookup is None:
-        return pd.Series(pd.NA, index=frames.index, dtype="object")
-    where = pd.MultiIndex.from_arrays([frames["conn_id"], frames["frame_no"]])
-    found = lookup.reindex(where)
-    return pd.Series(found.to_numpy(), index=frames.index, dtype="object").where(
-        frames["message_id"].notna().to_numpy())
+def _completing(frames: pd.DataFrame) -> np.ndarray:
+    """Whether each frame completes its data message: the message's last frame. (Keyed by the
+    message, not by the packet: one packet can complete two messages.)"""
+    has_message = frames["message_id"].notna().to_numpy()
+    last = ~frames.duplicated(["conn_id", "message_id"], keep="last").to_numpy()
+    return np.asarray(has_message & last, dtype=bool)
+
+
+def _on_completing_frame(lookup: pd.Series | None, frames: pd.DataFrame, completing: np.ndarray) -> pd.Series:
+    """The looked-up value of the message each frame completes (null on other frames and
+    without a lookup)."""
+    out = pd.Series(pd.NA, index=frames.index, dtype="object")
+    if lookup is None or not completing.any():
+        return out
+    done = frames[completing]
+    where = pd.MultiIndex.from_arrays([done["conn_id"], done["message_id"].astype("int64")])
+    out[completing] = lookup.reindex(where).to_numpy()
+    return out
 
 
 def _lines(f: pd.DataFrame, conns: pd.DataFrame, flow_ids: pd.Series,
-           payloads: pd.Series | None) -> pd.Series:
+           payloads: pd.Series | None, apps: pd.Series | None, completing: np.ndarray) -> pd.Series:
     """The EVE lines of one chunk of frames, built column-wise."""
     by_id = conns.set_index("conn_id")
     client = by_id["client"].reindex(f["conn_id"]).to_numpy(dtype=object)
@@ -82,7 +91,7 @@ def _lines(f: pd.DataFrame, conns: pd.DataFrame, flow_ids: pd.Series,
     server = by_id["server"].reindex(f["conn_id"]).to_numpy(dtype=object)
     sport = by_id["server_port"].reindex(f["conn_id"]).to_numpy()
     # per connection, then spread over the frames (JSON-encoding per frame is the slow part)
-    cid_json = _json_strings(by_id["community_id"].astype("object"))
+    cid_json = json_strings(by_id["community_id"].astype("object"))
     cid = pd.Series(cid_json.reindex(f["conn_id"]).to_numpy(dtype=object), index=f.index)
     is_client = (f["sender"].astype("object") == "client").to_numpy()
     src = pd.Series(np.where(is_client, client, server), index=f.index).astype(str)
@@ -99,33 +108,25 @@ def _lines(f: pd.DataFrame, conns: pd.DataFrame, flow_ids: pd.Series,
             + ',"event_type":"websocket","src_ip":"' + src + '","src_port":' + src_port
             + ',"dest_ip":"' + dst + '","dest_port":' + dst_port
             + ',"proto":"TCP","app_proto":"websocket"')
-    line = line + _optional(',"community_id":', cid)
+    line = line + optional(',"community_id":', cid)
     capture = f["capture"]
     if isinstance(capture.dtype, pd.CategoricalDtype):
-        files = _json_strings(pd.Series(capture.cat.categories.astype("object")))
+        files = json_strings(pd.Series(capture.cat.categories.astype("object")))
         capture_json = pd.Series(files.to_numpy(dtype=object)[capture.cat.codes.to_numpy()], index=f.index)
     else:
-        capture_json = _json_strings(capture.astype("object"))
+        capture_json = json_strings(capture.astype("object"))
     line = line + ',"pcap_filename":' + capture_json
     ws = ('{"fin":' + f["fin"].map(flags) + ',"opcode":"' + names + '"'
           + ',"payload_len":' + f["payload_len"].astype(str)
           + ',"masked":' + f["masked"].map(flags) + ',"rsv1":' + f["rsv1"].map(flags)
           + ',"compressed":' + f["compressed"].map(flags))
     codes = f["close_code"]
-    ws = ws + _optional(',"close_code":', codes.astype("string").astype("object").where(codes.notna()))
-    ws = ws + _optional(',"close_reason":', _json_strings(f["close_reason"]))
-    ws = ws + _optional(',"payload_base64":"', _payloads(payloads, f), '"')
+    ws = ws + optional(',"close_code":', codes.astype("string").astype("object").where(codes.notna()))
+    ws = ws + optional(',"close_reason":', json_strings(f["close_reason"]))
+    ws = ws + optional(',"payload_base64":"', _on_completing_frame(payloads, f, completing), '"')
+    if apps is not None:
+        ws = ws + optional(',"app":', _on_completing_frame(apps, f, completing))
     return line + ',"websocket":' + ws + "}}\n"
-
-
-def _optional(prefix: str, values: pd.Series, suffix: str = "") -> pd.Series:
-    """prefix + value + suffix where the value is present, "" where it is null (whatever the
-    column's dtype, also when no row of the chunk has a value)."""
-    out = pd.Series("", index=values.index, dtype="object")
-    present = values.notna().to_numpy()
-    if present.any():
-        out[present] = prefix + values[present].astype(str) + suffix
-    return out
 
 
 def write_eve(a: Analysis, fh: IO[str]) -> int:
@@ -134,8 +135,12 @@ def write_eve(a: Analysis, fh: IO[str]) -> int:
     conns = a.connections
     flow_ids = _flow_ids(conns)
     payloads = _payload_lookup(a.messages)
+    apps = app_json(a)
+    completing = _completing(f)
     for start in range(0, len(f), CHUNK_ROWS):
-        fh.write(json_safe("".join(_lines(f.iloc[start:start + CHUNK_ROWS], conns, flow_ids, payloads))))
+        end = start + CHUNK_ROWS
+        lines = _lines(f.iloc[start:end], conns, flow_ids, payloads, apps, completing[start:end])
+        fh.write(json_safe("".join(lines)))
     return len(f)
 
 

@@ -5,7 +5,10 @@ One entry per WebSocket upgrade request seen (`request_ts` set), in conn_id orde
 `{"type": "send"|"receive", "time": epoch seconds, "opcode": 1|2, "data": …}`, text as text
 and binary as base64 (Chrome's convention), after decompression. Messages whose payload was not
 kept (analyze without payloads=True, `export` without `--payloads`) carry their preview (text)
-or nothing (binary) and `"_truncated": true`.
+or nothing (binary) and `"_truncated": true`. A message that carried application messages
+(app_messages) gets `"_app"`: a list of {protocol, type, channel, correlation_id, role, status},
+null fields left out, and for a response paired in exchanges its `latency_ms` (the objects EVE
+writes; analyzer.formats.app). HAR allows custom fields that start with "_".
 
 Headers are the ones the connections table keeps (Host, Origin, User-Agent,
 Sec-WebSocket-Protocol/-Extensions, Server), already redacted: Cookie, Set-Cookie and
@@ -25,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
+from analyzer.formats.app import app_json
 from analyzer.stats import json_safe
 
 if TYPE_CHECKING:
@@ -54,8 +58,9 @@ def _status_text(status: int) -> str:
         return ""
 
 
-def _message_items(m: pd.DataFrame) -> list[dict[str, Any]]:
-    """The _webSocketMessages of one connection's messages (ts_end order)."""
+def _message_items(m: pd.DataFrame, apps: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The _webSocketMessages of one connection's messages (ts_end order); `apps`: per message,
+    the JSON text of its application messages or null (analyzer.formats.app)."""
     items = []
     columns = (m["sender"].astype("object"), m["type"].astype("object"), m["ts_end"].astype("int64"),
                m["payload"], m["preview"].astype("object"), m["size"])
@@ -73,6 +78,10 @@ def _message_items(m: pd.DataFrame) -> list[dict[str, Any]]:
                 shown = shown.removesuffix("…")           # the preview's mark of a cut
             item["data"] = shown
         items.append(item)
+    if apps is not None:
+        for item, app in zip(items, apps):
+            if isinstance(app, str):
+                item["_app"] = json.loads(app)
     return items
 
 
@@ -126,9 +135,12 @@ def iter_har_entries(a: Analysis) -> Iterator[dict[str, Any]]:
     m = a.messages
     m = m[m["conn_id"].isin(c["conn_id"])].sort_values(["conn_id", "ts_end", "message_id"], kind="stable")
     ids = m["conn_id"].to_numpy()
+    found = app_json(a)
+    apps = None if found is None else found.reindex(pd.MultiIndex.from_arrays(
+        [m["conn_id"], m["message_id"]])).tolist()
     for row in c.to_dict("records"):
         lo, hi = np.searchsorted(ids, row["conn_id"], "left"), np.searchsorted(ids, row["conn_id"], "right")
-        yield _entry(row, _message_items(m.iloc[lo:hi]))
+        yield _entry(row, _message_items(m.iloc[lo:hi], None if apps is None else apps[lo:hi]))
 
 
 def har_entries(a: Analysis) -> list[dict[str, Any]]:
