@@ -246,15 +246,21 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], fmt: str) -> str
     return path
 
 
-def _write_tool_format(a: Analysis, path: str, fmt: str) -> str:
-    """One file of another tool's format (analyzer.formats)."""
+def _write_tool_format(a: Analysis, path: str, fmt: str) -> list[str]:
+    """One file of another tool's format (analyzer.formats); for zeek and zeek-json also
+    websocket_app.log beside it when there are exchanges."""
     from analyzer.formats import eve, har, zeek
 
     writer = {"zeek": zeek.write_tsv, "zeek-json": zeek.write_json, "eve": eve.write_eve,
               "har": har.write_har}[fmt]
     with open_output(path, "w", encoding="utf-8", newline="\n") as fh:
         writer(a, fh)
-    return path
+    if fmt not in ("zeek", "zeek-json") or not zeek.has_app_log(a):
+        return [path]
+    app_path = zeek.app_log_path(path)
+    with open_output(app_path, "w", encoding="utf-8", newline="\n") as fh:
+        (zeek.write_app_tsv if fmt == "zeek" else zeek.write_app_json)(a, fh)
+    return [path, app_path]
 
 
 def exported_tables(a: Analysis) -> dict[str, pd.DataFrame]:
@@ -279,7 +285,9 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
             (Suricata EVE JSON lines, one per frame) or "har" (HAR 1.2 with Chrome's
             _webSocketMessages). For these, a directory or a path without an extension gets the
             file under its usual name (websocket.log, eve.json, websocket.har); a path with an
-            extension is the file itself.
+            extension is the file itself. zeek and zeek-json also write websocket_app.log (one
+            line per exchange; "_app" before the extension of a named file) when the analysis
+            has exchanges.
 
     Returns:
         The paths written.
@@ -297,7 +305,7 @@ def export(a: Analysis, directory_or_file: str | os.PathLike[str], fmt: str = "c
             target = os.path.join(target, TOOL_FORMATS[fmt])
         elif os.path.dirname(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)
-        return [_write_tool_format(a, target, fmt)]
+        return _write_tool_format(a, target, fmt)
     tables = exported_tables(a)
     if fmt == "json" and target.lower().endswith(".json") and not os.path.isdir(target):
         parent = os.path.dirname(target)
