@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -21,11 +22,14 @@ APP_FIELDS = ("protocol", "type", "channel", "correlation_id", "role", "status")
 
 
 def json_strings(values: pd.Series) -> pd.Series:
-    """Each non-null value as a JSON string literal (with the quotes); null stays null."""
+    """Each non-null value as a JSON string literal (with the quotes); null stays null. Each
+    distinct value is encoded once (categories, repeated channels and ids)."""
     out = pd.Series(pd.NA, index=values.index, dtype="object")
-    present = values.notna()
+    present = values.notna().to_numpy()
     if present.any():
-        out[present] = values[present].astype(str).map(lambda v: json.dumps(v, ensure_ascii=False))
+        codes, uniques = pd.factorize(values[present].astype(str))
+        encoded = np.array([json.dumps(v, ensure_ascii=False) for v in uniques], dtype=object)
+        out[present] = encoded[codes]
     return out
 
 
@@ -36,6 +40,15 @@ def optional(prefix: str, values: pd.Series, suffix: str = "") -> pd.Series:
     present = values.notna().to_numpy()
     if present.any():
         out[present] = prefix + values[present].astype(str) + suffix
+    return out
+
+
+def _members(prefix: str, values: pd.Series) -> np.ndarray:
+    """prefix + value where the (already JSON) value is present, "" where it is null."""
+    out = np.full(len(values), "", dtype=object)
+    present = values.notna().to_numpy()
+    if present.any():
+        out[present] = prefix + values.to_numpy(dtype=object)[present]
     return out
 
 
@@ -67,16 +80,26 @@ def app_json(a: Analysis) -> pd.Series | None:
     if am is None or am.empty:
         return None
     am = am.sort_values(["conn_id", "message_id", "app_index"], kind="stable").reset_index(drop=True)
-    body = pd.Series("", index=am.index, dtype="object")
+    # object arrays: numpy's elementwise str + is cheaper than pandas' string columns here
+    body = np.full(len(am), "", dtype=object)
     for name in APP_FIELDS:
-        body = body + optional(f',"{name}":', json_strings(am[name].astype("object")))
+        body = body + _members(f',"{name}":', json_strings(am[name].astype("object")))
     exchanges = getattr(a, "exchanges", None)
     if exchanges is not None and not exchanges.empty:
-        body = body + optional(',"latency_ms":', _latency_ms(am, exchanges))
-    objects = "{" + body.str[1:] + "}"
-    key = [am["conn_id"].to_numpy(), am["message_id"].to_numpy()]
-    joined = objects.groupby(key, sort=False).agg(",".join)
-    return "[" + joined + "]"
-
+        latency = _latency_ms(am, exchanges)
+        body = body + _members(',"latency_ms":', latency.astype(str).where(latency.notna()))
+    objects = np.array(["{" + b[1:] + "}" for b in body], dtype=object)
+    conn = am["conn_id"].to_numpy()
+    message = am["message_id"].to_numpy()
+    # one JSON array per message: am is sorted by (conn_id, message_id), so a message's objects
+    # are one run of rows; most messages carry one (no join)
+    starts = np.flatnonzero(np.r_[True, (conn[1:] != conn[:-1]) | (message[1:] != message[:-1])])
+    ends = np.r_[starts[1:], len(am)]
+    single = ends - starts == 1
+    arrays = np.empty(len(starts), dtype=object)
+    arrays[single] = objects[starts[single]]
+    arrays[~single] = [",".join(objects[lo:hi]) for lo, hi in zip(starts[~single], ends[~single])]
+    index = pd.MultiIndex.from_arrays([conn[starts], message[starts]])
+    return "[" + pd.Series(arrays, index=index, dtype=object) + "]"
 
 __all__ = ["APP_FIELDS", "app_json", "json_strings", "optional"]
