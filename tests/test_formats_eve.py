@@ -166,3 +166,19 @@ def test_no_app_key_without_application_messages(tmp_path: Path) -> None:
     a = analyzer.analyze(CAPTURES / "ws_fragments_ping.pcap", progress=False)
     assert a.app_messages.empty
     assert not any("app" in e["websocket"] for e in eve_lines(a, tmp_path))
+
+
+def test_chunking_changes_nothing_with_app_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app objects are looked up per chunk: one frame a chunk gives the same lines."""
+    from io import StringIO
+
+    from analyzer.formats import eve
+
+    a = analyzer.analyze([APP / "jsonrpc.pcap", APP / "jupyter_v1.pcap"], progress=False, payloads=True)
+    whole = StringIO()
+    eve.write_eve(a, whole)
+    monkeypatch.setattr(eve, "CHUNK_ROWS", 7)
+    pieces = StringIO()
+    eve.write_eve(a, pieces)
+    assert pieces.getvalue() == whole.getvalue()
+    assert whole.getvalue().count('"app":[') == a.app_messages.groupby(["conn_id", "message_id"]).ngroups
