@@ -672,3 +672,19 @@ def test_random_well_formed_conversations_keep_the_contract(frames: list[tuple[i
     assert not any(isinstance(ev, H2Problem) and ev.problem.kind in (
         ProblemKind.H2_MALFORMED, ProblemKind.H2_HPACK_ERROR) for ev in events)
     assert normalized(events) == normalized(feed_all(start + frames))
+
+
+def test_a_reset_after_the_resetting_side_ended_its_direction_ends_the_other_once() -> None:
+    """Found by the contract test: the client's END_STREAM (held until the 200), then its
+    RST_STREAM: the client direction ends once (END_STREAM), the reset ends the server's."""
+    wire = Wire()
+    wire.client.send_headers(1, connect_headers(), end_stream=True)
+    wire.pump()
+    wire.server.send_headers(1, [(":status", "200")])
+    wire.pump()
+    wire.client.reset_stream(1)
+    wire.pump()
+    events = feed_all(wire.chunks)
+    check_contract(events)
+    ends = [(ev.direction, ev.reset) for ev in events if isinstance(ev, H2StreamEnd)]
+    assert ends == [(CLIENT, False), (1 - CLIENT, True)]

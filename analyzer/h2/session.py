@@ -554,7 +554,10 @@ class H2Session:
         self._emit(H2Problem(stream.stream_id, direction, Problem(
             ProblemKind.H2_STREAM_RESET, f"stream {stream.stream_id} reset by the {name}: {error_name(code)}",
             *self._at)))
-        self._emit(H2StreamEnd(stream.stream_id, direction, True, *self._at))
+        # the reset ends what is still open: the resetting side's direction, or the other one when
+        # that side had already ended its own with END_STREAM (each direction ends once)
+        open_side = direction if not stream.ended[direction] else 1 - direction
+        self._emit(H2StreamEnd(stream.stream_id, open_side, True, *self._at))
         self._forget(stream)
 
     def _forget(self, stream: _Stream) -> None:
