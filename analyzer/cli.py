@@ -217,9 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common],
                        help="write the tables (CSV, Parquet, JSON) or Zeek, Suricata EVE or HAR logs",
-                       description="Write connections, frames, messages and problems into DIR "
-                                   "(or, for --format json, into one FILE.json); zeek, zeek-json, eve "
-                                   "and har write one file each into DIR.")
+                       description="Write connections, frames, messages, problems, app_messages and "
+                                   "exchanges into DIR (or, for --format json, into one FILE.json); eve "
+                                   "and har write one file into DIR, zeek and zeek-json websocket.log and, "
+                                   "when requests were paired, websocket_app.log.")
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="default: csv; zeek, zeek-json, eve, har: one file in that tool's format")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (or FILE.json)")
