@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from analyzer.capture import CaptureError
 from analyzer.handover import Receiver, SplitCapture
@@ -156,6 +156,32 @@ class Analysis:
     def timeline(self, freq: str = "1s") -> pd.DataFrame:
         from analyzer.stats import timeline
         return timeline(self, freq=freq)
+
+    # --- application protocols (analyzer.app.stats) ---
+    def app_latency(self) -> pd.DataFrame:
+        """Latency per (protocol, method): count, answered, p50, p90, p99, max; slowest first."""
+        from analyzer.app.stats import latency
+        return latency(self)
+
+    def app_top(self, by: Literal["messages", "bytes"] = "messages", n: int | None = 20) -> pd.DataFrame:
+        """The busiest topics, destinations, events and methods, by messages or by bytes."""
+        from analyzer.app.stats import top_channels
+        return top_channels(self, by=by, n=n)
+
+    def app_rates(self, by: Literal["protocol", "method"] = "protocol") -> pd.DataFrame:
+        """Unanswered and error counts and rates per protocol or per method."""
+        from analyzer.app.stats import rates
+        return rates(self, by=by)
+
+    def app_slowest(self, n: int = 20) -> pd.DataFrame:
+        """The n slowest answered exchanges."""
+        from analyzer.app.stats import slowest
+        return slowest(self, n=n)
+
+    def app_unanswered(self) -> pd.DataFrame:
+        """The requests never answered."""
+        from analyzer.app.stats import unanswered
+        return unanswered(self)
 
     @property
     def plot(self) -> Any:
