@@ -246,7 +246,7 @@ def shape_files(folder: Path, sizes: list[str]) -> list[Path]:
     found = []
     for size in sizes:
         found += sorted(p for p in folder.glob(f"*-{size}.pcap") if p.exists())
-    return found
+    return [p.resolve() for p in found]     # a link: the sidecar (ports for tshark) is beside its target
 
 
 def shape_commands(capture: Path, summary: list[str]) -> dict[str, list[str]]:
@@ -288,7 +288,8 @@ def shape_lines(capture: Path, rounds: list[dict]) -> list[str]:
     """Per round: seconds and ratios; then best and spread over the rounds."""
     meta = sidecar(capture)
     packets = meta.get("packets") or 0
-    lines = [f"{capture.name}: {packets:,} packets, {capture.stat().st_size / 1e6:,.1f} MB"]
+    lines = [f"{capture.name}: {packets:,} packets, {capture.stat().st_size / 1e6:,.1f} MB, "
+             f"shape {meta.get('shape', 'mix')}, tshark {' '.join(decode_as(meta, [])) or 'without -d'}"]
     for k, one in enumerate(rounds, 1):
         cells = "  ".join(f"{t} {v['wall']:.2f}/{v['cpu']:.2f}" for t, v in one["runs"].items())
         ratios = shape_ratios(one)
@@ -326,7 +327,7 @@ def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], 
         for turn in range(repeat):
             rounds.append(shape_round(capture, shape_commands(capture, summary), turn))
             rc |= any(v["rc"] != 0 for v in rounds[-1]["runs"].values())
-        results[capture.name] = rounds
+        results[str(capture)] = rounds
         print("\n".join(shape_lines(capture, rounds)), flush=True)
         if json_out is not None:
             json_out.write_text(json.dumps(results, indent=1) + "\n")
