@@ -307,6 +307,21 @@ def shape_lines(capture: Path, rounds: list[dict]) -> list[str]:
     return lines
 
 
+def shape_markdown(results: dict[str, list[dict]]) -> list[str]:
+    """Every round as a Markdown table row: seconds wall (CPU) per tool, then the ratios."""
+    head = ("| capture | load | analyze s (CPU) | jobs=1 s (CPU) | summary s (CPU) | tshark s (CPU) "
+            "| analyze / tshark | summary / tshark | jobs=1 CPU / tshark CPU | peak RSS / tshark |")
+    lines = [head, "|" + " --- |" * 2 + " ---: |" * 8]
+    for name, rounds in results.items():
+        for one in rounds:
+            r, q = one["runs"], shape_ratios(one)
+            cells = " | ".join(f"{r[t]['wall']:.2f} ({r[t]['cpu']:.2f})" for t in SHAPE_TOOLS)
+            lines.append(f"| {Path(name).name} | {one['load'][0]:.1f}-{one['load'][1]:.1f} | {cells} "
+                         f"| {q['analyze_wall']:.2f} | {q['summary_wall']:.2f} | {q['jobs1_cpu']:.2f} "
+                         f"| {q['rss']:.2f} |")
+    return lines
+
+
 def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], json_out: Path | None) -> int:
     files = shape_files(folder, sizes)
     if not files:
@@ -331,6 +346,7 @@ def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], 
         print("\n".join(shape_lines(capture, rounds)), flush=True)
         if json_out is not None:
             json_out.write_text(json.dumps(results, indent=1) + "\n")
+    print("\n" + "\n".join(shape_markdown(results)))
     return rc
 
 
