@@ -277,11 +277,17 @@ def shape_round(capture: Path, commands: dict[str, list[str]], turn: int) -> dic
 
 def shape_ratios(one: dict) -> dict[str, float]:
     """A round's ratios against tshark: end to end (wall) for analyze() and summary, one-process
-    CPU for jobs=1, peak RSS for analyze()."""
-    r, t = one["runs"], one["runs"]["tshark"]
-    return {"analyze_wall": r["analyze"]["wall"] / t["wall"],
-            "summary_wall": r["summary"]["wall"] / t["wall"],
-            "jobs1_cpu": r["jobs=1"]["cpu"] / t["cpu"], "rss": r["analyze"]["rss_mb"] / t["rss_mb"]}
+    CPU for jobs=1, peak RSS for analyze() (nan for a tool not run)."""
+    r, nan = one["runs"], float("nan")
+    t = r.get("tshark")
+    if t is None:
+        return dict.fromkeys(("analyze_wall", "summary_wall", "jobs1_cpu", "rss"), nan)
+
+    def of(tool: str, key: str) -> float:
+        return r[tool][key] / t[key] if tool in r and t[key] else nan
+
+    return {"analyze_wall": of("analyze", "wall"), "summary_wall": of("summary", "wall"),
+            "jobs1_cpu": of("jobs=1", "cpu"), "rss": of("analyze", "rss_mb")}
 
 
 def shape_lines(capture: Path, rounds: list[dict]) -> list[str]:
@@ -301,7 +307,9 @@ def shape_lines(capture: Path, rounds: list[dict]) -> list[str]:
     if len(rounds) > 1:
         for key, title in (("analyze_wall", "analyze end to end"), ("summary_wall", "summary end to end"),
                            ("jobs1_cpu", "one-process CPU")):
-            vals = [shape_ratios(one)[key] for one in rounds]
+            vals = [v for one in rounds if (v := shape_ratios(one)[key]) == v]    # not nan
+            if not vals:
+                continue
             lines.append(f"  {title}: best {min(vals):.2f}, spread {min(vals):.2f}-{max(vals):.2f} "
                          f"(goal <= {GOAL_SHAPES:.2f}: {'MET' if min(vals) <= GOAL_SHAPES else 'NOT MET'})")
     return lines
@@ -315,14 +323,16 @@ def shape_markdown(results: dict[str, list[dict]]) -> list[str]:
     for name, rounds in results.items():
         for one in rounds:
             r, q = one["runs"], shape_ratios(one)
-            cells = " | ".join(f"{r[t]['wall']:.2f} ({r[t]['cpu']:.2f})" for t in SHAPE_TOOLS)
+            cells = " | ".join(f"{r[t]['wall']:.2f} ({r[t]['cpu']:.2f})" if t in r else "-"
+                               for t in SHAPE_TOOLS)
             lines.append(f"| {Path(name).name} | {one['load'][0]:.1f}-{one['load'][1]:.1f} | {cells} "
                          f"| {q['analyze_wall']:.2f} | {q['summary_wall']:.2f} | {q['jobs1_cpu']:.2f} "
                          f"| {q['rss']:.2f} |")
     return lines
 
 
-def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], json_out: Path | None) -> int:
+def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], json_out: Path | None,
+               tools: list[str]) -> int:
     files = shape_files(folder, sizes)
     if not files:
         print(f"run.py: no SHAPE-SIZE.pcap in {folder} for sizes {','.join(sizes)} "
@@ -340,7 +350,8 @@ def run_shapes(folder: Path, sizes: list[str], repeat: int, summary: list[str], 
     for capture in files:
         rounds = []
         for turn in range(repeat):
-            rounds.append(shape_round(capture, shape_commands(capture, summary), turn))
+            commands = {t: c for t, c in shape_commands(capture, summary).items() if t in tools}
+            rounds.append(shape_round(capture, commands, turn))
             rc |= any(v["rc"] != 0 for v in rounds[-1]["runs"].values())
         results[str(capture)] = rounds
         print("\n".join(shape_lines(capture, rounds)), flush=True)
@@ -709,10 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary-cmd", default="ws-analyzer",
                     help="with --shapes: the command line before 'summary' (e.g. 'python3 -m analyzer')")
     ap.add_argument("--json", type=Path, help="with --shapes: write every run here")
+    ap.add_argument("--tools", default=",".join(SHAPE_TOOLS),
+                    help=f"with --shapes: which of {','.join(SHAPE_TOOLS)} to run (tshark for the ratios)")
     args = ap.parse_args(argv)
     if args.shapes is not None:
         return run_shapes(args.shapes, args.sizes.split(","), args.repeat, args.summary_cmd.split(),
-                          args.json)
+                          args.json, args.tools.split(","))
     files = args.files or [DEFAULT_FILE]
     for f in files:
         if not f.is_file():
