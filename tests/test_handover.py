@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from array import array
@@ -92,7 +94,8 @@ def _run_split(path, shards: int = 2, options: Options | None = None):
     """shard 0 here, the others' streams written to files, then read back by Receivers in this
     process: (rows of every shard, bytes each worker was sent)."""
     options = options or Options()
-    files = [open(f"{path}.stream{k}", "wb") for k in range(1, shards)]     # noqa: SIM115
+    streams = tempfile.mkdtemp(prefix="ws-analyzer-streams-")    # never beside the capture (captures/)
+    files = [open(os.path.join(streams, f"stream{k}"), "wb") for k in range(1, shards)]     # noqa: SIM115
     senders = [Sender() for _ in files]
     for sender, f in zip(senders, files):
         sender.attach(f)
@@ -109,6 +112,7 @@ def _run_split(path, shards: int = 2, options: Options | None = None):
             rows.append(analyze_capture(Receiver(fd, k, str(path), 1), name, options, (k, shards))[0])
         finally:
             os.close(fd)
+    shutil.rmtree(streams, ignore_errors=True)
     return rows, sizes
 
 
