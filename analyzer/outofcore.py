@@ -83,16 +83,7 @@ class ParquetSink:
         return waiting >= self.min_rows or (final and (waiting > 0 or name not in self._writers))
 
     def _frames(self, rows: TableRows) -> pd.DataFrame:
-        import numpy as np
-        columns, reasons = rows.frames.take_rows()
-        frame_no = columns["frame_no"]
-        if len(frame_no) > 1 and not bool((frame_no[1:] >= frame_no[:-1]).all()):
-            order = np.argsort(frame_no, kind="stable")
-            columns = {name: column[order] for name, column in columns.items()}
-            if reasons:
-                where = np.empty(len(order), dtype=np.int64)
-                where[order] = np.arange(len(order))
-                reasons = {int(where[row]): text for row, text in reasons.items()}
+        columns, reasons = rows.frames.take_rows_in_order()
         return frames_frame(columns, reasons, self.capture)
 
     def _messages(self, rows: TableRows) -> pd.DataFrame:

@@ -148,17 +148,10 @@ class ChunkSink:
 
     def _frames(self, rows: TableRows) -> pd.DataFrame:
         import numpy as np
-        columns, reasons = rows.frames.take_rows()
+        columns, reasons = rows.frames.take_rows_in_order()
         if "frames" not in self.tables:
             columns = {name: column[:0] for name, column in columns.items()}
             reasons = {}
-        frame_no = columns["frame_no"]
-        if len(frame_no) > 1 and not bool((frame_no[1:] >= frame_no[:-1]).all()):
-            order = np.argsort(frame_no, kind="stable")
-            columns = {name: column[order] for name, column in columns.items()}
-            where = np.empty(len(order), dtype=np.int64)
-            where[order] = np.arange(len(order))
-            reasons = {int(where[row]): text for row, text in reasons.items()}
         columns["conn_id"] = self.ids.lookup(columns["conn_id"].astype(np.int64), rows)
         return frames_frame(columns, reasons, self.capture)
 

@@ -1075,6 +1075,21 @@ class FrameColumns(_IntRows):
         self.close_reason.clear()
         return columns, reasons
 
+    def take_rows_in_order(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        """take_rows, the rows sorted by frame_no (stable) and the close reasons moved with them
+        (rows written out a part at a time: analyzer.outofcore, analyzer.streaming)."""
+        import numpy as np
+        columns, reasons = self.take_rows()
+        frame_no = columns["frame_no"]
+        if len(frame_no) > 1 and not bool((frame_no[1:] >= frame_no[:-1]).all()):
+            order = np.argsort(frame_no, kind="stable")
+            columns = {name: column[order] for name, column in columns.items()}
+            if reasons:
+                where = np.empty(len(order), dtype=np.int64)
+                where[order] = np.arange(len(order))
+                reasons = {int(where[row]): text for row, text in reasons.items()}
+        return columns, reasons
+
     def _state_names(self) -> tuple[str, ...]:
         return ("close_reason",)
 
